@@ -1,0 +1,62 @@
+"""Per-image time of the 20-step optimiser at 256x256 on this machine.
+
+    python benchmarks/optimizer_speed.py [--size 256] [--steps 20] [--threads N]
+
+Times big-lama (random weights: speed does not depend on their values) and the
+lama-tiny architecture, one image at a time, after one warm-up step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from trainer.ffc import FFCResNetConfig
+from trainer.inpainter import build_inpainter
+from trainer.iterative import IterativeConfig, protect_iterative
+
+MODELS = {
+    "big-lama": FFCResNetConfig(),
+    "lama-tiny": FFCResNetConfig(ngf=32, n_downsampling=3, n_blocks=6),
+}
+
+
+def time_optimizer(config: FFCResNetConfig, size: int, steps: int) -> tuple[float, float]:
+    """Seconds for one image: (20-step optimiser, one inpainter forward pass)."""
+    inpainter = build_inpainter(config)
+    image = torch.rand(1, 3, size, size)
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., size // 4: size // 2, size // 4: 3 * size // 4] = 1
+    protect_iterative(inpainter, image, mask, IterativeConfig(steps=1))  # warm-up
+    start = time.perf_counter()
+    protect_iterative(inpainter, image, mask, IterativeConfig(steps=steps))
+    optimise = time.perf_counter() - start
+    with torch.no_grad():
+        start = time.perf_counter()
+        inpainter(image, mask)
+        forward = time.perf_counter() - start
+    return optimise, forward
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.size}x{args.size}, {args.steps} steps")
+    print(f"| model | parameters | forward (s) | {args.steps}-step optimiser (s/image) |")
+    print("|---|---|---|---|")
+    for name in args.models:
+        cfg = MODELS[name]
+        params = sum(p.numel() for p in build_inpainter(cfg).parameters())
+        optimise, forward = time_optimizer(cfg, args.size, args.steps)
+        print(f"| {name} | {params / 1e6:.2f} M | {forward:.3f} | {optimise:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""PaintGuard's own checkpoint format and key-for-key state-dict loading.
+
+A checkpoint is one safetensors file: the tensors, plus string metadata saying
+what it is (``kind``: "inpainter" or "generator"), its architecture
+(``config``, JSON) and free-form notes. Shipped checkpoints live in the
+repository's ``checkpoints/`` folder (override with ``PAINTGUARD_CHECKPOINTS``)
+and are loaded by name, e.g. ``lama-tiny``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+FORMAT = "paintguard"
+SUFFIX = ".safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, of the wrong kind, or does not fit its architecture."""
+
+
+def checkpoints_dir() -> Path:
+    """The folder searched for checkpoint names."""
+    env = os.environ.get("PAINTGUARD_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def available(kind: str | None = None) -> list[str]:
+    """Names of the shipped checkpoints, optionally only those of one kind."""
+    names = []
+    for path in sorted(checkpoints_dir().glob(f"*{SUFFIX}")):
+        try:
+            if kind is None or read_metadata(path).get("kind") == kind:
+                names.append(path.name.removesuffix(SUFFIX))
+        except CheckpointError:
+            continue
+    return names
+
+
+def resolve(name_or_path: str | os.PathLike, kind: str) -> Path:
+    """Turn a shipped name or a file path into an existing checkpoint path."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    named = checkpoints_dir() / f"{name_or_path}{SUFFIX}"
+    if named.is_file():
+        return named
+    names = ", ".join(available(kind)) or "none"
+    raise CheckpointError(f"no {kind} checkpoint {str(name_or_path)!r}: not a file, and not a shipped name ({names})")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a PaintGuard safetensors file, with ``config`` decoded from JSON."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read checkpoint '{path}': {err}") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is a safetensors file but not a PaintGuard checkpoint (no format metadata)")
+    meta["config"] = json.loads(meta.get("config", "{}"))
+    return meta
+
+
+def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, config: dict[str, Any],
+         **notes: str) -> Path:
+    """Write tensors and architecture to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "kind": kind, "config": json.dumps(config, sort_keys=True), **notes}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint of the expected kind; returns (state dict, metadata)."""
+    meta = read_metadata(path)
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"'{path}' is a {meta.get('kind', 'unknown')} checkpoint, expected a checkpoint of kind '{kind}'")
+    return load_file(str(path)), meta
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``module`` key-for-key, checking every shape; errors name the offending keys."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                  if k in state and state[k].shape != v.shape]
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", mismatched)):
+        if keys:
+            more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+            problems.append(f"{label}: {', '.join(keys[:3])}{more}")
+    if problems:
+        raise CheckpointError(f"weights in '{source}' do not fit the architecture: {'; '.join(problems)}")
+    with torch.no_grad():
+        for k, v in expected.items():
+            v.copy_(state[k])

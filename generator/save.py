@@ -1,0 +1,69 @@
+"""Writing protected images so that the noise bound survives the file format."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+Tensor = torch.Tensor
+LOSSLESS = {".png", ".tif", ".tiff", ".bmp"}
+
+
+def quantize_within_bound(protected: Tensor, original: Tensor, eps: float) -> np.ndarray:
+    """8-bit pixels nearest to ``protected`` that stay within ``eps`` of ``original`` once read back.
+
+    Plain rounding can push a pixel half a level past the bound when the original
+    is not on the 8-bit grid (16-bit sources), so each value is clamped to the
+    8-bit levels inside [original - eps, original + eps]. (3,H,W) floats -> (H,W,3) uint8.
+    """
+    p = protected.detach().double().cpu().clamp(0, 1) * 255
+    x = original.detach().double().cpu().clamp(0, 1) * 255
+    slack = 1e-6  # float round-off of eps * 255
+    lo = torch.ceil(x - eps * 255 - slack).clamp(0, 255)
+    hi = torch.floor(x + eps * 255 + slack).clamp(0, 255)
+    q = torch.minimum(torch.maximum(torch.round(p), lo), hi)
+    return q.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def write_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
+    """Save via a temporary file in the same folder, then rename: no half-written output survives a crash."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        image.save(tmp, **save_kwargs)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike], overwrite: bool) -> Path:
+    """Refuse to write over an input, or over an existing file unless asked to."""
+    out = Path(output)
+    for src in inputs:
+        if out.resolve() == Path(src).resolve():
+            raise ValueError(f"output '{out}' is the input file; choose another path")
+    if out.exists() and not overwrite:
+        raise ValueError(f"output '{out}' exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise ValueError(f"output folder '{out.parent}' does not exist")
+    if out.suffix.lower() not in LOSSLESS | {".jpg", ".jpeg", ".webp"}:
+        raise ValueError(f"unsupported output format '{out.suffix}'; use .png")
+    return out
+
+
+def save_protected(protected: Tensor, original: Tensor, path: str | os.PathLike, eps: float) -> Path:
+    """Write a protected (3,H,W) image; lossless formats keep |saved - original| <= eps exactly."""
+    if not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    path = Path(path)
+    if path.suffix.lower() not in LOSSLESS:
+        warnings.warn(f"'{path.name}': lossy formats change pixels after the bound is applied and weaken the "
+                      "protection; prefer PNG", stacklevel=2)
+    return write_atomic(Image.fromarray(quantize_within_bound(protected, original, eps)), path)

@@ -1,0 +1,22 @@
+"""The target colour that protection steers an inpainter's fill towards."""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+# checked in this order; on a tie the earlier one wins
+TARGET_COLOURS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # green, red, blue
+
+
+def target_colour(image: Tensor) -> Tensor:
+    """The pure colour furthest from each image's mean colour: (B,3,H,W) -> (B,3).
+
+    As in the reference: the mean of the 8-bit image, truncated to integers, compared
+    by the sum of squared differences normalised by 255.
+    """
+    mean = torch.round(image.detach().clamp(0, 1) * 255).mean(dim=(-2, -1)).floor() / 255
+    colours = TARGET_COLOURS.to(image)
+    distance = ((mean[:, None, :] - colours[None]) ** 2).sum(-1)
+    return colours[distance.argmax(dim=1)]  # argmax returns the first maximum

@@ -1,0 +1,105 @@
+"""The amortised protector: a small U-Net that emits a bounded protective noise in one pass.
+
+Input: the image (3), the mask (1) and the target colour as three constant
+channels (3). Output: ``eps * tanh(raw)``, so ``|noise| <= eps`` holds by
+construction for every input. The first layer folds 2x2 pixel blocks into
+channels (pixel unshuffle) so that no convolution runs at full resolution:
+that is what makes a 512x512 image cheap on a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class UNetConfig:
+    """Width and depth of the noise U-Net; ``eps`` is the L_inf bound of its output."""
+
+    widths: list[int] = field(default_factory=lambda: [32, 48, 64, 96])
+    blocks_per_level: int = 1
+    groups: int = 8
+    eps: float = 0.025
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ConvBlock(nn.Module):
+    """3x3 conv, GroupNorm, SiLU, twice, with a residual path (GroupNorm suits the small training batches)."""
+
+    def __init__(self, cin: int, cout: int, groups: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(min(groups, cout), cout), nn.SiLU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.GroupNorm(min(groups, cout), cout),
+        )
+        self.skip = nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else nn.Identity()
+        self.act = nn.SiLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.body(x) + self.skip(x))
+
+
+class NoiseUNet(nn.Module):
+    """``forward(image, mask, target) -> noise`` with image (B,3,H,W) in [0,1], mask (B,1,H,W), target (B,3)."""
+
+    in_channels = 7
+
+    def __init__(self, config: UNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or UNetConfig()
+        self.config = cfg
+        w = cfg.widths
+        self.stem = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(self.in_channels * 4, w[0], 3, padding=1))
+        self.down = nn.ModuleList()
+        self.encoders = nn.ModuleList()
+        for i, width in enumerate(w):
+            self.down.append(nn.Identity() if i == 0 else nn.Conv2d(w[i - 1], width, 3, stride=2, padding=1))
+            self.encoders.append(nn.Sequential(*[ConvBlock(width, width, cfg.groups)
+                                                 for _ in range(cfg.blocks_per_level)]))
+        self.up = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for i in range(len(w) - 1, 0, -1):
+            self.up.append(nn.Conv2d(w[i], w[i - 1], 1))
+            self.decoders.append(ConvBlock(2 * w[i - 1], w[i - 1], cfg.groups))
+        self.head = nn.Sequential(nn.Conv2d(w[0], 3 * 4, 3, padding=1), nn.PixelShuffle(2))
+        # start near zero noise: the untrained protector leaves images (almost) untouched
+        nn.init.normal_(self.head[0].weight, std=1e-3)
+        nn.init.zeros_(self.head[0].bias)
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** len(self.config.widths)
+
+    def raw(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        """Pre-tanh output for inputs whose size is a multiple of ``size_multiple``."""
+        colour = target.reshape(-1, 3, 1, 1).to(image).expand(-1, -1, *image.shape[-2:])
+        x = self.stem(torch.cat([image * 2 - 1, (mask > 0).to(image.dtype), colour * 2 - 1], dim=1))
+        skips = []
+        for down, enc in zip(self.down, self.encoders):
+            x = enc(down(x))
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.decoders):
+            skip = skips.pop()
+            x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = dec(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+    def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        h, w = image.shape[-2:]
+        m = self.size_multiple
+        ph, pw = -h % m, -w % m
+        if ph or pw:
+            # replicate, not reflect: reflection needs the pad to be smaller than the image
+            image = F.pad(image, (0, pw, 0, ph), mode="replicate")
+            mask = F.pad(mask, (0, pw, 0, ph), mode="replicate")
+        return self.config.eps * torch.tanh(self.raw(image, mask, target)[..., :h, :w])

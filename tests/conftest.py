@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny inpainters and image files, all made on the fly (nothing downloaded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from trainer.ffc import FFCResNetConfig
+from trainer.inpainter import Inpainter, build_inpainter
+
+TINY = FFCResNetConfig(ngf=8, n_downsampling=3, n_blocks=1)
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_small(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_inpainter() -> Inpainter:
+    """A random FFC-ResNet, small enough for CPU tests, with BatchNorm gains raised so it reacts to its input."""
+    inpainter = build_inpainter(TINY, seed=0)
+    with torch.no_grad():
+        for module in inpainter.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.mul_(4)
+    return inpainter
+
+
+class SteerableInpainter(nn.Module):
+    """A toy inpainter with a high gain: it fills the hole with an amplified function of the known pixels.
+
+    Real trained inpainters are what PaintGuard attacks; this one only checks that the
+    optimiser follows the gradient of the objective.
+    """
+
+    def __init__(self, gain: float = 40.0) -> None:
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hole = (mask > 0).to(image.dtype)
+        known = image * (1 - hole)
+        mean = known.sum(dim=(2, 3), keepdim=True) / (1 - hole).sum(dim=(2, 3), keepdim=True).clamp_min(1)
+        pred = torch.sigmoid(self.gain * (mean - 0.5)).expand_as(image)
+        return hole * pred + (1 - hole) * image
+
+
+@pytest.fixture
+def steerable_inpainter() -> nn.Module:
+    return SteerableInpainter()
+
+
+def write_rgb(path, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A random 8-bit RGB PNG; returns its pixels."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def write_mask(path, h: int, w: int, box: tuple[int, int, int, int]) -> None:
+    """A binary mask PNG with one filled box (top, left, bottom, right)."""
+    m = np.zeros((h, w), dtype=np.uint8)
+    t, l, b, r = box
+    m[t:b, l:r] = 255
+    Image.fromarray(m).save(path)

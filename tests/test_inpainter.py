@@ -1,0 +1,148 @@
+import collections
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from generator import checkpoint
+from generator.checkpoint import CheckpointError
+from trainer.ffc import FourierUnit
+from trainer.inpainter import load_inpainter, pad_symmetric, save_inpainter
+from .conftest import TINY
+
+
+@pytest.mark.parametrize("h,w", [(5, 3), (8, 8), (13, 29), (2, 1)])
+def test_pad_symmetric_matches_numpy(h, w):
+    x = torch.arange(2 * 3 * h * w, dtype=torch.float32).reshape(2, 3, h, w)
+    ref = np.pad(x.numpy(), ((0, 0), (0, 0), (0, -h % 8), (0, -w % 8)), mode="symmetric")
+    assert np.array_equal(pad_symmetric(x, 8).numpy(), ref)
+
+
+def upstream_fourier_unit(fu: FourierUnit, x: torch.Tensor) -> torch.Tensor:
+    """LaMa's FourierUnit.forward, transcribed literally (stack, permute, view), for comparison."""
+    batch = x.shape[0]
+    ffted = torch.fft.rfftn(x, dim=(-2, -1), norm="ortho")
+    ffted = torch.stack((ffted.real, ffted.imag), dim=-1).permute(0, 1, 4, 2, 3).contiguous()
+    ffted = ffted.view((batch, -1) + ffted.size()[3:])
+    ffted = fu.relu(fu.bn(fu.conv_layer(ffted)))
+    ffted = ffted.view((batch, -1, 2) + ffted.size()[2:]).permute(0, 1, 3, 4, 2).contiguous()
+    ffted = torch.complex(ffted[..., 0], ffted[..., 1])
+    return torch.fft.irfftn(ffted, s=x.shape[-2:], dim=(-2, -1), norm="ortho")
+
+
+def test_fourier_unit_interleaves_real_and_imaginary_like_upstream():
+    torch.manual_seed(0)
+    fu = FourierUnit(6, 6).eval()
+    with torch.no_grad():
+        fu.bn.running_mean.normal_()
+        fu.bn.weight.uniform_(0.5, 2)
+    x = torch.randn(2, 6, 12, 10)
+    assert torch.allclose(fu(x), upstream_fourier_unit(fu, x), atol=1e-6)
+
+
+@pytest.mark.parametrize("h,w", [(37, 45), (64, 64), (17, 100)])
+def test_any_size_is_padded_cropped_and_composited(tiny_inpainter, h, w):
+    image = torch.rand(2, 3, h, w)
+    mask = (torch.rand(2, 1, h, w) > 0.7).float()
+    out = tiny_inpainter(image, mask)
+    assert out.shape == image.shape
+    assert torch.equal(out * (1 - mask), image * (1 - mask))  # known pixels untouched
+    padded = pad_symmetric(torch.cat([image * (1 - mask), mask], 1), 8)
+    pred = tiny_inpainter.net(padded)[..., :h, :w]
+    assert torch.allclose(out, mask * pred + (1 - mask) * image, atol=1e-6)
+
+
+def test_mask_is_binarised_with_greater_than_zero(tiny_inpainter):
+    image = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 8:20] = 0.3
+    assert torch.equal(tiny_inpainter(image, mask), tiny_inpainter(image, (mask > 0).float()))
+
+
+def test_frozen_but_differentiable_wrt_image(tiny_inpainter):
+    tiny_inpainter.train()  # must stay in eval mode regardless
+    assert not tiny_inpainter.training and not tiny_inpainter.net.training
+    image = torch.rand(1, 3, 40, 40, requires_grad=True)
+    mask = torch.zeros(1, 1, 40, 40)
+    mask[..., 10:30, 10:30] = 1
+    stats = tiny_inpainter.net.model[1].bn_l.running_mean.clone()
+    (tiny_inpainter(image, mask) * mask).sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    assert all(not p.requires_grad and p.grad is None for p in tiny_inpainter.parameters())
+    assert torch.equal(stats, tiny_inpainter.net.model[1].bn_l.running_mean)
+
+
+def test_wrong_shapes_are_rejected(tiny_inpainter):
+    with pytest.raises(ValueError, match="mask is"):
+        tiny_inpainter(torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 8))
+
+
+def make_lama_dir(root, inpainter, extra_state=None, extra_blob=None):
+    """A LaMa model directory as LaMa distributes it: config.yaml + models/best.ckpt."""
+    config = yaml.safe_load(open(__import__("pathlib").Path(__file__).resolve().parents[2]
+                                 / "shared/reference/big-lama-config.yaml"))
+    config["generator"].update(ngf=TINY.ngf, n_blocks=TINY.n_blocks)
+    (root / "models").mkdir(parents=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    state = collections.OrderedDict((f"generator.{k}", v) for k, v in inpainter.net.state_dict().items())
+    state["discriminator.model0.0.weight"] = torch.zeros(4, 3, 4, 4)
+    state["loss_resnet_pl.impl.conv1.weight"] = torch.zeros(2)
+    state.update(extra_state or {})
+    torch.save({"state_dict": state, "epoch": 1, **(extra_blob or {})}, root / "models" / "best.ckpt")
+    return root
+
+
+def test_load_lama_directory(tmp_path, tiny_inpainter):
+    from pytorch_lightning.callbacks import ModelCheckpoint  # Lightning 1.x keys callback states by class
+
+    folder = make_lama_dir(tmp_path / "big-lama", tiny_inpainter,
+                           extra_blob={"callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}}})
+    loaded = load_inpainter(folder)
+    image, mask = torch.rand(1, 3, 33, 41), (torch.rand(1, 1, 33, 41) > 0.5).float()
+    assert torch.equal(loaded(image, mask), tiny_inpainter(image, mask))
+
+
+def test_lama_checkpoint_with_wrong_keys_names_them(tmp_path, tiny_inpainter):
+    folder = make_lama_dir(tmp_path / "m", tiny_inpainter, extra_state={"generator.model.99.weight": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match=r"unexpected keys: model\.99\.weight"):
+        load_inpainter(folder)
+    bad = make_lama_dir(tmp_path / "s", tiny_inpainter, extra_state={"generator.model.1.bn_l.weight": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match=r"shape mismatch: model\.1\.bn_l\.weight \(3,\) vs \(8,\)"):
+        load_inpainter(bad)
+
+
+class NotAllowed:
+    pass
+
+
+def test_lama_checkpoint_with_unknown_pickled_class_is_refused(tmp_path, tiny_inpainter):
+    folder = make_lama_dir(tmp_path / "m", tiny_inpainter, extra_blob={"payload": NotAllowed()})
+    with pytest.raises(CheckpointError, match="Unsupported global.*NotAllowed"):
+        load_inpainter(folder)
+
+
+def test_not_a_lama_directory(tmp_path):
+    with pytest.raises(CheckpointError, match=r"missing config\.yaml"):
+        load_inpainter(tmp_path)
+
+
+def test_paintguard_checkpoint_round_trip_by_path_and_name(tmp_path, monkeypatch, tiny_inpainter):
+    path = save_inpainter(tiny_inpainter, tmp_path / "mine.safetensors")
+    image, mask = torch.rand(1, 3, 24, 24), (torch.rand(1, 1, 24, 24) > 0.5).float()
+    assert torch.equal(load_inpainter(path)(image, mask), tiny_inpainter(image, mask))
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
+    assert torch.equal(load_inpainter("mine")(image, mask), tiny_inpainter(image, mask))
+
+
+def test_bad_sources_give_clear_errors(tmp_path, monkeypatch, tiny_inpainter):
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(CheckpointError, match="no inpainter checkpoint 'nope'"):
+        load_inpainter("nope")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_inpainter(junk)
+    other = checkpoint.save(tiny_inpainter.net.state_dict(), tmp_path / "gen.safetensors", "generator", {})
+    with pytest.raises(CheckpointError, match="is a generator checkpoint, expected a checkpoint of kind .inpainter."):
+        load_inpainter(other)

@@ -1,0 +1,60 @@
+"""The ``paintguard`` command: a thin dispatcher to one module per subcommand.
+
+Every subcommand module exposes ``main(argv) -> int``. Expected failures (bad
+files, wrong checkpoints, bad arguments) print one line and exit non-zero;
+set ``PAINTGUARD_DEBUG=1`` to see the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "optimize": ("trainer.optimize_cli", "protect one image with the 20-step optimiser (the paper's method)"),
+    "fit-inpainter": ("trainer.fit_inpainter", "train an inpainter such as lama-tiny (LightningCLI)"),
+    "evaluate-inpainter": ("trainer.evaluate_inpainter", "score an inpainter on held-out images against baselines"),
+}
+
+USAGE = "usage: paintguard COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
+    f"  {name:<20} {help_}" for name, (_, help_) in COMMANDS.items()
+) + "\n\nRun 'paintguard COMMAND --help' for a command's options."
+
+
+class UsageError(ValueError):
+    """Bad arguments or input that the user can fix; reported as one line."""
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"paintguard: error: {message}", file=sys.stderr)
+    return code
+
+
+def run_guarded(func, *args) -> int:
+    """Call ``func``; turn expected errors into a one-line message and exit code 2."""
+    try:
+        return int(func(*args) or 0)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except (ValueError, OSError, RuntimeError) as err:
+        if os.environ.get("PAINTGUARD_DEBUG"):
+            raise
+        text = str(err).strip().splitlines()
+        return fail(text[0] if text else type(err).__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        return fail(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[name][0])
+    return run_guarded(module.main, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Training the amortised protector against a frozen inpainter.
+
+Per batch: noise = G(x, m, t); x' = clip(x + noise) (8-bit rounded, straight
+through); the attack/incp/hide losses of the 20-step optimiser on x', plus an
+optional distillation term towards the optimiser's own noise for the same
+(image, mask) pair (the teacher cache). Validation reports the protection
+metrics next to the teacher's on the same images, so the amortisation gap is
+visible in every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from generator.protector import save_generator
+from generator.unet import NoiseUNet, UNetConfig
+from trainer.inpainter import Inpainter, load_inpainter
+from trainer.iterative import IterativeConfig, protect_iterative
+from trainer.losses import LossWeights, ProtectionTask, prepare_task, protection_losses
+from trainer.protection_metrics import protection_metrics, share_of_gain
+
+Tensor = torch.Tensor
+
+
+def round_to_8bit(image: Tensor, straight_through: bool = True) -> Tensor:
+    """Round to the 8-bit grid as saving a PNG does; the gradient passes straight through."""
+    rounded = torch.round(image * 255) / 255
+    return image + (rounded - image).detach() if straight_through else rounded
+
+
+class GeneratorModule(L.LightningModule):
+    """A noise U-Net trained with the protection losses through a frozen inpainter."""
+
+    def __init__(
+        self,
+        inpainter: str = "lama-tiny",
+        widths: list[int] | None = None,
+        blocks_per_level: int = 1,
+        groups: int = 8,
+        eps: float = 0.025,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        attack_weight: float = 1.0,
+        incp_weight: float = 1.0,
+        hide_weight: float = 2.0,
+        dilation: int = 17,
+        teacher_weight: float = 0.0,
+        quantize: bool = True,
+        teacher_steps: int = 20,
+        panel_every_n_steps: int = 200,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups)
+        if widths is not None:
+            config.widths = list(widths)
+        self.net = NoiseUNet(config)
+        self.weights = LossWeights(attack_weight, incp_weight, hide_weight)
+        self._inpainter: Inpainter | None = None  # frozen and not part of the checkpoint
+        self._teacher_val: dict[int, dict[str, Tensor]] = {}
+        self._val_rows: list[dict[str, Tensor]] = []
+
+    # --- the frozen inpainter -------------------------------------------------------------
+    @property
+    def inpainter(self) -> Inpainter:
+        if self._inpainter is None:
+            self._inpainter = load_inpainter(self.hparams.inpainter)
+        if next(self._inpainter.parameters()).device != self.device:
+            self._inpainter = self._inpainter.to(self.device)
+        return self._inpainter
+
+    def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        return self.net(image, mask, target)
+
+    def _protect(self, task: ProtectionTask, straight_through: bool) -> tuple[Tensor, Tensor]:
+        noise = self.net(task.image, task.mask, task.target)
+        protected = (task.image + noise).clamp(0, 1)
+        if self.hparams.quantize or not straight_through:
+            protected = round_to_8bit(protected, straight_through)
+        return protected, noise
+
+    # --- training ---------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        task = prepare_task(self.inpainter, batch["image"], batch["mask"], dilation=self.hparams.dilation)
+        protected, noise = self._protect(task, straight_through=True)
+        losses = protection_losses(self.inpainter, protected, task, self.weights)
+        loss = losses["total"].mean()
+        b = task.image.shape[0]
+        if self.hparams.teacher_weight > 0 and "teacher_noise" in batch:
+            has = batch["has_teacher"].to(noise.dtype)
+            per_image = ((noise - batch["teacher_noise"]) / self.hparams.eps).pow(2).mean(dim=(1, 2, 3))
+            distill = (per_image * has).sum() / has.sum().clamp_min(1)
+            loss = loss + self.hparams.teacher_weight * distill
+            self.log("train/distill", distill, batch_size=b)
+        for name, value in losses.items():
+            self.log(f"train/{name}", value.mean(), batch_size=b, prog_bar=name == "total")
+        every = self.hparams.panel_every_n_steps
+        if every and self.global_step % every == 0:
+            self._log_panel("train/panel", task, protected.detach(), noise.detach())
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    # --- validation -------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_rows = []
+
+    def _teacher(self, task: ProtectionTask, index: Tensor) -> dict[str, Tensor]:
+        """The 20-step optimiser's metrics on these validation images, computed once per image and kept."""
+        missing = [i for i, k in enumerate(index.tolist()) if k not in self._teacher_val]
+        if missing:
+            sub = ProtectionTask(*(getattr(task, f)[missing] for f in task.__dataclass_fields__))
+            config = IterativeConfig(steps=self.hparams.teacher_steps, eps=self.hparams.eps,
+                                     dilation=self.hparams.dilation, weights=self.weights)
+            gen = torch.Generator(device=self.device).manual_seed(0)
+            with torch.enable_grad():
+                result = protect_iterative(self.inpainter, sub.image, sub.mask, config, generator=gen, task=sub)
+            teacher = round_to_8bit(result.protected, straight_through=False)
+            losses = protection_losses(self.inpainter, teacher, sub, self.weights)
+            metrics = protection_metrics(losses, teacher - sub.image)
+            for j, i in enumerate(missing):
+                self._teacher_val[int(index[i])] = {k: v[j].detach() for k, v in metrics.items()}
+        rows = [self._teacher_val[int(k)] for k in index.tolist()]
+        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("generator validation runs the 20-step teacher and needs gradients: "
+                               "set trainer.inference_mode=false")
+        task = prepare_task(self.inpainter, batch["image"], batch["mask"], dilation=self.hparams.dilation)
+        protected, noise = self._protect(task, straight_through=False)
+        clean = protection_losses(self.inpainter, task.image, task, self.weights)
+        ours = protection_metrics(protection_losses(self.inpainter, protected, task, self.weights),
+                                  protected - task.image, clean)
+        teacher = self._teacher(task, batch["index"])
+        row = dict(ours)
+        row.update({f"teacher_{k}": v for k, v in teacher.items()})
+        row["teacher_attack_gain"] = clean["attack"] - teacher["attack_loss"]
+        row["teacher_total_gain"] = clean["total"] - teacher["total_loss"]
+        row["clean_attack_psnr"] = protection_metrics(clean, torch.zeros_like(noise))["attack_psnr"]
+        self._val_rows.append(row)
+        if batch_idx == 0:
+            self._log_panel("val/panel", task, protected, noise)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_rows:
+            return
+        rows = {k: torch.cat([r[k] for r in self._val_rows]) for k in self._val_rows[0]}
+        if self.trainer.world_size > 1:
+            rows = {k: self.all_gather(v).flatten() for k, v in rows.items()}
+        metrics = {f"val/{k}": v.float().mean() for k, v in rows.items()}
+        metrics["val/share_of_attack_gain"] = torch.tensor(share_of_gain(rows["attack_gain"],
+                                                                         rows["teacher_attack_gain"]))
+        metrics["val/share_of_total_gain"] = torch.tensor(share_of_gain(rows["total_gain"],
+                                                                        rows["teacher_total_gain"]))
+        self.log_dict(metrics, sync_dist=False)
+
+    # --- pictures and export ----------------------------------------------------------------
+    @torch.no_grad()
+    def _log_panel(self, key: str, task: ProtectionTask, protected: Tensor, noise: Tensor) -> None:
+        log_image = getattr(self.logger, "log_image", None)
+        if log_image is None or self.global_rank != 0:
+            return
+        x, m = task.image[:1], task.mask[:1]
+        clean_fill = self.inpainter(x, m)
+        protected_fill = self.inpainter(protected[:1], m)
+        target = task.target[:1].expand_as(x)
+        tiles = [x, protected[:1], (noise[:1] * 20 + 0.5).clamp(0, 1), clean_fill, protected_fill, target]
+        panel = torch.cat([t[0] for t in tiles], dim=-1)
+        caption = "original | protected | noise x20 | clean inpainting | protected inpainting | target"
+        log_image(key=key, images=[panel.float().cpu()], caption=[caption], step=self.global_step)
+
+    def export(self, path: str | Path) -> Path:
+        """Write the generator alone as a PaintGuard safetensors checkpoint."""
+        return save_generator(self.net, path, inpainter=str(self.hparams.inpainter), steps=str(self.global_step))

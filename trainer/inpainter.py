@@ -1,0 +1,181 @@
+"""The frozen inpainter that protection attacks: LaMa's inference, exactly.
+
+``load_inpainter(source)`` accepts a shipped name (``"lama-tiny"``), a PaintGuard
+safetensors checkpoint, or a LaMa model directory as LaMa distributes it
+(``config.yaml`` + ``models/best.ckpt``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from generator import checkpoint
+from generator.checkpoint import CheckpointError
+from trainer.ffc import FFCResNetConfig, FFCResNetGenerator
+
+Tensor = torch.Tensor
+KIND = "inpainter"
+
+
+def pad_symmetric(x: Tensor, multiple: int) -> Tensor:
+    """Pad H and W at the bottom/right up to a multiple, like numpy's ``mode='symmetric'`` (edge repeated)."""
+    for dim in (-2, -1):
+        n = x.shape[dim]
+        extra = -n % multiple
+        if extra:
+            # symmetric padding walks back and forth over the edge rows: n-1, n-2, ..., 0, 0, 1, ...
+            j = torch.arange(extra, device=x.device)
+            turn, offset = j // n, j % n
+            idx = torch.where(turn % 2 == 0, n - 1 - offset, offset)
+            x = torch.cat([x, x.index_select(dim, idx)], dim=dim)
+    return x
+
+
+class Inpainter(nn.Module):
+    """A frozen FFC-ResNet used as LaMa does at inference, differentiable w.r.t. the image.
+
+    ``forward(image, mask)``: image (B,3,H,W) in [0,1], mask (B,1,H,W), any H and W;
+    returns ``mask * prediction + (1 - mask) * image`` with the mask binarised by ``> 0``.
+    """
+
+    def __init__(self, net: FFCResNetGenerator) -> None:
+        super().__init__()
+        self.net = net
+        self.net.requires_grad_(False)
+        self.train(False)
+
+    @property
+    def config(self) -> FFCResNetConfig:
+        return self.net.config
+
+    def train(self, mode: bool = True) -> "Inpainter":
+        # BatchNorm must keep its running statistics: the inpainter is never in training mode
+        return super().train(False)
+
+    def predict(self, image: Tensor, mask: Tensor) -> Tensor:
+        """The network's raw prediction for the whole image (before compositing)."""
+        h, w = image.shape[-2:]
+        mask = (mask > 0).to(image.dtype)
+        x = pad_symmetric(torch.cat([image * (1 - mask), mask], dim=1), self.net.size_multiple)
+        return self.net(x)[..., :h, :w]
+
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        if image.dim() != 4 or image.shape[1] != 3 or mask.dim() != 4 or mask.shape[1] != 1:
+            raise ValueError(f"expected image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and {tuple(mask.shape)}")
+        if image.shape[-2:] != mask.shape[-2:]:
+            raise ValueError(f"mask is {tuple(mask.shape[-2:])} but the image is {tuple(image.shape[-2:])}")
+        hole = (mask > 0).to(image.dtype)
+        return hole * self.predict(image, hole) + (1 - hole) * image
+
+
+# --- PaintGuard checkpoints ---------------------------------------------------------------
+
+def save_inpainter(net: FFCResNetGenerator | Inpainter, path: str | os.PathLike, **notes: str) -> Path:
+    """Write an FFC-ResNet's weights and architecture as a PaintGuard safetensors checkpoint."""
+    net = net.net if isinstance(net, Inpainter) else net
+    return checkpoint.save(net.state_dict(), path, KIND, {"architecture": "ffc_resnet", **net.config.to_dict()},
+                           **notes)
+
+
+def _from_paintguard(path: Path) -> FFCResNetGenerator:
+    state, meta = checkpoint.load(path, KIND)
+    config = dict(meta["config"])
+    if config.pop("architecture", None) != "ffc_resnet":
+        raise CheckpointError(f"'{path}' holds an unknown inpainter architecture")
+    net = FFCResNetGenerator(FFCResNetConfig(**config))
+    checkpoint.load_state_strict(net, state, str(path))
+    return net
+
+
+# --- LaMa model directories ---------------------------------------------------------------
+
+class _Opaque:
+    """Stands in for non-tensor classes pickled in LaMa checkpoints; their code is never imported or run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+# Lightning 1.x stores callback states keyed by the callback *class*, and LaMa's
+# config may be pickled as OmegaConf containers. Only these names are accepted,
+# and each is replaced by an inert placeholder; anything else refuses to load.
+LAMA_CHECKPOINT_GLOBALS = [
+    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+    "pytorch_lightning.callbacks.early_stopping.EarlyStopping",
+    "omegaconf.dictconfig.DictConfig",
+    "omegaconf.listconfig.ListConfig",
+    "omegaconf.base.ContainerMetadata",
+    "omegaconf.base.Metadata",
+    "omegaconf.nodes.AnyNode",
+]
+
+
+def _read_lama_state(ckpt: Path) -> dict[str, Tensor]:
+    safe = [(_Opaque, name) for name in LAMA_CHECKPOINT_GLOBALS]
+    try:
+        with torch.serialization.safe_globals(safe):
+            blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
+        reason = str(err).splitlines()
+        detail = next((line.strip() for line in reason if "Unsupported global" in line), reason[0] if reason else "")
+        raise CheckpointError(f"cannot read LaMa checkpoint '{ckpt}' safely: {detail}") from None
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"'{ckpt}' holds no state_dict")
+    # discriminator, loss and evaluator weights are training-only and skipped
+    gen = {k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")}
+    if not gen:
+        raise CheckpointError(f"'{ckpt}' has no 'generator.' weights")
+    return gen
+
+
+def read_lama_config(config_path: Path) -> FFCResNetConfig:
+    """The architecture from the ``generator:`` block of a LaMa config.yaml, interpolations resolved."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = OmegaConf.load(config_path)
+        # resolve only the generator block: the rest refers to the authors' machines and env vars
+        block = OmegaConf.to_container(cfg.generator, resolve=True)
+    except (OmegaConfBaseException, OSError) as err:
+        raise CheckpointError(f"cannot read the generator block of '{config_path}': {str(err).splitlines()[0]}") from None
+    return FFCResNetConfig.from_lama_generator_block(block)
+
+
+def _from_lama_dir(folder: Path) -> FFCResNetGenerator:
+    config_path, ckpt = folder / "config.yaml", folder / "models" / "best.ckpt"
+    for needed in (config_path, ckpt):
+        if not needed.is_file():
+            raise CheckpointError(f"'{folder}' is not a LaMa model directory: missing {needed.relative_to(folder)}")
+    net = FFCResNetGenerator(read_lama_config(config_path))
+    checkpoint.load_state_strict(net, _read_lama_state(ckpt), str(ckpt))
+    return net
+
+
+def load_inpainter(source: str | os.PathLike = "lama-tiny", device: str | torch.device = "cpu") -> Inpainter:
+    """Load a frozen inpainter from a shipped name, a PaintGuard checkpoint or a LaMa model directory."""
+    path = Path(source)
+    net = _from_lama_dir(path) if path.is_dir() else _from_paintguard(checkpoint.resolve(source, KIND))
+    return Inpainter(net).to(device)
+
+
+def build_inpainter(config: FFCResNetConfig | dict[str, Any] | None = None, seed: int = 0) -> Inpainter:
+    """A frozen inpainter with freshly initialised weights (tests, benchmarks)."""
+    if isinstance(config, dict):
+        config = FFCResNetConfig(**config)
+    torch.manual_seed(seed)
+    return Inpainter(FFCResNetGenerator(config))
+
+
+__all__ = ["Inpainter", "load_inpainter", "save_inpainter", "build_inpainter", "pad_symmetric", "read_lama_config",
+           "LAMA_CHECKPOINT_GLOBALS"]

@@ -1,0 +1,99 @@
+"""The protection objective of Attack-as-Defense, written once.
+
+Both the 20-step optimiser and generator training call :func:`protection_losses`.
+Images are (B,3,H,W) in [0,1], masks (B,1,H,W) with 1 on the region to protect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generator.target import target_colour
+
+Tensor = torch.Tensor
+
+__all__ = ["target_colour", "dilate", "ring", "masked_mse", "LossWeights", "ProtectionTask", "prepare_task",
+           "protection_losses", "psnr_from_mse"]
+
+
+def dilate(mask: Tensor, size: int = 17) -> Tensor:
+    """E(m): binary dilation by a size x size square (centred, odd size), shape kept."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"dilation size must be a positive odd number, got {size}")
+    # a max-pool over the window is exactly binary dilation by a square, and much cheaper than unfold
+    return F.max_pool2d((mask > 0).to(mask.dtype), size, stride=1, padding=size // 2)
+
+
+def ring(mask: Tensor, size: int = 17) -> Tensor:
+    """E'(m) = E(m) - m: the band around the mask that the dilation adds."""
+    return dilate(mask, size) * (mask <= 0).to(mask.dtype)
+
+
+def masked_mse(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
+    """Per-image mean squared error over the mask's pixels and all channels; 0 for an empty mask."""
+    m = (mask > 0).to(a.dtype)
+    err = ((a - b) ** 2 * m).sum(dim=(1, 2, 3))
+    count = m.sum(dim=(1, 2, 3)) * a.shape[1]
+    return err / count.clamp_min(1)
+
+
+@dataclass
+class LossWeights:
+    """total = attack * L_attack + incp * L_incp + hide * L_hide (the paper uses 1, 1, 2)."""
+
+    attack: float = 1.0
+    incp: float = 1.0
+    hide: float = 2.0
+
+
+@dataclass
+class ProtectionTask:
+    """Everything about one batch that does not depend on the noise: computed once, reused every step."""
+
+    image: Tensor
+    mask: Tensor
+    dilated: Tensor
+    ring: Tensor
+    target: Tensor  # (B,3,1,1)
+    clean_ring_fill: Tensor  # f(x, E'(m)): what an edit of the ring looks like on the clean image
+
+
+@torch.no_grad()
+def prepare_task(inpainter: nn.Module, image: Tensor, mask: Tensor, target: Tensor | None = None,
+                 dilation: int = 17) -> ProtectionTask:
+    """Masks, target colour and the clean ring edit for a batch."""
+    mask = (mask > 0).to(image.dtype)
+    dilated = dilate(mask, dilation)
+    band = dilated * (1 - mask)
+    target = target_colour(image) if target is None else target
+    return ProtectionTask(image, mask, dilated, band, target.reshape(-1, 3, 1, 1).to(image),
+                          inpainter(image, band))
+
+
+def protection_losses(inpainter: nn.Module, protected: Tensor, task: ProtectionTask,
+                      weights: LossWeights | None = None) -> dict[str, Tensor]:
+    """Per-image attack, incp, hide and total losses (each (B,)) for protected images.
+
+    attack: f(x', m) inside m against the target colour; incp: the same on E(m);
+    hide: f(x', E'(m)) inside E'(m) against the clean image's edit f(x, E'(m)).
+    """
+    w = weights or LossWeights()
+    b = protected.shape[0]
+    # the three edits share one batched forward pass
+    fills = inpainter(protected.repeat(3, 1, 1, 1), torch.cat([task.mask, task.dilated, task.ring]))
+    attack_fill, incp_fill, hide_fill = fills.split(b)
+    target = task.target.expand_as(protected)
+    attack = masked_mse(attack_fill, target, task.mask)
+    incp = masked_mse(incp_fill, target, task.dilated)
+    hide = masked_mse(hide_fill, task.clean_ring_fill, task.ring)
+    total = w.attack * attack + w.incp * incp + w.hide * hide
+    return {"attack": attack, "incp": incp, "hide": hide, "total": total}
+
+
+def psnr_from_mse(mse: Tensor) -> Tensor:
+    """PSNR in dB for signals in [0,1]; an MSE of 0 is capped at 100 dB."""
+    return -10 * torch.log10(mse.clamp_min(1e-10))
