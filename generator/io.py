@@ -1,0 +1,115 @@
+"""Reading images and masks from disk into PaintGuard's tensor conventions.
+
+Images are float32 ``(3, H, W)`` tensors in ``[0, 1]``; masks are float32
+``(1, H, W)`` tensors in ``{0, 1}`` where 1 marks the region to protect (LaMa's
+"hole"). Every read applies the EXIF orientation, so pixels match what an image
+viewer shows, and every failure surfaces as one ``ImageReadError`` line.
+"""
+
+from __future__ import annotations
+
+import os
+
+import kornia
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+PathLike = str | os.PathLike
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+# Modes holding more than 8 bits per sample; PIL's own convert("RGB") would
+# clip them to 255 instead of rescaling.
+_HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+# Greyscale modes whose raw samples can be tested for non-zero directly.
+_GREY_MODES = ("1", "L") + _HIGH_BIT_MODES
+
+
+class ImageReadError(ValueError):
+    """An image or mask file that is missing, unreadable, corrupt or of the wrong size."""
+
+
+def _open(path: PathLike) -> Image.Image:
+    """Fully decode ``path`` in its own mode, upright per its EXIF orientation."""
+    try:
+        with Image.open(path) as img:
+            # exif_transpose returns a new image (a copy when nothing to do);
+            # load() forces the whole decode so truncated files fail here.
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return img
+    except Exception as err:  # PIL decoders raise OSError, SyntaxError, struct.error, ...
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        reason = " ".join(reason.split())  # keep the message on one line
+        raise ImageReadError(f"cannot read image '{os.fspath(path)}': {reason}") from None
+
+
+def _high_bit_to_float(img: Image.Image) -> np.ndarray:
+    """Samples of a >8-bit greyscale image as float32 ``(H, W)`` in [0, 1].
+
+    Integer modes are read as 16-bit (value / 65535); float ``F`` images are
+    taken to already lie in [0, 1], the usual convention for float TIFFs.
+    """
+    arr = np.asarray(img, dtype=np.float32)
+    if img.mode != "F":
+        arr = arr / 65535.0
+    return np.clip(arr, 0.0, 1.0)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any decoded PIL image to 8-bit RGB; transparency is composited on white."""
+    if img.mode in _HIGH_BIT_MODES:
+        grey = np.round(_high_bit_to_float(img) * 255.0).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or img.has_transparency_data:
+        # Composite rather than drop alpha: colours under transparent pixels are
+        # arbitrary (often black), while white is what most viewers show.
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_rgb(path: PathLike) -> Image.Image:
+    """Open ``path`` as an upright 8-bit RGB PIL image.
+
+    Grey, palette, CMYK and 16-bit/float images are converted to RGB (16-bit
+    values are rescaled, not clipped); alpha is composited on white.
+    Raises ``ImageReadError`` for missing, unreadable or corrupt/truncated files.
+    """
+    return _to_rgb(_open(path))
+
+
+def read_image(path: PathLike) -> torch.Tensor:
+    """Read ``path`` as a float32 ``(3, H, W)`` tensor in [0, 1].
+
+    16-bit greyscale keeps its precision (value / 65535). 16-bit RGB(A) PNGs are
+    reduced to 8 bits by PIL itself, which has no 16-bit colour mode.
+    """
+    img = _open(path)
+    if img.mode in _HIGH_BIT_MODES:
+        grey = torch.from_numpy(_high_bit_to_float(img))
+        return grey.expand(3, -1, -1).contiguous()
+    rgb = np.array(_to_rgb(img))  # a writable copy for torch
+    return kornia.utils.image_to_tensor(rgb, keepdim=True).float().div_(255.0)
+
+
+def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read a mask as a float32 ``(1, H, W)`` tensor with values in {0, 1}.
+
+    Like LaMa, any non-zero pixel (in any colour channel) marks the region, so
+    masks should be stored losslessly (PNG). Transparent pixels count as zero,
+    i.e. alpha is composited on black. ``size`` is the image's ``(H, W)``; a
+    mask of another size raises ``ImageReadError``.
+    """
+    img = _open(path)
+    if img.mode in _GREY_MODES:
+        region = np.asarray(img) != 0
+    else:
+        rgba = np.asarray(img.convert("RGBA"))
+        region = rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
+    if size is not None and tuple(region.shape) != tuple(size):
+        (h, w), (ih, iw) = region.shape, size
+        raise ImageReadError(f"mask '{os.fspath(path)}' is {w}x{h} but the image is {iw}x{ih}")
+    return torch.from_numpy(region[None].astype(np.float32))

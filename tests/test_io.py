@@ -1,0 +1,191 @@
+"""Reading images and masks: orientation, mode conversion, errors."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generator.io import ImageReadError, open_rgb, read_image, read_mask
+
+ORIENTATION = 0x0112
+
+
+def save_with_orientation(img: Image.Image, path, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    img.save(path, exif=exif)
+
+
+def asymmetric_rgb(h: int = 2, w: int = 4) -> np.ndarray:
+    return np.arange(h * w * 3, dtype=np.uint8).reshape(h, w, 3) * 10
+
+
+# EXIF 3: rotate 180, 6: rotate 90 clockwise, 8: rotate 90 anticlockwise to display.
+@pytest.mark.parametrize("orientation, quarter_turns", [(3, 2), (6, -1), (8, 1)])
+def test_png_exif_orientation_is_applied(tmp_path, orientation, quarter_turns):
+    stored = asymmetric_rgb()
+    upright = np.rot90(stored, quarter_turns).copy()
+    path = tmp_path / "rotated.png"
+    save_with_orientation(Image.fromarray(stored), path, orientation)
+    np.testing.assert_array_equal(np.asarray(open_rgb(path)), upright)
+    torch.testing.assert_close(read_image(path), torch.from_numpy(upright).permute(2, 0, 1) / 255.0)
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path):
+    # Flat halves survive JPEG compression: left red, right blue, stored 64 wide x 32 high.
+    stored = np.zeros((32, 64, 3), np.uint8)
+    stored[:, :32] = (255, 0, 0)
+    stored[:, 32:] = (0, 0, 255)
+    path = tmp_path / "rotated.jpg"
+    save_with_orientation(Image.fromarray(stored), path, 6)  # displayed rotated 90 deg clockwise
+    image = read_image(path)
+    assert image.shape == (3, 64, 32)
+    assert image[0, :24].mean() > 0.9 and image[2, :24].mean() < 0.1  # red now on top
+    assert image[2, 40:].mean() > 0.9 and image[0, 40:].mean() < 0.1  # blue at the bottom
+
+
+def test_mask_exif_orientation_is_applied(tmp_path):
+    stored = np.zeros((2, 4), np.uint8)
+    stored[0, 0] = 255
+    path = tmp_path / "mask.png"
+    save_with_orientation(Image.fromarray(stored), path, 6)
+    mask = read_mask(path, size=(4, 2))
+    expected = np.rot90(stored, -1) > 0
+    np.testing.assert_array_equal(mask[0].numpy(), expected.astype(np.float32))
+
+
+def test_grey_and_bilevel_become_rgb(tmp_path):
+    Image.fromarray(np.full((3, 5), 128, np.uint8)).save(tmp_path / "grey.png")
+    image = read_image(tmp_path / "grey.png")
+    assert image.shape == (3, 3, 5) and image.dtype == torch.float32
+    torch.testing.assert_close(image, torch.full((3, 3, 5), 128 / 255))
+
+    bits = Image.fromarray(np.array([[True, False]]))
+    bits.save(tmp_path / "bits.png")
+    assert Image.open(tmp_path / "bits.png").mode == "1"
+    np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "bits.png")), [[[255] * 3, [0] * 3]])
+
+
+def test_alpha_is_composited_on_white(tmp_path):
+    rgba = np.array([[[255, 0, 0, 255], [255, 0, 0, 0], [0, 0, 0, 128]]], np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    rgb = np.asarray(open_rgb(tmp_path / "rgba.png")).astype(int)
+    assert rgb.shape == (1, 3, 3)
+    np.testing.assert_array_equal(rgb[0, 0], [255, 0, 0])  # opaque stays
+    np.testing.assert_array_equal(rgb[0, 1], [255, 255, 255])  # transparent -> white
+    np.testing.assert_allclose(rgb[0, 2], [127, 127, 127], atol=1)  # half black over white
+
+    Image.fromarray(np.array([[[0, 0], [0, 255]]], np.uint8), "LA").save(tmp_path / "la.png")
+    np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "la.png")), [[[255] * 3, [0] * 3]])
+
+
+def test_palette_and_palette_transparency(tmp_path):
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    pal.putdata([0, 1])
+    pal.save(tmp_path / "pal.png")
+    np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "pal.png")), [[[10, 20, 30], [200, 100, 50]]])
+
+    pal.save(tmp_path / "pal_t.png", transparency=0)
+    np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "pal_t.png")), [[[255] * 3, [200, 100, 50]]])
+
+
+def test_cmyk_becomes_rgb(tmp_path):
+    cmyk = Image.new("CMYK", (2, 2), (0, 0, 0, 0))  # no ink = white
+    cmyk.save(tmp_path / "cmyk.tif")
+    np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "cmyk.tif")), np.full((2, 2, 3), 255))
+
+
+def test_16_bit_keeps_precision_and_rescales(tmp_path):
+    values = np.array([[0, 1000, 1100, 32768, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    image = read_image(tmp_path / "deep.png")
+    assert image.shape == (3, 1, 5)
+    torch.testing.assert_close(image[1], torch.from_numpy(values / 65535.0).float())
+    assert image[0, 0, 1] < image[0, 0, 2]  # 8 bits would make these equal
+    # The 8-bit view is rescaled, not clipped at 255.
+    np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "deep.png"))[0, :, 0], [0, 4, 4, 128, 255])
+
+
+def test_32_bit_int_and_float_modes(tmp_path):
+    Image.fromarray(np.array([[0, 65535]], np.int32)).save(tmp_path / "int.tif")
+    assert Image.open(tmp_path / "int.tif").mode == "I"
+    torch.testing.assert_close(read_image(tmp_path / "int.tif")[:, 0], torch.tensor([[0.0, 1.0]] * 3))
+
+    Image.fromarray(np.array([[0.25, 2.0]], np.float32)).save(tmp_path / "float.tif")
+    assert Image.open(tmp_path / "float.tif").mode == "F"
+    torch.testing.assert_close(read_image(tmp_path / "float.tif")[:, 0], torch.tensor([[0.25, 1.0]] * 3))
+
+
+def assert_one_line_error(path, match: str) -> None:
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert message.startswith(f"cannot read image '{path}': ")
+    assert match in message and "\n" not in message
+
+
+def test_missing_file(tmp_path):
+    assert_one_line_error(tmp_path / "x.png", "No such file or directory")
+    assert issubclass(ImageReadError, ValueError)
+
+
+def test_directory_and_garbage(tmp_path):
+    assert_one_line_error(tmp_path, "directory")
+    (tmp_path / "junk.png").write_bytes(b"definitely not an image\n" * 10)
+    assert_one_line_error(tmp_path / "junk.png", "cannot identify image file")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_file(tmp_path, suffix):
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    path = tmp_path / f"noise{suffix}"
+    Image.fromarray(noise).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"^cannot read image '.*noise\.(png|jpg)': \S") as info:
+        open_rgb(path)
+    assert "\n" not in str(info.value)
+
+
+def test_mask_binarises_any_nonzero_channel(tmp_path):
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 0] = (0, 0, 1)  # faint blue: luminance 0, still masked (any channel)
+    rgb[1, 2] = (255, 255, 255)
+    Image.fromarray(rgb).save(tmp_path / "m.png")
+    mask = read_mask(tmp_path / "m.png")
+    assert mask.shape == (1, 2, 3) and mask.dtype == torch.float32
+    np.testing.assert_array_equal(mask[0].numpy(), [[1, 0, 0], [0, 0, 1]])
+
+    grey = np.array([[0, 1, 255]], np.uint8)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "g.png").numpy(), [[[0, 1, 1]]])
+
+
+def test_mask_alpha_counts_as_black(tmp_path):
+    rgba = np.array([[[255, 255, 255, 0], [255, 255, 255, 255], [0, 0, 0, 255]]], np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "m.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png").numpy(), [[[0, 1, 0]]])
+
+
+def test_palette_mask_uses_colours_not_indices(tmp_path):
+    pal = Image.new("P", (2, 1))
+    pal.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)  # index 0 is white
+    pal.putdata([0, 1])
+    pal.save(tmp_path / "m.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png").numpy(), [[[1, 0]]])
+
+
+def test_mask_size_mismatch(tmp_path):
+    path = tmp_path / "m.png"
+    Image.new("L", (600, 400)).save(path)
+    assert read_mask(path, size=(400, 600)).shape == (1, 400, 600)
+    with pytest.raises(ImageReadError) as info:
+        read_mask(path, size=(512, 512))
+    assert str(info.value) == f"mask '{path}' is 600x400 but the image is 512x512"
+
+
+def test_missing_mask(tmp_path):
+    with pytest.raises(ImageReadError, match="^cannot read image '.*m.png': No such file"):
+        read_mask(tmp_path / "m.png")
