@@ -1,0 +1,66 @@
+import pytest
+import torch
+from torch import nn
+
+from generator import Protector
+from generator.checkpoint import CheckpointError
+from generator.protector import load_generator, save_generator
+from generator.unet import NoiseUNet, UNetConfig
+from trainer.inpainter import save_inpainter
+
+SMALL = UNetConfig(widths=[8, 16, 24], groups=4)
+
+
+def loud(net: NoiseUNet) -> NoiseUNet:
+    """Scale the output layer up so that tanh saturates: the bound must hold anyway."""
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=10.0)
+    return net
+
+
+@pytest.mark.parametrize("h,w", [(16, 16), (37, 53), (5, 70), (64, 40)])
+def test_noise_is_bounded_by_construction_at_any_size(h, w):
+    torch.manual_seed(0)
+    net = loud(NoiseUNet(SMALL))
+    image, mask = torch.rand(2, 3, h, w), (torch.rand(2, 1, h, w) > 0.5).float()
+    noise = net(image, mask, torch.tensor([[0.0, 1, 0], [1, 0, 0]]))
+    assert noise.shape == image.shape
+    assert noise.abs().max() <= SMALL.eps
+    assert noise.abs().max() > 0.9 * SMALL.eps  # saturated, so the bound really is doing the work
+
+
+def test_no_batchnorm_and_target_changes_the_noise():
+    torch.manual_seed(0)
+    net = loud(NoiseUNet(SMALL))
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    image, mask = torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32)
+    assert not torch.allclose(net(image, mask, torch.tensor([[0.0, 1, 0]])), net(image, mask, torch.tensor([[1.0, 0, 0]])))
+
+
+def test_protector_round_trip_by_path_and_name(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    net = loud(NoiseUNet(SMALL)).eval()
+    path = save_generator(net, tmp_path / "g.safetensors")
+    image, mask = torch.rand(2, 3, 40, 30), (torch.rand(2, 1, 40, 30) > 0.5).float()
+    protector = Protector.from_checkpoint(path)
+    protected = protector.protect(image, mask)
+    assert protected.shape == image.shape
+    assert (protected - image).abs().max() <= 0.025 + 1e-6
+    assert 0 <= protected.min() and protected.max() <= 1
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
+    assert torch.equal(Protector.from_checkpoint("g").protect(image, mask), protected)
+
+
+def test_protector_rejects_an_inpainter_and_unknown_names(tmp_path, monkeypatch, tiny_inpainter):
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
+    inp = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")
+    with pytest.raises(CheckpointError, match="is a inpainter checkpoint|inpainter checkpoint, expected"):
+        Protector.from_checkpoint(inp)
+    with pytest.raises(CheckpointError, match="no generator checkpoint 'missing'"):
+        load_generator("missing")
+
+
+def test_protector_checks_shapes():
+    protector = Protector(NoiseUNet(SMALL))
+    with pytest.raises(ValueError, match="does not match"):
+        protector.protect(torch.rand(1, 3, 16, 16), torch.rand(1, 1, 16, 8))
