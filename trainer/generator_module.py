@@ -59,18 +59,20 @@ class GeneratorModule(L.LightningModule):
             config.widths = list(widths)
         self.net = NoiseUNet(config)
         self.weights = LossWeights(attack_weight, incp_weight, hide_weight)
-        self._inpainter: Inpainter | None = None  # frozen and not part of the checkpoint
+        # held in a list so that nn.Module does not register it: frozen, and kept out of checkpoints
+        self._frozen: list[Inpainter] = []
         self._teacher_val: dict[int, dict[str, Tensor]] = {}
         self._val_rows: list[dict[str, Tensor]] = []
 
     # --- the frozen inpainter -------------------------------------------------------------
     @property
     def inpainter(self) -> Inpainter:
-        if self._inpainter is None:
-            self._inpainter = load_inpainter(self.hparams.inpainter)
-        if next(self._inpainter.parameters()).device != self.device:
-            self._inpainter = self._inpainter.to(self.device)
-        return self._inpainter
+        if not self._frozen:
+            self._frozen.append(load_inpainter(self.hparams.inpainter))
+        inpainter = self._frozen[0]
+        if next(inpainter.parameters()).device != self.device:
+            inpainter.to(self.device)
+        return inpainter
 
     def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         return self.net(image, mask, target)
@@ -174,6 +176,6 @@ class GeneratorModule(L.LightningModule):
         caption = "original | protected | noise x20 | clean inpainting | protected inpainting | target"
         log_image(key=key, images=[panel.float().cpu()], caption=[caption], step=self.global_step)
 
-    def export(self, path: str | Path) -> Path:
+    def export(self, path: str | Path, **notes: str) -> Path:
         """Write the generator alone as a PaintGuard safetensors checkpoint."""
-        return save_generator(self.net, path, inpainter=str(self.hparams.inpainter), steps=str(self.global_step))
+        return save_generator(self.net, path, inpainter=str(self.hparams.inpainter), **notes)

@@ -1,0 +1,105 @@
+"""Generator training end to end: LightningCLI, W&B offline history, resume, teacher cache, export."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from generator import Protector
+from trainer.inpainter import save_inpainter
+from trainer.teacher_cache import TeacherCache, WithTeacher, build_teacher_cache
+from trainer.train_generator import main as train_main
+from trainer.wandb_logger import read_offline_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ci_config(tmp_path, tiny_inpainter):
+    """configs/ci.yaml with every path moved under tmp_path and the tiny test inpainter."""
+    inpainter = save_inpainter(tiny_inpainter, tmp_path / "inpainter.safetensors")
+    config = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    config["model"]["inpainter"] = str(inpainter)
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+    config["trainer"]["default_root_dir"] = str(tmp_path)
+    path = tmp_path / "ci.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def offline_run(tmp_path) -> Path:
+    runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    assert runs, "no offline W&B run was written"
+    return runs[-1]
+
+
+def test_fit_logs_to_wandb_offline_and_resumes(tmp_path, ci_config):
+    assert train_main(["fit", "--config", str(ci_config)]) == 0
+    run = read_offline_run(offline_run(tmp_path))
+    keys = set().union(*run.history)
+    for key in ("train/total", "train/attack", "train/hide", "val/attack_psnr", "val/teacher_attack_psnr",
+                "val/success", "val/hide_psnr", "val/noise_psnr", "val/linf", "val/share_of_attack_gain"):
+        assert key in keys, key
+    assert any(k.startswith("train/panel") for k in keys)
+    assert run.config.get("model", {}).get("inpainter") or any("inpainter" in k for k in run.config)
+    last = tmp_path / "ckpt" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+
+    assert train_main(["fit", "--config", str(ci_config), "--trainer.max_steps", "6", "--ckpt_path", str(last)]) == 0
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["global_step"] == 6
+    assert resumed["optimizer_states"][0]["state"]  # Adam moments carried over
+
+
+def test_export_gives_a_working_protector(tmp_path, ci_config):
+    assert train_main(["fit", "--config", str(ci_config)]) == 0
+    out = tmp_path / "g.safetensors"
+    assert train_main(["export", "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt"), "--out", str(out)]) == 0
+    protector = Protector.from_checkpoint(out)
+    image = torch.rand(1, 3, 20, 28)
+    assert (protector.protect(image, torch.ones(1, 1, 20, 28)) - image).abs().max() <= 0.025 + 1e-6
+
+
+def test_teacher_cache_and_distillation(tmp_path, ci_config, tiny_inpainter):
+    cache_path = build_teacher_cache(str(tmp_path / "inpainter.safetensors"), tmp_path / "cache.safetensors",
+                                     count=4, size=32, steps=2, batch_size=2)
+    cache = TeacherCache(cache_path)
+    assert len(cache) == 4
+    item = cache[0]
+    assert item["teacher_noise"].abs().max() <= 0.025 + 1e-3 and item["has_teacher"] == 1
+    assert (item["image"] * 255 - (item["image"] * 255).round()).abs().max() < 1e-4  # 8-bit crops
+
+    fresh = [{"image": torch.zeros(3, 32, 32), "mask": torch.zeros(1, 32, 32)}] * 20
+    mixed = WithTeacher(fresh, cache, fraction=0.5, seed=0)
+    flags = [float(mixed[i]["has_teacher"]) for i in range(20)]
+    assert 0 < sum(flags) < 20 and flags == [float(mixed[i]["has_teacher"]) for i in range(20)]
+
+    assert train_main(["fit", "--config", str(ci_config), "--model.teacher_weight", "1.0",
+                       "--data.teacher_cache", str(cache_path), "--data.teacher_fraction", "1.0"]) == 0
+    run = read_offline_run(offline_run(tmp_path))
+    assert any("train/distill" in row for row in run.history)
+
+
+def test_bad_teacher_cache_size_is_reported(tmp_path, ci_config):
+    cache_path = build_teacher_cache(str(tmp_path / "inpainter.safetensors"), tmp_path / "c.safetensors",
+                                     count=2, size=48, steps=1, batch_size=2)
+    with pytest.raises(ValueError, match="48 px crops but training uses 32 px"):
+        train_main(["fit", "--config", str(ci_config), "--data.teacher_cache", str(cache_path)])
+
+
+def test_ddp_two_cpu_processes_with_gloo(tmp_path, ci_config):
+    """Two ranks on the CPU: Lightning relaunches the command, each rank trains, rank 0 checkpoints."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer.cli", "train", "fit", "--config", str(ci_config),
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "2"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**__import__("os").environ, "PL_TORCH_DISTRIBUTED_BACKEND": "gloo", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "distributed_backend=gloo" in proc.stderr + proc.stdout
+    assert "All distributed processes registered" in proc.stderr + proc.stdout
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2

@@ -1,0 +1,95 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainer.cli import main
+from trainer.inpainter import save_inpainter
+from .conftest import write_mask, write_rgb
+
+
+@pytest.fixture
+def files(tmp_path, tiny_inpainter):
+    image = tmp_path / "img.png"
+    pixels = write_rgb(image, 40, 52)
+    mask = tmp_path / "img_mask.png"
+    write_mask(mask, 40, 52, (10, 12, 28, 40))
+    inpainter = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")
+    return image, mask, inpainter, pixels
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("paintguard: error: ")
+    return err
+
+
+def test_optimize_writes_a_bounded_png_and_prints_losses(tmp_path, files, capsys):
+    image, mask, inpainter, pixels = files
+    out = tmp_path / "out.png"
+    assert main(["optimize", str(image), str(mask), "-o", str(out), "--inpainter", str(inpainter),
+                 "--steps", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "none" in printed and "final" in printed and "attack PSNR" in printed
+    back = np.asarray(Image.open(out)).astype(np.int16)
+    assert back.shape == pixels.shape
+    assert np.abs(back - pixels).max() <= 6  # 0.025 * 255 = 6.375 levels
+    assert np.abs(back - pixels).max() > 0  # the noise is really there
+
+
+@pytest.mark.parametrize("case,pattern", [
+    ("missing image", "cannot read image"),
+    ("mask size", "is 30x20 but the image is 52x40"),
+    ("wrong keys", "do not fit the architecture"),
+    ("unknown inpainter", "no inpainter checkpoint 'nope'"),
+    ("empty mask", "is empty"),
+    ("output is input", "is the input file"),
+    ("output exists", "pass --overwrite"),
+])
+def test_optimize_bad_input_gives_one_line_error(tmp_path, files, capsys, case, pattern, tiny_inpainter):
+    image, mask, inpainter, _ = files
+    out = tmp_path / "out.png"
+    args = {"image": str(image), "mask": str(mask), "-o": str(out), "--inpainter": str(inpainter)}
+    if case == "missing image":
+        args["image"] = str(tmp_path / "nope.png")
+    elif case == "mask size":
+        write_mask(tmp_path / "small.png", 20, 30, (0, 0, 5, 5))
+        args["mask"] = str(tmp_path / "small.png")
+    elif case == "wrong keys":
+        state = {k: v for k, v in tiny_inpainter.net.state_dict().items() if "model.1." not in k}
+        from generator import checkpoint
+        checkpoint.save(state, tmp_path / "bad.safetensors", "inpainter",
+                        {"architecture": "ffc_resnet", **tiny_inpainter.config.to_dict()})
+        args["--inpainter"] = str(tmp_path / "bad.safetensors")
+    elif case == "unknown inpainter":
+        args["--inpainter"] = "nope"
+    elif case == "empty mask":
+        Image.fromarray(np.zeros((40, 52), np.uint8)).save(tmp_path / "empty.png")
+        args["mask"] = str(tmp_path / "empty.png")
+    elif case == "output is input":
+        args["-o"] = str(image)
+    elif case == "output exists":
+        out.write_bytes(b"keep me")
+    before = image.read_bytes()
+    argv = ["optimize", args["image"], args["mask"], "-o", args["-o"], "--inpainter", args["--inpainter"],
+            "--steps", "1"]
+    assert main(argv) == 2
+    assert pattern in one_line_error(capsys)
+    assert image.read_bytes() == before  # the input is never touched
+    if case == "output exists":
+        assert out.read_bytes() == b"keep me"
+    elif case != "output is input":
+        assert not out.exists()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "optimize", str(tmp_path / "a.png"),
+                           str(tmp_path / "b.png"), "-o", str(tmp_path / "c.png")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "cannot read image" in proc.stderr

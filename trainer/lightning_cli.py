@@ -1,0 +1,111 @@
+"""What every PaintGuard training command shares: LightningCLI (fit/validate) and export to safetensors.
+
+A trained LightningModule here has an ``export(path, **notes)`` method that writes
+the deployable network alone as a PaintGuard checkpoint; ``export`` below does
+that from a Lightning checkpoint file, and ``ExportOnTrainEnd`` when a fit ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LightningCLI
+
+
+class FitValidateCLI(LightningCLI):
+    """LightningCLI limited to the subcommands PaintGuard's trainings support."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate")}
+
+
+def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule],
+             argv: list[str], prog: str, description: str, run: bool = True) -> LightningCLI:
+    """Build (and with ``run``, execute) the CLI; ``run=False`` parses a fit config without a subcommand."""
+    return FitValidateCLI(
+        model_class,
+        datamodule_class,
+        args=argv,
+        run=run,
+        seed_everything_default=0,
+        # resuming rewrites the run's config.yaml instead of refusing to start
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"logger": {"class_path": "trainer.wandb_logger.PaintGuardWandbLogger"}},
+        parser_kwargs={"prog": prog, "description": description},
+    )
+
+
+def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``weights_only`` (no code from the file is run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint '{path}'")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(f"cannot read Lightning checkpoint '{path}': {str(err).splitlines()[0]}") from None
+    if not isinstance(blob, dict) or "state_dict" not in blob or "hyper_parameters" not in blob:
+        raise ValueError(f"'{path}' is not a Lightning checkpoint written by PaintGuard training")
+    return blob
+
+
+def export(model_class: type[L.LightningModule], ckpt_path: str | Path, out: str | Path) -> Path:
+    """Rebuild ``model_class`` from a Lightning checkpoint and write its deployable network."""
+    blob = read_lightning_checkpoint(ckpt_path)
+    # LightningCLI adds private keys (_class_path, _instantiator) that are not __init__ arguments
+    hparams = {k: v for k, v in blob["hyper_parameters"].items() if not k.startswith("_")}
+    try:
+        module = model_class(**hparams)
+        module.load_state_dict(blob["state_dict"], strict=True)
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(f"'{ckpt_path}' was not written by a {model_class.__name__}: "
+                         f"{str(err).splitlines()[0]}") from None
+    return module.export(out, global_step=str(blob.get("global_step", "")), source=Path(ckpt_path).name)
+
+
+def export_main(model_class: type[L.LightningModule], prog: str, argv: list[str]) -> int:
+    """``PROG export --ckpt_path CKPT --out FILE.safetensors [--overwrite]``."""
+    parser = argparse.ArgumentParser(prog=f"{prog} export",
+                                     description="Write a training checkpoint's network as a PaintGuard checkpoint.")
+    parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint, e.g. runs/NAME/checkpoints/last.ckpt")
+    parser.add_argument("--out", required=True, help="output .safetensors, e.g. checkpoints/NAME.safetensors")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must end in .safetensors, got '{out}'")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"'{out}' exists; pass --overwrite to replace it")
+    path = export(model_class, args.ckpt_path, out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cli_main(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule], prog: str,
+             description: str, argv: list[str]) -> int:
+    """Dispatch ``export`` to :func:`export_main` and everything else to LightningCLI."""
+    if argv[:1] == ["export"]:
+        return export_main(model_class, prog, argv[1:])
+    try:
+        make_cli(model_class, datamodule_class, argv, prog, description)
+    except SystemExit as exit_:  # argparse/jsonargparse end with sys.exit (--help, bad options)
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    return 0
+
+
+class ExportOnTrainEnd(L.Callback):
+    """Write the trained network as a PaintGuard safetensors checkpoint when training ends."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            out = pl_module.export(self.path, global_step=str(trainer.global_step))
+            print(f"exported to {out}")

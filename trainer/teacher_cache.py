@@ -1,0 +1,162 @@
+"""The 20-step optimiser as a teacher, paid for once.
+
+``build_teacher_cache`` runs the optimiser over a fixed, seeded set of (crop,
+mask) pairs and stores the crops (8-bit), masks and teacher noises in one
+safetensors file. ``WithTeacher`` mixes those cached pairs into the fresh random
+training batches, so generator training can add a distillation term at little
+cost. Run it with ``paintguard teacher-cache``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset
+
+from trainer.data import (FixedCropDataset, ImageMaskDataModule, RandomCropDataset, _folder_images, list_images,
+                          sample_images)
+from trainer.inpainter import load_inpainter
+from trainer.iterative import IterativeConfig, protect_iterative
+from trainer.masks import MaskGenerator
+
+Tensor = torch.Tensor
+
+
+def build_teacher_cache(inpainter: str, out: str | Path, count: int = 128, size: int = 128, seed: int = 0,
+                        train_dir: str | None = None, batch_size: int = 8, steps: int = 20,
+                        device: str = "cpu") -> Path:
+    """Run the optimiser on ``count`` seeded training crops and store crops, masks and noises."""
+    paths = list_images(train_dir) if train_dir else sample_images("train")
+    dataset = RandomCropDataset(paths, size=size, samples_per_epoch=count, mask_generator=MaskGenerator(size),
+                                seed=seed)
+    model = load_inpainter(inpainter, device=device)
+    config = IterativeConfig(steps=steps)
+    images, masks, noises = [], [], []
+    gen = torch.Generator(device=device).manual_seed(seed)
+    start = time.perf_counter()
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        # the teacher works on 8-bit crops, as real images are, so the cache stores them exactly
+        image = (torch.round(batch["image"] * 255) / 255).to(device)
+        result = protect_iterative(model, image, batch["mask"].to(device), config, generator=gen)
+        images.append((image * 255).round().to(torch.uint8).cpu())
+        masks.append(batch["mask"].to(torch.uint8))
+        noises.append(result.noise.half().cpu())
+        print(f"teacher cache: {sum(len(i) for i in images)}/{count} pairs, {time.perf_counter() - start:.0f} s",
+              flush=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"inpainter": str(inpainter), "size": str(size), "steps": str(steps), "seed": str(seed),
+            "count": str(count), "seconds": f"{time.perf_counter() - start:.1f}"}
+    save_file({"image": torch.cat(images), "mask": torch.cat(masks), "noise": torch.cat(noises)}, str(out),
+              metadata=meta)
+    return out
+
+
+class TeacherCache(Dataset):
+    """Cached (image, mask, teacher noise) triples."""
+
+    def __init__(self, path: str | Path) -> None:
+        data = load_file(str(path))
+        self.image, self.mask, self.noise = data["image"], data["mask"], data["noise"]
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"image": self.image[i].float() / 255, "mask": self.mask[i].float(),
+                "teacher_noise": self.noise[i].float(), "has_teacher": torch.tensor(1.0)}
+
+
+class WithTeacher(Dataset):
+    """Fresh random samples, a seeded ``fraction`` of which are replaced by cached teacher pairs.
+
+    Keys are indices or the ``(epoch, index)`` pairs of ``EpochSampler``. Fresh samples carry a zero teacher noise and ``has_teacher = 0`` so that every
+    batch has the same keys; the distillation term ignores them.
+    """
+
+    def __init__(self, fresh: Dataset, cache: TeacherCache, fraction: float = 0.5, seed: int = 0) -> None:
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"teacher fraction must be in [0, 1], got {fraction}")
+        self.fresh, self.cache, self.fraction, self.seed = fresh, cache, fraction, seed
+
+    def __len__(self) -> int:
+        return len(self.fresh)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        rng = np.random.default_rng((self.seed, epoch, index))
+        if rng.random() < self.fraction:
+            return self.cache[int(rng.integers(len(self.cache)))]
+        item = dict(self.fresh[key])
+        item["teacher_noise"] = torch.zeros_like(item["image"])
+        item["has_teacher"] = torch.tensor(0.0)
+        return item
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="paintguard teacher-cache", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inpainter", default="lama-tiny")
+    parser.add_argument("--out", required=True, help="safetensors file to write")
+    parser.add_argument("--count", type=int, default=128, help="number of (crop, mask) pairs")
+    parser.add_argument("--size", type=int, default=128, help="crop size in pixels")
+    parser.add_argument("--train-dir", default=None, help="image folder (default: the embedded sample images)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.size < 16:
+        raise ValueError("--count must be >= 1 and --size >= 16")
+    out = build_teacher_cache(args.inpainter, args.out, args.count, args.size, args.seed, args.train_dir,
+                              args.batch_size, args.steps, args.device)
+    print(json.dumps({"wrote": str(out), "pairs": args.count, "size": args.size}))
+    return 0
+
+
+class ProtectionDataModule(ImageMaskDataModule):
+    """``ImageMaskDataModule`` whose training set can mix in cached teacher pairs.
+
+    ``val_size`` (default: ``size``) sets the validation crop size independently.
+    """
+
+    def __init__(
+        self,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        size: int = 128,
+        batch_size: int = 8,
+        val_batch_size: int = 4,
+        num_workers: int = 0,
+        samples_per_epoch: int = 512,
+        masks_per_val_image: int = 2,
+        seed: int = 0,
+        teacher_cache: str | None = None,
+        teacher_fraction: float = 0.5,
+        val_size: int | None = None,
+    ) -> None:
+        super().__init__(train_dir, val_dir, size, batch_size, val_batch_size, num_workers, samples_per_epoch,
+                         masks_per_val_image, seed)
+        self.save_hyperparameters()
+        self.teacher_cache, self.teacher_fraction = teacher_cache, teacher_fraction
+        self.val_size = val_size
+
+    def setup(self, stage: str | None = None) -> None:
+        fresh = self.train_set is None
+        if self.val_set is None and self.val_size and stage in (None, "fit", "validate"):
+            # the generator is fully convolutional: it can train on small crops and be judged on larger ones
+            self.val_set = FixedCropDataset(_folder_images(self.val_dir, "val"), size=self.val_size,
+                                            masks_per_image=self.masks_per_val_image, seed=self.seed)
+        super().setup(stage)
+        if fresh and self.train_set is not None and self.teacher_cache:
+            cache = TeacherCache(self.teacher_cache)
+            if cache.image.shape[-1] != self.size:
+                raise ValueError(f"teacher cache '{self.teacher_cache}' holds {cache.image.shape[-1]} px crops "
+                                 f"but training uses {self.size} px")
+            self.train_set = WithTeacher(self.train_set, cache, self.teacher_fraction, self.seed)
