@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.paintguard-setup
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# OpenMP threads that spin while waiting starve every other process on a small shared CPU
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup test demo benchmark clean
 

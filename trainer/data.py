@@ -32,6 +32,7 @@ __all__ = [
     "RandomCropDataset",
     "FixedCropDataset",
     "ImageMaskDataModule",
+    "images_or_samples",
 ]
 
 # Photographs bundled with scikit-image (no download needed). Left out:
@@ -227,7 +228,8 @@ class FixedCropDataset(Dataset):
         return {"image": image.clone(), "mask": self.masks[index].clone(), "index": index}
 
 
-def _folder_images(folder: str | None, split: str) -> list[Path]:
+def images_or_samples(folder: str | None, split: str) -> list[Path]:
+    """The images of ``folder``, or the embedded sample ``split`` when it is None."""
     if folder is None:
         return sample_images(split)
     if not Path(folder).is_dir():
@@ -270,14 +272,14 @@ class ImageMaskDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
             self.train_set = RandomCropDataset(
-                _folder_images(self.train_dir, "train"),
+                images_or_samples(self.train_dir, "train"),
                 size=self.size,
                 samples_per_epoch=self.samples_per_epoch,
                 seed=self.seed,
             )
         if self.val_set is None and stage in (None, "fit", "validate"):
             self.val_set = FixedCropDataset(
-                _folder_images(self.val_dir, "val"),
+                images_or_samples(self.val_dir, "val"),
                 size=self.size,
                 masks_per_image=self.masks_per_val_image,
                 seed=self.seed,

@@ -34,6 +34,8 @@ def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.Ligh
         args=argv,
         run=run,
         seed_everything_default=0,
+        # modules configure their own optimisers (the inpainter has two): no --optimizer/--lr_scheduler options
+        auto_configure_optimizers=False,
         # resuming rewrites the run's config.yaml instead of refusing to start
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"logger": {"class_path": "trainer.wandb_logger.PaintGuardWandbLogger"}},

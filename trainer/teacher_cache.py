@@ -19,8 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from trainer.data import (FixedCropDataset, ImageMaskDataModule, RandomCropDataset, _folder_images, list_images,
-                          sample_images)
+from trainer.data import FixedCropDataset, ImageMaskDataModule, RandomCropDataset, images_or_samples
 from trainer.inpainter import load_inpainter
 from trainer.iterative import IterativeConfig, protect_iterative
 from trainer.masks import MaskGenerator
@@ -32,7 +31,7 @@ def build_teacher_cache(inpainter: str, out: str | Path, count: int = 128, size:
                         train_dir: str | None = None, batch_size: int = 8, steps: int = 20,
                         device: str = "cpu") -> Path:
     """Run the optimiser on ``count`` seeded training crops and store crops, masks and noises."""
-    paths = list_images(train_dir) if train_dir else sample_images("train")
+    paths = images_or_samples(train_dir, "train")
     dataset = RandomCropDataset(paths, size=size, samples_per_epoch=count, mask_generator=MaskGenerator(size),
                                 seed=seed)
     model = load_inpainter(inpainter, device=device)
@@ -151,7 +150,7 @@ class ProtectionDataModule(ImageMaskDataModule):
         fresh = self.train_set is None
         if self.val_set is None and self.val_size and stage in (None, "fit", "validate"):
             # the generator is fully convolutional: it can train on small crops and be judged on larger ones
-            self.val_set = FixedCropDataset(_folder_images(self.val_dir, "val"), size=self.val_size,
+            self.val_set = FixedCropDataset(images_or_samples(self.val_dir, "val"), size=self.val_size,
                                             masks_per_image=self.masks_per_val_image, seed=self.seed)
         super().setup(stage)
         if fresh and self.train_set is not None and self.teacher_cache:

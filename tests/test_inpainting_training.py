@@ -1,0 +1,232 @@
+"""End-to-end: tiny fits through the real CLI and config (configs/inpainter/ci.yaml), a few seconds each."""
+
+import contextlib
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer import cli
+from trainer.fit_inpainter import main, make_cli
+from trainer.inpainter import load_inpainter
+from trainer.inpainting_module import InpainterModule
+from trainer.lightning_cli import read_lightning_checkpoint
+from trainer.wandb_logger import OfflineRun, PaintGuardWandbLogger, read_offline_run
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "inpainter"
+CI = str(CONFIGS / "ci.yaml")
+STEPS = 4  # trainer.max_steps in ci.yaml; 2 batches per epoch
+
+
+@contextlib.contextmanager
+def one_thread():
+    # tiny tensors gain nothing from a second thread, and on a shared CPU OpenMP threads spinning against
+    # another process's make a 1 s fit take 30 s
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One fit shared by the tests below (it is the slow part); its files land under runs/ci of a tmp dir."""
+    root = tmp_path_factory.mktemp("fit")
+    with contextlib.chdir(root), one_thread():
+        assert main(["fit", "--config", CI]) == 0
+    return root
+
+
+def offline_runs(root: Path) -> list[Path]:
+    return sorted((root / "runs/ci/wandb").glob("offline-run-*"))
+
+
+def read_run(run_dir: Path, timeout: float = 30.0) -> OfflineRun:
+    """The offline run once wandb's service has written all of it (it writes asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not (run := read_offline_run(run_dir)).finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run.finished, f"wandb never finished writing {run_dir}"
+    return run
+
+
+def train_steps(run_dir: Path) -> list[int]:
+    return [row["trainer/global_step"] for row in read_run(run_dir).history if "train/gen_l1" in row]
+
+
+def module_from_checkpoint(path: Path) -> InpainterModule:
+    blob = read_lightning_checkpoint(path)
+    module = InpainterModule(**{k: v for k, v in blob["hyper_parameters"].items() if not k.startswith("_")})
+    module.load_state_dict(blob["state_dict"])
+    return module.eval()
+
+
+def sample_batch(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    mask = torch.zeros(2, 1, size, size)
+    mask[..., 8:20, 6:26] = 1
+    return torch.rand(2, 3, size, size), mask
+
+
+def test_fit_writes_checkpoints_and_counts_batches_as_steps(trained):
+    checkpoints = trained / "runs/ci/checkpoints"
+    blob = read_lightning_checkpoint(checkpoints / "last.ckpt")
+    # global_step counts batches, although two optimisers step on each
+    assert blob["global_step"] == STEPS
+    assert len(blob["optimizer_states"]) == 2
+    assert (checkpoints / f"epoch=1-step={STEPS}.ckpt").is_file()
+
+
+def test_wandb_offline_run_holds_history_summary_config_and_panels(trained):
+    (run_dir,) = offline_runs(trained)
+    run = read_run(run_dir)
+    assert train_steps(run_dir) == list(range(STEPS))
+    train = [row for row in run.history if "train/gen_l1" in row]
+    for key in ("train/gen_highfreq", "train/gen_adv", "train/gen_fm", "train/disc_total", "train/disc_r1"):
+        assert all(math.isfinite(row[key]) for row in train), key
+    val = [row for row in run.history if "val/hole_psnr" in row]
+    assert len(val) == 2  # one validation per epoch
+    for key in ("val/hole_l1", "val/meanfill_hole_psnr", "probe/steering_gain", "probe/attack_psnr_before",
+                "probe/attack_psnr_after", "probe/success_rate"):
+        assert math.isfinite(run.summary[key]), key
+    assert run.config["ngf"] == 8 and run.config["size"] == 32
+    panels = list((run_dir / "files/media/images").rglob("*.png"))
+    assert any("train" in str(p) for p in panels) and any("val" in str(p) for p in panels)
+
+
+def test_exported_generator_loads_back_and_inpaints_like_the_checkpoint(trained, tmp_path):
+    module = module_from_checkpoint(trained / "runs/ci/checkpoints/last.ckpt")
+    image, mask = sample_batch()
+    with torch.no_grad():
+        expected = module(image, mask)
+    # written by the ExportInpainter callback at the end of training ...
+    at_end = load_inpainter(trained / "runs/ci/ci.safetensors")
+    assert torch.allclose(at_end(image, mask), expected, atol=1e-6)
+    # ... and by the export command from the checkpoint
+    out = tmp_path / "exported.safetensors"
+    assert main(["export", "--ckpt_path", str(trained / "runs/ci/checkpoints/last.ckpt"), "--out", str(out)]) == 0
+    assert torch.allclose(load_inpainter(out)(image, mask), expected, atol=1e-6)
+    # refuses to overwrite without --overwrite, as a one-line error through the dispatcher
+    assert cli.main(["fit-inpainter", "export", "--ckpt_path", str(trained / "runs/ci/checkpoints/last.ckpt"),
+                     "--out", str(out)]) == 2
+
+
+def test_resume_from_last_checkpoint_continues_the_step_count(trained, tmp_path):
+    shutil.copytree(trained / "runs/ci/checkpoints", tmp_path / "runs/ci/checkpoints")
+    with contextlib.chdir(tmp_path):
+        assert main(["fit", "--config", CI, "--ckpt_path", "last", "--trainer.max_steps", str(STEPS + 2)]) == 0
+    (run_dir,) = offline_runs(tmp_path)
+    assert train_steps(run_dir) == [STEPS, STEPS + 1]
+    assert read_lightning_checkpoint(tmp_path / "runs/ci/checkpoints/last.ckpt")["global_step"] == STEPS + 2
+
+
+def test_validate_subcommand_reports_metrics_and_probe(trained, tmp_path):
+    ckpt = str(trained / "runs/ci/checkpoints/last.ckpt")
+    with contextlib.chdir(tmp_path):
+        assert main(["validate", "--config", CI, "--ckpt_path", ckpt]) == 0
+    (run_dir,) = offline_runs(tmp_path)
+    summary = read_run(run_dir).summary
+    assert math.isfinite(summary["val/hole_psnr"]) and math.isfinite(summary["probe/steering_gain"])
+
+
+def test_without_adversarial_term_no_discriminator_is_built_or_stepped(tmp_path):
+    args = ["--config", CI, "--model.adversarial", "0", "--model.feature_matching", "0", "--trainer.max_steps", "2",
+            "--model.attack_eval_every_n_epochs", "0", "--trainer.logger", "false"]
+    with contextlib.chdir(tmp_path):
+        fit = make_cli(args, run=False)
+        assert fit.model.discriminator is None
+        before = [p.detach().clone() for p in fit.model.generator.parameters()]
+        fit.trainer.fit(fit.model, datamodule=fit.datamodule)
+    assert fit.trainer.global_step == 2
+    assert not any(k.startswith("train/disc") or k == "train/gen_adv" for k in fit.trainer.callback_metrics)
+    assert "train/gen_highfreq" in fit.trainer.callback_metrics
+    assert any(not torch.equal(a, b) for a, b in zip(before, fit.model.generator.parameters()))
+
+
+def test_lama_tiny_config_builds_the_default_model_and_its_export_is_under_20_mb(tmp_path):
+    with contextlib.chdir(tmp_path):
+        config = make_cli(["--config", str(CONFIGS / "lama-tiny.yaml")], run=False)
+    model = config.model
+    assert (model.hparams.ngf, model.hparams.n_blocks, config.datamodule.size) == (32, 6, 256)
+    assert model.hparams.adversarial > 0 and model.discriminator is not None
+    path = model.export(tmp_path / "lama-tiny.safetensors")
+    assert path.stat().st_size < 20e6
+    assert load_inpainter(path).config.ngf == 32
+
+
+def test_adversarial_zero_with_feature_matching_warns():
+    with pytest.warns(UserWarning, match="feature matching needs the discriminator"):
+        assert InpainterModule(ngf=8, n_blocks=1, adversarial=0.0, feature_matching=1.0).discriminator is None
+
+
+# --- the W&B logger ------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_account(monkeypatch, tmp_path):
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # no such file yet
+    return tmp_path / "netrc"
+
+
+def test_logger_is_offline_without_an_account_and_keeps_paths_absolute(no_account, tmp_path):
+    with contextlib.chdir(tmp_path):
+        logger = PaintGuardWandbLogger()
+    assert logger.offline and logger._wandb_init["mode"] == "offline"
+    assert logger.save_dir == str(tmp_path / "runs")
+    assert logger._wandb_init["project"] == "paintguard"
+
+
+@pytest.mark.parametrize("env, netrc_host, online", [
+    ({"WANDB_API_KEY": "x" * 40}, None, True),
+    ({"WANDB_MODE": "online"}, None, True),
+    ({}, "api.wandb.ai", True),
+    ({}, "example.org", False),
+    ({"WANDB_BASE_URL": "https://wandb.example.org"}, "wandb.example.org", True),
+    ({"WANDB_API_KEY": "x" * 40, "WANDB_MODE": "offline"}, None, False),
+])
+def test_logger_goes_online_only_with_an_account(no_account, monkeypatch, env, netrc_host, online):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if netrc_host:
+        no_account.write_text(f"machine {netrc_host}\n  login user\n  password {'y' * 40}\n")
+    logger = PaintGuardWandbLogger()
+    assert logger.offline is not online
+    assert logger._wandb_init["mode"] == ("online" if online else "offline")
+
+
+def test_logger_explicit_offline_and_disabled_mode_win(no_account, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert PaintGuardWandbLogger(offline=True).offline
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert PaintGuardWandbLogger()._wandb_init["mode"] == "disabled"
+
+
+def test_log_model_is_dropped_when_no_account_makes_the_run_offline(no_account):
+    with pytest.warns(UserWarning, match="log_model is ignored"):
+        logger = PaintGuardWandbLogger(log_model=True)
+    assert logger.offline and not logger._log_model
+
+
+def test_offline_run_leaves_the_environment_alone_and_is_finished_at_the_end(no_account, tmp_path):
+    logger = PaintGuardWandbLogger(save_dir=tmp_path / "wb")
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.log_images("panel", [torch.rand(3, 8, 8), torch.rand(8, 8)], caption="x")
+    assert "WANDB_MODE" not in os.environ  # Lightning would have left WANDB_MODE=dryrun behind
+    logger.finalize("success")
+    assert logger._experiment is None
+    (run_dir,) = (tmp_path / "wb/wandb").glob("offline-run-*")
+    history = read_run(run_dir).history
+    assert history[0]["a"] == 1.0 and history[1]["panel/count"] == 2

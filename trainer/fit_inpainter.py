@@ -1,0 +1,61 @@
+"""``paintguard fit-inpainter``: train an FFC-ResNet inpainter such as lama-tiny (LightningCLI).
+
+Subcommands::
+
+    paintguard fit-inpainter fit --config configs/inpainter/lama-tiny.yaml
+    paintguard fit-inpainter fit --config configs/inpainter/lama-tiny.yaml --ckpt_path last    # resume
+    paintguard fit-inpainter validate --config configs/inpainter/lama-tiny.yaml --ckpt_path CKPT
+    paintguard fit-inpainter export --ckpt_path CKPT --out checkpoints/lama-tiny.safetensors [--overwrite]
+
+``fit`` and ``validate`` are LightningCLI's (any option can be overridden, e.g.
+``--model.adversarial 0 --trainer.max_steps 100``; ``--print_config`` shows
+them all). ``--ckpt_path last`` resumes from the ModelCheckpoint's ``last.ckpt``
+and starts from scratch when there is none yet. ``export`` writes the
+generator of a Lightning checkpoint as a PaintGuard inpainter checkpoint that
+``load_inpainter`` and every other command accept; the ``ExportInpainter``
+callback of the config does the same when training ends.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from lightning.pytorch.cli import LightningCLI
+
+from trainer import lightning_cli
+from trainer.data import ImageMaskDataModule
+from trainer.inpainting_module import InpainterModule
+
+PROG = "paintguard fit-inpainter"
+DESCRIPTION = ("Train an FFC-ResNet inpainter such as lama-tiny: 'fit' and 'validate' are LightningCLI's "
+               "(e.g. fit --config configs/inpainter/lama-tiny.yaml [--ckpt_path last]); "
+               "'export --ckpt_path CKPT --out FILE.safetensors' writes a checkpoint's generator for load_inpainter.")
+# Warnings that say nothing here: argv is passed on purpose (the dispatcher strips its own arguments), and
+# checkpoints are meant to hold the state after the step, which is what manual optimisation saves.
+QUIET = ("LightningCLI's args parameter is intended", "Using ModelCheckpoint with manual optimization")
+
+
+def make_cli(argv: list[str], run: bool = True) -> LightningCLI:
+    """Build (and with ``run``, execute) the CLI; ``run=False`` parses a fit config without a subcommand."""
+    with warnings.catch_warnings():
+        for message in QUIET:
+            warnings.filterwarnings("ignore", message=message)
+        return lightning_cli.make_cli(InpainterModule, ImageMaskDataModule, argv, PROG, DESCRIPTION, run=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"]:
+        return lightning_cli.export_main(InpainterModule, PROG, argv[1:])
+    try:
+        make_cli(argv)
+    except SystemExit as exit_:  # argparse/jsonargparse end with sys.exit (--help, bad options)
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    return 0
+
+
+if __name__ == "__main__":
+    from trainer.cli import run_guarded
+
+    sys.exit(run_guarded(main, sys.argv[1:]))
