@@ -2,17 +2,21 @@
 
     from generator import Protector
     protector = Protector.from_checkpoint("generator-lama-tiny")
-    protected = protector.protect(image, mask)
+    protected = protector.protect(image, mask)  # tensor, PIL image, numpy array or path; same kind back
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
-from generator import checkpoint
+from generator import checkpoint, convert
+from generator.convert import ImageLike
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 
@@ -38,22 +42,53 @@ def load_generator(name_or_path: str | os.PathLike = DEFAULT) -> NoiseUNet:
     return net.eval().requires_grad_(False)
 
 
-class Protector:
-    """Protects the masked region of images with one forward pass of a trained generator."""
+METHODS = ("generator", "iterative", "hybrid")
+DEFAULT_STEPS = {"iterative": 20, "hybrid": 5}
+# The inpainter's input is image * (1 - mask): with every pixel masked it does not depend on the image at all.
+FULL_MASK = "the mask covers the whole image: an inpainter sees none of its pixels, so no noise can steer its fill"
 
-    def __init__(self, net: NoiseUNet, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+
+class Protector:
+    """Protects the masked region of images: one generator pass, the 20-step optimiser, or both.
+
+    ``device`` and ``dtype`` apply to the generator; the optimiser (methods "iterative"
+    and "hybrid") runs in float32 on ``device`` and needs ``inpainter``, the frozen
+    model it attacks (e.g. ``trainer.inpainter.load_inpainter("lama-tiny")``).
+    """
+
+    def __init__(self, net: NoiseUNet, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 inpainter: nn.Module | None = None) -> None:
         self.net = net.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
+        self.inpainter = inpainter
 
     @classmethod
     def from_checkpoint(cls, name_or_path: str | os.PathLike = DEFAULT, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "Protector":
-        """Load a shipped generator by name (e.g. ``"generator-lama-tiny"``) or from a file."""
-        return cls(load_generator(name_or_path), device, dtype)
+                        dtype: torch.dtype = torch.float32,
+                        inpainter: str | os.PathLike | nn.Module | None = None) -> "Protector":
+        """Load a shipped generator by name (e.g. ``"generator-lama-tiny"``) or from a file.
+
+        ``inpainter`` (a name such as ``"lama-tiny"``, a file, a LaMa directory or a module)
+        enables the "iterative" and "hybrid" methods.
+        """
+        if isinstance(inpainter, (str, os.PathLike)):
+            from trainer.inpainter import load_inpainter  # lazy: generator stays importable without trainer
+
+            inpainter = load_inpainter(inpainter)
+        return cls(load_generator(name_or_path), device, dtype, inpainter)
 
     @property
     def eps(self) -> float:
         return self.net.config.eps
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Protector":
+        """Move the generator (and the inpainter) to another device or dtype, in place."""
+        self.device = torch.device(device) if device is not None else self.device
+        self.dtype = dtype or self.dtype
+        self.net.to(device=self.device, dtype=self.dtype)
+        if self.inpainter is not None:
+            self.inpainter.to(self.device)
+        return self
 
     @torch.inference_mode()
     def noise(self, image: Tensor, mask: Tensor, target: Tensor | None = None) -> Tensor:
@@ -63,13 +98,72 @@ class Protector:
         target = target_colour(image) if target is None else target.to(self.device, self.dtype)
         return self.net(image, mask, target)
 
-    @torch.inference_mode()
-    def protect(self, image: Tensor, mask: Tensor) -> Tensor:
-        """Protected images (B,3,H,W) in [0,1]: ``clip(image + noise, 0, 1)``, one forward pass."""
+    def protect(self, image: ImageLike, mask: ImageLike, method: str = "generator", steps: int | None = None) -> Any:
+        """Protect the masked region of ``image``; returns the same kind of image it was given.
+
+        image: a float tensor (B,3,H,W) or (3,H,W) in [0,1], a PIL image, a numpy array
+        ((H,W,3) uint8 or float in [0,1], (H,W) grey) or a file path (read upright per EXIF).
+        mask: the same kinds, of the same size; any non-zero pixel is protected.
+        method: "generator" (one forward pass), "iterative" (the paper's 20-step optimiser)
+        or "hybrid" (the optimiser started from the generator's noise, ``steps`` default 5).
+
+        Returns a tensor of the input's shape, dtype and device; a PIL image for PIL
+        images *and for paths* (8-bit RGB; nothing is written); a numpy (H,W,3) array
+        of the input's dtype. 8-bit results are rounded within the bound, so
+        ``|protected - image| <= eps`` holds for every kind. An image whose mask is
+        empty comes back unchanged, with a warning; a mask covering the whole image also
+        warns: the inpainter sees none of the image, so no noise can steer it
+        (``paintguard protect`` refuses such masks).
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        if steps is not None and (method == "generator" or steps < 0):
+            raise ValueError(f"steps must be >= 0 and only applies to 'iterative' and 'hybrid', got {steps} "
+                             f"with {method!r}")
+        x, kind = convert.to_tensor(image)
+        m = convert.mask_to_tensor(mask, x)
+        protected = self.protect_batch(x, m, method, DEFAULT_STEPS.get(method) if steps is None else steps)
+        return convert.from_tensor(protected, kind, original=x, eps=self.eps)
+
+    def protect_batch(self, image: Tensor, mask: Tensor, method: str = "generator", steps: int = 5) -> Tensor:
+        """The tensor core of ``protect``: image (B,3,H,W) in [0,1], mask (B,1,H,W) -> protected, on ``device``."""
         if image.dim() != 4 or image.shape[1] != 3 or mask.dim() != 4 or mask.shape[1] != 1:
             raise ValueError(f"expected image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and "
                              f"{tuple(mask.shape)}")
         if image.shape[-2:] != mask.shape[-2:] or image.shape[0] != mask.shape[0]:
             raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(image.shape)}")
-        image = image.to(self.device, self.dtype)
-        return (image + self.noise(image, mask)).clamp(0, 1)
+        hole = mask.to(self.device) > 0
+        if hole.flatten(1).all(1).any():
+            # a warning, not an error: training and evaluation code pass synthetic masks; the CLI refuses
+            warnings.warn(f"{FULL_MASK}; the noise is returned but cannot protect anything", stacklevel=3)
+        image, mask = image.to(self.device, self.dtype), hole.to(self.dtype)
+        used = hole.flatten(1).any(1)
+        if not used.all():
+            warnings.warn(f"{int((~used).sum())} image(s) with an empty mask returned unchanged", stacklevel=3)
+            if not used.any():
+                return image.clamp(0, 1)
+        if method == "generator":
+            noise = self.noise(image, mask)
+        else:
+            noise = self._optimise(image, mask, steps, self.noise(image, mask) if method == "hybrid" else None)
+        noise = noise.to(self.dtype) * used.to(self.dtype)[:, None, None, None]
+        with torch.inference_mode():
+            return (image + noise).clamp(0, 1)
+
+    def _optimise(self, image: Tensor, mask: Tensor, steps: int, init_noise: Tensor | None) -> Tensor:
+        """The noise of the 20-step optimiser (``trainer.iterative``), from ``init_noise`` when given."""
+        if self.inpainter is None:
+            raise ValueError("the 'iterative' and 'hybrid' methods need an inpainter: "
+                             "Protector.from_checkpoint(..., inpainter='lama-tiny') or "
+                             "protector.inpainter = load_inpainter(...)")
+        from trainer.iterative import IterativeConfig, protect_iterative  # lazy: trainer imports generator
+
+        config = IterativeConfig(steps=steps, eps=self.eps)
+        generator = torch.Generator(self.device).manual_seed(0)  # the same input gives the same noise
+        # the optimiser needs autograd even when called under inference_mode (e.g. Lightning's predict);
+        # clones turn inference tensors into ordinary ones that backward may save
+        with torch.inference_mode(False), torch.enable_grad():
+            init = None if init_noise is None else init_noise.float().clone()
+            result = protect_iterative(self.inpainter.to(self.device), image.float().clone(), mask.float().clone(),
+                                       config, init_noise=init, generator=generator)
+        return result.noise

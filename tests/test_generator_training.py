@@ -103,3 +103,13 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path, ci_config):
     assert "distributed_backend=gloo" in proc.stderr + proc.stdout
     assert "All distributed processes registered" in proc.stderr + proc.stdout
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_best_checkpoint_is_an_artifact_of_the_offline_run(tmp_path, ci_config):
+    config = yaml.safe_load(ci_config.read_text())
+    config["trainer"]["logger"]["init_args"]["log_model"] = True
+    config["trainer"]["callbacks"][0]["init_args"].update(monitor="val/total_loss", mode="min")
+    ci_config.write_text(yaml.safe_dump(config))
+    assert train_main(["fit", "--config", str(ci_config)]) == 0
+    artifacts = read_offline_run(offline_run(tmp_path)).artifacts
+    assert any(a["type"] == "model" and "best" in a["aliases"] for a in artifacts), artifacts

@@ -12,12 +12,14 @@ import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "protect": ("generator.protect_cli", "protect an image or a folder in one pass (--devices N: several processes)"),
     "optimize": ("trainer.optimize_cli", "protect one image with the 20-step optimiser (the paper's method)"),
     "demo": ("trainer.demo", "the main job on the embedded defaults: train briefly, protect, compare"),
     "train": ("trainer.train_generator", "train the one-pass generator against a frozen inpainter (LightningCLI)"),
     "teacher-cache": ("trainer.teacher_cache", "run the 20-step optimiser once over training crops, for distillation"),
     "fit-inpainter": ("trainer.fit_inpainter", "train an inpainter such as lama-tiny (LightningCLI)"),
     "evaluate-inpainter": ("trainer.evaluate_inpainter", "score an inpainter on held-out images against baselines"),
+    "compare": ("trainer.compare", "protection methods side by side: strength, robustness, transfer, speed"),
 }
 
 USAGE = "usage: paintguard COMMAND [ARGS]\n\ncommands:\n" + "\n".join(

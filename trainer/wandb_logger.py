@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
@@ -47,8 +48,9 @@ class PaintGuardWandbLogger(WandbLogger):
 
     ``offline=None`` (the default) means offline unless ``WANDB_API_KEY`` is set,
     ``WANDB_MODE=online``, or ``~/.netrc`` has an entry for the W&B host; an
-    explicit ``WANDB_MODE=offline``/``disabled`` always wins, and ``log_model``
-    is dropped with a warning when this makes the run offline. ``save_dir``
+    explicit ``WANDB_MODE=offline``/``disabled`` always wins. ``log_model=True``
+    works offline too (Lightning refuses it): the best checkpoint is stored in the
+    offline run as a model artifact when training ends. ``save_dir``
     defaults to ``runs`` and ``project`` to ``paintguard``. The run is finished
     when training ends, so offline files are complete and a later logger in the
     same process starts a new run instead of silently reusing this one.
@@ -76,10 +78,12 @@ class PaintGuardWandbLogger(WandbLogger):
         env_mode = os.environ.get("WANDB_MODE", "").lower()
         if offline is None:
             offline = env_mode in ("offline", "dryrun", "disabled") or not wandb_account_configured()
-            if offline and log_model:
-                # checkpoints cannot be uploaded offline; a config written for both cases should still run
-                rank_zero_warn("W&B is offline (no account configured): log_model is ignored")
-                log_model = False
+
+        # Lightning refuses log_model offline; an offline run can still hold artifacts (uploaded by `wandb sync`),
+        # so the checkpoints are logged here instead, when the run ends
+        self._offline_log_model = log_model if offline else False
+        if offline:
+            log_model = False
         # Lightning's offline flag overwrites WANDB_MODE with "dryrun"; keep a user's "disabled" instead
         mode = "disabled" if env_mode == "disabled" else ("offline" if offline else "online")
         kwargs.setdefault("mode", mode)
@@ -125,6 +129,12 @@ class PaintGuardWandbLogger(WandbLogger):
             kwargs["caption"] = [caption] * len(arrays) if isinstance(caption, str) else list(caption)
         self.log_image(key, arrays, step=step, **kwargs)
 
+    def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
+        # Lightning's finalize logs the checkpoints of the callbacks remembered here
+        if self._offline_log_model:
+            self._checkpoint_callbacks[id(checkpoint_callback)] = checkpoint_callback
+        super().after_save_checkpoint(checkpoint_callback)
+
     @rank_zero_only
     def finalize(self, status: str) -> None:
         super().finalize(status)
@@ -152,7 +162,7 @@ def to_uint8(image: Tensor) -> np.ndarray:
 
 @dataclass
 class OfflineRun:
-    """What an offline run recorded: one dict per ``log`` call, the merged summary and the config.
+    """What an offline run recorded: one dict per ``log`` call, the merged summary, the config, the artifacts.
 
     ``finished`` is False while the run is still being written (no exit record yet).
     """
@@ -160,6 +170,7 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)  # name, type, aliases, metadata
     finished: bool = False
 
 
@@ -225,6 +236,10 @@ def read_offline_run(run_dir: str | os.PathLike) -> OfflineRun:
             run.summary.update({_item_key(i): json.loads(i.value_json) for i in record.summary.update})
         elif kind == "config":
             run.config.update({_item_key(i): json.loads(i.value_json) for i in record.config.update})
+        elif kind == "artifact":
+            a = record.artifact
+            run.artifacts.append({"name": a.name, "type": a.type, "aliases": list(a.aliases),
+                                  "metadata": json.loads(a.metadata or "{}")})
         elif kind == "exit":
             run.finished = True
     return run

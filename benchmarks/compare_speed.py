@@ -1,0 +1,62 @@
+"""Time the optimiser, the generator and hybrids on the same images, in one run on this machine.
+
+    python benchmarks/compare_speed.py [--inpainter lama-tiny] [--generator generator-lama-tiny]
+                                       [--size 256] [--images 3] [--k 2 5] [--repeats 1] [--device cpu]
+
+Every method protects the same held-out photos (centre crops, seeded masks), one
+image per call, after a warm-up call; the time per image is the median over the
+calls. Prints the times and each method's speed-up over the 20-step optimiser.
+Only speed: ``paintguard compare`` measures how strong each method is.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from generator.protector import Protector
+from trainer.data import FixedCropDataset, sample_images
+from trainer.evaluation import generator_method, hybrid_method, iterative_method, run_method
+from trainer.inpainter import load_inpainter
+from trainer.iterative import IterativeConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inpainter", default="lama-tiny", help="shipped name, .safetensors file or LaMa folder")
+    parser.add_argument("--generator", default="generator-lama-tiny", help="shipped name or .safetensors file")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--images", type=int, default=3, help="held-out photos to time on (at most 5)")
+    parser.add_argument("--steps", type=int, default=20, help="optimiser steps")
+    parser.add_argument("--k", type=int, nargs="*", default=[2, 5], help="optimiser steps of the hybrids")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per image")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    inpainter = load_inpainter(args.inpainter, device=args.device)
+    protector = Protector.from_checkpoint(args.generator, device=args.device)
+    data = FixedCropDataset(sample_images("val")[:args.images], size=args.size)
+    images = [data[i]["image"] for i in range(len(data))]
+    masks = [data[i]["mask"] for i in range(len(data))]
+    optimiser = f"optimiser ({args.steps} steps)"
+    methods = {optimiser: iterative_method(inpainter, IterativeConfig(steps=args.steps)),
+               "generator": generator_method(protector)}
+    methods.update({f"hybrid (k={k})": hybrid_method(protector, inpainter, k) for k in args.k})
+
+    print(f"torch {torch.__version__}, {args.device}, {args.threads} CPU thread(s), {len(images)} images of "
+          f"{args.size}x{args.size}, one per call, {args.repeats} timed call(s) each after a warm-up")
+    print("| method | s / image | images / s | speed-up over the optimiser |")
+    print("|---|---|---|---|")
+    reference = None
+    for name, method in methods.items():
+        run = run_method(name, method, images, masks, batch_size=1, repeats=args.repeats, device=args.device)
+        reference = reference or run.seconds_per_image
+        print(f"| {name} | {run.seconds_per_image:.4g} | {run.images_per_second:.3g} "
+              f"| {reference / run.seconds_per_image:.1f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""One-pass protection speed and memory, and folder throughput of ``paintguard protect``.
+
+    python benchmarks/protect_speed.py [--runs 5] [--threads N] [--folder-images 20]
+
+Uses the generator architecture of configs/generator/lama-tiny.yaml with random
+weights (speed does not depend on their values). Each image size is timed in a
+fresh process, so its peak resident memory (``ru_maxrss``) belongs to that size
+alone; the baseline column is the same process before the first pass (Python,
+torch and the model). The folder figure runs the real CLI on generated 512 px
+images and reads the images/s of its summary line (model loading included).
+On a machine whose cores are busy with other work, ``--threads 1`` gives steadier
+figures: a parallel region waits for its slowest thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from generator import Protector
+from generator.protector import save_generator
+from generator.unet import NoiseUNet, UNetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = UNetConfig(widths=[16, 32, 64, 128], groups=8)  # configs/generator/lama-tiny.yaml
+SIZES = [(512, 512), (2160, 3840)]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def one_size(h: int, w: int, runs: int) -> dict[str, float]:
+    """Median seconds of ``runs`` warm passes at h x w, and peak memory; run in its own process."""
+    torch.manual_seed(0)
+    protector = Protector(NoiseUNet(CONFIG))
+    image, mask = torch.rand(1, 3, h, w), torch.zeros(1, 1, h, w)
+    mask[..., h // 4: h // 2, w // 4: w // 2] = 1
+    baseline = peak_rss_mib()
+    protector.protect(image, mask)  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        protector.protect(image, mask)
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "baseline_mib": baseline,
+            "peak_mib": peak_rss_mib()}
+
+
+def folder_throughput(count: int, size: int, threads: int) -> float:
+    """images/s of ``paintguard protect DIR -o OUT`` on ``count`` generated size x size images."""
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(src / f"img{i:02d}.png")
+            mask = np.zeros((size, size), np.uint8)
+            mask[size // 4: size // 2, size // 4: 3 * size // 4] = 255
+            Image.fromarray(mask).save(src / f"img{i:02d}_mask.png")
+        checkpoint = save_generator(NoiseUNet(CONFIG), Path(tmp) / "g.safetensors")
+        proc = subprocess.run([sys.executable, "-m", "trainer.cli", "protect", str(src), "-o", str(Path(tmp) / "out"),
+                               "--checkpoint", str(checkpoint)], capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        found = re.search(r"\(([\d.]+) images/s\)", proc.stdout)
+        if proc.returncode != 0 or not found:
+            raise RuntimeError(f"protect failed: {proc.stderr[-500:]}")
+        return float(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="timed passes per size (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--folder-images", type=int, default=20)
+    parser.add_argument("--one", type=int, nargs=2, metavar=("H", "W"), help=argparse.SUPPRESS)  # child process
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(one_size(*args.one, args.runs)))
+        return
+
+    params = sum(p.numel() for p in NoiseUNet(CONFIG).parameters())
+    print(f"torch {torch.__version__}, {args.threads} threads, generator widths {CONFIG.widths} "
+          f"({params / 1e6:.2f} M parameters), median of {args.runs} warm runs")
+    print("| image | one pass (median s) | peak RSS (MiB) | of which before the pass |")
+    print("|---|---|---|---|")
+    for h, w in SIZES:
+        out = subprocess.run([sys.executable, __file__, "--one", str(h), str(w), "--runs", str(args.runs),
+                              "--threads", str(args.threads)], capture_output=True, text=True, check=True, cwd=ROOT)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {w}x{h} | {r['median_s']:.3f} | {r['peak_mib']:.0f} | {r['baseline_mib']:.0f} |", flush=True)
+    rate = folder_throughput(args.folder_images, 512, args.threads)
+    print(f"| folder of {args.folder_images} x 512x512 (`paintguard protect DIR`) | {rate:.2f} images/s | | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The image kinds the Python API accepts, to and from PaintGuard's tensors.
+
+``to_tensor`` turns a torch tensor, PIL image, numpy array or file path into a
+float32 ``(B, 3, H, W)`` batch in [0, 1] and remembers what it was (``Kind``);
+``from_tensor`` turns a batch back into that kind. ``mask_to_tensor`` does the
+same for masks (any non-zero pixel is protected, as in LaMa). 8-bit outputs are
+rounded with ``quantize_within_bound``, so the noise bound survives them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+# The conversions read_image applies after decoding a file, reused for in-memory PIL images.
+from generator.io import _HIGH_BIT_MODES, _high_bit_to_float, _to_rgb, read_image, read_mask
+from generator.save import quantize_within_bound
+
+Tensor = torch.Tensor
+ImageLike = Tensor | Image.Image | np.ndarray | str | os.PathLike
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What an API input was, so that its result can be given back in the same form."""
+
+    name: Literal["tensor", "pil", "numpy", "path"]
+    batched: bool = False  # tensors: (B,3,H,W) rather than (3,H,W)
+    dtype: Any = None  # tensors: torch dtype; numpy: np.uint8 or a float dtype
+    device: torch.device | None = None
+
+
+def _check_unit_range(x: Tensor | np.ndarray, what: str) -> None:
+    # a 0..255 float image would otherwise be protected as almost-white, silently
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{what} values must lie in [0, 1], got [{float(x.min()):g}, {float(x.max()):g}]")
+
+
+def _pil_to_tensor(img: Image.Image) -> Tensor:
+    """(3,H,W) float32 in [0,1], converted exactly as ``read_image`` converts a decoded file."""
+    if img.mode in _HIGH_BIT_MODES:
+        return torch.from_numpy(_high_bit_to_float(img)).expand(3, -1, -1).contiguous()
+    return torch.from_numpy(np.array(_to_rgb(img))).permute(2, 0, 1).float().div_(255.0)
+
+
+def _numpy_to_tensor(arr: np.ndarray) -> Tensor:
+    """(H,W), (H,W,1), (H,W,3) or (H,W,4) uint8 / float in [0,1] -> (3,H,W) float32."""
+    if arr.dtype == np.uint8:
+        x = arr.astype(np.float32) / 255.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        _check_unit_range(arr, "float image")
+        x = arr.astype(np.float32)
+    else:
+        raise ValueError(f"numpy images must be uint8 or float in [0, 1], got {arr.dtype}")
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3 or x.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"numpy images must be (H,W), (H,W,3) or (H,W,4), got {arr.shape}")
+    if x.shape[-1] == 4:  # composite on white, as generator.io does for files with alpha
+        x = x[..., :3] * x[..., 3:] + (1 - x[..., 3:])
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).expand(3, -1, -1).contiguous()
+
+
+def to_tensor(image: ImageLike) -> tuple[Tensor, Kind]:
+    """Any supported image kind -> (float32 (B,3,H,W) in [0,1], its ``Kind``).
+
+    Tensors keep their device; grey and RGBA inputs become RGB (alpha composited
+    on white); file paths are read with ``generator.io.read_image`` (EXIF
+    orientation applied, 16-bit precision kept).
+    """
+    if isinstance(image, Tensor):
+        if not image.is_floating_point():
+            raise ValueError(f"image tensors must be floating point in [0, 1], got {image.dtype}")
+        if image.dim() not in (3, 4) or image.shape[-3] != 3:
+            raise ValueError(f"expected an image tensor (B,3,H,W) or (3,H,W), got {tuple(image.shape)}")
+        _check_unit_range(image, "image tensor")
+        kind = Kind("tensor", image.dim() == 4, image.dtype, image.device)
+        return (image if kind.batched else image[None]).float(), kind
+    if isinstance(image, Image.Image):
+        return _pil_to_tensor(image)[None], Kind("pil")
+    if isinstance(image, np.ndarray):
+        return _numpy_to_tensor(image)[None], Kind("numpy", dtype=image.dtype)
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)[None], Kind("path")
+    raise TypeError(f"unsupported image type {type(image).__name__}; pass a tensor, PIL image, numpy array or path")
+
+
+def mask_to_tensor(mask: ImageLike, image: Tensor) -> Tensor:
+    """Any supported mask kind -> float (B,1,H,W) in {0,1} matching ``image`` (B,3,H,W) and its device.
+
+    Tensors may be (B,1,H,W), (B,H,W), (1,H,W) or (H,W); one mask is shared by the whole batch.
+    """
+    b, _, h, w = image.shape
+    if isinstance(mask, Tensor):
+        m = mask.detach()
+        m = m[None, None] if m.dim() == 2 else m[:, None] if m.dim() == 3 else m
+        if m.dim() != 4 or m.shape[1] != 1:
+            raise ValueError(f"expected a mask (B,1,H,W), (B,H,W) or (H,W), got {tuple(mask.shape)}")
+    elif isinstance(mask, Image.Image):
+        if mask.mode in ("1", "L") + _HIGH_BIT_MODES:
+            region = np.asarray(mask) != 0
+        else:  # as read_mask: any non-zero colour channel of an opaque pixel
+            rgba = np.asarray(mask.convert("RGBA"))
+            region = rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
+        m = torch.from_numpy(region)[None, None]
+    elif isinstance(mask, np.ndarray):
+        if mask.ndim not in (2, 3):
+            raise ValueError(f"numpy masks must be (H,W) or (H,W,C), got {mask.shape}")
+        region = mask != 0 if mask.ndim == 2 else (mask != 0).any(axis=-1)
+        m = torch.from_numpy(region)[None, None]
+    elif isinstance(mask, (str, os.PathLike)):
+        m = read_mask(mask, size=(h, w))[None]
+    else:
+        raise TypeError(f"unsupported mask type {type(mask).__name__}; pass a tensor, PIL image, numpy array or path")
+    if tuple(m.shape[-2:]) != (h, w):
+        mh, mw = m.shape[-2:]
+        raise ValueError(f"mask size {mw}x{mh} does not match the image's {w}x{h}")
+    if m.shape[0] not in (1, b):
+        raise ValueError(f"{m.shape[0]} masks for {b} images")
+    return (m.to(image.device) != 0).float().expand(b, -1, -1, -1)
+
+
+def from_tensor(batch: Tensor, kind: Kind, original: Tensor | None = None, eps: float | None = None) -> Any:
+    """A (B,3,H,W) batch in [0,1] back in the form ``kind`` describes.
+
+    Tensors keep their shape, dtype and device. PIL images, paths and uint8 arrays
+    come back as 8-bit RGB; with ``original`` and ``eps`` each pixel is rounded to the
+    nearest 8-bit level within ``eps`` of the original, so the bound holds exactly.
+    Float arrays come back as float (H,W,3); grey inputs come back as RGB.
+    """
+    if kind.name == "tensor":
+        out = batch.to(device=kind.device, dtype=kind.dtype)
+        return out if kind.batched else out[0]
+    if kind.name == "numpy" and np.issubdtype(kind.dtype, np.floating):
+        return batch[0].permute(1, 2, 0).detach().cpu().numpy().astype(kind.dtype)
+    # without an original, a bound of 1 makes quantize_within_bound a plain rounding
+    pixels = quantize_within_bound(batch[0], batch[0] if original is None else original[0],
+                                   1.0 if original is None else eps)
+    return pixels if kind.name == "numpy" else Image.fromarray(pixels)
+
+
+__all__ = ["Kind", "to_tensor", "mask_to_tensor", "from_tensor", "ImageLike"]

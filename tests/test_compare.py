@@ -1,0 +1,266 @@
+"""``paintguard compare``, its evaluation helpers and the transformation registry, on tiny models."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from generator.protector import save_generator
+from generator.unet import NoiseUNet, UNetConfig
+from trainer.cli import main as cli_main
+from trainer.compare import load_config, load_samples
+from trainer.data import FixedCropDataset, sample_images
+from trainer.evaluation import batches, run_method, summarise
+from trainer.inpainter import build_inpainter, save_inpainter
+from trainer.transforms import TRANSFORMS, get_transform
+from trainer.wandb_logger import read_offline_run
+from .conftest import TINY, write_mask, write_rgb
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_CONFIG = ROOT / "configs" / "compare" / "ci.yaml"
+METHODS = ["none", "optimiser (2 steps)", "generator", "hybrid (k=1)"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def eight_bit(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(seed)).float() / 255
+
+
+def photo(size: int = 64) -> torch.Tensor:
+    """A natural 8-bit image: JPEG artefacts on uniform noise say little about photos."""
+    return FixedCropDataset(sample_images("val")[:1], size=size)[0]["image"][None]
+
+
+# --- transforms -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_transforms_keep_shape_dtype_and_range(name):
+    x = eight_bit(2, 3, 33, 40)
+    y = get_transform(name)(x, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
+    if name != "png":
+        assert (y - x).abs().mean() > 1e-3  # every attack changes the image
+
+
+def test_png_round_trip_is_identity_on_8bit_input_and_rounds_the_rest():
+    x = eight_bit(2, 3, 16, 16)
+    assert torch.equal(get_transform("png")(x), x)
+    y = (x + 0.3 / 255).clamp(0, 1)
+    back = get_transform("png")(y)
+    assert not torch.equal(back, y) and torch.allclose(back * 255, torch.round(back * 255))
+    assert (back - y).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_jpeg_75_changes_pixels_more_than_jpeg_90():
+    x = photo()
+    err90 = (get_transform("jpeg90")(x) - x).abs().mean()
+    err75 = (get_transform("jpeg75")(x) - x).abs().mean()
+    assert 0 < err90 < err75
+
+
+def test_noise_is_seeded_and_has_the_asked_strength():
+    x = torch.full((1, 3, 64, 64), 0.5)
+    noise = get_transform("noise-0.01")
+    a = noise(x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, noise(x, generator=torch.Generator().manual_seed(1)))
+    assert not torch.equal(a, noise(x, generator=torch.Generator().manual_seed(2)))
+    assert abs(float((a - x).std()) - 0.01) < 0.001
+
+
+def test_resize_and_blur_remove_fine_detail_but_keep_flat_images():
+    flat = torch.full((1, 3, 31, 30), 0.25)
+    checker = ((torch.arange(32)[:, None] + torch.arange(32)[None]) % 2).float().expand(1, 3, 32, 32)
+    for name in ("resize-half", "blur-1"):
+        assert torch.allclose(get_transform(name)(flat), flat, atol=1e-6)
+        assert (get_transform(name)(checker) - 0.5).abs().max() < 0.2  # a 1 px checkerboard averages out
+
+
+def test_unknown_transform_names_the_choices():
+    with pytest.raises(ValueError, match="jpeg90"):
+        get_transform("jpeg50")
+
+
+# --- evaluation helpers -----------------------------------------------------------------------
+
+def test_summary_mean_median_and_t_interval():
+    s = summarise(torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0]))
+    assert s.mean == pytest.approx(4.0) and s.median == pytest.approx(3.0)
+    half = 2.7764451 * math.sqrt(12.5) / math.sqrt(5)  # t(0.975, 4) * sample std / sqrt(n)
+    assert (s.low, s.high) == pytest.approx((4.0 - half, 4.0 + half))
+    assert math.isnan(summarise(torch.tensor([2.0])).low)
+
+
+def test_run_method_warms_up_batches_by_shape_and_times_every_call():
+    images = [torch.rand(3, 8, 8) for _ in range(3)] + [torch.rand(3, 8, 12)]
+    masks = [torch.ones(1, *x.shape[-2:]) for x in images]
+    assert batches(images, 2) == [[0, 1], [2], [3]]
+    calls = []
+
+    def method(x, m):
+        calls.append(len(x))
+        return x + 0.5  # the saved image must still keep the bound
+
+    run = run_method("m", method, images, masks, batch_size=2, repeats=3)
+    assert calls == [1] + [2] * 3 + [1] * 3 + [1] * 3  # warm-up on one image, then each batch 3 times
+    assert len(run.call_seconds) == 9 and len(run.image_seconds) == 4 and run.timed_images == 12
+    assert run.seconds_per_image > 0 and run.images_per_second > 0
+    for x, p in zip(images, run.protected):
+        assert p.shape == x.shape and (p - x).abs().max() <= 0.025 + 1e-6
+
+
+# --- the command ----------------------------------------------------------------------------
+
+@pytest.fixture
+def checkpoints(tmp_path, monkeypatch, tiny_inpainter):
+    """Tiny stand-ins for the shipped lama-tiny and generator-lama-tiny, plus a second inpainter for transfer."""
+    folder = tmp_path / "checkpoints"
+    save_inpainter(tiny_inpainter, folder / "lama-tiny.safetensors")
+    save_inpainter(build_inpainter(TINY, seed=1), folder / "other-inpainter.safetensors")
+    torch.manual_seed(0)
+    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=0.5)  # an untrained generator emits almost no noise: make it visible
+    save_generator(net, folder / "generator-lama-tiny.safetensors")
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(folder))
+    # the machine may be shared: one thread keeps these tiny models from fighting over the cores
+    torch.set_num_threads(1)
+    return folder
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_compare_writes_report_csv_figures_and_a_wandb_run(tmp_path, checkpoints, capsys):
+    config = yaml.safe_load(CI_CONFIG.read_text())
+    config.update(transfer="other-inpainter", wandb=True)
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    assert cli_main(["compare", "--config", str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+
+    report = (out / "report.md").read_text()
+    main_table = report.split("## Against lama-tiny")[1].split("##")[0]
+    assert "| share of gain |" in main_table
+    for name in METHODS:
+        assert f"| {name} |" in main_table
+    robustness = report.split("## Robustness")[1].split("##")[0]
+    for transform in TRANSFORMS:
+        assert sum(f"| {transform} | {name} |" in robustness for name in METHODS) == len(METHODS)
+    assert "## Transfer: the same saved images against other-inpainter" in report
+    assert "| transfer | optimiser (2 steps) |" in report
+    assert "## Robustness" in printed and "| hybrid (k=1) |" in printed and "## Spread" not in printed
+
+    rows = read_csv(out / "per_image.csv")
+    assert len(rows) == 2 * len(METHODS)
+    assert [r["method"] for r in rows[::2]] == METHODS
+    by_method = {name: [r for r in rows if r["method"] == name] for name in METHODS}
+    for r in by_method["none"]:
+        # no noise: no gain, under every transformation (the seeded noise is the same for both images)
+        assert float(r["noise_psnr"]) == 100 and float(r["linf"]) == 0
+        assert all(float(r[f"{t}/attack_gain"]) == 0 for t in TRANSFORMS if t != "png")
+    for name in METHODS[1:]:
+        for r in by_method[name]:
+            assert 0 < float(r["linf"]) <= 0.025 + 1e-6 and float(r["seconds"]) > 0
+            assert 0 < float(r["ssim"]) < 1
+    optimiser_gain = np.mean([float(r["attack_gain"]) for r in by_method["optimiser (2 steps)"]])
+    assert optimiser_gain > 0  # the tiny inpainter does react: share-of-gain columns are not 0/0
+
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == sorted(["grid-none.png", "grid-optimiser-2-steps.png", "grid-generator.png",
+                              "grid-hybrid-k-1.png", "speed-vs-strength.png"])
+    for name in figures:
+        assert (out / "figures" / name).read_bytes()[:8] == PNG
+        assert f"(figures/{name})" in report
+    with Image.open(out / "figures" / "grid-none.png") as grid:
+        assert grid.width > grid.height  # five columns, two rows
+
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    logged = read_offline_run(runs[0])
+    assert logged.finished
+    assert logged.summary["compare/main/_type"] == "table-file" and logged.summary["compare/main/nrows"] == 4
+    assert logged.summary["compare/robustness/nrows"] == 4 * len(TRANSFORMS) + 4  # and the transfer rows
+    assert logged.summary["figures/speed-vs-strength/_type"] == "image-file"
+    table = json.loads((runs[0] / "files" / logged.summary["compare/main/path"]).read_text())
+    assert "share_of_gain" in table["columns"] and [row[0] for row in table["data"]] == METHODS
+
+
+def test_compare_runs_as_a_subprocess_on_the_ci_config(tmp_path, checkpoints):
+    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline")
+    out = tmp_path / "ci"
+    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "compare", "--config", str(CI_CONFIG),
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| optimiser (2 steps) |" in proc.stdout and "share of gain" in proc.stdout
+    assert len(read_csv(out / "per_image.csv")) == 2 * len(METHODS)
+
+
+BAD_CONFIGS = {
+    "methds: {}\n": "unknown key 'methds'",
+    "masks: {kind: random}\n": "masks.kind must be 'seeded' or 'files'",
+    "masks: {size: big}\n": "masks.size must be an integer",
+    "methods: {hybrid: {k: []}}\n": "methods.hybrid.k must be a non-empty list",
+    "methods: {optimiser: {stpes: 3}}\n": "unknown key 'methods.optimiser.stpes'",
+    "methods: {}\n": "methods lists no method",
+    "transforms: [png, jpeg50]\n": "unknown transform 'jpeg50'",
+    "images: /no/such/folder\n": "images must be one of",
+    "batch_size: 0\n": "batch_size and repeats must be >= 1",
+    "images: [a\n": "is not valid YAML",
+    "- a list\n": "must be a mapping",
+}
+
+
+@pytest.mark.parametrize("text", list(BAD_CONFIGS))
+def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"paintguard: error: config '{path}'")
+    assert BAD_CONFIGS[text] in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_config_is_one_line_and_exit_2(tmp_path, capsys):
+    assert cli_main(["compare", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"paintguard: error: config '{tmp_path / 'none.yaml'}' does not exist"
+
+
+def test_shipped_configs_load():
+    cfg = load_config(ROOT / "configs" / "compare" / "lama-tiny.yaml")
+    assert cfg.masks.size == 256 and cfg.methods.hybrid.k == [2, 5] and cfg.methods.none is not None
+    assert cfg.inpainter == "lama-tiny" and cfg.methods.generator.checkpoint == "generator-lama-tiny"
+    assert cfg.transforms == list(TRANSFORMS)
+    assert load_config(CI_CONFIG).max_samples == 2
+
+
+def test_mask_files_pair_by_lama_naming(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_rgb(folder / "a.png", 24, 32, seed=1)
+    write_mask(folder / "a_mask000.png", 24, 32, (2, 2, 10, 10))
+    write_mask(folder / "a_mask001.png", 24, 32, (12, 4, 20, 30))
+    write_rgb(folder / "b.png", 20, 20, seed=2)
+    write_mask(folder / "b_mask.png", 20, 20, (5, 5, 15, 15))
+    path = tmp_path / "files.yaml"
+    path.write_text(f"images: {folder}\nmasks: {{kind: files}}\n")
+    samples = load_samples(load_config(path))
+    assert [s.name for s in samples] == ["a_mask000", "a_mask001", "b_mask"]
+    assert [tuple(s.mask.shape) for s in samples] == [(1, 24, 32), (1, 24, 32), (1, 20, 20)]
+    assert float(samples[1].mask.sum()) == 8 * 26
+    write_rgb(folder / "c.png", 20, 20, seed=3)
+    with pytest.raises(ValueError, match="'.*c.png' has no mask 'c_mask\\*.png'"):
+        load_samples(load_config(path))
