@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 # The conversions read_image applies after decoding a file, reused for in-memory PIL images.
-from generator.io import _HIGH_BIT_MODES, _high_bit_to_float, _to_rgb, read_image, read_mask
+from generator.io import mask_region, pil_to_tensor, read_image, read_mask
 from generator.save import quantize_within_bound
 
 Tensor = torch.Tensor
@@ -39,13 +39,6 @@ def _check_unit_range(x: Tensor | np.ndarray, what: str) -> None:
     # a 0..255 float image would otherwise be protected as almost-white, silently
     if x.size and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"{what} values must lie in [0, 1], got [{float(x.min()):g}, {float(x.max()):g}]")
-
-
-def _pil_to_tensor(img: Image.Image) -> Tensor:
-    """(3,H,W) float32 in [0,1], converted exactly as ``read_image`` converts a decoded file."""
-    if img.mode in _HIGH_BIT_MODES:
-        return torch.from_numpy(_high_bit_to_float(img)).expand(3, -1, -1).contiguous()
-    return torch.from_numpy(np.array(_to_rgb(img))).permute(2, 0, 1).float().div_(255.0)
 
 
 def _numpy_to_tensor(arr: np.ndarray) -> Tensor:
@@ -82,7 +75,7 @@ def to_tensor(image: ImageLike) -> tuple[Tensor, Kind]:
         kind = Kind("tensor", image.dim() == 4, image.dtype, image.device)
         return (image if kind.batched else image[None]).float(), kind
     if isinstance(image, Image.Image):
-        return _pil_to_tensor(image)[None], Kind("pil")
+        return pil_to_tensor(image)[None], Kind("pil")
     if isinstance(image, np.ndarray):
         return _numpy_to_tensor(image)[None], Kind("numpy", dtype=image.dtype)
     if isinstance(image, (str, os.PathLike)):
@@ -102,12 +95,7 @@ def mask_to_tensor(mask: ImageLike, image: Tensor) -> Tensor:
         if m.dim() != 4 or m.shape[1] != 1:
             raise ValueError(f"expected a mask (B,1,H,W), (B,H,W) or (H,W), got {tuple(mask.shape)}")
     elif isinstance(mask, Image.Image):
-        if mask.mode in ("1", "L") + _HIGH_BIT_MODES:
-            region = np.asarray(mask) != 0
-        else:  # as read_mask: any non-zero colour channel of an opaque pixel
-            rgba = np.asarray(mask.convert("RGBA"))
-            region = rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
-        m = torch.from_numpy(region)[None, None]
+        m = torch.from_numpy(mask_region(mask))[None, None]
     elif isinstance(mask, np.ndarray):
         if mask.ndim not in (2, 3):
             raise ValueError(f"numpy masks must be (H,W) or (H,W,C), got {mask.shape}")

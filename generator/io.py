@@ -81,18 +81,30 @@ def open_rgb(path: PathLike) -> Image.Image:
     return _to_rgb(_open(path))
 
 
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """A decoded PIL image as float32 ``(3, H, W)`` in [0, 1], converted as files are (see ``open_rgb``)."""
+    if img.mode in _HIGH_BIT_MODES:
+        grey = torch.from_numpy(_high_bit_to_float(img))
+        return grey.expand(3, -1, -1).contiguous()
+    rgb = np.array(_to_rgb(img))  # a writable copy for torch
+    return kornia.utils.image_to_tensor(rgb, keepdim=True).float().div_(255.0)
+
+
+def mask_region(img: Image.Image) -> np.ndarray:
+    """The protected region of a decoded mask image: any non-zero channel of an opaque pixel, (H, W) bool."""
+    if img.mode in _GREY_MODES:
+        return np.asarray(img) != 0
+    rgba = np.asarray(img.convert("RGBA"))
+    return rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
+
+
 def read_image(path: PathLike) -> torch.Tensor:
     """Read ``path`` as a float32 ``(3, H, W)`` tensor in [0, 1].
 
     16-bit greyscale keeps its precision (value / 65535). 16-bit RGB(A) PNGs are
     reduced to 8 bits by PIL itself, which has no 16-bit colour mode.
     """
-    img = _open(path)
-    if img.mode in _HIGH_BIT_MODES:
-        grey = torch.from_numpy(_high_bit_to_float(img))
-        return grey.expand(3, -1, -1).contiguous()
-    rgb = np.array(_to_rgb(img))  # a writable copy for torch
-    return kornia.utils.image_to_tensor(rgb, keepdim=True).float().div_(255.0)
+    return pil_to_tensor(_open(path))
 
 
 def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -103,12 +115,7 @@ def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tens
     i.e. alpha is composited on black. ``size`` is the image's ``(H, W)``; a
     mask of another size raises ``ImageReadError``.
     """
-    img = _open(path)
-    if img.mode in _GREY_MODES:
-        region = np.asarray(img) != 0
-    else:
-        rgba = np.asarray(img.convert("RGBA"))
-        region = rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
+    region = mask_region(_open(path))
     if size is not None and tuple(region.shape) != tuple(size):
         (h, w), (ih, iw) = region.shape, size
         raise ImageReadError(f"mask '{os.fspath(path)}' is {w}x{h} but the image is {iw}x{ih}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +32,24 @@ def quantize_within_bound(protected: Tensor, original: Tensor, eps: float) -> np
     return q.to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def write_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
-    """Save via a temporary file in the same folder, then rename: no half-written output survives a crash."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file in the same folder, then rename it to ``path``.
+
+    The rename is atomic, so an interrupted run never leaves a half-written output.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
-        image.save(tmp, **save_kwargs)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
+    """Save a PIL image atomically (see ``atomic_write``)."""
+    return atomic_write(path, lambda tmp: image.save(tmp, **save_kwargs))
 
 
 def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike], overwrite: bool) -> Path:

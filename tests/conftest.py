@@ -15,10 +15,14 @@ TINY = FFCResNetConfig(ngf=8, n_downsampling=3, n_blocks=1)
 
 
 @pytest.fixture(autouse=True)
-def _offline_and_small(monkeypatch):
+def _offline_and_one_thread(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    torch.set_num_threads(2)
+    # tiny tensors: a second OpenMP thread only adds synchronisation, which a busy shared CPU makes very slow
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -1,4 +1,3 @@
-import pytest
 import torch
 from torch import nn
 
@@ -6,15 +5,6 @@ from trainer.attackability import protection_strength, steering_gain
 from trainer.iterative import IterativeConfig
 
 from .conftest import SteerableInpainter
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: a second OpenMP thread only adds synchronisation, which a busy shared CPU makes very slow
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class ConstantFill(nn.Module):

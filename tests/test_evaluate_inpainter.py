@@ -13,15 +13,6 @@ from trainer.inpainter import build_inpainter, save_inpainter
 from .conftest import TINY
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: a second OpenMP thread only adds synchronisation, which a busy shared CPU makes very slow
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_smooth(path, h: int, w: int, seed: int) -> None:
     """A smooth colour ramp: easy for Telea, far from its own mean colour."""
     rng = np.random.default_rng(seed)

@@ -11,15 +11,6 @@ from trainer.inpainting_losses import (amplitude_spectrum_loss, discriminator_ad
                                        mean_colour_fill, r1_penalty, resize_mask)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: a second OpenMP thread only adds synchronisation, which a busy shared CPU makes very slow
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def box_mask(b: int, h: int, w: int, top: int, left: int, bottom: int, right: int) -> torch.Tensor:
     m = torch.zeros(b, 1, h, w)
     m[..., top:bottom, left:right] = 1

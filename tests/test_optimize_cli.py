@@ -3,7 +3,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from trainer.cli import main

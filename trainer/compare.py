@@ -21,7 +21,6 @@ import re
 import sys
 import time
 import typing
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch
 import yaml
 
 from generator.io import read_image, read_mask
+from generator.save import atomic_write
 from generator.protector import Protector
 from trainer.data import FixedCropDataset, list_images, sample_images
 from trainer.evaluation import (ROBUSTNESS_METRICS, SAVED, Method, MethodRun, MethodScore, condition_records,
@@ -278,17 +278,6 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename: no half-written output survives a crash."""
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -309,7 +298,7 @@ def write_per_image(path: Path, samples: list[Sample], runs: list[MethodRun], re
                     values = [run.image_seconds[i], *(r.metrics[k][i] for k in keys),
                               *(r.conditions[c][k][i] for c, k in extra)]
                     writer.writerow([s.name, r.name, *(f"{float(v):.6g}" for v in values)])
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def save_grid(path: Path, title: str, rows: list[list[Tensor]]) -> Path:
@@ -326,7 +315,7 @@ def save_grid(path: Path, title: str, rows: list[list[Tensor]]) -> Path:
             if r == 0:
                 axes[r][c].set_title(GRID_COLUMNS[c], fontsize=9)
     fig.suptitle(title)
-    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def save_speed_plot(path: Path, results: list[MethodScore]) -> Path:
@@ -350,7 +339,7 @@ def save_speed_plot(path: Path, results: list[MethodScore]) -> Path:
     ax.set_ylabel("attack PSNR to the target (dB)")
     ax.set_title("speed versus strength")
     ax.legend(fontsize=8)
-    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 @torch.no_grad()
@@ -475,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = save_figures(out / "figures", samples, runs, inpainter, results, cfg.figure_rows, device)
     write_per_image(out / "per_image.csv", samples, runs, results)
     report, tables = build_report(cfg, Path(args.config), samples, results, reference, transforms, figures, out)
-    _atomic(out / "report.md", lambda tmp: tmp.write_text(report))
+    atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
     print(tables)
     if cfg.wandb:
         _log(f"== W&B run: {log_to_wandb(cfg, out, results, reference, transforms, figures)} ==")

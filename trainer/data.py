@@ -244,7 +244,8 @@ class ImageMaskDataModule(L.LightningDataModule):
     """Training crops with random LaMa masks and fixed validation crops.
 
     ``train_dir`` / ``val_dir`` default to the embedded ``skimage.data`` sample
-    splits, so training runs with no dataset on disk.
+    splits, so training runs with no dataset on disk. ``val_size`` (default:
+    ``size``) sets the validation crop size.
     """
 
     def __init__(
@@ -258,11 +259,14 @@ class ImageMaskDataModule(L.LightningDataModule):
         samples_per_epoch: int = 512,
         masks_per_val_image: int = 2,
         seed: int = 0,
+        val_size: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_dir, self.val_dir = train_dir, val_dir
         self.size, self.seed = size, seed
+        # fully convolutional models can train on small crops and be judged on larger ones
+        self.val_size = val_size or size
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers = num_workers
         self.samples_per_epoch, self.masks_per_val_image = samples_per_epoch, masks_per_val_image
@@ -280,7 +284,7 @@ class ImageMaskDataModule(L.LightningDataModule):
         if self.val_set is None and stage in (None, "fit", "validate"):
             self.val_set = FixedCropDataset(
                 images_or_samples(self.val_dir, "val"),
-                size=self.size,
+                size=self.val_size,
                 masks_per_image=self.masks_per_val_image,
                 seed=self.seed,
             )

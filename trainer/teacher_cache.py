@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from trainer.data import FixedCropDataset, ImageMaskDataModule, RandomCropDataset, images_or_samples
+from trainer.data import ImageMaskDataModule, RandomCropDataset, images_or_samples
 from trainer.inpainter import load_inpainter
 from trainer.iterative import IterativeConfig, protect_iterative
 from trainer.masks import MaskGenerator
@@ -120,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class ProtectionDataModule(ImageMaskDataModule):
-    """``ImageMaskDataModule`` whose training set can mix in cached teacher pairs.
-
-    ``val_size`` (default: ``size``) sets the validation crop size independently.
-    """
+    """``ImageMaskDataModule`` whose training set can mix in cached teacher pairs."""
 
     def __init__(
         self,
@@ -136,22 +133,17 @@ class ProtectionDataModule(ImageMaskDataModule):
         samples_per_epoch: int = 512,
         masks_per_val_image: int = 2,
         seed: int = 0,
+        val_size: int | None = None,
         teacher_cache: str | None = None,
         teacher_fraction: float = 0.5,
-        val_size: int | None = None,
     ) -> None:
         super().__init__(train_dir, val_dir, size, batch_size, val_batch_size, num_workers, samples_per_epoch,
-                         masks_per_val_image, seed)
+                         masks_per_val_image, seed, val_size)
         self.save_hyperparameters()
         self.teacher_cache, self.teacher_fraction = teacher_cache, teacher_fraction
-        self.val_size = val_size
 
     def setup(self, stage: str | None = None) -> None:
         fresh = self.train_set is None
-        if self.val_set is None and self.val_size and stage in (None, "fit", "validate"):
-            # the generator is fully convolutional: it can train on small crops and be judged on larger ones
-            self.val_set = FixedCropDataset(images_or_samples(self.val_dir, "val"), size=self.val_size,
-                                            masks_per_image=self.masks_per_val_image, seed=self.seed)
         super().setup(stage)
         if fresh and self.train_set is not None and self.teacher_cache:
             cache = TeacherCache(self.teacher_cache)
