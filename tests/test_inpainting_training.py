@@ -214,10 +214,10 @@ def test_logger_explicit_offline_and_disabled_mode_win(no_account, monkeypatch):
     assert PaintGuardWandbLogger()._wandb_init["mode"] == "disabled"
 
 
-def test_log_model_is_dropped_when_no_account_makes_the_run_offline(no_account):
-    with pytest.warns(UserWarning, match="log_model is ignored"):
-        logger = PaintGuardWandbLogger(log_model=True)
-    assert logger.offline and not logger._log_model
+def test_log_model_offline_is_kept_for_the_end_of_the_run(no_account):
+    # Lightning itself refuses log_model offline; ours stores checkpoints in the offline run when it ends
+    logger = PaintGuardWandbLogger(log_model=True)
+    assert logger.offline and not logger._log_model and logger._offline_log_model
 
 
 def test_offline_run_leaves_the_environment_alone_and_is_finished_at_the_end(no_account, tmp_path):
