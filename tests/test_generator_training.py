@@ -47,10 +47,17 @@ def test_fit_logs_to_wandb_offline_and_resumes(tmp_path, ci_config):
     last = tmp_path / "ckpt" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 4
 
-    assert train_main(["fit", "--config", str(ci_config), "--trainer.max_steps", "6", "--ckpt_path", str(last)]) == 0
+    first_id = torch.load(last, weights_only=True)["paintguard_wandb_run_id"]
+    assert first_id in offline_run(tmp_path).name
+
+    assert train_main(["fit", "--config", str(ci_config), "--trainer.max_steps", "6", "--ckpt_path", "last"]) == 0
     resumed = torch.load(last, weights_only=True)
     assert resumed["global_step"] == 6
     assert resumed["optimizer_states"][0]["state"]  # Adam moments carried over
+    # the resumed fit logs to the same W&B run (a second offline folder with the same id, merged by `wandb sync`)
+    runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(first_id) for r in runs)
+    assert resumed["paintguard_wandb_run_id"] == first_id
 
 
 def test_export_gives_a_working_protector(tmp_path, ci_config):

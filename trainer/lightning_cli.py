@@ -15,14 +15,55 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import WandbLogger
+
+
+WANDB_RUN_KEY = "paintguard_wandb_run_id"
+
+
+class RememberWandbRun(L.Callback):
+    """Stores the W&B run id in every checkpoint, so that a resumed fit goes on logging to the same run."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger.version:
+                checkpoint[WANDB_RUN_KEY] = logger.version
+
+
+def _resume_path(config: Any) -> Path | None:
+    """The checkpoint a fit resumes from: ``--ckpt_path FILE``, or ``last`` in a ModelCheckpoint's folder."""
+    ckpt = config.get("ckpt_path")
+    if ckpt and ckpt != "last":
+        return Path(ckpt) if Path(ckpt).is_file() else None
+    if ckpt == "last":
+        for callback in config.trainer.get("callbacks") or []:
+            dirpath = (callback.get("init_args") or {}).get("dirpath") if hasattr(callback, "get") else None
+            if "ModelCheckpoint" in str(callback.get("class_path", "")) and dirpath:
+                last = Path(dirpath) / "last.ckpt"
+                if last.is_file():
+                    return last
+    return None
 
 
 class FitValidateCLI(LightningCLI):
-    """LightningCLI limited to the subcommands PaintGuard's trainings support."""
+    """LightningCLI limited to fit and validate; a resumed fit continues its W&B run."""
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate")}
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        logger = config.trainer.get("logger") if config is not None else None
+        resume = _resume_path(config) if config is not None else None
+        if resume is None or not hasattr(logger, "get") or "Wandb" not in str(logger.get("class_path", "")):
+            return
+        run_id = torch.load(resume, map_location="cpu", weights_only=True, mmap=True).get(WANDB_RUN_KEY)
+        if run_id and not logger.init_args.get("id"):
+            logger.init_args["id"] = run_id
+
+    def before_fit(self) -> None:
+        self.trainer.callbacks.append(RememberWandbRun())
 
 
 def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule],
