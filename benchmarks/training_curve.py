@@ -1,0 +1,46 @@
+"""Print a training run's validation and attackability curve from its offline W&B files.
+
+    python benchmarks/training_curve.py runs/lama-tiny [--keys val/hole_psnr probe/steering_gain ...]
+
+Reads every ``wandb/offline-run-*`` under the run folder (a resumed fit writes a new
+folder), merges their history by global step and prints one Markdown row per step
+that logged any of the keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from trainer.wandb_logger import read_offline_run
+
+DEFAULT_KEYS = ["val/hole_psnr", "val/meanfill_hole_psnr", "probe/steering_gain", "probe/attack_psnr_before",
+                "probe/attack_psnr_after", "probe/success_rate"]
+
+
+def curve(run_dir: Path, keys: list[str]) -> dict[int, dict[str, float]]:
+    rows: dict[int, dict[str, float]] = {}
+    for folder in sorted(run_dir.glob("wandb/offline-run-*")):
+        for record in read_offline_run(folder).history:
+            values = {k: record[k] for k in keys if isinstance(record.get(k), (int, float))}
+            step = record.get("trainer/global_step")
+            if values and step is not None:
+                rows.setdefault(int(step), {}).update(values)
+    return dict(sorted(rows.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--keys", nargs="+", default=DEFAULT_KEYS)
+    args = parser.parse_args()
+    rows = curve(args.run_dir, args.keys)
+    print("| step | " + " | ".join(args.keys) + " |")
+    print("|---|" + "---|" * len(args.keys))
+    for step, values in rows.items():
+        cells = [f"{values[k]:.3f}" if k in values else "" for k in args.keys]
+        print(f"| {step} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
