@@ -6,11 +6,19 @@ optional distillation term towards the optimiser's own noise for the same
 (image, mask) pair (the teacher cache). Validation reports the protection
 metrics next to the teacher's on the same images, so the amortisation gap is
 visible in every run.
+
+With ``eot`` (trainer/robustness.py), every training batch passes through a random
+chain of differentiable transformations (JPEG, resize, blur, noise, shift, colour
+jitter) between x' and the inpainter: the generator learns a protection that
+survives them. Validation stays untransformed; ``val_jpeg_quality`` adds the same
+metrics after a real (Pillow) JPEG round trip, for ours and the teacher.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -19,8 +27,10 @@ from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.inpainter import Inpainter, load_inpainter
 from trainer.iterative import IterativeConfig, protect_iterative
-from trainer.losses import LossWeights, ProtectionTask, prepare_task, protection_losses
+from trainer.losses import LossWeights, ProtectionTask, prepare_task, protection_losses, transform_task
 from trainer.protection_metrics import protection_metrics, share_of_gain
+from trainer.robustness import EOTConfig, FixedTransform, RandomTransforms
+from trainer.transforms import jpeg
 
 Tensor = torch.Tensor
 
@@ -51,6 +61,8 @@ class GeneratorModule(L.LightningModule):
         quantize: bool = True,
         teacher_steps: int = 20,
         panel_every_n_steps: int = 200,
+        eot: dict[str, Any] | None = None,
+        val_jpeg_quality: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -59,6 +71,12 @@ class GeneratorModule(L.LightningModule):
             config.widths = list(widths)
         self.net = NoiseUNet(config)
         self.weights = LossWeights(attack_weight, incp_weight, hide_weight)
+        # training only: validation and the teacher see the images as saved
+        eot_config = EOTConfig.coerce(eot)
+        self.eot = RandomTransforms(eot_config) if eot_config is not None and eot_config.enabled else None
+        if val_jpeg_quality is not None and not 1 <= val_jpeg_quality <= 100:
+            raise ValueError(f"val_jpeg_quality must be in [1, 100], got {val_jpeg_quality}")
+        self.val_jpeg = None if val_jpeg_quality is None else FixedTransform(partial(jpeg, quality=val_jpeg_quality))
         # held in a list so that nn.Module does not register it: frozen, and kept out of checkpoints
         self._frozen: list[Inpainter] = []
         self._teacher_val: dict[int, dict[str, Tensor]] = {}
@@ -88,7 +106,7 @@ class GeneratorModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         task = prepare_task(self.inpainter, batch["image"], batch["mask"], dilation=self.hparams.dilation)
         protected, noise = self._protect(task, straight_through=True)
-        losses = protection_losses(self.inpainter, protected, task, self.weights)
+        losses = protection_losses(self.inpainter, protected, task, self.weights, transform=self.eot)
         loss = losses["total"].mean()
         b = task.image.shape[0]
         if self.hparams.teacher_weight > 0 and "teacher_noise" in batch:
@@ -124,6 +142,9 @@ class GeneratorModule(L.LightningModule):
             teacher = round_to_8bit(result.protected, straight_through=False)
             losses = protection_losses(self.inpainter, teacher, sub, self.weights)
             metrics = protection_metrics(losses, teacher - sub.image)
+            if self.val_jpeg is not None:
+                jpeg_task = transform_task(self.inpainter, sub, self.val_jpeg, self.val_jpeg.sample(sub.image))
+                metrics.update(self._jpeg_metrics(teacher, jpeg_task))
             for j, i in enumerate(missing):
                 self._teacher_val[int(index[i])] = {k: v[j].detach() for k, v in metrics.items()}
         rows = [self._teacher_val[int(k)] for k in index.tolist()]
@@ -144,9 +165,19 @@ class GeneratorModule(L.LightningModule):
         row["teacher_attack_gain"] = clean["attack"] - teacher["attack_loss"]
         row["teacher_total_gain"] = clean["total"] - teacher["total_loss"]
         row["clean_attack_psnr"] = protection_metrics(clean, torch.zeros_like(noise))["attack_psnr"]
+        if self.val_jpeg is not None:
+            jpeg_task = transform_task(self.inpainter, task, self.val_jpeg, self.val_jpeg.sample(task.image))
+            row.update(self._jpeg_metrics(protected, jpeg_task))
         self._val_rows.append(row)
         if batch_idx == 0:
             self._log_panel("val/panel", task, protected, noise)
+
+    def _jpeg_metrics(self, protected: Tensor, jpeg_task: ProtectionTask) -> dict[str, Tensor]:
+        """Attack, success and hide after the fixed validation JPEG (hide against the clean image's JPEG edit)."""
+        q = self.hparams.val_jpeg_quality
+        losses = protection_losses(self.inpainter, self.val_jpeg.apply(protected, None), jpeg_task, self.weights)
+        metrics = protection_metrics(losses, protected - jpeg_task.image)
+        return {f"jpeg{q}_{k}": metrics[k] for k in ("attack_psnr", "success", "hide_psnr")}
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_rows:

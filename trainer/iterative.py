@@ -7,11 +7,13 @@ baseline every result is compared with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from trainer.losses import LossWeights, ProtectionTask, prepare_task, protection_losses
+from trainer.losses import LossWeights, ProtectionTask, prepare_task, protection_losses, repeat_task
+from trainer.robustness import EOTConfig, RandomTransforms
 
 Tensor = torch.Tensor
 
@@ -28,6 +30,15 @@ class IterativeConfig:
     init_scale: float = 0.01
     dilation: int = 17
     weights: LossWeights = field(default_factory=LossWeights)
+    # Expectation over Transformations (trainer/robustness.py): None = off, the paper's optimiser. Otherwise every
+    # step minimises the mean loss over eot_samples transformations drawn per image, as the robust generator does.
+    eot: EOTConfig | dict[str, Any] | None = None
+    eot_samples: int = 1
+
+    def __post_init__(self) -> None:
+        self.eot = EOTConfig.coerce(self.eot)
+        if self.eot_samples < 1:
+            raise ValueError(f"eot_samples must be at least 1, got {self.eot_samples}")
 
 
 @dataclass
@@ -55,6 +66,11 @@ def protect_iterative(
     update is never used, the last update is clipped and kept: 20 steps are 20
     updates. The clean image's ring edit does not depend on the noise, so it is
     computed once instead of at every step; the losses are the same.
+
+    With ``config.eot``, the losses of every step (and so ``history``) are the mean over
+    ``eot_samples`` transformations per image, drawn afresh at every step from
+    ``generator`` (torch's global generator without one); all samples go through
+    the inpainter in one batch.
     """
     cfg = config or IterativeConfig()
     task = task or prepare_task(inpainter, image, mask, target, cfg.dilation)
@@ -63,6 +79,15 @@ def protect_iterative(
         init_noise = init_noise * cfg.init_scale
     noise = init_noise.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([noise], lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
+    transform = RandomTransforms(cfg.eot) if cfg.eot is not None and cfg.eot.enabled else None
+    k, b = cfg.eot_samples, image.shape[0]
+    many = repeat_task(task, k) if transform is not None and k > 1 else task
+
+    def objective(protected: Tensor) -> dict[str, Tensor]:
+        if transform is None:
+            return protection_losses(inpainter, protected, task, cfg.weights)
+        losses = protection_losses(inpainter, protected.repeat(k, 1, 1, 1), many, cfg.weights, transform, generator)
+        return {name: value.view(k, b).mean(0) for name, value in losses.items()}
 
     history: dict[str, list[Tensor]] = {}
     for _ in range(cfg.steps + 1):
@@ -71,7 +96,7 @@ def protect_iterative(
         protected = (task.image + noise).clamp(0, 1)
         last = len(next(iter(history.values()), [])) == cfg.steps
         with torch.set_grad_enabled(not last):
-            losses = protection_losses(inpainter, protected, task, cfg.weights)
+            losses = objective(protected)
         for name, value in losses.items():
             history.setdefault(name, []).append(value.detach())
         if last:

@@ -6,7 +6,8 @@ Images are (B,3,H,W) in [0,1], masks (B,1,H,W) with 1 on the region to protect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,7 @@ from generator.target import target_colour
 Tensor = torch.Tensor
 
 __all__ = ["target_colour", "dilate", "ring", "masked_mse", "LossWeights", "ProtectionTask", "prepare_task",
-           "protection_losses", "psnr_from_mse"]
+           "TaskTransform", "transform_task", "protection_losses", "repeat_task", "psnr_from_mse"]
 
 
 def dilate(mask: Tensor, size: int = 17) -> Tensor:
@@ -74,13 +75,65 @@ def prepare_task(inpainter: nn.Module, image: Tensor, mask: Tensor, target: Tens
                           inpainter(image, band))
 
 
+class TaskTransform(Protocol):
+    """What happens to a protected image before the edit (``trainer.robustness.RandomTransforms``, ``FixedTransform``).
+
+    ``sample`` draws one edit per image (its result has ``active``, a (B,) bool of the
+    images it changes); ``apply`` performs it on images and ``apply_mask`` on masks, so
+    that the same draw can be applied to several batches.
+    """
+
+    def sample(self, image: Tensor, generator: torch.Generator | None = None) -> Any: ...
+
+    def apply(self, image: Tensor, params: Any) -> Tensor: ...
+
+    def apply_mask(self, mask: Tensor, params: Any) -> Tensor: ...
+
+
+def transform_task(inpainter: nn.Module, task: ProtectionTask, transform: TaskTransform, params: Any
+                   ) -> ProtectionTask:
+    """The task as the editor sees it after the drawn transformation: image, masks and the clean ring edit.
+
+    The editor transforms the (protected) image and draws the mask on what it gets, so
+    the masks move with any geometric step (each of m, E(m), E'(m) is transformed the
+    same way, which keeps E'(m) = E(m) - m exactly). The target colour stays the
+    original image's. The hide reference becomes f(T(x), E'(T m)): the benign edit of
+    the equally transformed clean image. Against the untransformed f(x, E'(m)) the hide
+    term would also charge the noise for the transformation's own effect on the ring
+    (blur, JPEG artefacts: a floor the noise cannot remove, whose gradient pushes it to
+    undo the edit instead of hiding), and after a shift the two would not even be in
+    the same coordinates. It costs one inpainter call without gradients on the images
+    the draw changes; the others keep ``task.clean_ring_fill``.
+    """
+    masks = [transform.apply_mask(m, params) for m in (task.mask, task.dilated, task.ring)]
+    with torch.no_grad():
+        image = transform.apply(task.image, params)
+        reference = task.clean_ring_fill
+        changed = params.active.to(image.device).nonzero()[:, 0]
+        if changed.numel():
+            fill = inpainter(image[changed], masks[2][changed])
+            reference = fill if changed.numel() == len(image) else reference.index_copy(0, changed, fill)
+    return ProtectionTask(image, *masks, task.target, reference)
+
+
 def protection_losses(inpainter: nn.Module, protected: Tensor, task: ProtectionTask,
-                      weights: LossWeights | None = None) -> dict[str, Tensor]:
+                      weights: LossWeights | None = None, transform: TaskTransform | None = None,
+                      generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """Per-image attack, incp, hide and total losses (each (B,)) for protected images.
 
     attack: f(x', m) inside m against the target colour; incp: the same on E(m);
     hide: f(x', E'(m)) inside E'(m) against the clean image's edit f(x, E'(m)).
+
+    With ``transform`` (Expectation over Transformations), one transformation T is
+    drawn per image (from ``generator`` when given) and the losses are those of the
+    edit after it: x' becomes T(x'), the masks T's geometry applied to them and the
+    hide reference f(T(x), E'(T m)) (see :func:`transform_task`). Differentiable
+    through T.
     """
+    if transform is not None:
+        params = transform.sample(protected, generator)
+        task = transform_task(inpainter, task, transform, params)
+        protected = transform.apply(protected, params)
     w = weights or LossWeights()
     b = protected.shape[0]
     # the three edits share one batched forward pass
@@ -92,6 +145,11 @@ def protection_losses(inpainter: nn.Module, protected: Tensor, task: ProtectionT
     hide = masked_mse(hide_fill, task.clean_ring_fill, task.ring)
     total = w.attack * attack + w.incp * incp + w.hide * hide
     return {"attack": attack, "incp": incp, "hide": hide, "total": total}
+
+
+def repeat_task(task: ProtectionTask, times: int) -> ProtectionTask:
+    """The task with its batch repeated ``times`` times (image i of copy k at k * B + i)."""
+    return ProtectionTask(*(getattr(task, f.name).repeat(times, 1, 1, 1) for f in fields(task)))
 
 
 def psnr_from_mse(mse: Tensor) -> Tensor:
