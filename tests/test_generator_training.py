@@ -121,3 +121,10 @@ def test_best_checkpoint_is_an_artifact_of_the_offline_run(tmp_path, ci_config):
     assert train_main(["fit", "--config", str(ci_config)]) == 0
     artifacts = read_offline_run(offline_run(tmp_path)).artifacts
     assert any(a["type"] == "model" and "best" in a["aliases"] for a in artifacts), artifacts
+
+
+def test_validation_keeps_the_bound_after_8bit_rounding(tmp_path, ci_config):
+    assert train_main(["fit", "--config", str(ci_config)]) == 0
+    run = read_offline_run(offline_run(tmp_path))
+    linf = [row[k] for row in run.history for k in ("val/linf", "val/teacher_linf") if k in row]
+    assert linf and max(linf) <= 0.025 + 1e-6

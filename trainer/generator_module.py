@@ -154,7 +154,9 @@ class GeneratorModule(L.LightningModule):
         if torch.is_inference_mode_enabled():
             raise RuntimeError("generator validation runs the 20-step teacher and needs gradients: "
                                "set trainer.inference_mode=false")
-        task = prepare_task(self.inpainter, batch["image"], batch["mask"], dilation=self.hparams.dilation)
+        # validation judges what a user has and saves: 8-bit originals, 8-bit protected PNGs (so |saved - x| <= eps)
+        image = round_to_8bit(batch["image"], straight_through=False)
+        task = prepare_task(self.inpainter, image, batch["mask"], dilation=self.hparams.dilation)
         protected, noise = self._protect(task, straight_through=False)
         clean = protection_losses(self.inpainter, task.image, task, self.weights)
         ours = protection_metrics(protection_losses(self.inpainter, protected, task, self.weights),
