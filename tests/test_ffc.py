@@ -9,17 +9,23 @@ from trainer.inpainter import read_lama_config
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
-def reference_keys() -> list[tuple[str, list[int]]]:
-    path = REFERENCE / "big-lama-state-dict.tsv"
+def reference(name: str) -> Path:
+    """A file of ../shared/reference (beside the checkout in CI); the tests that need it skip without it."""
+    path = REFERENCE / name
     if not path.exists():
         pytest.skip("shared/reference is not beside this checkout")
+    return path
+
+
+def reference_keys() -> list[tuple[str, list[int]]]:
+    path = reference("big-lama-state-dict.tsv")
     rows = [line.split("\t") for line in path.read_text().strip().splitlines()]
     return [(k.removeprefix("generator."), [int(d) for d in s.strip("[]").split(",") if d.strip()]) for k, s in rows]
 
 
 def test_big_lama_state_dict_matches_reference_key_for_key():
     ref = reference_keys()
-    net = FFCResNetGenerator(read_lama_config(REFERENCE / "big-lama-config.yaml"))
+    net = FFCResNetGenerator(read_lama_config(reference("big-lama-config.yaml")))
     mine = [(k, list(v.shape)) for k, v in net.state_dict().items()]
     assert len(ref) == 989
     assert mine == ref  # same keys, same order, same shapes
@@ -27,7 +33,7 @@ def test_big_lama_state_dict_matches_reference_key_for_key():
 
 
 def test_big_lama_config_resolves_interpolations():
-    cfg = read_lama_config(REFERENCE / "big-lama-config.yaml")
+    cfg = read_lama_config(reference("big-lama-config.yaml"))
     assert (cfg.ngf, cfg.n_downsampling, cfg.n_blocks) == (64, 3, 18)
     assert cfg.resnet_ratio_gin == cfg.resnet_ratio_gout == 0.75
     assert cfg.downsample_ratio_gin == 0 and cfg.add_out_act == "sigmoid"

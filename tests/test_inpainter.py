@@ -3,7 +3,6 @@ import collections
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from generator import checkpoint
 from generator.checkpoint import CheckpointError
@@ -78,13 +77,39 @@ def test_wrong_shapes_are_rejected(tiny_inpainter):
         tiny_inpainter(torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 8))
 
 
+LAMA_CONFIG = """\
+# the structure of big-lama's config.yaml: interpolations inside the generator block, and elsewhere
+# references to the authors' machines that must not be resolved
+losses:
+  resnet_pl:
+    weights_path: ${env:TORCH_HOME}
+location:
+  out_root_dir: /group-volume/${env:USER}/experiments
+generator:
+  kind: ffc_resnet
+  input_nc: 4
+  output_nc: 3
+  ngf: NGF
+  n_downsampling: 3
+  n_blocks: NBLOCKS
+  add_out_act: sigmoid
+  init_conv_kwargs: {ratio_gin: 0, ratio_gout: 0, enable_lfu: false}
+  downsample_conv_kwargs:
+    ratio_gin: ${generator.init_conv_kwargs.ratio_gout}
+    ratio_gout: ${generator.downsample_conv_kwargs.ratio_gin}
+    enable_lfu: false
+  resnet_conv_kwargs:
+    ratio_gin: 0.75
+    ratio_gout: ${generator.resnet_conv_kwargs.ratio_gin}
+    enable_lfu: false
+"""
+
+
 def make_lama_dir(root, inpainter, extra_state=None, extra_blob=None):
     """A LaMa model directory as LaMa distributes it: config.yaml + models/best.ckpt."""
-    config = yaml.safe_load(open(__import__("pathlib").Path(__file__).resolve().parents[2]
-                                 / "shared/reference/big-lama-config.yaml"))
-    config["generator"].update(ngf=TINY.ngf, n_blocks=TINY.n_blocks)
     (root / "models").mkdir(parents=True)
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    config = LAMA_CONFIG.replace("NGF", str(TINY.ngf)).replace("NBLOCKS", str(TINY.n_blocks))
+    (root / "config.yaml").write_text(config)
     state = collections.OrderedDict((f"generator.{k}", v) for k, v in inpainter.net.state_dict().items())
     state["discriminator.model0.0.weight"] = torch.zeros(4, 3, 4, 4)
     state["loss_resnet_pl.impl.conv1.weight"] = torch.zeros(2)
