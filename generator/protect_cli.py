@@ -356,6 +356,9 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int, s
         if trainer.world_size > 1:
             line += " (written per process: " + ", ".join(str(c[0]) for c in writer.per_process) + ")"
         print(line, flush=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # gloo's worker threads must be joined before the interpreter exits, or the process aborts
+        torch.distributed.destroy_process_group()
     return 1 if failed else 0
 
 
