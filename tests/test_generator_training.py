@@ -128,3 +128,19 @@ def test_validation_keeps_the_bound_after_8bit_rounding(tmp_path, ci_config):
     run = read_offline_run(offline_run(tmp_path))
     linf = [row[k] for row in run.history for k in ("val/linf", "val/teacher_linf") if k in row]
     assert linf and max(linf) <= 0.025 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["lama-tiny.yaml", "lama-tiny-teacher.yaml", "lama-tiny-robust.yaml", "big-lama.yaml",
+                                  "demo.yaml"])
+def test_every_generator_config_parses(name):
+    """Each config a user starts builds its model, data and trainer (nothing is run or loaded)."""
+    from trainer.generator_module import GeneratorModule
+    from trainer.lightning_cli import make_cli
+    from trainer.teacher_cache import ProtectionDataModule
+
+    config = ROOT / "configs" / "generator" / name
+    cli = make_cli(GeneratorModule, ProtectionDataModule, ["--config", str(config), "--trainer.accelerator", "cpu",
+                                                           "--trainer.devices", "1", "--trainer.strategy", "auto",
+                                                           "--trainer.logger", "false"],
+                   "test", "", run=False)
+    assert isinstance(cli.model, GeneratorModule) and cli.model.hparams.eps == 0.025
