@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,25 +121,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class ProtectionDataModule(ImageMaskDataModule):
-    """``ImageMaskDataModule`` whose training set can mix in cached teacher pairs."""
+    """``ImageMaskDataModule`` whose training set can mix in cached teacher pairs.
 
-    def __init__(
-        self,
-        train_dir: str | None = None,
-        val_dir: str | None = None,
-        size: int = 128,
-        batch_size: int = 8,
-        val_batch_size: int = 4,
-        num_workers: int = 0,
-        samples_per_epoch: int = 512,
-        masks_per_val_image: int = 2,
-        seed: int = 0,
-        val_size: int | None = None,
-        teacher_cache: str | None = None,
-        teacher_fraction: float = 0.5,
-    ) -> None:
-        super().__init__(train_dir, val_dir, size, batch_size, val_batch_size, num_workers, samples_per_epoch,
-                         masks_per_val_image, seed, val_size)
+    The other arguments are ``ImageMaskDataModule``'s (LightningCLI reads them through ``**kwargs``).
+    """
+
+    def __init__(self, teacher_cache: str | None = None, teacher_fraction: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.save_hyperparameters()
         self.teacher_cache, self.teacher_fraction = teacher_cache, teacher_fraction
 
