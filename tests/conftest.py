@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from torch import nn
 
 from trainer.ffc import FFCResNetConfig
-from trainer.inpainter import Inpainter, build_inpainter
+from trainer.inpainter import Inpainter, build_inpainter, save_inpainter
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = FFCResNetConfig(ngf=8, n_downsampling=3, n_blocks=1)
 
@@ -73,3 +78,23 @@ def write_mask(path, h: int, w: int, box: tuple[int, int, int, int]) -> None:
     t, l, b, r = box
     m[t:b, l:r] = 255
     Image.fromarray(m).save(path)
+
+
+@pytest.fixture
+def ci_config(tmp_path, tiny_inpainter) -> Path:
+    """configs/ci.yaml with every path moved under tmp_path and the tiny test inpainter."""
+    inpainter = save_inpainter(tiny_inpainter, tmp_path / "inpainter.safetensors")
+    config = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    config["model"]["inpainter"] = str(inpainter)
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+    config["trainer"]["default_root_dir"] = str(tmp_path)
+    path = tmp_path / "ci.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def offline_run(tmp_path) -> Path:
+    runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    assert runs, "no offline W&B run was written"
+    return runs[-1]

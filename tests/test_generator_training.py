@@ -1,38 +1,15 @@
 """Generator training end to end: LightningCLI, W&B offline history, resume, teacher cache, export."""
 
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
 from generator import Protector
-from trainer.inpainter import save_inpainter
 from trainer.teacher_cache import TeacherCache, WithTeacher, build_teacher_cache
 from trainer.train_generator import main as train_main
 from trainer.wandb_logger import read_offline_run
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def ci_config(tmp_path, tiny_inpainter):
-    """configs/ci.yaml with every path moved under tmp_path and the tiny test inpainter."""
-    inpainter = save_inpainter(tiny_inpainter, tmp_path / "inpainter.safetensors")
-    config = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
-    config["model"]["inpainter"] = str(inpainter)
-    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
-    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "ckpt")
-    config["trainer"]["default_root_dir"] = str(tmp_path)
-    path = tmp_path / "ci.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def offline_run(tmp_path) -> Path:
-    runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
-    assert runs, "no offline W&B run was written"
-    return runs[-1]
+from .conftest import ROOT, offline_run
 
 
 def test_fit_logs_to_wandb_offline_and_resumes(tmp_path, ci_config):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from tests.test_generator_training import ci_config, offline_run  # noqa: F401  (ci_config is a fixture)
+from .conftest import offline_run
 from trainer.generator_module import GeneratorModule
 from trainer.iterative import IterativeConfig, protect_iterative
 from trainer.losses import dilate, masked_mse, prepare_task, protection_losses, transform_task

@@ -19,7 +19,6 @@ callback of the config does the same when training ends.
 from __future__ import annotations
 
 import sys
-import warnings
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -31,28 +30,16 @@ PROG = "paintguard fit-inpainter"
 DESCRIPTION = ("Train an FFC-ResNet inpainter such as lama-tiny: 'fit' and 'validate' are LightningCLI's "
                "(e.g. fit --config configs/inpainter/lama-tiny.yaml [--ckpt_path last]); "
                "'export --ckpt_path CKPT --out FILE.safetensors' writes a checkpoint's generator for load_inpainter.")
-# Warnings that say nothing here: argv is passed on purpose (the dispatcher strips its own arguments), and
-# checkpoints are meant to hold the state after the step, which is what manual optimisation saves.
-QUIET = ("LightningCLI's args parameter is intended", "Using ModelCheckpoint with manual optimization")
 
 
 def make_cli(argv: list[str], run: bool = True) -> LightningCLI:
     """Build (and with ``run``, execute) the CLI; ``run=False`` parses a fit config without a subcommand."""
-    with warnings.catch_warnings():
-        for message in QUIET:
-            warnings.filterwarnings("ignore", message=message)
-        return lightning_cli.make_cli(InpainterModule, ImageMaskDataModule, argv, PROG, DESCRIPTION, run=run)
+    return lightning_cli.make_cli(InpainterModule, ImageMaskDataModule, argv, PROG, DESCRIPTION, run=run)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["export"]:
-        return lightning_cli.export_main(InpainterModule, PROG, argv[1:])
-    try:
-        make_cli(argv)
-    except SystemExit as exit_:  # argparse/jsonargparse end with sys.exit (--help, bad options)
-        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
-    return 0
+    return lightning_cli.cli_main(InpainterModule, ImageMaskDataModule, PROG, DESCRIPTION, argv)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,15 @@ def pad_symmetric(x: Tensor, multiple: int) -> Tensor:
     return x
 
 
+def lama_predict(net: FFCResNetGenerator, image: Tensor, mask: Tensor) -> Tensor:
+    """LaMa's raw prediction for the whole image: input ``cat([x * (1 - m), m])`` with ``m = mask > 0``,
+    padded to the network's multiple and cropped back (used frozen here and in inpainter training)."""
+    h, w = image.shape[-2:]
+    mask = (mask > 0).to(image.dtype)
+    x = pad_symmetric(torch.cat([image * (1 - mask), mask], dim=1), net.size_multiple)
+    return net(x)[..., :h, :w]
+
+
 class Inpainter(nn.Module):
     """A frozen FFC-ResNet used as LaMa does at inference, differentiable w.r.t. the image.
 
@@ -60,10 +69,7 @@ class Inpainter(nn.Module):
 
     def predict(self, image: Tensor, mask: Tensor) -> Tensor:
         """The network's raw prediction for the whole image (before compositing)."""
-        h, w = image.shape[-2:]
-        mask = (mask > 0).to(image.dtype)
-        x = pad_symmetric(torch.cat([image * (1 - mask), mask], dim=1), self.net.size_multiple)
-        return self.net(x)[..., :h, :w]
+        return lama_predict(self.net, image, mask)
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
         if image.dim() != 4 or image.shape[1] != 3 or mask.dim() != 4 or mask.shape[1] != 1:
@@ -177,5 +183,5 @@ def build_inpainter(config: FFCResNetConfig | dict[str, Any] | None = None, seed
     return Inpainter(FFCResNetGenerator(config))
 
 
-__all__ = ["Inpainter", "load_inpainter", "save_inpainter", "build_inpainter", "pad_symmetric", "read_lama_config",
+__all__ = ["Inpainter", "load_inpainter", "save_inpainter", "build_inpainter", "lama_predict", "pad_symmetric", "read_lama_config",
            "LAMA_CHECKPOINT_GLOBALS"]

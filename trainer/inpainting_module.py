@@ -25,7 +25,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from trainer.attackability import protection_strength, steering_gain
 from trainer.discriminator import NLayerDiscriminator
 from trainer.ffc import FFCResNetConfig, FFCResNetGenerator
-from trainer.inpainter import Inpainter, pad_symmetric, save_inpainter
+from trainer.inpainter import Inpainter, lama_predict, save_inpainter
 from trainer.inpainting_losses import (amplitude_spectrum_loss, discriminator_adversarial_loss,
                                        feature_matching_loss, generator_adversarial_loss, hole_l1, masked_l1_loss,
                                        mean_colour_fill)
@@ -105,9 +105,7 @@ class InpainterModule(L.LightningModule):
 
     def predict(self, image: Tensor, mask: Tensor) -> Tensor:
         """The generator's raw output for the whole image, from LaMa's input ``cat([x * (1 - m), m])``."""
-        h, w = image.shape[-2:]
-        x = pad_symmetric(torch.cat([image * (1 - mask), mask], dim=1), self.generator.size_multiple)
-        return self.generator(x)[..., :h, :w]
+        return lama_predict(self.generator, image, mask)
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
         """The inpainted image: the prediction inside the hole, the input outside."""

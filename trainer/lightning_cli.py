@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,22 +67,30 @@ class FitValidateCLI(LightningCLI):
         self.trainer.callbacks.append(RememberWandbRun())
 
 
+# warnings that say nothing to a user of these commands: argv is passed on purpose (the paintguard dispatcher),
+# and manual optimisation (the inpainter's GAN) saves the post-step state by design
+QUIET = ("LightningCLI's args parameter is intended", "Using ModelCheckpoint with manual optimization")
+
+
 def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule],
              argv: list[str], prog: str, description: str, run: bool = True) -> LightningCLI:
     """Build (and with ``run``, execute) the CLI; ``run=False`` parses a fit config without a subcommand."""
-    return FitValidateCLI(
-        model_class,
-        datamodule_class,
-        args=argv,
-        run=run,
-        seed_everything_default=0,
-        # modules configure their own optimisers (the inpainter has two): no --optimizer/--lr_scheduler options
-        auto_configure_optimizers=False,
-        # resuming rewrites the run's config.yaml instead of refusing to start
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"logger": {"class_path": "trainer.wandb_logger.PaintGuardWandbLogger"}},
-        parser_kwargs={"prog": prog, "description": description},
-    )
+    with warnings.catch_warnings():
+        for message in QUIET:
+            warnings.filterwarnings("ignore", message=message)
+        return FitValidateCLI(
+            model_class,
+            datamodule_class,
+            args=argv,
+            run=run,
+            seed_everything_default=0,
+            # modules configure their own optimisers (the inpainter has two): no --optimizer/--lr_scheduler options
+            auto_configure_optimizers=False,
+            # resuming rewrites the run's config.yaml instead of refusing to start
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"logger": {"class_path": "trainer.wandb_logger.PaintGuardWandbLogger"}},
+            parser_kwargs={"prog": prog, "description": description},
+        )
 
 
 def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
