@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import numpy as np
+from google.protobuf.message import DecodeError
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
@@ -190,7 +191,7 @@ def _records(data: bytes) -> list[bytes]:
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + _CHUNK_HEADER])
         pos += _CHUNK_HEADER
-        if kind == 0:  # zero padding at the end of a file still being written
+        if kind == 0 or pos + length > len(data):  # the end of a file still being written
             break
         chunks.append(data[pos:pos + length])
         pos += length
@@ -211,7 +212,7 @@ def wait_for_offline_run(run_dir: str | os.PathLike, timeout: float = 30.0) -> b
         try:
             if read_offline_run(run_dir).finished:
                 return True
-        except (OSError, ValueError):  # not created yet, or the header is still being written
+        except (OSError, ValueError, DecodeError):  # not created yet, or a record is still being written
             pass
         if time.monotonic() > deadline:
             return False
