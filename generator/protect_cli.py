@@ -28,6 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from generator.cli_parser import ArgumentParser
 from generator.io import read_image, read_mask
 from generator.protector import DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, Protector
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
@@ -40,8 +41,8 @@ SAVE_OPTIONS = {".webp": {"lossless": True, "exact": True}, ".jpg": {"quality": 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paintguard protect", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="paintguard protect", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="an image, or a folder of NAME.ext + NAME_mask.png pairs")
     parser.add_argument("--mask", help="mask of the same size (single image); non-zero pixels are protected")
     parser.add_argument("-o", "--output", required=True, help="output file (single image) or folder")

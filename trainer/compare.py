@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from generator.cli_parser import ArgumentParser
 from generator.io import read_image, read_mask
 from generator.save import atomic_write
 from generator.protector import Protector
@@ -39,6 +40,7 @@ from trainer.inpainter import Inpainter, load_inpainter
 from trainer.iterative import IterativeConfig
 from trainer.masks import find_image_mask_pairs
 from trainer.protection_metrics import SUCCESS_DB
+from trainer.robustness import EOTConfig
 from trainer.transforms import TRANSFORMS, get_transform
 
 Tensor = torch.Tensor
@@ -77,8 +79,23 @@ class OptimiserSpec:
 
 
 @dataclass
+class OptimiserEOTSpec:
+    """The optimiser averaging its loss over ``samples`` random transformations per step (the fair baseline of a
+    robust generator); the transformations are ``model.eot`` of the generator training config ``eot_config``."""
+
+    steps: int = 20
+    samples: int = 4
+    eot_config: str = "configs/generator/lama-tiny-robust.yaml"
+
+
+@dataclass
 class GeneratorSpec:
     checkpoint: str = "generator-lama-tiny"
+
+
+@dataclass
+class RobustGeneratorSpec:
+    checkpoint: str = "generator-lama-tiny-robust"
 
 
 @dataclass
@@ -93,7 +110,9 @@ class MethodsConfig:
 
     none: NoneSpec | None = None
     optimiser: OptimiserSpec | None = None
+    optimiser_eot: OptimiserEOTSpec | None = None
     generator: GeneratorSpec | None = None
+    generator_robust: RobustGeneratorSpec | None = None
     hybrid: HybridSpec | None = None
 
 
@@ -104,8 +123,8 @@ class CompareConfig:
     max_samples: int | None = None
     inpainter: str = "lama-tiny"
     transfer: str | None = None
-    methods: MethodsConfig = field(default_factory=lambda: MethodsConfig(NoneSpec(), OptimiserSpec(),
-                                                                         GeneratorSpec(), HybridSpec()))
+    methods: MethodsConfig = field(default_factory=lambda: MethodsConfig(
+        none=NoneSpec(), optimiser=OptimiserSpec(), generator=GeneratorSpec(), hybrid=HybridSpec()))
     transforms: list[str] = field(default_factory=lambda: list(TRANSFORMS))
     batch_size: int = 1
     repeats: int = 1
@@ -174,6 +193,11 @@ def _check(cfg: CompareConfig) -> None:
             f"methods lists no method; choose from {', '.join(f.name for f in fields(methods))}")
     require(methods.optimiser is None or methods.optimiser.steps >= 1,
             f"methods.optimiser.steps must be >= 1, got {methods.optimiser and methods.optimiser.steps}")
+    if methods.optimiser_eot is not None:
+        spec = methods.optimiser_eot
+        require(spec.steps >= 1 and spec.samples >= 1,
+                f"methods.optimiser_eot.steps and .samples must be >= 1, got {spec.steps} and {spec.samples}")
+        eot_from_config(spec.eot_config)  # a missing file or an EOT-less config is an error now, not after an hour
     require(methods.hybrid is None or (bool(methods.hybrid.k) and min(methods.hybrid.k) >= 1),
             f"methods.hybrid.k must be a non-empty list of steps >= 1, got {methods.hybrid and methods.hybrid.k}")
     for name in cfg.transforms:
@@ -185,6 +209,20 @@ def _check(cfg: CompareConfig) -> None:
     except RuntimeError:
         raise ConfigError(f"device '{cfg.device}' is not a torch device (cpu, cuda, cuda:1, ...)") from None
     require(device.type != "cuda" or torch.cuda.is_available(), f"device '{cfg.device}' is not available here")
+
+
+def eot_from_config(path: str) -> EOTConfig:
+    """``model.eot`` of a generator training YAML: the transformations a robust generator was trained under."""
+    if not Path(path).is_file():
+        raise ConfigError(f"methods.optimiser_eot.eot_config '{path}' does not exist")
+    try:
+        eot = ((yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}).get("eot")
+        config = EOTConfig.coerce(eot)
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as err:
+        raise ConfigError(f"methods.optimiser_eot.eot_config '{path}': {' '.join(str(err).split())}") from None
+    if config is None:
+        raise ConfigError(f"methods.optimiser_eot.eot_config '{path}' has no model.eot section")
+    return config
 
 
 def load_config(path: str | os.PathLike) -> CompareConfig:
@@ -262,8 +300,14 @@ def build_methods(cfg: CompareConfig, inpainter: Inpainter) -> tuple[dict[str, M
     if spec.optimiser is not None:
         reference = f"optimiser ({spec.optimiser.steps} steps)"
         methods[reference] = iterative_method(inpainter, IterativeConfig(steps=spec.optimiser.steps), seed=cfg.seed)
+    if spec.optimiser_eot is not None:
+        eot = spec.optimiser_eot
+        config = IterativeConfig(steps=eot.steps, eot=eot_from_config(eot.eot_config), eot_samples=eot.samples)
+        methods[f"optimiser EOT ({eot.steps} steps x {eot.samples})"] = iterative_method(inpainter, config, seed=cfg.seed)
     if spec.generator is not None:
         methods["generator"] = generator_method(protector(spec.generator.checkpoint))
+    if spec.generator_robust is not None:
+        methods["generator (robust)"] = generator_method(protector(spec.generator_robust.checkpoint))
     if spec.hybrid is not None:
         checkpoint = spec.hybrid.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
         for k in spec.hybrid.k:
@@ -421,8 +465,8 @@ def log_to_wandb(cfg: CompareConfig, out: Path, results: list[MethodScore], refe
 # --- command --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paintguard compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="paintguard compare", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="compare YAML, e.g. configs/compare/lama-tiny.yaml")
     parser.add_argument("--out", required=True, help="folder for report.md, per_image.csv and figures/")
     return parser

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from generator.cli_parser import ArgumentParser
 from generator.protector import Protector
 from generator.save import save_protected
 from trainer.data import FixedCropDataset, sample_images
@@ -27,8 +28,8 @@ DEMO_RUN = Path("runs/demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paintguard demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="paintguard demo", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/demo", help="folder for the pictures and the report")
     parser.add_argument("--inpainter", default="lama-tiny")
     parser.add_argument("--generator", default="generator-lama-tiny", help="the shipped generator to compare")

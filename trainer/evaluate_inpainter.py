@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from generator.cli_parser import ArgumentParser
 from trainer.attackability import SUCCESS_DB, protection_strength, steering_gain
 from trainer.data import FixedCropDataset, list_images, sample_images
 from trainer.inpainter import load_inpainter
@@ -66,8 +67,8 @@ def hole_scores(filled: Tensor, image: Tensor, mask: Tensor) -> dict[str, Tensor
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paintguard evaluate-inpainter", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="paintguard evaluate-inpainter", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="shipped name (e.g. lama-tiny), PaintGuard .safetensors or LaMa model directory")
     parser.add_argument("--size", type=int, default=256, help="square crop size in px (default 256)")
     parser.add_argument("--masks-per-image", type=int, default=2, help="fixed masks per image (default 2)")

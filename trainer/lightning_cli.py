@@ -7,16 +7,18 @@ that from a Lightning checkpoint file, and ``ExportOnTrainEnd`` when a fit ends.
 
 from __future__ import annotations
 
-import argparse
 import pickle
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning as L
 import torch
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
+
+from generator.cli_parser import ArgumentParser
 
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
@@ -72,6 +74,15 @@ class FitValidateCLI(LightningCLI):
 QUIET = ("LightningCLI's args parameter is intended", "Using ModelCheckpoint with manual optimization")
 
 
+class OneLineErrorParser(LightningArgumentParser):
+    """LightningCLI's parser, except that a bad option or config is one line and exit code 2, not the usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        prog = self.prog.replace(" [options]", "")  # jsonargparse's subcommand usage prefix
+        sys.stderr.write(f"paintguard: error: {' '.join(str(message).split())} (see '{prog} --help')\n")
+        raise SystemExit(2)
+
+
 def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule],
              argv: list[str], prog: str, description: str, run: bool = True) -> LightningCLI:
     """Build (and with ``run``, execute) the CLI; ``run=False`` parses a fit config without a subcommand."""
@@ -90,6 +101,7 @@ def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.Ligh
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"logger": {"class_path": "trainer.wandb_logger.PaintGuardWandbLogger"}},
             parser_kwargs={"prog": prog, "description": description},
+            parser_class=OneLineErrorParser,
         )
 
 
@@ -123,8 +135,8 @@ def export(model_class: type[L.LightningModule], ckpt_path: str | Path, out: str
 
 def export_main(model_class: type[L.LightningModule], prog: str, argv: list[str]) -> int:
     """``PROG export --ckpt_path CKPT --out FILE.safetensors [--overwrite]``."""
-    parser = argparse.ArgumentParser(prog=f"{prog} export",
-                                     description="Write a training checkpoint's network as a PaintGuard checkpoint.")
+    parser = ArgumentParser(prog=f"{prog} export",
+                            description="Write a training checkpoint's network as a PaintGuard checkpoint.")
     parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint, e.g. runs/NAME/checkpoints/last.ckpt")
     parser.add_argument("--out", required=True, help="output .safetensors, e.g. checkpoints/NAME.safetensors")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from generator.cli_parser import ArgumentParser
 from generator.io import read_image, read_mask
 from generator.save import check_output_path, save_protected
 from trainer.inpainter import load_inpainter
@@ -15,7 +16,7 @@ from trainer.losses import prepare_task, protection_losses, psnr_from_mse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paintguard optimize", description=__doc__)
+    parser = ArgumentParser(prog="paintguard optimize", description=__doc__)
     parser.add_argument("image", help="image to protect")
     parser.add_argument("mask", help="mask image of the same size; non-zero pixels are protected")
     parser.add_argument("-o", "--output", required=True, help="protected image (PNG keeps the bound exactly)")

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
+from generator.cli_parser import ArgumentParser
 from trainer.data import ImageMaskDataModule, RandomCropDataset, images_or_samples
 from trainer.inpainter import load_inpainter
 from trainer.iterative import IterativeConfig, protect_iterative
@@ -100,8 +101,8 @@ class WithTeacher(Dataset):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="paintguard teacher-cache", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="paintguard teacher-cache", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inpainter", default="lama-tiny")
     parser.add_argument("--out", required=True, help="safetensors file to write")
     parser.add_argument("--count", type=int, default=128, help="number of (crop, mask) pairs")

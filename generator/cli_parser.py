@@ -1,0 +1,19 @@
+"""The argument parser of every ``paintguard`` subcommand: a usage error is one line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, except that a bad argument prints ``paintguard: error: ...`` on one line instead of the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"paintguard: error: {message} (see '{self.prog} --help')\n")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise SystemExit(status)

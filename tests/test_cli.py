@@ -1,0 +1,43 @@
+"""The ``paintguard`` dispatcher: every subcommand reports a bad argument on one line with exit code 2."""
+
+import pytest
+
+from trainer.cli import COMMANDS, main
+
+# (argv, a piece of the one-line message)
+BAD_ARGUMENTS = [
+    (["protect"], "the following arguments are required: input, -o/--output"),
+    (["optimize", "a.png"], "the following arguments are required: mask, -o/--output"),
+    (["demo", "--train-minutes", "soon"], "argument --train-minutes: invalid float value: 'soon'"),
+    (["teacher-cache", "--out", "x.safetensors", "--count", "many"], "argument --count: invalid int value"),
+    (["evaluate-inpainter"], "the following arguments are required: source"),
+    (["compare", "--config", "c.yaml"], "the following arguments are required: --out"),
+    (["train", "export", "--out", "g.safetensors"], "the following arguments are required: --ckpt_path"),
+    (["train", "fit", "--model.lr", "fast"], 'Parser key "model.lr"'),
+    (["fit-inpainter", "fit", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+]
+
+
+def test_every_command_is_covered():
+    assert {argv[0] for argv, _ in BAD_ARGUMENTS} == set(COMMANDS)
+
+
+@pytest.mark.parametrize("argv,message", BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith("paintguard: error: ") and message in err
+    assert f"(see 'paintguard {' '.join(a for a in argv[:2] if a in COMMANDS or a in ('fit', 'export'))} --help')" in err
+    assert captured.out == ""
+
+
+def test_help_exits_0(capsys):
+    assert main(["compare", "--help"]) == 0
+    assert "--config" in capsys.readouterr().out
+
+
+def test_unknown_command_names_the_choices(capsys):
+    assert main(["protec"]) == 2
+    assert capsys.readouterr().err.strip() == f"paintguard: error: unknown command 'protec'; choose from {', '.join(COMMANDS)}"
