@@ -17,7 +17,7 @@ from PIL import Image
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.cli import main as cli_main
-from trainer.compare import load_config, load_samples
+from trainer.compare import eot_from_config, load_config, load_samples
 from trainer.data import FixedCropDataset, sample_images
 from trainer.evaluation import batches, run_method, summarise
 from trainer.inpainter import build_inpainter, save_inpainter
@@ -208,6 +208,34 @@ def test_compare_runs_as_a_subprocess_on_the_ci_config(tmp_path, checkpoints):
     assert len(read_csv(out / "per_image.csv")) == 2 * len(METHODS)
 
 
+def test_compare_runs_the_eot_optimiser_and_a_second_generator(tmp_path, checkpoints, capsys):
+    config = yaml.safe_load(CI_CONFIG.read_text())
+    config.update(transforms=["jpeg75"], methods={
+        "none": None,
+        "optimiser": {"steps": 2},
+        "optimiser_eot": {"steps": 2, "samples": 2,
+                          "eot_config": str(ROOT / "configs" / "generator" / "lama-tiny-robust.yaml")},
+        "generator_robust": {"checkpoint": str(checkpoints / "generator-lama-tiny.safetensors")},
+    })
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    for name in ["optimiser EOT (2 steps x 2)", "generator (robust)"]:
+        assert f"| {name} |" in report and f"| jpeg75 | {name} |" in report
+    rows = [r for r in read_csv(tmp_path / "out" / "per_image.csv") if r["method"] == "optimiser EOT (2 steps x 2)"]
+    assert len(rows) == 2 and all(0 < float(r["linf"]) <= 0.025 + 1e-6 for r in rows)
+
+
+def test_eot_optimiser_needs_a_config_with_transformations(tmp_path, capsys):
+    plain = ROOT / "configs" / "generator" / "lama-tiny.yaml"  # a generator config without model.eot
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"methods: {{optimiser_eot: {{eot_config: {plain}}}}}\n")
+    assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"eot_config '{plain}' has no model.eot section" in err
+
+
 BAD_CONFIGS = {
     "methds: {}\n": "unknown key 'methds'",
     "masks: {kind: random}\n": "masks.kind must be 'seeded' or 'files'",
@@ -215,6 +243,8 @@ BAD_CONFIGS = {
     "methods: {hybrid: {k: []}}\n": "methods.hybrid.k must be a non-empty list",
     "methods: {optimiser: {stpes: 3}}\n": "unknown key 'methods.optimiser.stpes'",
     "methods: {}\n": "methods lists no method",
+    "methods: {optimiser_eot: {samples: 0}}\n": "methods.optimiser_eot.steps and .samples must be >= 1",
+    "methods: {optimiser_eot: {eot_config: /no/such.yaml}}\n": "eot_config '/no/such.yaml' does not exist",
     "transforms: [png, jpeg50]\n": "unknown transform 'jpeg50'",
     "images: /no/such/folder\n": "images must be one of",
     "batch_size: 0\n": "batch_size and repeats must be >= 1",
@@ -245,6 +275,14 @@ def test_shipped_configs_load():
     assert cfg.inpainter == "lama-tiny" and cfg.methods.generator.checkpoint == "generator-lama-tiny"
     assert cfg.transforms == list(TRANSFORMS)
     assert load_config(CI_CONFIG).max_samples == 2
+
+
+def test_shipped_robustness_config_loads_the_robust_generators_transformations(monkeypatch):
+    monkeypatch.chdir(ROOT)  # its paths are relative to the repository root
+    cfg = load_config(ROOT / "configs" / "compare" / "robustness.yaml")
+    assert cfg.methods.generator_robust.checkpoint == "generator-lama-tiny-robust"
+    eot = eot_from_config(cfg.methods.optimiser_eot.eot_config)
+    assert eot.enabled and eot.jpeg_p > 0 and eot.jpeg_quality == (50.0, 95.0)
 
 
 def test_mask_files_pair_by_lama_naming(tmp_path):
