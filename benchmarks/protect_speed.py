@@ -35,7 +35,7 @@ from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = UNetConfig(widths=[16, 32, 64, 128], groups=8)  # configs/generator/lama-tiny.yaml
+CONFIG = UNetConfig()  # the default widths, as in configs/generator/lama-tiny.yaml
 SIZES = [(512, 512), (2160, 3840)]
 
 
