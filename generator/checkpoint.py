@@ -79,6 +79,10 @@ def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, con
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    # safetensors creates the file owner-only (0600); a checkpoint is meant to be shared like any other file
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
     return path
 

@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 import torch
 from torch import nn
@@ -49,6 +52,15 @@ def test_protector_round_trip_by_path_and_name(tmp_path, monkeypatch):
     assert 0 <= protected.min() and protected.max() <= 1
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
     assert torch.equal(Protector.from_checkpoint("g").protect(image, mask), protected)
+
+
+def test_saved_checkpoints_get_the_usual_file_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_generator(NoiseUNet(UNetConfig(widths=[8, 16], groups=4)), tmp_path / "g.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not safetensors' owner-only 0600
 
 
 def test_protector_rejects_an_inpainter_and_unknown_names(tmp_path, monkeypatch, tiny_inpainter):
