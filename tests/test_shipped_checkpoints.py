@@ -1,0 +1,61 @@
+"""The checkpoints a fresh clone ships: loadable by name and by path, offline, and doing their job."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from generator import Protector
+from generator.target import target_colour
+from trainer.data import FixedCropDataset, sample_images
+from trainer.inpainter import load_inpainter
+from trainer.inpainting_losses import hole_l1, mean_colour_fill
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-robust"]
+
+
+@pytest.fixture(scope="module")
+def held_out() -> dict[str, torch.Tensor]:
+    """The five held-out photos at 256 px with the evaluation's seeded masks (as evaluate-inpainter uses)."""
+    data = FixedCropDataset(sample_images("val"), size=256, masks_per_image=1, seed=0)
+    items = [data[i] for i in range(len(data))]
+    return {key: torch.stack([item[key] for item in items]) for key in ("image", "mask")}
+
+
+@pytest.fixture(autouse=True)
+def shipped_only(monkeypatch):
+    monkeypatch.delenv("PAINTGUARD_CHECKPOINTS", raising=False)  # names resolve to checkpoints/ itself
+    torch.set_num_threads(1)
+
+
+def test_lama_tiny_loads_by_name_and_path_is_small_and_deterministic(held_out):
+    path = CHECKPOINTS / "lama-tiny.safetensors"
+    assert path.stat().st_size < 20e6
+    by_name, by_path = load_inpainter("lama-tiny"), load_inpainter(path)
+    image, mask = held_out["image"][:2], held_out["mask"][:2]
+    with torch.no_grad():
+        out = by_name(image, mask)
+        assert torch.equal(out, by_path(image, mask)) and torch.equal(out, by_name(image, mask))
+    assert out.shape == image.shape and 0 <= out.min() and out.max() <= 1
+    assert torch.equal(out * (1 - mask), image * (1 - mask))  # known pixels are kept
+
+
+def test_lama_tiny_beats_the_mean_colour_fill_on_held_out_photos(held_out):
+    image, mask = held_out["image"], held_out["mask"]
+    with torch.no_grad():
+        ours = hole_l1(load_inpainter("lama-tiny")(image, mask), image, mask).mean()
+    floor = hole_l1(mean_colour_fill(image, mask), image, mask).mean()
+    assert ours < 0.95 * floor, (float(ours), float(floor))
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_shipped_generators_emit_a_bounded_noise_that_depends_on_the_target(name, held_out):
+    protector = Protector.from_checkpoint(name)
+    image, mask = held_out["image"][:2], held_out["mask"][:2]
+    assert Protector.from_checkpoint(CHECKPOINTS / f"{name}.safetensors").net.state_dict().keys() == \
+        protector.net.state_dict().keys()
+    noise = protector.noise(image, mask)
+    assert noise.abs().max() <= 0.025 and noise.abs().mean() > 0.002  # a trained generator, not a near-zero start
+    other = protector.noise(image, mask, target=1 - target_colour(image))
+    assert (noise - other).abs().mean() > 1e-4
