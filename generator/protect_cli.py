@@ -391,8 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"cannot read image '{args.input}': No such file or directory")
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, int(args.max_pixels))
-    inpainter = args.inpainter if args.method != "generator" else None
-    protector = Protector.from_checkpoint(args.checkpoint, device="cpu", inpainter=inpainter)
+    if args.method == "iterative":  # the optimiser alone: no generator to load
+        protector = Protector.iterative(args.inpainter)
+    else:
+        inpainter = args.inpainter if args.method == "hybrid" else None
+        protector = Protector.from_checkpoint(args.checkpoint, device="cpu", inpainter=inpainter)
     steps = DEFAULT_STEPS.get(args.method, 0) if args.steps is None else args.steps
     if Path(args.input).is_dir():
         return protect_folder(args, protector, steps, start)

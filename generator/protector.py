@@ -48,17 +48,27 @@ DEFAULT_STEPS = {"iterative": 20, "hybrid": 5}
 FULL_MASK = "the mask covers the whole image: an inpainter sees none of its pixels, so no noise can steer its fill"
 
 
+def _inpainter(source: str | os.PathLike | nn.Module | None) -> nn.Module | None:
+    """A module as given, or loaded from a name, file or LaMa directory."""
+    if isinstance(source, (str, os.PathLike)):
+        from trainer.inpainter import load_inpainter  # lazy: generator stays importable without trainer
+
+        return load_inpainter(source)
+    return source
+
+
 class Protector:
     """Protects the masked region of images: one generator pass, the 20-step optimiser, or both.
 
     ``device`` and ``dtype`` apply to the generator; the optimiser (methods "iterative"
     and "hybrid") runs in float32 on ``device`` and needs ``inpainter``, the frozen
     model it attacks (e.g. ``trainer.inpainter.load_inpainter("lama-tiny")``).
+    ``net`` None gives a Protector for the "iterative" method only (``Protector.iterative``).
     """
 
-    def __init__(self, net: NoiseUNet, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+    def __init__(self, net: NoiseUNet | None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  inpainter: nn.Module | None = None) -> None:
-        self.net = net.to(device=device, dtype=dtype).eval()
+        self.net = None if net is None else net.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
         self.inpainter = inpainter
 
@@ -71,21 +81,25 @@ class Protector:
         ``inpainter`` (a name such as ``"lama-tiny"``, a file, a LaMa directory or a module)
         enables the "iterative" and "hybrid" methods.
         """
-        if isinstance(inpainter, (str, os.PathLike)):
-            from trainer.inpainter import load_inpainter  # lazy: generator stays importable without trainer
+        return cls(load_generator(name_or_path), device, dtype, _inpainter(inpainter))
 
-            inpainter = load_inpainter(inpainter)
-        return cls(load_generator(name_or_path), device, dtype, inpainter)
+    @classmethod
+    def iterative(cls, inpainter: str | os.PathLike | nn.Module = "lama-tiny",
+                  device: str | torch.device = "cpu") -> "Protector":
+        """The paper's optimiser alone, no generator loaded: ``protect(image, mask, method="iterative")``."""
+        return cls(None, device, inpainter=_inpainter(inpainter))
 
     @property
     def eps(self) -> float:
-        return self.net.config.eps
+        """The L_inf bound: the generator's, or the paper's 0.025 for the optimiser alone."""
+        return (self.net.config if self.net is not None else UNetConfig()).eps
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Protector":
         """Move the generator (and the inpainter) to another device or dtype, in place."""
         self.device = torch.device(device) if device is not None else self.device
         self.dtype = dtype or self.dtype
-        self.net.to(device=self.device, dtype=self.dtype)
+        if self.net is not None:
+            self.net.to(device=self.device, dtype=self.dtype)
         if self.inpainter is not None:
             self.inpainter.to(self.device)
         return self
@@ -93,6 +107,9 @@ class Protector:
     @torch.inference_mode()
     def noise(self, image: Tensor, mask: Tensor, target: Tensor | None = None) -> Tensor:
         """The bounded noise for image (B,3,H,W) in [0,1] and mask (B,1,H,W); target colours default to the paper's."""
+        if self.net is None:
+            raise ValueError("this Protector has no generator (Protector.iterative): the 'generator' and 'hybrid' "
+                             "methods need one, Protector.from_checkpoint(...)")
         image = image.to(self.device, self.dtype)
         mask = (mask.to(self.device) > 0).to(self.dtype)
         target = target_colour(image) if target is None else target.to(self.device, self.dtype)

@@ -197,6 +197,20 @@ def test_iterative_and_hybrid(tmp_path, tiny_inpainter, steerable_inpainter):
         torch.testing.assert_close(protector.protect(image, mask, method="iterative", steps=2), iterative)
 
 
+def test_optimiser_alone_needs_no_generator(steerable_inpainter):
+    torch.manual_seed(0)
+    image, mask = torch.rand(1, 3, 24, 32), torch.zeros(1, 1, 24, 32)
+    mask[..., 6:14, 8:20] = 1
+    alone = Protector.iterative(steerable_inpainter)
+    with_generator = Protector(loud_net(), inpainter=steerable_inpainter)
+    assert alone.net is None and alone.eps == with_generator.eps == EPS
+    torch.testing.assert_close(alone.protect(image, mask, method="iterative", steps=2),
+                               with_generator.protect(image, mask, method="iterative", steps=2))
+    for method in ("generator", "hybrid"):
+        with pytest.raises(ValueError, match="has no generator"):
+            alone.protect(image, mask, method=method)
+
+
 def test_device_and_dtype(tmp_path):
     path = save_generator(loud_net(), tmp_path / "g.safetensors")
     single = Protector.from_checkpoint(path)
