@@ -38,9 +38,8 @@ def main() -> None:
 
     inpainter = load_inpainter(args.inpainter, device=args.device)
     protector = Protector.from_checkpoint(args.generator, device=args.device)
-    data = FixedCropDataset(sample_images("val")[:args.images], size=args.size)
-    images = [data[i]["image"] for i in range(len(data))]
-    masks = [data[i]["mask"] for i in range(len(data))]
+    images, masks = FixedCropDataset(sample_images("val")[:args.images], size=args.size).batch()
+    images, masks = list(images), list(masks)
     optimiser = f"optimiser ({args.steps} steps)"
     methods = {optimiser: iterative_method(inpainter, IterativeConfig(steps=args.steps)),
                "generator": generator_method(protector)}

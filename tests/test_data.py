@@ -162,6 +162,10 @@ def test_fixed_crops(gradient_image, solid_images):
     again = FixedCropDataset([gradient_image, solid_images[0]], size=32, masks_per_image=2, seed=0)
     for k in range(4):
         torch.testing.assert_close(ds[k], again[k])
+    images, masks = ds.batch()
+    assert images.shape == (4, 3, 32, 32) and masks.shape == (4, 1, 32, 32)
+    torch.testing.assert_close(images[3], items[3]["image"])
+    torch.testing.assert_close(masks[1], items[1]["mask"])
 
 
 def test_datamodule_on_sample_set():

@@ -18,9 +18,8 @@ GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-robust"]
 @pytest.fixture(scope="module")
 def held_out() -> dict[str, torch.Tensor]:
     """The five held-out photos at 256 px with the evaluation's seeded masks (as evaluate-inpainter uses)."""
-    data = FixedCropDataset(sample_images("val"), size=256, masks_per_image=1, seed=0)
-    items = [data[i] for i in range(len(data))]
-    return {key: torch.stack([item[key] for item in items]) for key in ("image", "mask")}
+    image, mask = FixedCropDataset(sample_images("val"), size=256, masks_per_image=1, seed=0).batch()
+    return {"image": image, "mask": mask}
 
 
 @pytest.fixture(autouse=True)

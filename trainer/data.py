@@ -227,6 +227,11 @@ class FixedCropDataset(Dataset):
         # clones keep callers from editing the cached crops and masks in place
         return {"image": image.clone(), "mask": self.masks[index].clone(), "index": index}
 
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every sample at once: images (N,3,S,S) and masks (N,1,S,S)."""
+        items = [self[i] for i in range(len(self))]
+        return torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
+
 
 def images_or_samples(folder: str | None, split: str) -> list[Path]:
     """The images of ``folder``, or the embedded sample ``split`` when it is None."""

@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             args.train_minutes)))
     methods["optimiser (20 steps)"] = iterative_method(inpainter)
 
-    data = FixedCropDataset(sample_images("val"), size=args.size, masks_per_image=1, seed=0)
-    images = torch.stack([data[i]["image"] for i in range(len(data))])
-    masks = torch.stack([data[i]["mask"] for i in range(len(data))])
+    images, masks = FixedCropDataset(sample_images("val"), size=args.size, masks_per_image=1, seed=0).batch()
     print(f"== protecting {len(images)} held-out photos ({args.size} px) against {args.inpainter} ==")
     results = score_methods(inpainter, images, masks, methods)
     table = markdown_table(results, reference="optimiser (20 steps)")
