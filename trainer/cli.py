@@ -36,12 +36,17 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+def exit_code(exit_: SystemExit) -> int:
+    """The status a ``sys.exit`` asked for: argparse's --help (0) or usage error (2, already printed)."""
+    return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+
+
 def run_guarded(func, *args) -> int:
     """Call ``func``; turn expected errors into a one-line message and exit code 2."""
     try:
         return int(func(*args) or 0)
-    except SystemExit as exit_:  # argparse: --help (0) or a usage error, already printed on one line (2)
-        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    except SystemExit as exit_:
+        return exit_code(exit_)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     except (ValueError, OSError, RuntimeError) as err:

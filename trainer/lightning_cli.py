@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from generator.cli_parser import ArgumentParser
+from trainer.cli import exit_code
 
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
@@ -159,7 +160,7 @@ def cli_main(model_class: type[L.LightningModule], datamodule_class: type[L.Ligh
     try:
         make_cli(model_class, datamodule_class, argv, prog, description)
     except SystemExit as exit_:  # argparse/jsonargparse end with sys.exit (--help, bad options)
-        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+        return exit_code(exit_)
     return 0
 
 
