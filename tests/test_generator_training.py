@@ -52,6 +52,8 @@ def test_teacher_cache_and_distillation(tmp_path, ci_config, tiny_inpainter):
                                      count=4, size=32, steps=2, batch_size=2)
     cache = TeacherCache(cache_path)
     assert len(cache) == 4
+    with pytest.raises(ValueError, match="does not exist; build it first: paintguard teacher-cache --out"):
+        TeacherCache(tmp_path / "missing.safetensors")
     item = cache[0]
     assert item["teacher_noise"].abs().max() <= 0.025 + 1e-3 and item["has_teacher"] == 1
     assert (item["image"] * 255 - (item["image"] * 255).round()).abs().max() < 1e-4  # 8-bit crops

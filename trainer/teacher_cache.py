@@ -63,6 +63,9 @@ class TeacherCache(Dataset):
     """Cached (image, mask, teacher noise) triples."""
 
     def __init__(self, path: str | Path) -> None:
+        if not Path(path).is_file():
+            raise ValueError(f"teacher cache '{path}' does not exist; build it first: "
+                             f"paintguard teacher-cache --out {path} --count 64 --size 128")
         data = load_file(str(path))
         self.image, self.mask, self.noise = data["image"], data["mask"], data["noise"]
 
