@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn
+
+
+def usage_error(message: str, prog: str) -> NoReturn:
+    """Print ``paintguard: error: MESSAGE (see 'PROG --help')`` on one line and exit with code 2."""
+    sys.stderr.write(f"paintguard: error: {' '.join(str(message).split())} (see '{prog} --help')\n")
+    raise SystemExit(2)
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, except that a bad argument prints ``paintguard: error: ...`` on one line instead of the usage."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"paintguard: error: {message} (see '{self.prog} --help')\n")
+        usage_error(message, self.prog)

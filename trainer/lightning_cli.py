@@ -8,7 +8,6 @@ that from a Lightning checkpoint file, and ``ExportOnTrainEnd`` when a fit ends.
 from __future__ import annotations
 
 import pickle
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,7 +17,7 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from generator.cli_parser import ArgumentParser
+from generator.cli_parser import ArgumentParser, usage_error
 from trainer.cli import exit_code
 
 
@@ -79,9 +78,7 @@ class OneLineErrorParser(LightningArgumentParser):
     """LightningCLI's parser, except that a bad option or config is one line and exit code 2, not the usage."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        prog = self.prog.replace(" [options]", "")  # jsonargparse's subcommand usage prefix
-        sys.stderr.write(f"paintguard: error: {' '.join(str(message).split())} (see '{prog} --help')\n")
-        raise SystemExit(2)
+        usage_error(message, self.prog.replace(" [options]", ""))  # jsonargparse's subcommand usage prefix
 
 
 def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule],
