@@ -6,6 +6,7 @@ import torch
 import yaml
 
 from generator import Protector
+from trainer.inpainter import build_inpainter, load_inpainter, save_inpainter
 from trainer.teacher_cache import TeacherCache, WithTeacher, build_teacher_cache
 from trainer.train_generator import main as train_main
 from trainer.wandb_logger import read_offline_run
@@ -67,6 +68,17 @@ def test_teacher_cache_and_distillation(tmp_path, ci_config, tiny_inpainter):
                        "--data.teacher_cache", str(cache_path), "--data.teacher_fraction", "1.0"]) == 0
     run = read_offline_run(offline_run(tmp_path))
     assert any("train/distill" in row for row in run.history)
+
+
+def test_teacher_cache_of_other_weights_is_refused(tmp_path, ci_config, tiny_inpainter):
+    cache_path = build_teacher_cache(str(tmp_path / "inpainter.safetensors"), tmp_path / "c.safetensors",
+                                     count=2, size=32, steps=1, batch_size=2)
+    assert TeacherCache(cache_path).metadata["inpainter_fingerprint"] == load_inpainter(
+        tmp_path / "inpainter.safetensors").fingerprint()
+    other = build_inpainter(load_inpainter(tmp_path / "inpainter.safetensors").config, seed=1)
+    save_inpainter(other, tmp_path / "inpainter.safetensors")  # same path, new weights: a retrained inpainter
+    with pytest.raises(ValueError, match="was built against another inpainter .* rebuild it: paintguard teacher-cache"):
+        train_main(["fit", "--config", str(ci_config), "--data.teacher_cache", str(cache_path)])
 
 
 def test_bad_teacher_cache_size_is_reported(tmp_path, ci_config):

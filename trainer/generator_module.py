@@ -92,6 +92,12 @@ class GeneratorModule(L.LightningModule):
             inpainter.to(self.device)
         return inpainter
 
+    def on_fit_start(self) -> None:
+        # a teacher cache optimised against other weights would distil noises that steer nothing
+        cache = getattr(self.trainer.datamodule, "cache", None)
+        if cache is not None:
+            cache.check_inpainter(self.inpainter)
+
     def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         return self.net(image, mask, target)
 

@@ -7,6 +7,8 @@ safetensors checkpoint, or a LaMa model directory as LaMa distributes it
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import pickle
 from pathlib import Path
@@ -66,6 +68,14 @@ class Inpainter(nn.Module):
     def train(self, mode: bool = True) -> "Inpainter":
         # BatchNorm must keep its running statistics: the inpainter is never in training mode
         return super().train(False)
+
+    def fingerprint(self) -> str:
+        """A short SHA-256 of the weights: tells two inpainters of the same name apart."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.net.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def predict(self, image: Tensor, mask: Tensor) -> Tensor:
         """The network's raw prediction for the whole image (before compositing)."""

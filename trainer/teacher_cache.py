@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
 from generator.cli_parser import ArgumentParser
 from trainer.data import ImageMaskDataModule, RandomCropDataset, images_or_samples
-from trainer.inpainter import load_inpainter
+from trainer.inpainter import Inpainter, load_inpainter
 from trainer.iterative import IterativeConfig, protect_iterative
 from trainer.masks import MaskGenerator
 
@@ -52,7 +53,7 @@ def build_teacher_cache(inpainter: str, out: str | Path, count: int = 128, size:
               flush=True)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"inpainter": str(inpainter), "size": str(size), "steps": str(steps), "seed": str(seed),
+    meta = {"inpainter": str(inpainter), "inpainter_fingerprint": model.fingerprint(), "size": str(size), "steps": str(steps), "seed": str(seed),
             "count": str(count), "seconds": f"{time.perf_counter() - start:.1f}"}
     save_file({"image": torch.cat(images), "mask": torch.cat(masks), "noise": torch.cat(noises)}, str(out),
               metadata=meta)
@@ -66,8 +67,20 @@ class TeacherCache(Dataset):
         if not Path(path).is_file():
             raise ValueError(f"teacher cache '{path}' does not exist; build it first: "
                              f"paintguard teacher-cache --out {path} --count 64 --size 128")
+        self.path = Path(path)
         data = load_file(str(path))
         self.image, self.mask, self.noise = data["image"], data["mask"], data["noise"]
+        with safe_open(str(path), "pt") as f:
+            self.metadata: dict[str, str] = f.metadata() or {}
+
+    def check_inpainter(self, inpainter: Inpainter) -> None:
+        """Refuse a cache whose noises were optimised against other weights (e.g. an older lama-tiny)."""
+        built, current = self.metadata.get("inpainter_fingerprint"), inpainter.fingerprint()
+        if built != current:
+            raise ValueError(f"teacher cache '{self.path}' was built against another inpainter "
+                             f"(weights {built or 'unrecorded'}, training uses {current}); rebuild it: "
+                             f"paintguard teacher-cache --out {self.path} --count {len(self)} "
+                             f"--size {self.image.shape[-1]}")
 
     def __len__(self) -> int:
         return len(self.image)
@@ -134,6 +147,7 @@ class ProtectionDataModule(ImageMaskDataModule):
         super().__init__(**kwargs)
         self.save_hyperparameters()
         self.teacher_cache, self.teacher_fraction = teacher_cache, teacher_fraction
+        self.cache: TeacherCache | None = None  # set by setup; the model checks it against its inpainter
 
     def setup(self, stage: str | None = None) -> None:
         fresh = self.train_set is None
@@ -144,3 +158,4 @@ class ProtectionDataModule(ImageMaskDataModule):
                 raise ValueError(f"teacher cache '{self.teacher_cache}' holds {cache.image.shape[-1]} px crops "
                                  f"but training uses {self.size} px")
             self.train_set = WithTeacher(self.train_set, cache, self.teacher_fraction, self.seed)
+            self.cache = cache
