@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # OpenMP threads that spin while waiting starve every other process on a small shared CPU
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test demo benchmark clean
+.PHONY: setup test demo benchmark photos clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/optimizer_speed.py
+
+# lama-tiny's training photos, from Debian's archive (needs apt-get; see checkpoints/README.md)
+photos: setup
+	test -d data/photos || $(BIN)/python scripts/debian_photos.py data/photos
 
 clean:
 	rm -rf outputs runs .pytest_cache

@@ -71,9 +71,11 @@ def save_resized(source: Path, target: Path, short_side: int = SHORT_SIDE) -> No
 
 def fetch(package: str, workdir: Path) -> Path:
     """Download ``package`` from the configured Debian archive and unpack it; returns its root."""
-    # apt warns on stderr that root downloads unsandboxed: expected here, so keep it quiet
-    subprocess.run(["apt-get", "download", "-q", package], cwd=workdir, check=True,
-                   capture_output=True)
+    # captured: apt warns on stderr whenever root downloads unsandboxed, which is expected here
+    done = subprocess.run(["apt-get", "download", "-q", package], cwd=workdir, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise OSError(f"apt-get download {package} failed ({last}); run 'apt-get update' once first")
     debs = sorted(workdir.glob(f"{package}_*.deb"))
     if not debs:
         raise FileNotFoundError(f"apt-get download left no {package}_*.deb")
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("apt-get") is None:
         print("error: needs Debian's apt-get and dpkg-deb", file=sys.stderr)
         return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{args.out.name}-", dir=args.out.parent.resolve()))
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -106,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         staging.rename(args.out)  # all or nothing: no half-filled folder on failure
     except (OSError, subprocess.CalledProcessError) as err:
         shutil.rmtree(staging, ignore_errors=True)
-        detail = getattr(err, "stderr", None) or b""
-        print(f"error: {err} {detail.decode(errors='replace').strip()}".strip(), file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{len(list(args.out.glob('*.png')))} photos in {args.out}")
     return 0
