@@ -166,6 +166,16 @@ def test_lama_tiny_config_builds_the_default_model_and_its_export_is_under_20_mb
     assert load_inpainter(path).config.ngf == 32
 
 
+def test_photos_overlay_sets_the_final_phase_recipe_and_keeps_the_rest(tmp_path):
+    with contextlib.chdir(tmp_path):
+        config = make_cli(["--config", str(CONFIGS / "lama-tiny.yaml"), "--config",
+                           str(CONFIGS / "lama-tiny-photos.yaml")], run=False)
+    hp = config.model.hparams
+    assert (hp.l1_missing, hp.highfreq, hp.adversarial, hp.ngf) == (10.0, 1.0, 10.0, 32)
+    assert (config.datamodule.train_dir, config.datamodule.size) == ("data/photos", 128)
+    assert any(type(c).__name__ == "EMAWeightAveraging" for c in config.trainer.callbacks)
+
+
 def test_adversarial_zero_with_feature_matching_warns():
     with pytest.warns(UserWarning, match="feature matching needs the discriminator"):
         assert InpainterModule(ngf=8, n_blocks=1, adversarial=0.0, feature_matching=1.0).discriminator is None
