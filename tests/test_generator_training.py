@@ -135,3 +135,14 @@ def test_every_generator_config_parses(name):
                                                            "--trainer.logger", "false"],
                    "test", "", run=False)
     assert isinstance(cli.model, GeneratorModule) and cli.model.hparams.eps == 0.025
+
+
+@pytest.mark.parametrize("name", ["lama-tiny.yaml", "lama-tiny-teacher.yaml", "lama-tiny-robust.yaml", "big-lama.yaml",
+                                  "demo.yaml", "ablation-no-quantize.yaml"])
+def test_last_checkpoint_is_the_newest_snapshot(name):
+    """`--ckpt_path last` must resume from the frequent snapshots, not from the last best validation."""
+    callbacks = yaml.safe_load((ROOT / "configs" / "generator" / name).read_text())["trainer"].get("callbacks", [])
+    checkpoints = [c["init_args"] for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+    if not checkpoints:
+        return  # an overlay that keeps its base config's callbacks
+    assert [c.get("every_n_train_steps") is not None for c in checkpoints if c.get("save_last")] == [True]
