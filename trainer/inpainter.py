@@ -8,7 +8,6 @@ safetensors checkpoint, or a LaMa model directory as LaMa distributes it
 from __future__ import annotations
 
 import hashlib
-
 import os
 import pickle
 from pathlib import Path

@@ -53,8 +53,9 @@ def build_teacher_cache(inpainter: str, out: str | Path, count: int = 128, size:
               flush=True)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"inpainter": str(inpainter), "inpainter_fingerprint": model.fingerprint(), "size": str(size), "steps": str(steps), "seed": str(seed),
-            "count": str(count), "seconds": f"{time.perf_counter() - start:.1f}"}
+    meta = {"inpainter": str(inpainter), "inpainter_fingerprint": model.fingerprint(), "size": str(size),
+            "steps": str(steps), "seed": str(seed), "count": str(count),
+            "seconds": f"{time.perf_counter() - start:.1f}"}
     save_file({"image": torch.cat(images), "mask": torch.cat(masks), "noise": torch.cat(noises)}, str(out),
               metadata=meta)
     return out
