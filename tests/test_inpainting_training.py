@@ -132,6 +132,15 @@ def test_resume_from_last_checkpoint_continues_the_step_count(trained, tmp_path)
     assert read_lightning_checkpoint(tmp_path / "runs/ci/checkpoints/last.ckpt")["global_step"] == STEPS + 2
 
 
+def test_resumed_fit_takes_the_learning_rates_from_the_config_not_the_checkpoint(trained, tmp_path):
+    shutil.copytree(trained / "runs/ci/checkpoints", tmp_path / "runs/ci/checkpoints")
+    with contextlib.chdir(tmp_path):
+        assert main(["fit", "--config", CI, "--ckpt_path", "last", "--trainer.max_steps", str(STEPS + 1),
+                     "--model.lr_generator", "2e-5", "--model.lr_discriminator", "3e-6"]) == 0
+    states = read_lightning_checkpoint(tmp_path / "runs/ci/checkpoints/last.ckpt")["optimizer_states"]
+    assert [[group["lr"] for group in state["param_groups"]] for state in states] == [[2e-5], [3e-6]]
+
+
 def test_validate_subcommand_reports_metrics_and_probe(trained, tmp_path):
     ckpt = str(trained / "runs/ci/checkpoints/last.ckpt")
     with contextlib.chdir(tmp_path):
