@@ -132,13 +132,27 @@ def test_resume_from_last_checkpoint_continues_the_step_count(trained, tmp_path)
     assert read_lightning_checkpoint(tmp_path / "runs/ci/checkpoints/last.ckpt")["global_step"] == STEPS + 2
 
 
-def test_resumed_fit_takes_the_learning_rates_from_the_config_not_the_checkpoint(trained, tmp_path):
+@pytest.mark.parametrize("resume", ["last", "file"])
+def test_resumed_fit_takes_the_learning_rates_and_weights_from_the_config_not_the_checkpoint(trained, tmp_path,
+                                                                                           resume):
     shutil.copytree(trained / "runs/ci/checkpoints", tmp_path / "runs/ci/checkpoints")
+    ckpt = "last" if resume == "last" else str(trained / "runs/ci/checkpoints/last.ckpt")
     with contextlib.chdir(tmp_path):
-        assert main(["fit", "--config", CI, "--ckpt_path", "last", "--trainer.max_steps", str(STEPS + 1),
-                     "--model.lr_generator", "2e-5", "--model.lr_discriminator", "3e-6"]) == 0
-    states = read_lightning_checkpoint(tmp_path / "runs/ci/checkpoints/last.ckpt")["optimizer_states"]
-    assert [[group["lr"] for group in state["param_groups"]] for state in states] == [[2e-5], [3e-6]]
+        assert main(["fit", "--config", CI, "--ckpt_path", ckpt, "--trainer.max_steps", str(STEPS + 1),
+                     "--model.lr_generator", "2e-5", "--model.lr_discriminator", "3e-6",
+                     "--model.l1_missing", "7"]) == 0
+    blob = read_lightning_checkpoint(tmp_path / "runs/ci/checkpoints/last.ckpt")
+    assert [[group["lr"] for group in state["param_groups"]] for state in blob["optimizer_states"]] == [[2e-5], [3e-6]]
+    assert blob["hyper_parameters"]["l1_missing"] == 7
+
+
+def test_validate_without_a_config_takes_the_model_from_the_checkpoint(trained, tmp_path):
+    # the checkpoint's ngf 8 (ci.yaml) differs from the module's default 32: with no --config, Lightning's
+    # reading of its hyperparameters is what lets the weights load
+    ckpt = str(trained / "runs/ci/checkpoints/last.ckpt")
+    with contextlib.chdir(tmp_path):
+        assert main(["validate", "--ckpt_path", ckpt, "--trainer.logger", "false",
+                     "--trainer.enable_progress_bar", "false", "--data.size", "32"]) == 0
 
 
 def test_validate_subcommand_reports_metrics_and_probe(trained, tmp_path):

@@ -55,6 +55,15 @@ class FitValidateCLI(LightningCLI):
     def subcommands() -> dict[str, set[str]]:
         return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate")}
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning lays a checkpoint file's saved hyperparameters over the parsed config (but not those of
+        # --ckpt_path last), which silently undid a fine-tuning config's new loss weights or learning rates.
+        # With a --config, the config is the recipe; without one, the checkpoint still supplies the model.
+        config = self.config.get(self.config.get("subcommand") or "", None)
+        if config is not None and config.get("config"):
+            return
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         logger = config.trainer.get("logger") if config is not None else None
