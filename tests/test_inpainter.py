@@ -6,8 +6,8 @@ import torch
 
 from generator import checkpoint
 from generator.checkpoint import CheckpointError
-from trainer.ffc import FourierUnit
-from trainer.inpainter import load_inpainter, pad_symmetric, save_inpainter
+from trainer.ffc import FFCResNetGenerator, FourierUnit
+from trainer.inpainter import lama_predict, load_inpainter, pad_symmetric, save_inpainter
 from .conftest import TINY
 
 
@@ -50,6 +50,20 @@ def test_any_size_is_padded_cropped_and_composited(tiny_inpainter, h, w):
     padded = pad_symmetric(torch.cat([image * (1 - mask), mask], 1), 8)
     pred = tiny_inpainter.net(padded)[..., :h, :w]
     assert torch.allclose(out, mask * pred + (1 - mask) * image, atol=1e-6)
+
+
+def test_channels_last_layout_changes_neither_the_output_nor_the_saved_weights(tiny_inpainter, tmp_path):
+    plain = FFCResNetGenerator(tiny_inpainter.config).eval()
+    plain.load_state_dict(tiny_inpainter.net.state_dict())
+    assert not plain.model[1].ffc.convl2l.weight.is_contiguous(memory_format=torch.channels_last)
+    assert tiny_inpainter.net.model[1].ffc.convl2l.weight.is_contiguous(memory_format=torch.channels_last)
+    image, mask = torch.rand(2, 3, 40, 56), (torch.rand(2, 1, 40, 56) > 0.6).float()
+    with torch.no_grad():
+        expected = mask * lama_predict(plain, image, mask) + (1 - mask) * image
+        # float summation order differs between the layouts; this test net amplifies it (BatchNorm gains x4)
+        assert torch.allclose(tiny_inpainter(image, mask), expected, atol=1e-4)
+    reloaded = load_inpainter(save_inpainter(tiny_inpainter, tmp_path / "t.safetensors"))
+    assert reloaded.fingerprint() == tiny_inpainter.fingerprint()
 
 
 def test_mask_is_binarised_with_greater_than_zero(tiny_inpainter):
