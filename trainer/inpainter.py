@@ -45,7 +45,7 @@ def lama_predict(net: FFCResNetGenerator, image: Tensor, mask: Tensor) -> Tensor
     mask = (mask > 0).to(image.dtype)
     x = pad_symmetric(torch.cat([image * (1 - mask), mask], dim=1), net.size_multiple)
     # channels-last lets oneDNN's CPU convolutions skip their layout copies (with the net's weights in it too,
-    # see Inpainter and InpainterModule): a 256 px forward 20% faster, a training step 30%
+    # see Inpainter and InpainterModule): lama-tiny's 256 px forward 0.085 -> 0.069 s on two cores
     return net(x.contiguous(memory_format=torch.channels_last))[..., :h, :w]
 
 

@@ -96,7 +96,9 @@ class InpainterModule(L.LightningModule):
             ngf=ngf, n_downsampling=n_downsampling, n_blocks=n_blocks, max_features=max_features,
             resnet_ratio_gin=resnet_ratio, resnet_ratio_gout=resnet_ratio, add_out_act="sigmoid"))
         self.discriminator = NLayerDiscriminator(3, disc_ndf, disc_n_layers) if adversarial > 0 else None
-        self.to(memory_format=torch.channels_last)  # as lama_predict's input: a CPU training step 30% faster
+        # as lama_predict's input; measured on lama-tiny's 256 px fine-tune: 3.27 -> 3.13 s per step (the
+        # convolutions gain 30%, the rest of the GAN step, R1 penalty and spectrum loss included, does not)
+        self.to(memory_format=torch.channels_last)
         if self.discriminator is None and feature_matching > 0:
             rank_zero_warn("feature matching needs the discriminator, which adversarial=0 turns off: ignoring it")
         self._probe_batch: tuple[Tensor, Tensor] | None = None
