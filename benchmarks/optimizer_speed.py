@@ -28,7 +28,7 @@ FORWARD_REPEATS = 10  # one forward pass is ~0.1 s: a single timing is at the me
 
 
 def time_optimizer(config: FFCResNetConfig, size: int, steps: int) -> tuple[float, float]:
-    """Seconds for one image: (20-step optimiser, median of one inpainter forward pass)."""
+    """Seconds for one image: (20-step optimiser, median time of one inpainter forward pass)."""
     inpainter = build_inpainter(config)
     image = torch.rand(1, 3, size, size)
     mask = torch.zeros(1, 1, size, size)
