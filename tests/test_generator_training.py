@@ -28,9 +28,11 @@ def test_fit_logs_to_wandb_offline_and_resumes(tmp_path, ci_config):
     first_id = torch.load(last, weights_only=True)["paintguard_wandb_run_id"]
     assert first_id in offline_run(tmp_path).name
 
-    assert train_main(["fit", "--config", str(ci_config), "--trainer.max_steps", "6", "--ckpt_path", "last"]) == 0
+    assert train_main(["fit", "--config", str(ci_config), "--trainer.max_steps", "6", "--ckpt_path", "last",
+                       "--model.lr", "2e-5"]) == 0
     resumed = torch.load(last, weights_only=True)
     assert resumed["global_step"] == 6
+    assert resumed["optimizer_states"][0]["param_groups"][0]["lr"] == 2e-5  # the config's, not the checkpoint's
     assert resumed["optimizer_states"][0]["state"]  # Adam moments carried over
     # the resumed fit logs to the same W&B run (a second offline folder with the same id, merged by `wandb sync`)
     runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))

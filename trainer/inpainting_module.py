@@ -134,15 +134,6 @@ class InpainterModule(L.LightningModule):
             # the discriminator steps its raw optimiser (see training_step), which skips the grad scaler
             raise ValueError("precision 16-mixed is not supported with the discriminator; use 32 or bf16-mixed")
 
-    def on_train_start(self) -> None:
-        # A resumed fit restores the optimisers' learning rates from the checkpoint; the config's win, so that
-        # a fine-tuning phase can lower them with --model.lr_generator (Adam's moments are kept).
-        optimisers = self.optimizers()
-        optimisers = optimisers if isinstance(optimisers, list) else [optimisers]
-        for optimiser, lr in zip(optimisers, (self.hparams.lr_generator, self.hparams.lr_discriminator)):
-            for group in optimiser.optimizer.param_groups:
-                group["lr"] = lr
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         hp = self.hparams
         image = batch["image"]

@@ -33,6 +33,18 @@ class RememberWandbRun(L.Callback):
                 checkpoint[WANDB_RUN_KEY] = logger.version
 
 
+class ConfigLearningRates(L.Callback):
+    """A resumed fit restores its optimisers' learning rates from the checkpoint; the config's win instead, so
+    that a later phase can lower them with a flag (Adam's moments are kept)."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fresh = pl_module.configure_optimizers()
+        fresh = fresh if isinstance(fresh, (list, tuple)) else [fresh]
+        for restored, configured in zip(trainer.optimizers, fresh):
+            for group, configured_group in zip(restored.param_groups, configured.param_groups):
+                group["lr"] = configured_group["lr"]
+
+
 def _resume_path(config: Any) -> Path | None:
     """The checkpoint a fit resumes from: ``--ckpt_path FILE``, or ``last`` in a ModelCheckpoint's folder."""
     ckpt = config.get("ckpt_path")
@@ -49,7 +61,8 @@ def _resume_path(config: Any) -> Path | None:
 
 
 class FitValidateCLI(LightningCLI):
-    """LightningCLI limited to fit and validate; a resumed fit continues its W&B run."""
+    """LightningCLI limited to fit and validate; a resumed fit continues its W&B run with the config's
+    learning rates."""
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -75,7 +88,7 @@ class FitValidateCLI(LightningCLI):
             logger.init_args["id"] = run_id
 
     def before_fit(self) -> None:
-        self.trainer.callbacks.append(RememberWandbRun())
+        self.trainer.callbacks.extend([RememberWandbRun(), ConfigLearningRates()])
 
 
 # warnings that say nothing to a user of these commands: argv is passed on purpose (the paintguard dispatcher),
