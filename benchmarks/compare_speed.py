@@ -16,10 +16,10 @@ import argparse
 import torch
 
 from generator.protector import Protector
-from trainer.data import FixedCropDataset, sample_images
-from trainer.evaluation import generator_method, hybrid_method, iterative_method, run_method
-from trainer.inpainter import load_inpainter
-from trainer.iterative import IterativeConfig
+from trainer.data.images import FixedCropDataset, sample_images
+from trainer.evaluation.scoring import generator_method, hybrid_method, iterative_method, run_method
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.iterative import IterativeConfig
 
 
 def main() -> None:

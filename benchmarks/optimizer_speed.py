@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from trainer.ffc import FFCResNetConfig
-from trainer.inpainter import build_inpainter
-from trainer.iterative import IterativeConfig, protect_iterative
+from trainer.inpainting.ffc import FFCResNetConfig
+from trainer.inpainting.inpainter import build_inpainter
+from trainer.objective.iterative import IterativeConfig, protect_iterative
 
 MODELS = {
     "big-lama": FFCResNetConfig(),

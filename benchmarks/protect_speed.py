@@ -72,7 +72,7 @@ def folder_throughput(count: int, size: int, threads: int) -> float:
             mask[size // 4: size // 2, size // 4: 3 * size // 4] = 255
             Image.fromarray(mask).save(src / f"img{i:02d}_mask.png")
         checkpoint = save_generator(NoiseUNet(CONFIG), Path(tmp) / "g.safetensors")
-        proc = subprocess.run([sys.executable, "-m", "trainer.cli", "protect", str(src), "-o", str(Path(tmp) / "out"),
+        proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "protect", str(src), "-o", str(Path(tmp) / "out"),
                                "--checkpoint", str(checkpoint)], capture_output=True, text=True, cwd=ROOT,
                               env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         found = re.search(r"\(([\d.]+) images/s\)", proc.stdout)

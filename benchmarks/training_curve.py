@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trainer.wandb_logger import read_offline_run
+from trainer.training.wandb_logger import read_offline_run
 
 DEFAULT_KEYS = ["val/hole_psnr", "val/meanfill_hole_psnr", "probe/steering_gain", "probe/attack_psnr_before",
                 "probe/attack_psnr_after", "probe/success_rate"]

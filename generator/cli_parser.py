@@ -18,3 +18,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         usage_error(message, self.prog)
+
+
+def exit_code(exit_: SystemExit) -> int:
+    """The status a ``sys.exit`` asked for: argparse's --help (0) or usage error (2, already printed)."""
+    return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2

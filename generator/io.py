@@ -9,6 +9,8 @@ viewer shows, and every failure surfaces as one ``ImageReadError`` line.
 from __future__ import annotations
 
 import os
+from glob import escape as glob_escape
+from pathlib import Path
 
 import kornia
 import numpy as np
@@ -120,3 +122,26 @@ def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tens
         (h, w), (ih, iw) = region.shape, size
         raise ImageReadError(f"mask '{os.fspath(path)}' is {w}x{h} but the image is {iw}x{ih}")
     return torch.from_numpy(region[None].astype(np.float32))
+
+
+def find_image_mask_pairs(
+    folder: str | os.PathLike, mask_suffix: str = "_mask"
+) -> list[tuple[Path, list[Path]]]:
+    """Pair every image under ``folder`` with its masks, by LaMa's naming convention.
+
+    ``dir/NAME.jpg`` (any of ``IMAGE_SUFFIXES``) goes with the PNG files
+    ``dir/NAME{mask_suffix}*.png`` beside it. Files whose name contains
+    ``mask_suffix`` are masks, never images. Images without masks are kept,
+    with an empty list, so the caller decides what that means. Sorted by path.
+    """
+    root = Path(folder)
+    pairs = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or mask_suffix in path.name or not path.is_file():
+            continue
+        masks = sorted(
+            m for m in path.parent.glob(glob_escape(f"{path.stem}{mask_suffix}") + "*")
+            if m.suffix.lower() == ".png" and m.is_file()
+        )
+        pairs.append((path, masks))
+    return pairs

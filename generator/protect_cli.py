@@ -29,10 +29,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from generator.cli_parser import ArgumentParser
-from generator.io import read_image, read_mask
+from generator.io import find_image_mask_pairs, read_image, read_mask
 from generator.protector import DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, Protector
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
-from trainer.masks import find_image_mask_pairs
 
 MIN_SIDE = 16  # below this the 17x17 ring around the mask and the U-Net's 16x downsampling do not fit
 FORMATS = {"png": ".png", "webp": ".webp", "jpg": ".jpg", "tif": ".tif"}

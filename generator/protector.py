@@ -51,7 +51,7 @@ FULL_MASK = "the mask covers the whole image: an inpainter sees none of its pixe
 def _inpainter(source: str | os.PathLike | nn.Module | None) -> nn.Module | None:
     """A module as given, or loaded from a name, file or LaMa directory."""
     if isinstance(source, (str, os.PathLike)):
-        from trainer.inpainter import load_inpainter  # lazy: generator stays importable without trainer
+        from trainer.inpainting.inpainter import load_inpainter  # lazy: generator stays importable without trainer
 
         return load_inpainter(source)
     return source
@@ -62,7 +62,7 @@ class Protector:
 
     ``device`` and ``dtype`` apply to the generator; the optimiser (methods "iterative"
     and "hybrid") runs in float32 on ``device`` and needs ``inpainter``, the frozen
-    model it attacks (e.g. ``trainer.inpainter.load_inpainter("lama-tiny")``).
+    model it attacks (e.g. ``trainer.inpainting.inpainter.load_inpainter("lama-tiny")``).
     ``net`` None gives a Protector for the "iterative" method only (``Protector.iterative``).
     """
 
@@ -168,12 +168,12 @@ class Protector:
             return (image + noise).clamp(0, 1)
 
     def _optimise(self, image: Tensor, mask: Tensor, steps: int, init_noise: Tensor | None) -> Tensor:
-        """The noise of the 20-step optimiser (``trainer.iterative``), from ``init_noise`` when given."""
+        """The noise of the 20-step optimiser (``trainer.objective.iterative``), from ``init_noise`` when given."""
         if self.inpainter is None:
             raise ValueError("the 'iterative' and 'hybrid' methods need an inpainter: "
                              "Protector.from_checkpoint(..., inpainter='lama-tiny') or "
                              "protector.inpainter = load_inpainter(...)")
-        from trainer.iterative import IterativeConfig, protect_iterative  # lazy: trainer imports generator
+        from trainer.objective.iterative import IterativeConfig, protect_iterative  # lazy: trainer imports generator
 
         config = IterativeConfig(steps=steps, eps=self.eps)
         generator = torch.Generator(self.device).manual_seed(0)  # the same input gives the same noise

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from trainer.data import sample_images
+from trainer.data.images import sample_images
 
 SHORT_SIDE = 384
 

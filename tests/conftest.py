@@ -11,8 +11,8 @@ import yaml
 from PIL import Image
 from torch import nn
 
-from trainer.ffc import FFCResNetConfig
-from trainer.inpainter import Inpainter, build_inpainter, save_inpainter
+from trainer.inpainting.ffc import FFCResNetConfig
+from trainer.inpainting.inpainter import Inpainter, build_inpainter, save_inpainter
 
 ROOT = Path(__file__).resolve().parents[1]
 

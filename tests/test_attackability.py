@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from trainer.attackability import protection_strength, steering_gain
-from trainer.iterative import IterativeConfig
+from trainer.evaluation.attackability import protection_strength, steering_gain
+from trainer.objective.iterative import IterativeConfig
 
 from .conftest import SteerableInpainter
 

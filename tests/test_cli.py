@@ -2,7 +2,7 @@
 
 import pytest
 
-from trainer.cli import COMMANDS, main
+from trainer.commands.cli import COMMANDS, main
 
 # (argv, a piece of the one-line message)
 BAD_ARGUMENTS = [

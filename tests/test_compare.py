@@ -16,13 +16,14 @@ from PIL import Image
 
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
-from trainer.cli import main as cli_main
-from trainer.compare import eot_from_config, load_config, load_samples
-from trainer.data import FixedCropDataset, sample_images
-from trainer.evaluation import batches, run_method, summarise
-from trainer.inpainter import build_inpainter, save_inpainter
-from trainer.transforms import TRANSFORMS, get_transform
-from trainer.wandb_logger import read_offline_run
+from trainer.commands.cli import main as cli_main
+from trainer.data.images import FixedCropDataset, sample_images
+from trainer.evaluation.comparison import eot_from_config, load_config, load_samples
+from trainer.evaluation.scoring import batches, run_method, summarise
+from trainer.inpainting.inpainter import build_inpainter, save_inpainter
+from trainer.objective.transforms import TRANSFORMS, get_transform
+from trainer.training.wandb_logger import read_offline_run
+
 from .conftest import TINY, write_mask, write_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,7 +202,7 @@ def test_compare_writes_report_csv_figures_and_a_wandb_run(tmp_path, checkpoints
 def test_compare_runs_as_a_subprocess_on_the_ci_config(tmp_path, checkpoints):
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline")
     out = tmp_path / "ci"
-    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "compare", "--config", str(CI_CONFIG),
+    proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "compare", "--config", str(CI_CONFIG),
                            "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| optimiser (2 steps) |" in proc.stdout and "share of gain" in proc.stdout

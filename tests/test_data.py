@@ -7,7 +7,7 @@ from lightning.fabric.utilities.data import _set_sampler_epoch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from trainer.data import (
+from trainer.data.images import (
     EpochSampler,
     FixedCropDataset,
     ImageMaskDataModule,

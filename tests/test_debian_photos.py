@@ -33,7 +33,7 @@ def test_refuses_an_existing_folder(tmp_path, capsys):
 
 
 def test_manifest_holds_no_held_out_photo():
-    from trainer.data import SAMPLE_VAL
+    from trainer.data.images import SAMPLE_VAL
 
     names = {Path(n).stem.lower() for folders in debian_photos.MANIFEST.values()
              for files in folders.values() for n in files}

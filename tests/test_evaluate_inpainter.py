@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from trainer import cli
-from trainer.evaluate_inpainter import telea_fill
-from trainer.inpainter import build_inpainter, save_inpainter
+from trainer.commands import cli
+from trainer.commands.evaluate_inpainter import telea_fill
+from trainer.inpainting.inpainter import build_inpainter, save_inpainter
 
 from .conftest import TINY
 

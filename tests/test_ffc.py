@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.ffc import FFCResNetConfig, FFCResNetGenerator
-from trainer.inpainter import read_lama_config
+from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator
+from trainer.inpainting.inpainter import read_lama_config
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 

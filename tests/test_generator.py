@@ -9,7 +9,7 @@ from generator import Protector
 from generator.checkpoint import CheckpointError
 from generator.protector import load_generator, save_generator
 from generator.unet import NoiseUNet, UNetConfig
-from trainer.inpainter import save_inpainter
+from trainer.inpainting.inpainter import save_inpainter
 
 SMALL = UNetConfig(widths=[8, 16, 24], groups=4)
 

@@ -1,15 +1,18 @@
 """Generator training end to end: LightningCLI, W&B offline history, resume, teacher cache, export."""
 
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
 
 from generator import Protector
-from trainer.inpainter import build_inpainter, load_inpainter, save_inpainter
-from trainer.teacher_cache import TeacherCache, WithTeacher, build_teacher_cache
-from trainer.train_generator import main as train_main
-from trainer.wandb_logger import read_offline_run
+from trainer.commands.train import main as train_main
+from trainer.inpainting.inpainter import build_inpainter, load_inpainter, save_inpainter
+from trainer.training.teacher_cache import TeacherCache, WithTeacher, build_teacher_cache
+from trainer.training.wandb_logger import read_offline_run
+
 from .conftest import ROOT, offline_run
 
 
@@ -96,7 +99,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path, ci_config):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.cli", "train", "fit", "--config", str(ci_config),
+        [sys.executable, "-m", "trainer.commands.cli", "train", "fit", "--config", str(ci_config),
          "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "2"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
         env={**__import__("os").environ, "PL_TORCH_DISTRIBUTED_BACKEND": "gloo", "OMP_NUM_THREADS": "1"})
@@ -123,26 +126,67 @@ def test_validation_keeps_the_bound_after_8bit_rounding(tmp_path, ci_config):
     assert linf and max(linf) <= 0.025 + 1e-6
 
 
-@pytest.mark.parametrize("name", ["lama-tiny.yaml", "lama-tiny-teacher.yaml", "lama-tiny-robust.yaml", "big-lama.yaml",
-                                  "demo.yaml"])
+GENERATOR_CONFIGS = sorted(p.name for p in (ROOT / "configs" / "generator").glob("*.yaml"))
+
+
+def config_chain(name: str) -> list[Path]:
+    """The --config files of the first `paintguard train` command in a config's header (the file alone if none)."""
+    header = []
+    for line in (ROOT / "configs" / "generator" / name).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip().rstrip("\\"))
+    words = " ".join(header).split()
+    chain = [ROOT / words[i + 1] for i, w in enumerate(words) if w == "--config"]
+    start = next((i for i, p in enumerate(chain) if p.name == name), None)
+    return chain[:start + 1] if start is not None else [ROOT / "configs" / "generator" / name]
+
+
+def parse_generator_config(name: str, *extra: str):
+    from trainer.training.generator_module import GeneratorModule
+    from trainer.training.lightning_cli import make_cli
+    from trainer.training.teacher_cache import ProtectionDataModule
+
+    argv = [a for path in config_chain(name) for a in ("--config", str(path))]
+    return make_cli(GeneratorModule, ProtectionDataModule, [*argv, "--trainer.accelerator", "cpu", "--trainer.devices",
+                                                            "1", "--trainer.strategy", "auto", *extra], "test", "",
+                    run=False)
+
+
+@pytest.mark.parametrize("name", GENERATOR_CONFIGS)
 def test_every_generator_config_parses(name):
-    """Each config a user starts builds its model, data and trainer (nothing is run or loaded)."""
-    from trainer.generator_module import GeneratorModule
-    from trainer.lightning_cli import make_cli
-    from trainer.teacher_cache import ProtectionDataModule
+    """Each config a user starts, composed as its header says, builds its model, data and trainer."""
+    from trainer.training.generator_module import GeneratorModule
 
-    config = ROOT / "configs" / "generator" / name
-    cli = make_cli(GeneratorModule, ProtectionDataModule, ["--config", str(config), "--trainer.accelerator", "cpu",
-                                                           "--trainer.devices", "1", "--trainer.strategy", "auto",
-                                                           "--trainer.logger", "false"],
-                   "test", "", run=False)
+    cli = parse_generator_config(name, "--trainer.logger", "false")
     assert isinstance(cli.model, GeneratorModule) and cli.model.hparams.eps == 0.025
+    assert config_chain(name)[-1].name == name  # an overlay's header composes the overlay itself
 
 
-@pytest.mark.parametrize("name", ["lama-tiny.yaml", "lama-tiny-teacher.yaml", "lama-tiny-robust.yaml", "big-lama.yaml",
-                                  "demo.yaml", "ablation-no-quantize.yaml"])
+@pytest.mark.parametrize("name", GENERATOR_CONFIGS)
+def test_every_overlay_writes_to_its_own_run_folder(name):
+    """run_name names the checkpoint folder and the export: two variants never share a run folder."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from trainer.training.lightning_cli import ExportOnTrainEnd
+
+    if name == "demo.yaml":
+        pytest.skip("the demo run is a fixed, throwaway folder: runs/demo")
+    cli = parse_generator_config(name)
+    run_name = cli.config.run_name
+    assert run_name == "generator-" + name.removesuffix(".yaml")
+    dirs = {Path(c.dirpath).name for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)}
+    parents = {Path(c.dirpath).parent.name for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)}
+    assert dirs == {"checkpoints"} and parents == {run_name}
+    exports = [c.path for c in cli.trainer.callbacks if isinstance(c, ExportOnTrainEnd)]
+    assert exports == [f"runs/{run_name}/{run_name}.safetensors"]
+    assert "${" not in str(cli.trainer.logger.save_dir) + str(cli.trainer.logger.name)
+
+
+@pytest.mark.parametrize("name", GENERATOR_CONFIGS)
 def test_last_checkpoint_is_the_newest_snapshot(name):
     """`--ckpt_path last` must resume from the frequent snapshots, not from the last best validation."""
-    callbacks = yaml.safe_load((ROOT / "configs" / "generator" / name).read_text())["trainer"].get("callbacks", [])
-    checkpoints = [c["init_args"] for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
-    assert [c.get("every_n_train_steps") is not None for c in checkpoints if c.get("save_last")] == [True]
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    checkpoints = [c for c in parse_generator_config(name).trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    assert [c._every_n_train_steps > 0 for c in checkpoints if c.save_last] == [True]

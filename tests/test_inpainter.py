@@ -6,8 +6,9 @@ import torch
 
 from generator import checkpoint
 from generator.checkpoint import CheckpointError
-from trainer.ffc import FFCResNetGenerator, FourierUnit
-from trainer.inpainter import lama_predict, load_inpainter, pad_symmetric, save_inpainter
+from trainer.inpainting.ffc import FFCResNetGenerator, FourierUnit
+from trainer.inpainting.inpainter import lama_predict, load_inpainter, pad_symmetric, save_inpainter
+
 from .conftest import TINY
 
 
@@ -133,7 +134,9 @@ def make_lama_dir(root, inpainter, extra_state=None, extra_blob=None):
 
 
 def test_load_lama_directory(tmp_path, tiny_inpainter):
-    from pytorch_lightning.callbacks import ModelCheckpoint  # Lightning 1.x keys callback states by class
+    from pytorch_lightning.callbacks import (
+        ModelCheckpoint,  # Lightning 1.x keys callback states by class
+    )
 
     folder = make_lama_dir(tmp_path / "big-lama", tiny_inpainter,
                            extra_blob={"callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}}})

@@ -5,10 +5,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.discriminator import NLayerDiscriminator
-from trainer.inpainting_losses import (amplitude_spectrum_loss, discriminator_adversarial_loss,
-                                       feature_matching_loss, generator_adversarial_loss, hole_l1, masked_l1_loss,
-                                       mean_colour_fill, r1_penalty, resize_mask)
+from trainer.inpainting.discriminator import NLayerDiscriminator
+from trainer.training.inpainter_losses import (
+    amplitude_spectrum_loss,
+    discriminator_adversarial_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    hole_l1,
+    masked_l1_loss,
+    mean_colour_fill,
+    r1_penalty,
+    resize_mask,
+)
 
 
 def box_mask(b: int, h: int, w: int, top: int, left: int, bottom: int, right: int) -> torch.Tensor:

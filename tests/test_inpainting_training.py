@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer import cli
-from trainer.fit_inpainter import main, make_cli
-from trainer.inpainter import load_inpainter
-from trainer.inpainting_module import InpainterModule
-from trainer.lightning_cli import read_lightning_checkpoint
-from trainer.wandb_logger import OfflineRun, PaintGuardWandbLogger, read_offline_run
+from trainer.commands import cli
+from trainer.commands.fit_inpainter import main, make_cli
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.training.inpainter_module import InpainterModule
+from trainer.training.lightning_cli import read_lightning_checkpoint
+from trainer.training.wandb_logger import OfflineRun, PaintGuardWandbLogger, read_offline_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "inpainter"
 CI = str(CONFIGS / "ci.yaml")

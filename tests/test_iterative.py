@@ -1,7 +1,7 @@
 import torch
 
-from trainer.iterative import IterativeConfig, protect_iterative
-from trainer.losses import prepare_task, protection_losses
+from trainer.objective.iterative import IterativeConfig, protect_iterative
+from trainer.objective.losses import prepare_task, protection_losses
 
 
 def batch(n=2, size=32):

@@ -2,8 +2,16 @@ import pytest
 import torch
 from kornia.morphology import dilation as kornia_dilation
 
-from trainer.losses import (LossWeights, dilate, masked_mse, prepare_task, protection_losses, psnr_from_mse, ring,
-                            target_colour)
+from trainer.objective.losses import (
+    LossWeights,
+    dilate,
+    masked_mse,
+    prepare_task,
+    protection_losses,
+    psnr_from_mse,
+    ring,
+    target_colour,
+)
 
 GREEN, RED, BLUE = [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]
 

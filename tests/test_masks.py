@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from trainer.masks import MaskGenerator, draw_segment, find_image_mask_pairs, seeded_masks
+from generator.io import find_image_mask_pairs
+from trainer.data.masks import MaskGenerator, draw_segment, seeded_masks
 
 
 def is_box_mask(mask: np.ndarray) -> bool:

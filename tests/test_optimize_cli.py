@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.cli import main
-from trainer.inpainter import save_inpainter
+from trainer.commands.cli import main
+from trainer.inpainting.inpainter import save_inpainter
+
 from .conftest import write_mask, write_rgb
 
 
@@ -87,7 +88,7 @@ def test_optimize_bad_input_gives_one_line_error(tmp_path, files, capsys, case, 
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "optimize", str(tmp_path / "a.png"),
+    proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "optimize", str(tmp_path / "a.png"),
                            str(tmp_path / "b.png"), "-o", str(tmp_path / "c.png")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr

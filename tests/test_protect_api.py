@@ -13,7 +13,7 @@ from generator.io import read_image
 from generator.protector import save_generator
 from generator.save import quantize_within_bound
 from generator.unet import NoiseUNet, UNetConfig
-from trainer.inpainter import save_inpainter
+from trainer.inpainting.inpainter import save_inpainter
 
 EPS = 0.025
 LEVELS = 6  # 0.025 * 255 = 6.375: an 8-bit result may move a pixel by at most 6 levels

@@ -12,8 +12,9 @@ from PIL import Image, ImageCms
 from generator.io import read_image
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
-from trainer.cli import main
-from trainer.inpainter import save_inpainter
+from trainer.commands.cli import main
+from trainer.inpainting.inpainter import save_inpainter
+
 from .conftest import write_mask, write_rgb
 
 EPS = 0.025
@@ -275,7 +276,7 @@ def test_two_processes_write_every_image_exactly_once(tmp_path, generator_path):
     src, dst = tmp_path / "in", tmp_path / "out"
     images = make_folder(src, [(24, 24), (24, 24), (20, 28), (32, 16), (24, 24)])
     env = {**os.environ, "PL_TORCH_DISTRIBUTED_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "trainer.cli", "protect", str(src), "-o", str(dst),
+    proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "protect", str(src), "-o", str(dst),
                            "--checkpoint", str(generator_path), "--devices", "2", "--strategy", "ddp"],
                           capture_output=True, text=True, timeout=300, env=env,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

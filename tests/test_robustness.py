@@ -6,14 +6,15 @@ import pytest
 import torch
 import yaml
 
+from trainer.commands.train import main as train_main
+from trainer.objective.eot import STEPS, EOTConfig, FixedTransform, RandomTransforms
+from trainer.objective.iterative import IterativeConfig, protect_iterative
+from trainer.objective.losses import dilate, masked_mse, prepare_task, protection_losses, transform_task
+from trainer.objective.transforms import gaussian_blur, jpeg
+from trainer.training.generator_module import GeneratorModule
+from trainer.training.wandb_logger import read_offline_run
+
 from .conftest import offline_run
-from trainer.generator_module import GeneratorModule
-from trainer.iterative import IterativeConfig, protect_iterative
-from trainer.losses import dilate, masked_mse, prepare_task, protection_losses, transform_task
-from trainer.robustness import STEPS, EOTConfig, FixedTransform, RandomTransforms
-from trainer.train_generator import main as train_main
-from trainer.transforms import gaussian_blur, jpeg
-from trainer.wandb_logger import read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 ONLY = {  # each step forced on, with a strength that always changes an image
@@ -245,12 +246,11 @@ def test_generator_fit_with_eot_transforms_training_only(tmp_path, ci_config, mo
     assert checkpoint["global_step"] == 4 and checkpoint["hyper_parameters"]["eot"]["jpeg_p"] == 0.5
 
 
-def test_robust_config_builds_a_module_with_eot_and_its_own_paths():
+def test_robust_overlay_builds_a_module_with_eot():
+    """Its own run folder is checked with every overlay's (test_generator_training.py)."""
     config = yaml.safe_load((ROOT / "configs" / "generator" / "lama-tiny-robust.yaml").read_text())
+    assert config["run_name"] == "generator-lama-tiny-robust"
     module = GeneratorModule(**config["model"])
     assert isinstance(module.eot, RandomTransforms)
     assert all(getattr(module.eot.config, f"{s}_p") > 0 for s in STEPS)
     assert module.val_jpeg is not None and GeneratorModule().eot is None
-    text = yaml.safe_dump(config["trainer"])
-    assert "runs/generator-lama-tiny-robust/generator-lama-tiny-robust.safetensors" in text
-    assert "runs/generator-lama-tiny/" not in text

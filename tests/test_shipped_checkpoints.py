@@ -7,9 +7,9 @@ import torch
 
 from generator import Protector
 from generator.target import target_colour
-from trainer.data import FixedCropDataset, sample_images
-from trainer.inpainter import load_inpainter
-from trainer.inpainting_losses import hole_l1, mean_colour_fill
+from trainer.data.images import FixedCropDataset, sample_images
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.training.inpainter_losses import hole_l1, mean_colour_fill
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-robust"]

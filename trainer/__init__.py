@@ -1,0 +1,59 @@
+"""PaintGuard's training and evaluation side, as layers that import only downwards.
+
+    inpainting/  the frozen target: LaMa's FFC-ResNet, its exact inference and checkpoint loaders
+    objective/   the protection losses, the 20-step optimiser, metrics, transformations and EOT
+    data/        photos, crops, masks and splits, and the Lightning data module over them
+    evaluation/  scoring methods side by side, attackability probes, compare configs and reports
+    training/    the LightningModules (generator, inpainter), teacher caches, CLI and W&B plumbing
+    commands/    one thin module per ``paintguard`` subcommand
+
+The public API below is stable; it is imported lazily, so ``import trainer`` (and
+the ``paintguard`` command) stays fast and Lightning loads only when needed.
+
+    from trainer import load_inpainter, protect_iterative
+    result = protect_iterative(load_inpainter("lama-tiny"), image, mask)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Inpainter": "trainer.inpainting.inpainter",
+    "load_inpainter": "trainer.inpainting.inpainter",
+    "save_inpainter": "trainer.inpainting.inpainter",
+    "FFCResNetConfig": "trainer.inpainting.ffc",
+    "FFCResNetGenerator": "trainer.inpainting.ffc",
+    "IterativeConfig": "trainer.objective.iterative",
+    "IterativeResult": "trainer.objective.iterative",
+    "protect_iterative": "trainer.objective.iterative",
+    "LossWeights": "trainer.objective.losses",
+    "ProtectionTask": "trainer.objective.losses",
+    "prepare_task": "trainer.objective.losses",
+    "protection_losses": "trainer.objective.losses",
+    "target_colour": "generator.target",
+    "protection_metrics": "trainer.objective.metrics",
+    "share_of_gain": "trainer.objective.metrics",
+    "EOTConfig": "trainer.objective.eot",
+    "ImageMaskDataModule": "trainer.data.images",
+    "MaskGenerator": "trainer.data.masks",
+    "GeneratorModule": "trainer.training.generator_module",
+    "InpainterModule": "trainer.training.inpainter_module",
+    "ProtectionDataModule": "trainer.training.teacher_cache",
+    "build_teacher_cache": "trainer.training.teacher_cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -11,15 +11,17 @@ import importlib
 import os
 import sys
 
+from generator.cli_parser import exit_code
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "protect": ("generator.protect_cli", "protect an image or a folder in one pass (--devices N: several processes)"),
-    "optimize": ("trainer.optimize_cli", "protect one image with the 20-step optimiser (the paper's method)"),
-    "demo": ("trainer.demo", "the main job on the embedded defaults: train briefly, protect, compare"),
-    "train": ("trainer.train_generator", "train the one-pass generator against a frozen inpainter (LightningCLI)"),
-    "teacher-cache": ("trainer.teacher_cache", "run the 20-step optimiser once over training crops, for distillation"),
-    "fit-inpainter": ("trainer.fit_inpainter", "train an inpainter such as lama-tiny (LightningCLI)"),
-    "evaluate-inpainter": ("trainer.evaluate_inpainter", "score an inpainter on held-out images against baselines"),
-    "compare": ("trainer.compare", "protection methods side by side: strength, robustness, transfer, speed"),
+    "optimize": ("trainer.commands.optimize", "protect one image with the 20-step optimiser (the paper's method)"),
+    "demo": ("trainer.commands.demo", "the main job on the embedded defaults: train briefly, protect, compare"),
+    "train": ("trainer.commands.train", "train the one-pass generator against a frozen inpainter (LightningCLI)"),
+    "teacher-cache": ("trainer.commands.teacher_cache", "run the 20-step optimiser once over training crops, for distillation"),
+    "fit-inpainter": ("trainer.commands.fit_inpainter", "train an inpainter such as lama-tiny (LightningCLI)"),
+    "evaluate-inpainter": ("trainer.commands.evaluate_inpainter", "score an inpainter on held-out images against baselines"),
+    "compare": ("trainer.commands.compare", "protection methods side by side: strength, robustness, transfer, speed"),
 }
 
 USAGE = "usage: paintguard COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
@@ -34,11 +36,6 @@ class UsageError(ValueError):
 def fail(message: str, code: int = 2) -> int:
     print(f"paintguard: error: {message}", file=sys.stderr)
     return code
-
-
-def exit_code(exit_: SystemExit) -> int:
-    """The status a ``sys.exit`` asked for: argparse's --help (0) or usage error (2, already printed)."""
-    return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
 
 
 def run_guarded(func, *args) -> int:

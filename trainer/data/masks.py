@@ -1,4 +1,4 @@
-"""Training masks in the style of LaMa's ``MixedMaskGenerator``, and mask files on disk.
+"""Training masks in the style of LaMa's ``MixedMaskGenerator``.
 
 Each mask is either a few thick random polyline strokes ("irregular") or a few
 axis-aligned rectangles ("box"), drawn with the big-lama configuration. Those
@@ -11,15 +11,11 @@ whatever the number of DataLoader workers.
 from __future__ import annotations
 
 import math
-import os
-from glob import escape as glob_escape
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from generator.io import IMAGE_SUFFIXES
 
 REFERENCE_SIZE = 256  # crop size the big-lama mask parameters were tuned for
 # Constants hard-coded in LaMa's make_random_irregular_mask (at 256 px).
@@ -140,27 +136,3 @@ def seeded_masks(n: int, size: int | tuple[int, int], seed: int = 0) -> torch.Te
     masks = [gen(np.random.default_rng((seed, i))) for i in range(n)]
     h, w = _hw(size)
     return torch.from_numpy(np.stack(masks)) if masks else torch.zeros(0, 1, h, w)
-
-
-def find_image_mask_pairs(
-    folder: str | os.PathLike, mask_suffix: str = "_mask"
-) -> list[tuple[Path, list[Path]]]:
-    """Pair every image under ``folder`` with its masks, by LaMa's naming convention.
-
-    ``dir/NAME.jpg`` (any of ``IMAGE_SUFFIXES``) goes with the PNG files
-    ``dir/NAME{mask_suffix}*.png`` beside it. Files whose name contains
-    ``mask_suffix`` are masks, never images. Images without masks are kept,
-    with an empty list, so the caller decides what that means. Sorted by path.
-    """
-    root = Path(folder)
-    pairs = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or mask_suffix in path.name or not path.is_file():
-            continue
-        masks = sorted(
-            m for m in path.parent.glob(glob_escape(f"{path.stem}{mask_suffix}") + "*")
-            if m.suffix.lower() == ".png" and m.is_file()
-        )
-        pairs.append((path, masks))
-    return pairs
-

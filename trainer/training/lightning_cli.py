@@ -17,11 +17,10 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from generator.cli_parser import ArgumentParser, usage_error
-from trainer.cli import exit_code
-
+from generator.cli_parser import ArgumentParser, exit_code, usage_error
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
+RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
 
 
 class RememberWandbRun(L.Callback):
@@ -43,6 +42,18 @@ class ConfigLearningRates(L.Callback):
         for restored, configured in zip(trainer.optimizers, fresh):
             for group, configured_group in zip(restored.param_groups, configured.param_groups):
                 group["lr"] = configured_group["lr"]
+
+
+def _fill_run_name(value: Any, run_name: str) -> Any:
+    """``value`` with every ``${run_name}`` in its strings replaced, through nested namespaces and lists."""
+    if isinstance(value, str):
+        return value.replace(RUN_NAME, run_name)
+    if isinstance(value, list):
+        return [_fill_run_name(v, run_name) for v in value]
+    if hasattr(value, "items") and hasattr(value, "__setitem__"):
+        for key, item in list(value.items()):
+            value[key] = _fill_run_name(item, run_name)
+    return value
 
 
 def _resume_path(config: Any) -> Path | None:
@@ -77,8 +88,17 @@ class FitValidateCLI(LightningCLI):
             return
         super()._parse_ckpt_path()
 
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # one name for a run's folder, W&B run and export, so that a variant's overlay only sets run_name
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help=f"replaces {RUN_NAME} in the logger's and callbacks' options (run folders)")
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if config is not None and config.get("run_name"):
+            for key in ("logger", "callbacks"):
+                if config.trainer.get(key) is not None:
+                    config.trainer[key] = _fill_run_name(config.trainer[key], config.run_name)
         logger = config.trainer.get("logger") if config is not None else None
         resume = _resume_path(config) if config is not None else None
         if resume is None or not hasattr(logger, "get") or "Wandb" not in str(logger.get("class_path", "")):
@@ -119,7 +139,7 @@ def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.Ligh
             auto_configure_optimizers=False,
             # resuming rewrites the run's config.yaml instead of refusing to start
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"logger": {"class_path": "trainer.wandb_logger.PaintGuardWandbLogger"}},
+            trainer_defaults={"logger": {"class_path": "trainer.training.wandb_logger.PaintGuardWandbLogger"}},
             parser_kwargs={"prog": prog, "description": description},
             parser_class=OneLineErrorParser,
         )

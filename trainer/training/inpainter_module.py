@@ -3,13 +3,13 @@
 Per batch, as LaMa's ``DefaultInpaintingTrainingModule``: the generator sees
 ``cat([image * (1 - mask), mask])`` and predicts the whole image; it is trained
 with the masked L1 (hole and known weights), a high-frequency term standing in
-for LaMa's ResNet perceptual loss (see :mod:`trainer.inpainting_losses`), the
+for LaMa's ResNet perceptual loss (see :mod:`trainer.training.inpainter_losses`), the
 non-saturating adversarial loss and discriminator feature matching. Then the
 PatchGAN discriminator takes one step with R1 and "mask as fake target".
 
 Validation reports hole L1/PSNR next to the mean-colour fill on the same
 batch, and every few epochs probes how attackable the current generator is
-(:mod:`trainer.attackability`): a lama-tiny that PaintGuard cannot steer, or
+(:mod:`trainer.evaluation.attackability`): a lama-tiny that PaintGuard cannot steer, or
 that anything steers, would be a poor stand-in for LaMa.
 """
 
@@ -22,16 +22,22 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from trainer.attackability import protection_strength, steering_gain
-from trainer.discriminator import NLayerDiscriminator
-from trainer.ffc import FFCResNetConfig, FFCResNetGenerator
-from trainer.inpainter import Inpainter, lama_predict, save_inpainter
-from trainer.inpainting_losses import (amplitude_spectrum_loss, discriminator_adversarial_loss,
-                                       feature_matching_loss, generator_adversarial_loss, hole_l1, masked_l1_loss,
-                                       mean_colour_fill)
-from trainer.iterative import IterativeConfig
-from trainer.lightning_cli import ExportOnTrainEnd
-from trainer.losses import masked_mse, psnr_from_mse
+from trainer.evaluation.attackability import protection_strength, steering_gain
+from trainer.inpainting.discriminator import NLayerDiscriminator
+from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator
+from trainer.inpainting.inpainter import Inpainter, lama_predict, save_inpainter
+from trainer.objective.iterative import IterativeConfig
+from trainer.objective.losses import masked_mse, psnr_from_mse
+from trainer.training.inpainter_losses import (
+    amplitude_spectrum_loss,
+    discriminator_adversarial_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    hole_l1,
+    masked_l1_loss,
+    mean_colour_fill,
+)
+from trainer.training.lightning_cli import ExportOnTrainEnd
 
 Tensor = torch.Tensor
 PANEL_CAPTION = "masked input | prediction | composited | original"

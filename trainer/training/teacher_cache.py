@@ -4,13 +4,11 @@
 mask) pairs and stores the crops (8-bit), masks and teacher noises in one
 safetensors file. ``WithTeacher`` mixes those cached pairs into the fresh random
 training batches, so generator training can add a distillation term at little
-cost. Run it with ``paintguard teacher-cache``.
+cost. Built by ``paintguard teacher-cache`` (``trainer/commands/teacher_cache.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +19,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from generator.cli_parser import ArgumentParser
-from trainer.data import ImageMaskDataModule, RandomCropDataset, images_or_samples
-from trainer.inpainter import Inpainter, load_inpainter
-from trainer.iterative import IterativeConfig, protect_iterative
-from trainer.masks import MaskGenerator
+from trainer.data.images import ImageMaskDataModule, RandomCropDataset, images_or_samples
+from trainer.data.masks import MaskGenerator
+from trainer.inpainting.inpainter import Inpainter, load_inpainter
+from trainer.objective.iterative import IterativeConfig, protect_iterative
 
 Tensor = torch.Tensor
 
@@ -115,27 +112,6 @@ class WithTeacher(Dataset):
         item["teacher_noise"] = torch.zeros_like(item["image"])
         item["has_teacher"] = torch.tensor(0.0)
         return item
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="paintguard teacher-cache", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--inpainter", default="lama-tiny")
-    parser.add_argument("--out", required=True, help="safetensors file to write")
-    parser.add_argument("--count", type=int, default=128, help="number of (crop, mask) pairs")
-    parser.add_argument("--size", type=int, default=128, help="crop size in pixels")
-    parser.add_argument("--train-dir", default=None, help="image folder (default: the embedded sample images)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    if args.count < 1 or args.size < 16:
-        raise ValueError("--count must be >= 1 and --size >= 16")
-    out = build_teacher_cache(args.inpainter, args.out, args.count, args.size, args.seed, args.train_dir,
-                              args.batch_size, args.steps, args.device)
-    print(json.dumps({"wrote": str(out), "pairs": args.count, "size": args.size}))
-    return 0
 
 
 class ProtectionDataModule(ImageMaskDataModule):

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.losses import LossWeights, ProtectionTask, prepare_task, protection_losses, repeat_task
-from trainer.robustness import EOTConfig, RandomTransforms
+from trainer.objective.eot import EOTConfig, RandomTransforms
+from trainer.objective.losses import LossWeights, ProtectionTask, prepare_task, protection_losses, repeat_task
 
 Tensor = torch.Tensor
 
@@ -30,7 +30,7 @@ class IterativeConfig:
     init_scale: float = 0.01
     dilation: int = 17
     weights: LossWeights = field(default_factory=LossWeights)
-    # Expectation over Transformations (trainer/robustness.py): None = off, the paper's optimiser. Otherwise every
+    # Expectation over Transformations (trainer/objective/eot.py): None = off, the paper's optimiser. Otherwise every
     # step minimises the mean loss over eot_samples transformations drawn per image, as the robust generator does.
     eot: EOTConfig | dict[str, Any] | None = None
     eot_samples: int = 1

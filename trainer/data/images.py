@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from generator.io import IMAGE_SUFFIXES, read_image
-from trainer.masks import MaskGenerator, seeded_masks
+from trainer.data.masks import MaskGenerator, seeded_masks
 
 __all__ = [
     "IMAGE_SUFFIXES",

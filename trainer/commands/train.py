@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from trainer.generator_module import GeneratorModule
-from trainer.lightning_cli import cli_main
-from trainer.teacher_cache import ProtectionDataModule
+from trainer.training.generator_module import GeneratorModule
+from trainer.training.lightning_cli import cli_main
+from trainer.training.teacher_cache import ProtectionDataModule
 
 PROG = "paintguard train"
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from generator import checkpoint
 from generator.checkpoint import CheckpointError
-from trainer.ffc import FFCResNetConfig, FFCResNetGenerator
+from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator
 
 Tensor = torch.Tensor
 KIND = "inpainter"

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import numpy as np
-from google.protobuf.message import DecodeError
 import torch
+from google.protobuf.message import DecodeError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only

@@ -10,9 +10,9 @@ import torch
 from generator.cli_parser import ArgumentParser
 from generator.io import read_image, read_mask
 from generator.save import check_output_path, save_protected
-from trainer.inpainter import load_inpainter
-from trainer.iterative import IterativeConfig, protect_iterative
-from trainer.losses import prepare_task, protection_losses, psnr_from_mse
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.iterative import IterativeConfig, protect_iterative
+from trainer.objective.losses import prepare_task, protection_losses, psnr_from_mse
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainer.iterative import IterativeConfig, protect_iterative
-from trainer.losses import masked_mse, prepare_task, protection_losses, psnr_from_mse
-from trainer.protection_metrics import SUCCESS_DB  # attack PSNR at which a protection counts as successful
+from trainer.objective.iterative import IterativeConfig, protect_iterative
+from trainer.objective.losses import masked_mse, prepare_task, protection_losses, psnr_from_mse
+from trainer.objective.metrics import (
+    SUCCESS_DB,  # attack PSNR at which a protection counts as successful
+)
 
 Tensor = torch.Tensor
 

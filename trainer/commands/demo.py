@@ -18,10 +18,10 @@ from PIL import Image
 from generator.cli_parser import ArgumentParser
 from generator.protector import Protector
 from generator.save import save_protected
-from trainer.data import FixedCropDataset, sample_images
-from trainer.evaluation import generator_method, iterative_method, markdown_table, no_protection, score_methods
-from trainer.inpainter import load_inpainter
-from trainer.train_generator import main as train_main
+from trainer.commands.train import main as train_main
+from trainer.data.images import FixedCropDataset, sample_images
+from trainer.evaluation.scoring import generator_method, iterative_method, markdown_table, no_protection, score_methods
+from trainer.inpainting.inpainter import load_inpainter
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "generator" / "demo.yaml"
 DEMO_RUN = Path("runs/demo")

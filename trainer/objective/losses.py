@@ -76,7 +76,7 @@ def prepare_task(inpainter: nn.Module, image: Tensor, mask: Tensor, target: Tens
 
 
 class TaskTransform(Protocol):
-    """What happens to a protected image before the edit (``trainer.robustness.RandomTransforms``, ``FixedTransform``).
+    """What happens to a protected image before the edit (``trainer.objective.eot.RandomTransforms``, ``FixedTransform``).
 
     ``sample`` draws one edit per image (its result has ``active``, a (B,) bool of the
     images it changes); ``apply`` performs it on images and ``apply_mask`` on masks, so

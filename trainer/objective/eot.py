@@ -21,7 +21,7 @@ the result is saved last):
 5. noise: additive Gaussian, random sigma.
 6. JPEG: random quality. ``jpeg_forward="kornia"`` uses kornia's differentiable
    codec both ways; ``"pillow"`` evaluates the real libjpeg round trip
-   (``trainer.transforms.jpeg``) and takes the gradient of kornia's codec
+   (``trainer.objective.transforms.jpeg``) and takes the gradient of kornia's codec
    (forward exact, backward informative). A straight-through identity gradient
    is not offered: it predicts what JPEG does to a perturbation badly. Measured
    on 4 held-out sample photos (8-bit, centre crops of 128 and 256 px) with a
@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.transforms import jpeg as pillow_jpeg
+from trainer.objective.transforms import jpeg as pillow_jpeg
 
 Tensor = torch.Tensor
 
@@ -267,7 +267,7 @@ class RandomTransforms(nn.Module):
 
     @staticmethod
     def _blur(images: Tensor, sigma: Tensor) -> Tensor:
-        size = 2 * math.ceil(3 * float(sigma.max())) + 1  # +-3 sigma of the widest, as trainer.transforms
+        size = 2 * math.ceil(3 * float(sigma.max())) + 1  # +-3 sigma of the widest, as trainer.objective.transforms
         sigmas = sigma.to(images).view(-1, 1).expand(-1, 2)
         return kornia.filters.gaussian_blur2d(images, (size, size), sigmas).clamp(0, 1)
 
@@ -282,8 +282,8 @@ class _Always:
 
 
 class FixedTransform:
-    """A deterministic, pixel-wise image transformation (e.g. ``trainer.transforms.jpeg`` at quality 75) in the
-    interface :func:`trainer.losses.protection_losses` takes: masks are kept, every image counts as changed."""
+    """A deterministic, pixel-wise image transformation (e.g. ``trainer.objective.transforms.jpeg`` at quality 75) in the
+    interface :func:`trainer.objective.losses.protection_losses` takes: masks are kept, every image counts as changed."""
 
     def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
         self.fn = fn

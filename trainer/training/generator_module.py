@@ -7,7 +7,7 @@ optional distillation term towards the optimiser's own noise for the same
 metrics next to the teacher's on the same images, so the amortisation gap is
 visible in every run.
 
-With ``eot`` (trainer/robustness.py), every training batch passes through a random
+With ``eot`` (trainer/objective/eot.py), every training batch passes through a random
 chain of differentiable transformations (JPEG, resize, blur, noise, shift, colour
 jitter) between x' and the inpainter: the generator learns a protection that
 survives them. Validation stays untransformed; ``val_jpeg_quality`` adds the same
@@ -25,12 +25,12 @@ import torch
 
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
-from trainer.inpainter import Inpainter, load_inpainter
-from trainer.iterative import IterativeConfig, protect_iterative
-from trainer.losses import LossWeights, ProtectionTask, prepare_task, protection_losses, transform_task
-from trainer.protection_metrics import protection_metrics, share_of_gain
-from trainer.robustness import EOTConfig, FixedTransform, RandomTransforms
-from trainer.transforms import jpeg
+from trainer.inpainting.inpainter import Inpainter, load_inpainter
+from trainer.objective.eot import EOTConfig, FixedTransform, RandomTransforms
+from trainer.objective.iterative import IterativeConfig, protect_iterative
+from trainer.objective.losses import LossWeights, ProtectionTask, prepare_task, protection_losses, transform_task
+from trainer.objective.metrics import protection_metrics, share_of_gain
+from trainer.objective.transforms import jpeg
 
 Tensor = torch.Tensor
 

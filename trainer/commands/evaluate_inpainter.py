@@ -7,7 +7,7 @@ baselines are the mean colour of each image's known pixels (the floor) and
 OpenCV's Telea inpainting, radius 3 (a classical method; skipped with a note
 when OpenCV is missing). ``--attack`` adds the attackability probe: the
 20-step protection's attack PSNR before/after, its success rate at 20 dB, and
-the steering gain (see ``trainer.attackability``).
+the steering gain (see ``trainer.evaluation.attackability``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from generator.cli_parser import ArgumentParser
-from trainer.attackability import SUCCESS_DB, protection_strength, steering_gain
-from trainer.data import FixedCropDataset, list_images, sample_images
-from trainer.inpainter import load_inpainter
-from trainer.inpainting_losses import hole_l1, mean_colour_fill
-from trainer.losses import masked_mse, psnr_from_mse
+from trainer.data.images import FixedCropDataset, list_images, sample_images
+from trainer.evaluation.attackability import SUCCESS_DB, protection_strength, steering_gain
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.losses import masked_mse, psnr_from_mse
+from trainer.training.inpainter_losses import hole_l1, mean_colour_fill
 
 Tensor = torch.Tensor
 TELEA_RADIUS = 3
@@ -136,6 +136,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from trainer.cli import run_guarded
+    from trainer.commands.cli import run_guarded
 
     sys.exit(run_guarded(main, sys.argv[1:]))

@@ -3,7 +3,7 @@
 A *method* maps (images, masks) to protected images. Every method's output is
 rounded to 8 bits within the noise bound, as saving a PNG does, then scored
 with the protection losses against the unprotected images, optionally after a
-transformation of the saved image (``trainer.transforms``). Tables report
+transformation of the saved image (``trainer.objective.transforms``). Tables report
 absolute metrics and each method's share of the reference method's gain (the
 drop of the attack loss from no noise), with time per image and the speed-up:
 a ratio of absolute losses can look fine with no noise at all, the gain cannot.
@@ -28,11 +28,11 @@ import torch
 
 from generator.protector import Protector
 from generator.save import quantize_within_bound
-from trainer.inpainter import Inpainter
-from trainer.iterative import IterativeConfig, protect_iterative
-from trainer.losses import prepare_task, protection_losses
-from trainer.protection_metrics import SUCCESS_DB, protection_metrics, share_of_gain
-from trainer.transforms import Transform
+from trainer.inpainting.inpainter import Inpainter
+from trainer.objective.iterative import IterativeConfig, protect_iterative
+from trainer.objective.losses import prepare_task, protection_losses
+from trainer.objective.metrics import SUCCESS_DB, protection_metrics, share_of_gain
+from trainer.objective.transforms import Transform
 
 Tensor = torch.Tensor
 Method = Callable[[Tensor, Tensor], Tensor]
@@ -218,7 +218,9 @@ class Summary:
 
 
 def summarise(values: Tensor, confidence: float = CONFIDENCE) -> Summary:
-    from scipy import stats  # scipy comes with scikit-image; imported here to keep module import light
+    from scipy import (
+        stats,  # scipy comes with scikit-image; imported here to keep module import light
+    )
 
     v = values.detach().double().cpu().numpy()
     mean, median = float(v.mean()), float(np.median(v))

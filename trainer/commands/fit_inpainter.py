@@ -22,9 +22,9 @@ import sys
 
 from lightning.pytorch.cli import LightningCLI
 
-from trainer import lightning_cli
-from trainer.data import ImageMaskDataModule
-from trainer.inpainting_module import InpainterModule
+from trainer.data.images import ImageMaskDataModule
+from trainer.training import lightning_cli
+from trainer.training.inpainter_module import InpainterModule
 
 PROG = "paintguard fit-inpainter"
 DESCRIPTION = ("Train an FFC-ResNet inpainter such as lama-tiny: 'fit' and 'validate' are LightningCLI's "
@@ -43,6 +43,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from trainer.cli import run_guarded
+    from trainer.commands.cli import run_guarded
 
     sys.exit(run_guarded(main, sys.argv[1:]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainer.losses import psnr_from_mse
+from trainer.objective.losses import psnr_from_mse
 
 Tensor = torch.Tensor
 SUCCESS_DB = 20.0

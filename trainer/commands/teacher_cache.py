@@ -1,0 +1,34 @@
+"""``paintguard teacher-cache``: run the 20-step optimiser once over training crops, for distillation.
+
+The cache (``trainer/training/teacher_cache.py``) stores the crops (8-bit), masks and
+teacher noises in one safetensors file, with the inpainter's weight fingerprint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from generator.cli_parser import ArgumentParser
+from trainer.training.teacher_cache import build_teacher_cache
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="paintguard teacher-cache", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inpainter", default="lama-tiny")
+    parser.add_argument("--out", required=True, help="safetensors file to write")
+    parser.add_argument("--count", type=int, default=128, help="number of (crop, mask) pairs")
+    parser.add_argument("--size", type=int, default=128, help="crop size in pixels")
+    parser.add_argument("--train-dir", default=None, help="image folder (default: the embedded sample images)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.size < 16:
+        raise ValueError("--count must be >= 1 and --size >= 16")
+    out = build_teacher_cache(args.inpainter, args.out, args.count, args.size, args.seed, args.train_dir,
+                              args.batch_size, args.steps, args.device)
+    print(json.dumps({"wrote": str(out), "pairs": args.count, "size": args.size}))
+    return 0

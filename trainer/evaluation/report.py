@@ -1,0 +1,156 @@
+"""What ``paintguard compare`` writes: report.md, per_image.csv, figures and an optional W&B run."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from generator.save import atomic_write
+from trainer.evaluation.comparison import TRANSFER, CompareConfig, Sample
+from trainer.evaluation.scoring import (
+    ROBUSTNESS_METRICS,
+    SAVED,
+    MethodRun,
+    MethodScore,
+    condition_table,
+    markdown_table,
+    spread_table,
+    summarise,
+)
+from trainer.inpainting.inpainter import Inpainter
+from trainer.objective.metrics import SUCCESS_DB
+
+Tensor = torch.Tensor
+GRID_COLUMNS = ("original", "protected", "noise x20", "clean inpainting", "protected inpainting")
+
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+def log_progress(message: str) -> None:
+    """Progress goes to stderr: stdout holds only the tables."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def write_per_image(path: Path, samples: list[Sample], runs: list[MethodRun], results: list[MethodScore]) -> None:
+    """One row per (sample, method): seconds, every metric on the saved PNG, robustness metrics per condition."""
+    keys = list(results[0].metrics)
+    conditions = list(results[0].conditions)
+    extra = [(c, k) for c in conditions for k in (*ROBUSTNESS_METRICS, "attack_gain")]
+    header = ["sample", "method", "seconds", *keys, *(f"{c}/{k}" for c, k in extra)]
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for run, r in zip(runs, results):
+                for i, s in enumerate(samples):
+                    values = [run.image_seconds[i], *(r.metrics[k][i] for k in keys),
+                              *(r.conditions[c][k][i] for c, k in extra)]
+                    writer.writerow([s.name, r.name, *(f"{float(v):.6g}" for v in values)])
+    atomic_write(path, write)
+
+
+def save_grid(path: Path, title: str, rows: list[list[Tensor]]) -> Path:
+    """A figure with one row of (3,H,W) images per sample and the GRID_COLUMNS as titles."""
+    from kornia.utils import tensor_to_image
+    from matplotlib.figure import (
+        Figure,  # no pyplot: no global state, and the Agg canvas is used for PNG
+    )
+
+    fig = Figure(figsize=(2.2 * len(GRID_COLUMNS), 2.2 * len(rows) + 0.5), layout="constrained")
+    axes = fig.subplots(len(rows), len(GRID_COLUMNS), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            axes[r][c].imshow(tensor_to_image(image.clamp(0, 1)))
+            axes[r][c].set_axis_off()
+            if r == 0:
+                axes[r][c].set_title(GRID_COLUMNS[c], fontsize=9)
+    fig.suptitle(title)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+def save_speed_plot(path: Path, results: list[MethodScore]) -> Path:
+    """Attack PSNR (mean, 95% t interval) against the time per image (log scale), one point per method."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.subplots()
+    for r in results:
+        s = summarise(r.metrics["attack_psnr"])
+        if r.name == "none":  # it takes no time: a level, not a point
+            ax.axhline(s.mean, ls="--", color="black", lw=1, label="no protection")
+            continue
+        low, high = (s.mean - s.low, s.high - s.mean) if math.isfinite(s.low) else (0.0, 0.0)
+        ax.errorbar([max(r.seconds_per_image, 1e-6)], [s.mean], yerr=[[low], [high]], fmt="o", capsize=3)
+        ax.annotate(r.name, (max(r.seconds_per_image, 1e-6), s.mean), textcoords="offset points", xytext=(5, 5),
+                    fontsize=8)
+    ax.axhline(SUCCESS_DB, ls=":", color="grey", lw=1, label=f"success threshold ({SUCCESS_DB:g} dB)")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per image (median, warm)")
+    ax.set_ylabel("attack PSNR to the target (dB)")
+    ax.set_title("speed versus strength")
+    ax.legend(fontsize=8)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+@torch.no_grad()
+def save_figures(folder: Path, samples: list[Sample], runs: list[MethodRun], inpainter: Inpainter,
+                 results: list[MethodScore], rows: int, device: torch.device) -> list[Path]:
+    """A grid per method over the first ``rows`` samples, and the speed-versus-strength plot."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    shown = samples[:rows]
+    clean = [inpainter(s.image[None].to(device), s.mask[None].to(device))[0].cpu() for s in shown]
+    for run in runs if shown else []:
+        grid = []
+        for s, fill, protected in zip(shown, clean, run.protected):
+            attacked = inpainter(protected[None].to(device), s.mask[None].to(device))[0].cpu()
+            noise = ((protected - s.image) * 20 + 0.5).clamp(0, 1)
+            grid.append([s.image, protected, noise, fill, attacked])
+        paths.append(save_grid(folder / f"grid-{slug(run.name)}.png", run.name, grid))
+    paths.append(save_speed_plot(folder / "speed-vs-strength.png", results))
+    return paths
+
+
+def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], results: list[MethodScore],
+                 reference: str | None, transforms: list[str], figures: list[Path], out: Path) -> tuple[str, str]:
+    """report.md, and its tables for stdout (main, robustness, transfer)."""
+    masks = (f"seeded LaMa-style masks (seed {cfg.masks.seed}, {cfg.masks.per_image} per image) on "
+             f"{cfg.masks.size} px centre crops" if cfg.masks.kind == "seeded"
+             else f"mask files *{cfg.masks.suffix}*.png")
+    ref = f"`{reference}`" if reference else "none (no optimiser in the config)"
+    intro = [
+        "# PaintGuard: protection methods compared",
+        f"Config `{config_path}`: {len(samples)} samples from `{cfg.images}` with {masks}; inpainter attacked "
+        f"`{cfg.inpainter}`; device `{cfg.device}`, torch {torch.__version__} with {torch.get_num_threads()} CPU "
+        f"thread(s), batch size {cfg.batch_size}, {cfg.repeats} timed run(s) per batch.",
+        "Every protected image is rounded to 8 bits within the bound (what a saved PNG holds) before it is scored. "
+        "Values are means ± the half-width of a 95% Student-t interval over samples. Share of gain: the drop of "
+        f"the attack loss from no noise, as a fraction of the reference's ({ref}); speed-up: the reference's time "
+        "per image over the method's. Time per image: median of warm timed calls, after a warm-up call.",
+    ]
+    tables = [
+        f"## Against {cfg.inpainter}",
+        markdown_table(results, reference),
+        "## Robustness: the saved image after a transformation",
+        "The inpainter gets the transformed protected image; the gain is measured from the transformed unprotected "
+        "image, and the share is of the reference's gain on the untouched PNG (how much of it survives).",
+        condition_table(results, [SAVED, *transforms], reference),
+    ]
+    if cfg.transfer:
+        tables += [f"## Transfer: the same saved images against {cfg.transfer}",
+                   "An inpainter the generator was not trained against; the share is of the reference's gain on it.",
+                   condition_table(results, [TRANSFER], reference, relative_to=TRANSFER)]
+    rest = ["## Spread over samples", spread_table(results), "## Figures",
+            "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures)]
+    return "\n\n".join(intro + tables + rest) + "\n", "\n\n".join(tables)
