@@ -27,6 +27,8 @@ class UNetConfig:
     blocks_per_level: int = 1
     groups: int = 8
     eps: float = 0.025
+    # "fourier": a spectral block at the bottleneck (as in LaMa's FFC), so every output sees the whole image
+    global_context: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,6 +50,32 @@ class ConvBlock(nn.Module):
         return self.act(self.body(x) + self.skip(x))
 
 
+class SpectralBlock(nn.Module):
+    """A residual global block: 1x1 convolutions on the image-wide 2D Fourier transform (LaMa's spectral transform).
+
+    Its cost grows as N log N in the pixel count, so it scales to 4K images where attention would not.
+    """
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.spectral = nn.Sequential(nn.Conv2d(2 * channels, 2 * channels, 1, bias=False),
+                                      nn.GroupNorm(min(groups, 2 * channels), 2 * channels), nn.SiLU())
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)  # starts as the identity: adding it does not disturb a trained U-Net
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        f = torch.fft.rfft2(x.float(), norm="ortho")
+        f = self.spectral(torch.cat([f.real, f.imag], dim=1).to(x.dtype)).float()
+        real, imag = f.chunk(2, dim=1)
+        y = torch.fft.irfft2(torch.complex(real, imag), s=(h, w), norm="ortho").to(x.dtype)
+        return x + self.out(y)
+
+
+CONTEXTS = ("none", "fourier")
+
+
 class NoiseUNet(nn.Module):
     """``forward(image, mask, target) -> noise`` with image (B,3,H,W) in [0,1], mask (B,1,H,W), target (B,3)."""
 
@@ -65,6 +93,9 @@ class NoiseUNet(nn.Module):
             self.down.append(nn.Identity() if i == 0 else nn.Conv2d(w[i - 1], width, 3, stride=2, padding=1))
             self.encoders.append(nn.Sequential(*[ConvBlock(width, width, cfg.groups)
                                                  for _ in range(cfg.blocks_per_level)]))
+        if cfg.global_context not in CONTEXTS:
+            raise ValueError(f"global_context must be one of {', '.join(CONTEXTS)}, got {cfg.global_context!r}")
+        self.context = SpectralBlock(w[-1], cfg.groups) if cfg.global_context == "fourier" else nn.Identity()
         self.up = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for i in range(len(w) - 1, 0, -1):
@@ -88,6 +119,7 @@ class NoiseUNet(nn.Module):
             x = enc(down(x))
             skips.append(x)
         skips.pop()
+        x = self.context(x)
         for up, dec in zip(self.up, self.decoders):
             skip = skips.pop()
             x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)

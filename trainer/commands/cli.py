@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("trainer.commands.demo", "the main job on the embedded defaults: train briefly, protect, compare"),
     "train": ("trainer.commands.train", "train the one-pass generator against a frozen inpainter (LightningCLI)"),
     "teacher-cache": ("trainer.commands.teacher_cache", "run the 20-step optimiser once over training crops, for distillation"),
+    "gradient-cache": ("trainer.commands.gradient_cache",
+                       "cache the inpainter's input gradients (and k-step teacher noises) over training crops"),
     "fit-inpainter": ("trainer.commands.fit_inpainter", "train an inpainter such as lama-tiny (LightningCLI)"),
     "evaluate-inpainter": ("trainer.commands.evaluate_inpainter", "score an inpainter on held-out images against baselines"),
     "compare": ("trainer.commands.compare", "protection methods side by side: strength, robustness, transfer, speed"),

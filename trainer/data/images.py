@@ -167,6 +167,11 @@ class RandomCropDataset(Dataset):
             self.cache[i] = read_image(self.paths[i])
         return self.cache[i]
 
+    def source(self, key: int | tuple[int, int]) -> Path:
+        """The photo that sample ``key`` is cropped from."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        return self.paths[int(_epoch_order(_IMAGE_ORDER, self.seed, epoch, len(self.paths))[index % len(self.paths)])]
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         if not 0 <= index < len(self):
@@ -234,9 +239,14 @@ class FixedCropDataset(Dataset):
 
 
 def images_or_samples(folder: str | None, split: str) -> list[Path]:
-    """The images of ``folder``, or the embedded sample ``split`` when it is None."""
+    """The images of ``folder`` (or of a named photo split, ``split:val``), or the embedded sample ``split``."""
     if folder is None:
         return sample_images(split)
+    from trainer.data.splits import resolve_images  # splits builds on this module
+
+    named = resolve_images(folder)
+    if named is not None:
+        return named
     if not Path(folder).is_dir():
         raise ValueError(f"image folder '{folder}' does not exist")
     paths = list_images(folder)

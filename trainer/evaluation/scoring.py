@@ -29,6 +29,7 @@ import torch
 from generator.protector import Protector
 from generator.save import quantize_within_bound
 from trainer.inpainting.inpainter import Inpainter
+from trainer.objective.fgsm import protect_fgsm
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import prepare_task, protection_losses
 from trainer.objective.metrics import SUCCESS_DB, protection_metrics, share_of_gain
@@ -55,6 +56,11 @@ def iterative_method(inpainter: Inpainter, config: IterativeConfig | None = None
         gen = torch.Generator(device=image.device).manual_seed(seed)
         return protect_iterative(inpainter, image, mask, config, generator=gen).protected
     return protect
+
+
+def fgsm_method(inpainter: Inpainter, eps: float = 0.025) -> Method:
+    """One signed gradient step of the total loss (``trainer.objective.fgsm``)."""
+    return lambda image, mask: protect_fgsm(inpainter, image, mask, eps)
 
 
 def hybrid_method(protector: Protector, inpainter: Inpainter, steps: int,

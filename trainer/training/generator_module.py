@@ -5,7 +5,16 @@ through); the attack/incp/hide losses of the 20-step optimiser on x', plus an
 optional distillation term towards the optimiser's own noise for the same
 (image, mask) pair (the teacher cache). Validation reports the protection
 metrics next to the teacher's on the same images, so the amortisation gap is
-visible in every run.
+visible in every run, with the training time so far (``val/train_minutes``,
+kept across resumes) for the curve of held-out share against time.
+
+Supervised terms on cached entries need no inpainter call: ``gradient_weight`` for
+the linearised objective ``mean(g * d) / eps`` towards a cached input gradient g
+(normalised to mean |g| = 1; optimum -1 at ``d = -eps * sign(g)``, one FGSM step),
+and ``teacher_weight`` with ``teacher_loss: sign`` for the same objective towards
+the teacher noise's signs (``mse``: the squared error to it). With
+``e2e_weight: 0`` training is supervised only (a pretraining stage); with both,
+the supervised terms regularise the end-to-end loss.
 
 With ``eot`` (trainer/objective/eot.py), every training batch passes through a random
 chain of differentiable transformations (JPEG, resize, blur, noise, shift, colour
@@ -16,6 +25,7 @@ metrics after a real (Pillow) JPEG round trip, for ours and the teacher.
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +33,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from generator.protector import save_generator
+from generator import checkpoint
+from generator.protector import KIND, save_generator
+from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective.eot import EOTConfig, FixedTransform, RandomTransforms
@@ -33,6 +45,7 @@ from trainer.objective.metrics import protection_metrics, share_of_gain
 from trainer.objective.transforms import jpeg
 
 Tensor = torch.Tensor
+TEACHER_LOSSES = ("mse", "sign")
 
 
 def round_to_8bit(image: Tensor, straight_through: bool = True) -> Tensor:
@@ -63,10 +76,17 @@ class GeneratorModule(L.LightningModule):
         panel_every_n_steps: int = 200,
         eot: dict[str, Any] | None = None,
         val_jpeg_quality: int | None = None,
+        e2e_weight: float = 1.0,
+        gradient_weight: float = 0.0,
+        teacher_loss: str = "mse",
+        global_context: str = "none",
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups)
+        if teacher_loss not in TEACHER_LOSSES:
+            raise ValueError(f"teacher_loss must be one of {', '.join(TEACHER_LOSSES)}, got {teacher_loss!r}")
+        config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context)
         if widths is not None:
             config.widths = list(widths)
         self.net = NoiseUNet(config)
@@ -81,6 +101,8 @@ class GeneratorModule(L.LightningModule):
         self._frozen: list[Inpainter] = []
         self._teacher_val: dict[int, dict[str, Tensor]] = {}
         self._val_rows: list[dict[str, Tensor]] = []
+        self.train_seconds = 0.0  # wall time spent in fit so far, across resumes (saved in checkpoints)
+        self._fit_started: float | None = None
 
     # --- the frozen inpainter -------------------------------------------------------------
     @property
@@ -91,6 +113,16 @@ class GeneratorModule(L.LightningModule):
         if next(inpainter.parameters()).device != self.device:
             inpainter.to(self.device)
         return inpainter
+
+    def setup(self, stage: str) -> None:
+        # before Lightning restores a resumed fit's checkpoint, which then wins over these weights
+        if stage == "fit" and self.hparams.init_from:
+            path = checkpoint.resolve(self.hparams.init_from, KIND)
+            state, meta = checkpoint.load(path, KIND)
+            if UNetConfig(**meta["config"]).to_dict() != self.net.config.to_dict():
+                raise ValueError(f"model.init_from '{path}' holds another architecture ({meta['config']}) than "
+                                 f"the model's ({self.net.config.to_dict()})")
+            checkpoint.load_state_strict(self.net, state, str(path))
 
     def on_fit_start(self) -> None:
         # a teacher cache optimised against other weights would distil noises that steer nothing
@@ -110,23 +142,61 @@ class GeneratorModule(L.LightningModule):
 
     # --- training ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        task = prepare_task(self.inpainter, batch["image"], batch["mask"], dilation=self.hparams.dilation)
-        protected, noise = self._protect(task, straight_through=True)
-        losses = protection_losses(self.inpainter, protected, task, self.weights, transform=self.eot)
-        loss = losses["total"].mean()
-        b = task.image.shape[0]
-        if self.hparams.teacher_weight > 0 and "teacher_noise" in batch:
-            has = batch["has_teacher"].to(noise.dtype)
-            per_image = ((noise - batch["teacher_noise"]) / self.hparams.eps).pow(2).mean(dim=(1, 2, 3))
-            distill = (per_image * has).sum() / has.sum().clamp_min(1)
-            loss = loss + self.hparams.teacher_weight * distill
-            self.log("train/distill", distill, batch_size=b)
-        for name, value in losses.items():
-            self.log(f"train/{name}", value.mean(), batch_size=b, prog_bar=name == "total")
-        every = self.hparams.panel_every_n_steps
-        if every and self.global_step % every == 0:
-            self._log_panel("train/panel", task, protected.detach(), noise.detach())
+        hp, b = self.hparams, batch["image"].shape[0]
+        loss = torch.zeros((), device=self.device)
+        if hp.e2e_weight > 0:
+            task = prepare_task(self.inpainter, batch["image"], batch["mask"], dilation=hp.dilation)
+            protected, noise = self._protect(task, straight_through=True)
+            losses = protection_losses(self.inpainter, protected, task, self.weights, transform=self.eot)
+            loss = loss + hp.e2e_weight * losses["total"].mean()
+            for name, value in losses.items():
+                self.log(f"train/{name}", value.mean(), batch_size=b, prog_bar=name == "total")
+            every = hp.panel_every_n_steps
+            if every and self.global_step % every == 0:
+                self._log_panel("train/panel", task, protected.detach(), noise.detach())
+        else:  # supervised only: no inpainter call at all
+            mask = (batch["mask"] > 0).to(batch["image"].dtype)
+            noise = self.net(batch["image"], mask, target_colour(batch["image"]))
+        if hp.teacher_weight > 0 and "teacher_noise" in batch:
+            distill = self._supervised(noise, batch["teacher_noise"], batch["has_teacher"], hp.teacher_loss)
+            loss = loss + hp.teacher_weight * distill
+            self.log("train/distill", distill, batch_size=b, prog_bar=hp.e2e_weight == 0)
+        if hp.gradient_weight > 0 and "grad" in batch:
+            linear = self._supervised(noise, batch["grad"], batch["has_grad"], "gradient")
+            loss = loss + hp.gradient_weight * linear
+            self.log("train/linearised", linear, batch_size=b, prog_bar=hp.e2e_weight == 0)
         return loss
+
+    def _supervised(self, noise: Tensor, reference: Tensor, has: Tensor, kind: str) -> Tensor:
+        """A supervised term over the images that carry ``reference`` (``has`` = 1), averaged over them.
+
+        "mse": squared error to a teacher noise, in units of eps; "sign": the linearised
+        objective towards the teacher's signs, ``-mean(sign(t) * d) / eps``; "gradient": the
+        linearised objective ``mean(g * d) / eps`` for a normalised input gradient g.
+        Both linear kinds score -1 at their optimum (d at the corners of the L_inf ball).
+        """
+        d = noise / self.hparams.eps
+        if kind == "mse":
+            per_image = (d - reference / self.hparams.eps).pow(2).mean(dim=(1, 2, 3))
+        elif kind == "sign":
+            per_image = -(torch.sign(reference) * d).mean(dim=(1, 2, 3))
+        else:
+            per_image = (reference * d).mean(dim=(1, 2, 3))
+        has = has.to(noise.dtype)
+        return (per_image * has).sum() / has.sum().clamp_min(1)
+
+    # --- training time, for the curve of held-out share against time ------------------------
+    def on_train_start(self) -> None:
+        self._fit_started = time.perf_counter()
+
+    def _elapsed(self) -> float:
+        return self.train_seconds + (time.perf_counter() - self._fit_started if self._fit_started else 0.0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["paintguard_train_seconds"] = self._elapsed()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_seconds = float(checkpoint.get("paintguard_train_seconds", 0.0))
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -198,6 +268,7 @@ class GeneratorModule(L.LightningModule):
                                                                          rows["teacher_attack_gain"]))
         metrics["val/share_of_total_gain"] = torch.tensor(share_of_gain(rows["total_gain"],
                                                                         rows["teacher_total_gain"]))
+        metrics["val/train_minutes"] = torch.tensor(self._elapsed() / 60)
         self.log_dict(metrics, sync_dist=False)
 
     # --- pictures and export ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from trainer.data.images import ImageMaskDataModule, RandomCropDataset, images_o
 from trainer.data.masks import MaskGenerator
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective.iterative import IterativeConfig, protect_iterative
+from trainer.training.gradient_cache import GradientCache
 
 Tensor = torch.Tensor
 
@@ -83,19 +84,27 @@ class TeacherCache(Dataset):
     def __len__(self) -> int:
         return len(self.image)
 
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[-1])
+
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return {"image": self.image[i].float() / 255, "mask": self.mask[i].float(),
-                "teacher_noise": self.noise[i].float(), "has_teacher": torch.tensor(1.0)}
+        image = self.image[i].float() / 255
+        return {"image": image, "mask": self.mask[i].float(), "teacher_noise": self.noise[i].float(),
+                "has_teacher": torch.tensor(1.0), "grad": torch.zeros_like(image), "has_grad": torch.tensor(0.0)}
 
 
 class WithTeacher(Dataset):
-    """Fresh random samples, a seeded ``fraction`` of which are replaced by cached teacher pairs.
+    """Fresh random samples, a seeded ``fraction`` of which are replaced by cached entries.
 
-    Keys are indices or the ``(epoch, index)`` pairs of ``EpochSampler``. Fresh samples carry a zero teacher noise and ``has_teacher = 0`` so that every
-    batch has the same keys; the distillation term ignores them.
+    The cache is a ``TeacherCache`` (teacher noises) or a ``GradientCache`` (input
+    gradients, and teacher noises if built with them). Keys are indices or the ``(epoch,
+    index)`` pairs of ``EpochSampler``. Fresh samples carry zero teacher noise and gradient
+    with ``has_teacher = has_grad = 0`` so that every batch has the same keys; the
+    supervised terms ignore them.
     """
 
-    def __init__(self, fresh: Dataset, cache: TeacherCache, fraction: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, fresh: Dataset, cache: Dataset, fraction: float = 0.5, seed: int = 0) -> None:
         if not 0 <= fraction <= 1:
             raise ValueError(f"teacher fraction must be in [0, 1], got {fraction}")
         self.fresh, self.cache, self.fraction, self.seed = fresh, cache, fraction, seed
@@ -109,30 +118,36 @@ class WithTeacher(Dataset):
         if rng.random() < self.fraction:
             return self.cache[int(rng.integers(len(self.cache)))]
         item = dict(self.fresh[key])
-        item["teacher_noise"] = torch.zeros_like(item["image"])
-        item["has_teacher"] = torch.tensor(0.0)
+        item["teacher_noise"] = item["grad"] = torch.zeros_like(item["image"])
+        item["has_teacher"] = item["has_grad"] = torch.tensor(0.0)
         return item
 
 
 class ProtectionDataModule(ImageMaskDataModule):
-    """``ImageMaskDataModule`` whose training set can mix in cached teacher pairs.
+    """``ImageMaskDataModule`` whose training set can mix in cached entries: teacher pairs or input gradients.
 
-    The other arguments are ``ImageMaskDataModule``'s (LightningCLI reads them through ``**kwargs``).
+    ``teacher_cache``: a file of ``paintguard teacher-cache``; ``gradient_cache``: a folder
+    of ``paintguard gradient-cache``; ``teacher_fraction``: the share of training samples
+    taken from the cache (1 = the cache only). The other arguments are
+    ``ImageMaskDataModule``'s (LightningCLI reads them through ``**kwargs``).
     """
 
-    def __init__(self, teacher_cache: str | None = None, teacher_fraction: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, teacher_cache: str | None = None, teacher_fraction: float = 0.5,
+                 gradient_cache: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.teacher_cache, self.teacher_fraction = teacher_cache, teacher_fraction
-        self.cache: TeacherCache | None = None  # set by setup; the model checks it against its inpainter
+        if teacher_cache and gradient_cache:
+            raise ValueError("give data.teacher_cache or data.gradient_cache, not both")
+        self.teacher_cache, self.gradient_cache, self.teacher_fraction = teacher_cache, gradient_cache, teacher_fraction
+        self.cache: TeacherCache | GradientCache | None = None  # set by setup; the model checks its inpainter
 
     def setup(self, stage: str | None = None) -> None:
         fresh = self.train_set is None
         super().setup(stage)
-        if fresh and self.train_set is not None and self.teacher_cache:
-            cache = TeacherCache(self.teacher_cache)
-            if cache.image.shape[-1] != self.size:
-                raise ValueError(f"teacher cache '{self.teacher_cache}' holds {cache.image.shape[-1]} px crops "
-                                 f"but training uses {self.size} px")
+        if fresh and self.train_set is not None and (self.teacher_cache or self.gradient_cache):
+            name = self.teacher_cache or self.gradient_cache
+            cache = TeacherCache(name) if self.teacher_cache else GradientCache(name)
+            if cache.size != self.size:
+                raise ValueError(f"cache '{name}' holds {cache.size} px crops but training uses {self.size} px")
             self.train_set = WithTeacher(self.train_set, cache, self.teacher_fraction, self.seed)
             self.cache = cache

@@ -1,0 +1,116 @@
+"""How much of the 20-step optimiser's effect a generator keeps, on the train, validation and test photo splits.
+
+    python benchmarks/amortisation.py --generator generator-lama-tiny [--generator FILE ...]
+        [--splits train val test] [--photos-per-split 11] [--masks-per-image 2] [--size 256] [--k 1 2]
+
+For each split (``trainer/data/splits.py``; needs ``make photos``) it protects centre
+crops with seeded LaMa masks by: no noise, the 20-step optimiser (the reference), one
+FGSM step, each generator, and hybrids of the first generator with k optimiser steps;
+every result is rounded to 8 bits within the bound (a saved PNG) and scored against
+the inpainter. It prints, per split, the full metric table and a summary row per method:
+share of the optimiser's attack gain, hide PSNR, noise PSNR and time per image, then
+one line per method with the three shares side by side. Recipes and stopping steps
+are chosen on "val"; "test" is for the final figures only.
+
+The none / optimiser / FGSM results do not depend on the generator, so they are kept
+in ``--reference-dir`` (one file per split, keyed by the inpainter's weight fingerprint
+and the sample recipe) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from generator.protector import Protector
+from trainer.data.images import FixedCropDataset
+from trainer.data.splits import split_paths
+from trainer.evaluation.scoring import (MethodRun, MethodScore, fgsm_method, generator_method, hybrid_method,
+                                        iterative_method, markdown, markdown_table, no_protection, run_method,
+                                        score_runs)
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.iterative import IterativeConfig
+from trainer.objective.metrics import share_of_gain
+
+OPTIMISER = "optimiser (20 steps)"
+REFERENCES = ("none", OPTIMISER, "FGSM (1 step)")
+
+
+def samples(split: str, photos: int, masks_per_image: int, size: int, seed: int) -> tuple[list, list]:
+    """8-bit centre crops of the first ``photos`` photos of ``split``, each with ``masks_per_image`` seeded masks."""
+    paths = split_paths(split)[:photos]
+    data = FixedCropDataset(paths, size=size, masks_per_image=masks_per_image, seed=seed)
+    images, masks = data.batch()
+    return list((torch.round(images * 255) / 255).unbind()), list(masks.unbind())
+
+
+def reference_runs(inpainter, images: list, masks: list, cache: Path) -> list[MethodRun]:
+    """none, the optimiser and FGSM on these samples: from ``cache`` when it matches, else run and stored."""
+    if cache.is_file():
+        stored = load_file(str(cache))
+        return [MethodRun(name, list(stored[name].float().div(255).unbind()), [float(s) for s in stored[f"{name}/s"]],
+                          [float(s) for s in stored[f"{name}/s"]], float(stored[f"{name}/s"].sum()), len(images))
+                for name in REFERENCES]
+    methods = {"none": no_protection(), OPTIMISER: iterative_method(inpainter, IterativeConfig(steps=20)),
+               "FGSM (1 step)": fgsm_method(inpainter)}
+    runs = [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
+    tensors = {}
+    for run in runs:
+        tensors[run.name] = (torch.stack(run.protected) * 255).round().to(torch.uint8)
+        tensors[f"{run.name}/s"] = torch.tensor(run.image_seconds)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(cache))
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
+    parser.add_argument("--inpainter", default="lama-tiny")
+    parser.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    parser.add_argument("--photos-per-split", type=int, default=11, help="first N photos of each split")
+    parser.add_argument("--masks-per-image", type=int, default=2)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--k", type=int, nargs="*", default=[1, 2], help="optimiser steps of the hybrids")
+    parser.add_argument("--reference-dir", default="runs/amortisation-reference")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", default=None, help="also write the report (Markdown) here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    inpainter = load_inpainter(args.inpainter)
+    protectors = {Path(g).stem if g.endswith(".safetensors") else g: Protector.from_checkpoint(g)
+                  for g in args.generator}
+    report, shares = [], {}
+    for split in args.splits:
+        images, masks = samples(split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
+        key = json.dumps([inpainter.fingerprint(), split, args.photos_per_split, args.masks_per_image, args.size,
+                          args.seed])
+        cache = Path(args.reference_dir) / f"{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.safetensors"
+        runs = reference_runs(inpainter, images, masks, cache)
+        first = next(iter(protectors.values()))
+        methods = {name: generator_method(p) for name, p in protectors.items()}
+        methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})
+        runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
+        metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
+        results = [MethodScore(r.name, r.seconds_per_image, metrics[r.name]) for r in runs]
+        ref = metrics[OPTIMISER]["attack_gain"]
+        for r in results:
+            shares.setdefault(r.name, {})[split] = share_of_gain(r.metrics["attack_gain"], ref)
+        report += [f"## {split}: {len(images)} samples ({args.photos_per_split} photos x {args.masks_per_image} "
+                   f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
+        print("\n\n".join(report[-2:]), flush=True)
+    rows = [[name, *(f"{shares[name].get(s, float('nan')):.2f}" for s in args.splits)] for name in shares]
+    report += ["## Share of the 20-step optimiser's attack gain", markdown(["method", *args.splits], rows)]
+    print("\n\n" + "\n\n".join(report[-2:]))
+    if args.out:
+        Path(args.out).write_text("\n\n".join(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()

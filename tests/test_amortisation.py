@@ -1,0 +1,153 @@
+"""The amortisation recipe's parts: photo splits, the growing gradient cache, supervised terms, init, time, context."""
+
+from __future__ import annotations
+
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import pytest
+from generator import NoiseUNet, UNetConfig, save_generator
+from generator.unet import SpectralBlock
+from trainer.commands.train import main as train_main
+from trainer.data import splits
+from trainer.inpainting.inpainter import build_inpainter, save_inpainter
+from trainer.objective.fgsm import input_gradient, protect_fgsm
+from trainer.objective.losses import prepare_task, protection_losses
+from trainer.training.generator_module import GeneratorModule
+from trainer.training.gradient_cache import GradientCache, build_gradient_cache
+
+from .conftest import TINY, write_rgb
+
+
+@pytest.fixture
+def inpainter_file(tmp_path, tiny_inpainter):
+    return str(save_inpainter(tiny_inpainter, tmp_path / "inpainter.safetensors"))
+
+
+def test_photo_splits_are_disjoint_and_need_the_photos(tmp_path, monkeypatch):
+    names = [*splits.VAL, *splits.TEST, "a", "b", "c", "a_mask"]
+    for name in names:
+        write_rgb(tmp_path / f"{name}.png", 8, 8)
+    train, val, test = (set(p.name for p in splits.split_paths(s, tmp_path)) for s in splits.SPLITS)
+    assert train == {"a.png", "b.png", "c.png"}  # masks are never photos
+    assert len(val) == 6 and len(test) == 6 + 5 and not (train & val or train & test or val & test)
+    (tmp_path / "Wood.png").unlink()
+    with pytest.raises(ValueError, match=r"lacks the held-out photos \['Wood'\]"):
+        splits.split_paths("train", tmp_path)
+    with pytest.raises(ValueError, match="run 'make photos' once"):
+        splits.split_paths("val", tmp_path / "nowhere")
+    monkeypatch.setattr(splits, "PHOTOS", tmp_path)
+    with pytest.raises(ValueError, match="unknown photo split 'dev'"):
+        splits.resolve_images("split:dev")
+    assert splits.resolve_images(str(tmp_path)) is None
+
+
+def test_fgsm_is_one_signed_step_down_the_total_loss(tiny_inpainter):
+    torch.manual_seed(0)
+    image, mask = torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)
+    mask[..., 8:20, 8:20] = 1
+    task = prepare_task(tiny_inpainter, image, mask)
+    grad = input_gradient(tiny_inpainter, task)
+    protected = protect_fgsm(tiny_inpainter, image, mask, eps=1e-4)
+    assert torch.equal(protected, (image - 1e-4 * grad.sign()).clamp(0, 1))
+    before = protection_losses(tiny_inpainter, image, task)["total"]
+    after = protection_losses(tiny_inpainter, protected, task)["total"]
+    assert (after < before).all()  # a small step along -sign(g) lowers the loss to first order
+
+
+def test_gradient_cache_grows_resumes_and_is_reproducible(tmp_path, inpainter_file):
+    build_gradient_cache(tmp_path / "a", inpainter_file, None, count=4, size=32, shard_size=4, batch_size=2,
+                         log=lambda _: None)
+    build_gradient_cache(tmp_path / "a", inpainter_file, None, count=6, size=32, shard_size=4, batch_size=2,
+                         log=lambda _: None)  # appends one whole shard
+    build_gradient_cache(tmp_path / "b", inpainter_file, None, count=8, size=32, shard_size=4, batch_size=4,
+                         log=lambda _: None)
+    a, b = GradientCache(tmp_path / "a"), GradientCache(tmp_path / "b")
+    assert len(a) == len(b) == 8 and [e["index"] for e in a.entries] == list(range(8))
+    for key in ("image", "mask", "target"):
+        assert torch.equal(a.data[key], b.data[key])
+    assert torch.allclose(a.data["grad"].float(), b.data["grad"].float(), atol=1e-2)
+    assert a.data["grad"].float().abs().mean(dim=(1, 2, 3)).sub(1).abs().max() < 1e-2  # normalised per crop
+    assert {e["photo"] for e in a.entries} <= {p.name for p in splits.sample_images("train")}
+    item = a[0]
+    assert item["has_grad"] == 1 and item["has_teacher"] == 0 and item["grad"].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="was built with other size"):
+        build_gradient_cache(tmp_path / "a", inpainter_file, None, count=8, size=48, shard_size=4)
+    with pytest.raises(ValueError, match="built against another inpainter"):
+        a.check_inpainter(build_inpainter(TINY, seed=1))
+    with pytest.raises(ValueError, match="paintguard gradient-cache --out"):
+        GradientCache(tmp_path / "missing")
+
+
+def test_gradient_cache_with_teacher_steps_stores_bounded_noises(tmp_path, inpainter_file):
+    build_gradient_cache(tmp_path / "t", inpainter_file, None, count=2, size=32, shard_size=2, teacher_steps=2,
+                         log=lambda _: None)
+    cache = GradientCache(tmp_path / "t")
+    assert cache[1]["has_teacher"] == 1 and 0 < cache[1]["teacher_noise"].abs().max() <= 0.025 + 1e-4
+
+
+def test_supervised_terms_score_minus_one_at_their_optimum():
+    module = GeneratorModule(widths=[8, 16], groups=4)
+    eps, has = module.hparams.eps, torch.ones(2)
+    grad = torch.randn(2, 3, 8, 8)
+    grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True)
+    best = -eps * grad.sign()
+    assert module._supervised(best, grad, has, "gradient").item() == pytest.approx(-1.0, abs=1e-5)
+    assert module._supervised(-best, grad, has, "gradient").item() == pytest.approx(1.0, abs=1e-5)
+    teacher = eps * torch.randn(2, 3, 8, 8).sign()
+    assert module._supervised(teacher, teacher, has, "sign").item() == pytest.approx(-1.0)
+    assert module._supervised(teacher, teacher, has, "mse").item() == 0
+    assert module._supervised(teacher, teacher, torch.zeros(2), "sign").item() == 0  # no entry carries one
+    with pytest.raises(ValueError, match="teacher_loss must be one of mse, sign"):
+        GeneratorModule(teacher_loss="cosine")
+
+
+def test_supervised_pretraining_calls_no_inpainter_and_init_from_loads_it(tmp_path, ci_config, inpainter_file,
+                                                                             monkeypatch):
+    build_gradient_cache(tmp_path / "gc", inpainter_file, None, count=8, size=32, shard_size=8,
+                         log=lambda _: None)
+    calls = []
+    real = GeneratorModule.inpainter.fget
+
+    def counted(self):
+        calls.append(self.global_step if self._trainer is not None else None)
+        return real(self)
+
+    monkeypatch.setattr(GeneratorModule, "inpainter", property(counted))
+    assert train_main(["fit", "--config", str(ci_config), "--model.e2e_weight", "0", "--model.gradient_weight", "1",
+                       "--data.gradient_cache", str(tmp_path / "gc"), "--data.teacher_fraction", "1.0",
+                       "--trainer.limit_val_batches", "0"]) == 0
+    assert calls == [0]  # once, at fit start, to check the cache's fingerprint; never in the 4 training steps
+    config = yaml.safe_load(ci_config.read_text())
+    last = next((tmp_path / "ckpt").glob("last*.ckpt"))
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["paintguard_train_seconds"] > 0
+
+    net = NoiseUNet(UNetConfig(widths=config["model"]["widths"], groups=config["model"]["groups"]))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    init = save_generator(net, tmp_path / "init.safetensors")
+    module = GeneratorModule(widths=config["model"]["widths"], groups=config["model"]["groups"], init_from=str(init))
+    module.setup("fit")
+    stored = load_file(str(init))
+    assert all(torch.equal(v, stored[k]) for k, v in module.net.state_dict().items())
+    other = GeneratorModule(widths=[8, 16, 32], groups=4, init_from=str(init))
+    with pytest.raises(ValueError, match="holds another architecture"):
+        other.setup("fit")
+
+
+def test_fourier_context_starts_as_identity_and_keeps_the_bound():
+    torch.manual_seed(0)
+    block = SpectralBlock(8, 4)
+    x = torch.randn(2, 8, 5, 7)  # odd sizes: irfft2 must give the size back
+    assert torch.equal(block(x), x)
+    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4, global_context="fourier"))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.5)
+    noise = net(torch.rand(1, 3, 37, 50), torch.ones(1, 1, 37, 50), torch.rand(1, 3))
+    assert noise.shape == (1, 3, 37, 50) and noise.abs().max() <= 0.025
+    with pytest.raises(ValueError, match="global_context must be one of none, fourier"):
+        NoiseUNet(UNetConfig(global_context="attention"))

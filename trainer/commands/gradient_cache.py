@@ -1,0 +1,34 @@
+"""``paintguard gradient-cache --out DIR --count N``: cache the inpainter's input gradients over training crops.
+
+Grows DIR to N entries (whole shards): run it again with a larger --count to append,
+or after an interruption to resume. See ``trainer/training/gradient_cache.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from generator.cli_parser import ArgumentParser
+from trainer.training.gradient_cache import GradientCache, build_gradient_cache
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="paintguard gradient-cache", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="cache folder (created, or grown if it exists)")
+    parser.add_argument("--count", type=int, default=1024, help="entries the folder should hold at least")
+    parser.add_argument("--inpainter", default="lama-tiny")
+    parser.add_argument("--images", default="split:train",
+                        help="an image folder or a photo split, e.g. split:train (default; needs 'make photos')")
+    parser.add_argument("--size", type=int, default=128, help="crop size in pixels")
+    parser.add_argument("--teacher-steps", type=int, default=0, help="also store the noise of a k-step optimiser")
+    parser.add_argument("--shard-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    folder = build_gradient_cache(args.out, args.inpainter, args.images, args.count, args.size, args.seed,
+                                  args.teacher_steps, args.shard_size, args.batch_size, args.device)
+    print(json.dumps({"cache": str(folder), "entries": len(GradientCache(folder))}))
+    return 0

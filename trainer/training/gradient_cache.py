@@ -1,0 +1,150 @@
+"""The inpainter's response, paid for once: input gradients, and optionally k-step teacher noises, over many crops.
+
+One forward and backward pass through the frozen inpainter gives the gradient g of the
+paper's total loss with respect to the image at zero noise; ``-eps * sign(g)`` (one FGSM
+step) already keeps about three quarters of the 20-step optimiser's gain. So g is the
+cheapest dense description of what the generator must learn, and a supervised stage on
+cached gradients needs no inpainter call per step (``GeneratorModule.gradient_weight``).
+``teacher_steps > 0`` also runs the optimiser for that many steps and stores its noise.
+
+A cache is a folder that grows: ``cache.json`` says what it was built from (inpainter and
+its weight fingerprint, crop size, seed, photos, teacher steps) and each
+``shard-NNNNN.safetensors`` holds ``shard_size`` entries: the 8-bit crop, its mask, the
+target colour, the gradient divided by its mean absolute value (float16) with that
+scale, the teacher noise if any, and per entry the photo and the sample key it came
+from. Entry i is a pure function of (photos, size, seed, i), so building again with a
+larger ``count`` appends, an interrupted build resumes at its last whole shard, and two
+caches with the same recipe hold the same entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+
+from generator.save import atomic_write
+from trainer.data.images import RandomCropDataset, images_or_samples
+from trainer.data.masks import MaskGenerator
+from trainer.inpainting.inpainter import Inpainter, load_inpainter
+from trainer.objective.iterative import IterativeConfig, protect_iterative
+from trainer.objective.fgsm import input_gradient
+from trainer.objective.losses import prepare_task
+
+Tensor = torch.Tensor
+META = "cache.json"
+SHARD = "shard-{:05d}.safetensors"
+# samples are addressed as (0, i) of one endless epoch, so entry i never depends on the count asked for
+ENDLESS = 10**9
+
+
+def _recipe(inpainter: str, fingerprint: str, size: int, seed: int, images: list[Path], teacher_steps: int,
+            shard_size: int) -> dict:
+    return {"inpainter": inpainter, "inpainter_fingerprint": fingerprint, "size": size, "seed": seed,
+            "images": [p.name for p in images], "teacher_steps": teacher_steps, "shard_size": shard_size}
+
+
+def _shards(folder: Path) -> list[Path]:
+    return sorted(folder.glob("shard-*.safetensors"))
+
+
+def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", images: str | None = "split:train",
+                         count: int = 1024, size: int = 128, seed: int = 0, teacher_steps: int = 0,
+                         shard_size: int = 64, batch_size: int = 8, device: str = "cpu",
+                         log: Callable[[str], None] = print) -> Path:
+    """Grow the cache folder ``out`` to at least ``count`` entries (whole shards), resuming where it stopped."""
+    if count < 1 or size < 16 or shard_size < 1 or teacher_steps < 0:
+        raise ValueError("count and shard_size must be >= 1, size >= 16 and teacher_steps >= 0")
+    folder = Path(out)
+    paths = images_or_samples(images, "train")
+    model = load_inpainter(inpainter, device=device)
+    recipe = _recipe(str(inpainter), model.fingerprint(), size, seed, paths, teacher_steps, shard_size)
+    if (folder / META).is_file():
+        built = json.loads((folder / META).read_text())["recipe"]
+        differs = sorted(k for k in recipe if built.get(k) != recipe[k])
+        if differs:
+            raise ValueError(f"gradient cache '{folder}' was built with other {', '.join(differs)}; "
+                             "use a new folder to build a different cache")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / META, lambda tmp: tmp.write_text(json.dumps({"recipe": recipe}, indent=1)))
+    dataset = RandomCropDataset(paths, size=size, samples_per_epoch=ENDLESS, mask_generator=MaskGenerator(size),
+                                seed=seed)
+    config = IterativeConfig(steps=max(teacher_steps, 1))
+    start, shard = time.perf_counter(), len(_shards(folder))
+    while shard * shard_size < count:
+        first = shard * shard_size
+        tensors: dict[str, list[Tensor]] = {k: [] for k in ("image", "mask", "target", "grad", "scale", "teacher")}
+        for lo in range(first, first + shard_size, batch_size):
+            keys = [(0, i) for i in range(lo, min(lo + batch_size, first + shard_size))]
+            items = [dataset[k] for k in keys]
+            # crops are stored, and the gradient taken, at 8 bits: what a saved photo holds
+            image = torch.round(torch.stack([it["image"] for it in items]) * 255).div(255).to(device)
+            mask = torch.stack([it["mask"] for it in items]).to(device)
+            task = prepare_task(model, image, mask)
+            grad = input_gradient(model, task)
+            scale = grad.abs().mean(dim=(1, 2, 3)).clamp_min(1e-20)
+            tensors["image"].append((image * 255).round().to(torch.uint8).cpu())
+            tensors["mask"].append(mask.to(torch.uint8).cpu())
+            tensors["target"].append(task.target.reshape(-1, 3).float().cpu())
+            tensors["grad"].append((grad / scale[:, None, None, None]).half().cpu())
+            tensors["scale"].append(scale.float().cpu())
+            if teacher_steps:
+                gen = torch.Generator(device=device).manual_seed(seed * ENDLESS + lo)
+                result = protect_iterative(model, image, mask, config, generator=gen, task=task)
+                tensors["teacher"].append(result.noise.half().cpu())
+        data = {k: torch.cat(v) for k, v in tensors.items() if v}
+        entries = [{"index": i, "photo": dataset.source((0, i)).name} for i in range(first, first + shard_size)]
+        path = folder / SHARD.format(shard)
+        atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata={"entries": json.dumps(entries)}))
+        shard += 1
+        log(f"gradient cache {folder}: {shard * shard_size}/{count} entries, {time.perf_counter() - start:.0f} s")
+    return folder
+
+
+class GradientCache(Dataset):
+    """The entries of a gradient cache folder: image, mask, normalised gradient (and teacher noise, if built)."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        shards = _shards(self.folder)
+        if not (self.folder / META).is_file() or not shards:
+            raise ValueError(f"gradient cache '{folder}' does not exist or is empty; build it first: "
+                             f"paintguard gradient-cache --out {folder} --count 1024")
+        self.recipe = json.loads((self.folder / META).read_text())["recipe"]
+        parts = [load_file(str(p)) for p in shards]
+        self.data = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        self.entries = []
+        for path in shards:
+            with safe_open(str(path), "pt") as f:
+                self.entries += json.loads((f.metadata() or {}).get("entries", "[]"))
+
+    @property
+    def size(self) -> int:
+        return int(self.recipe["size"])
+
+    def check_inpainter(self, inpainter: Inpainter) -> None:
+        """Refuse gradients taken through other weights (e.g. an older lama-tiny)."""
+        built, current = self.recipe.get("inpainter_fingerprint"), inpainter.fingerprint()
+        if built != current:
+            raise ValueError(f"gradient cache '{self.folder}' was built against another inpainter "
+                             f"(weights {built}, training uses {current}); build a new one")
+
+    def __len__(self) -> int:
+        return len(self.data["image"])
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        d = self.data
+        item = {"image": d["image"][i].float() / 255, "mask": d["mask"][i].float(), "grad": d["grad"][i].float(),
+                "has_grad": torch.tensor(1.0)}
+        if "teacher" in d:
+            item.update(teacher_noise=d["teacher"][i].float(), has_teacher=torch.tensor(1.0))
+        else:
+            item.update(teacher_noise=torch.zeros_like(item["image"]), has_teacher=torch.tensor(0.0))
+        return item
