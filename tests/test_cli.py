@@ -10,6 +10,7 @@ BAD_ARGUMENTS = [
     (["optimize", "a.png"], "the following arguments are required: mask, -o/--output"),
     (["demo", "--train-minutes", "soon"], "argument --train-minutes: invalid float value: 'soon'"),
     (["teacher-cache", "--out", "x.safetensors", "--count", "many"], "argument --count: invalid int value"),
+    (["gradient-cache", "--out", "gc", "--teacher-steps", "all"], "argument --teacher-steps: invalid int value"),
     (["evaluate-inpainter"], "the following arguments are required: source"),
     (["compare", "--config", "c.yaml"], "the following arguments are required: --out"),
     (["train", "export", "--out", "g.safetensors"], "the following arguments are required: --ckpt_path"),

@@ -5,10 +5,13 @@ Runs no protection, the 20-step optimiser, the one-pass generator and hybrids
 masks, and scores what a saved PNG of each holds: against the attacked
 inpainter, after the transformations of ``trainer.objective.transforms`` (JPEG, resizing,
 blur, noise), and optionally against a second "transfer" inpainter the
-generator was not trained against. Writes OUTDIR/report.md, OUTDIR/per_image.csv
-and OUTDIR/figures/*.png and prints the tables; with ``wandb: true`` the tables
-and figures also go to a W&B run (offline unless an account is configured).
-See configs/compare/lama-tiny.yaml for every option.
+generator was not trained against. With ``targets``, a transfer matrix: every
+method's saved images scored against each target inpainter, next to the white-box
+optimiser on that target (OUTDIR/transfer_per_image.csv, figures/transfer-matrix.png).
+Writes OUTDIR/report.md, OUTDIR/per_image.csv and OUTDIR/figures/*.png and prints
+the tables; with ``wandb: true`` the tables and figures also go to a W&B run
+(offline unless an account is configured). See configs/compare/lama-tiny.yaml for
+every option and configs/compare/transfer.yaml for the transfer experiment.
 """
 
 from __future__ import annotations
@@ -24,16 +27,33 @@ import torch
 
 from generator.cli_parser import ArgumentParser
 from generator.save import atomic_write
-from trainer.evaluation.comparison import EPS, TRANSFER, CompareConfig, build_methods, load_config, load_samples
-from trainer.evaluation.report import build_report, log_progress, save_figures, write_per_image
+from trainer.evaluation.comparison import (
+    EPS,
+    TRANSFER,
+    CompareConfig,
+    InpainterPool,
+    build_methods,
+    load_config,
+    load_samples,
+)
+from trainer.evaluation.report import (
+    build_report,
+    log_progress,
+    save_figures,
+    save_transfer_heatmap,
+    transfer_sections,
+    write_per_image,
+    write_transfer_csv,
+)
 from trainer.evaluation.scoring import SAVED, MethodScore, condition_records, main_records, run_method, score_runs
-from trainer.inpainting.inpainter import Inpainter, load_inpainter
+from trainer.evaluation.transfer import TransferResult, run_transfer, transfer_records
+from trainer.inpainting.inpainter import Inpainter
 from trainer.objective.transforms import get_transform
 
 Tensor = torch.Tensor
 
 def log_to_wandb(cfg: CompareConfig, out: Path, results: list[MethodScore], reference: str | None,
-                 conditions: list[str], figures: list[Path]) -> Path:
+                 conditions: list[str], figures: list[Path], transfer: TransferResult | None = None) -> Path:
     """The tables (as wandb.Table) and figures in one W&B run under OUTDIR/wandb; returns the run's folder."""
     import wandb
 
@@ -50,8 +70,10 @@ def log_to_wandb(cfg: CompareConfig, out: Path, results: list[MethodScore], refe
     robustness = [row for c in [SAVED, *conditions] for row in condition_records(results, c, reference)]
     if cfg.transfer:
         robustness += condition_records(results, TRANSFER, reference, relative_to=TRANSFER)
-    run.log({"compare/main": table(main_records(results, reference)), "compare/robustness": table(robustness),
-             **{f"figures/{p.stem}": wandb.Image(str(p)) for p in figures}})
+    tables = {"compare/main": table(main_records(results, reference)), "compare/robustness": table(robustness)}
+    if transfer is not None:
+        tables["compare/transfer"] = table(transfer_records(transfer))
+    run.log({**tables, **{f"figures/{p.stem}": wandb.Image(str(p)) for p in figures}})
     folder = Path(run.dir).parent
     logger.finalize("success")
     return folder
@@ -74,9 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--out '{out}' is a file, not a folder")
     device = torch.device(cfg.device)
     samples = load_samples(cfg)
-    inpainter = load_inpainter(cfg.inpainter, device=device)
-    transfer = load_inpainter(cfg.transfer, device=device) if cfg.transfer else None
-    methods, reference = build_methods(cfg, inpainter)
+    pool = InpainterPool(device)
+    inpainter = pool(cfg.inpainter)
+    transfer = pool(cfg.transfer) if cfg.transfer else None
+    for target in cfg.targets:  # a missing target is an error now, not after the methods have run
+        pool(target)
+    built = build_methods(cfg, inpainter, pool)
+    methods, reference = built.methods, built.reference
     out.mkdir(parents=True, exist_ok=True)
 
     images, masks = [s.image for s in samples], [s.mask for s in samples]
@@ -98,13 +124,26 @@ def main(argv: list[str] | None = None) -> int:
     results = [MethodScore(r.name, r.seconds_per_image, saved[r.name], None, r.images_per_second,
                            {c: scores[r.name] for c, scores in conditions.items()}) for r in runs]
 
+    matrix = None
+    if cfg.targets:
+        steps = cfg.methods.optimiser.steps if cfg.methods.optimiser is not None else 20
+        matrix = run_transfer(cfg.targets, pool, cfg.inpainter, runs, built.against, reference, images, masks,
+                              steps, cfg.seed, cfg.batch_size, EPS, device, log_progress)
+
     figures = save_figures(out / "figures", samples, runs, inpainter, results, cfg.figure_rows, device)
     write_per_image(out / "per_image.csv", samples, runs, results)
-    report, tables = build_report(cfg, Path(args.config), samples, results, reference, transforms, figures, out)
+    sections = []
+    if matrix is not None:
+        figures.append(save_transfer_heatmap(out / "figures" / "transfer-matrix.png", matrix))
+        write_transfer_csv(out / "transfer_per_image.csv", samples, matrix)
+        sections = transfer_sections(matrix)
+    report, tables = build_report(cfg, Path(args.config), samples, results, reference, transforms, figures, out,
+                                  sections)
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
     print(tables)
     if cfg.wandb:
-        log_progress(f"== W&B run: {log_to_wandb(cfg, out, results, reference, transforms, figures)} ==")
+        folder = log_to_wandb(cfg, out, results, reference, transforms, figures, matrix)
+        log_progress(f"== W&B run: {folder} ==")
     log_progress(f"wrote {out / 'report.md'}, {out / 'per_image.csv'} and {len(figures)} figures in {out / 'figures'} "
          f"({time.perf_counter() - start:.0f} s)")
     return 0

@@ -1,7 +1,8 @@
 """What ``paintguard compare`` compares: its YAML configuration, the samples and the methods it builds.
 
 The YAML is checked field by field into dataclasses (every option is documented in
-configs/compare/lama-tiny.yaml; a bad field is one ``ConfigError`` line).
+configs/compare/lama-tiny.yaml, the transfer options in configs/compare/transfer.yaml;
+a bad field is one ``ConfigError`` line).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from pathlib import Path
 import torch
 import yaml
 
+from generator import checkpoint
 from generator.io import find_image_mask_pairs, read_image, read_mask
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset, list_images, sample_images
 from trainer.evaluation.scoring import Method, generator_method, hybrid_method, iterative_method, no_protection
-from trainer.inpainting.inpainter import Inpainter
+from trainer.inpainting.inpainter import Inpainter, load_inpainter
+from trainer.objective.ensemble import ENSEMBLE_MODES
 from trainer.objective.eot import EOTConfig
 from trainer.objective.iterative import IterativeConfig
 from trainer.objective.transforms import TRANSFORMS
@@ -79,6 +82,25 @@ class RobustGeneratorSpec:
 
 
 @dataclass
+class OptimiserEnsembleSpec:
+    """The optimiser against several inpainters at once (trainer/objective/ensemble.py): each step on the mean of
+    their losses (mode "mean") or on one drawn per step ("random")."""
+
+    inpainters: list[str] = field(default_factory=list)
+    steps: int = 20
+    mode: str = "mean"
+
+
+@dataclass
+class GeneratorEnsembleSpec:
+    """A generator trained against several inpainters. ``inpainters``: what it was trained against (its row of the
+    transfer matrix, and which targets it has never seen); None: the list its checkpoint's metadata records."""
+
+    checkpoint: str = ""
+    inpainters: list[str] | None = None
+
+
+@dataclass
 class HybridSpec:
     k: list[int] = field(default_factory=lambda: [2, 5])
     checkpoint: str | None = None  # None: the generator method's checkpoint
@@ -94,6 +116,9 @@ class MethodsConfig:
     generator: GeneratorSpec | None = None
     generator_robust: RobustGeneratorSpec | None = None
     hybrid: HybridSpec | None = None
+    # lists, for leave-one-out (one entry per left-out inpainter); a single mapping is one entry
+    optimiser_ensemble: list[OptimiserEnsembleSpec] | None = None
+    generator_ensemble: list[GeneratorEnsembleSpec] | None = None
 
 
 @dataclass
@@ -103,6 +128,9 @@ class CompareConfig:
     max_samples: int | None = None
     inpainter: str = "lama-tiny"
     transfer: str | None = None
+    # the transfer matrix: every method's saved images scored against each of these inpainters, and the white-box
+    # optimiser run against each of them for its share of gain (trainer/evaluation/transfer.py)
+    targets: list[str] = field(default_factory=list)
     methods: MethodsConfig = field(default_factory=lambda: MethodsConfig(
         none=NoneSpec(), optimiser=OptimiserSpec(), generator=GeneratorSpec(), hybrid=HybridSpec()))
     transforms: list[str] = field(default_factory=lambda: list(TRANSFORMS))
@@ -144,6 +172,8 @@ def _value(tp: typing.Any, value: object, where: str) -> typing.Any:
     if is_dataclass(tp):
         return _build(tp, value, where)
     if typing.get_origin(tp) is list:
+        if isinstance(value, dict) and is_dataclass(args[0]):
+            value = [value]  # a list of method entries may be written as its single entry
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be a list, got {value!r}")
         return [_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -180,6 +210,17 @@ def _check(cfg: CompareConfig) -> None:
         eot_from_config(spec.eot_config)  # a missing file or an EOT-less config is an error now, not after an hour
     require(methods.hybrid is None or (bool(methods.hybrid.k) and min(methods.hybrid.k) >= 1),
             f"methods.hybrid.k must be a non-empty list of steps >= 1, got {methods.hybrid and methods.hybrid.k}")
+    for i, ens in enumerate(methods.optimiser_ensemble or []):
+        where = f"methods.optimiser_ensemble[{i}]"
+        require(len(ens.inpainters) >= 2 and all(ens.inpainters),
+                f"{where}.inpainters must list at least two inpainters, got {ens.inpainters}")
+        require(ens.steps >= 1, f"{where}.steps must be >= 1, got {ens.steps}")
+        require(ens.mode in ENSEMBLE_MODES,
+                f"{where}.mode must be one of {', '.join(ENSEMBLE_MODES)}, got '{ens.mode}'")
+    for i, gen in enumerate(methods.generator_ensemble or []):
+        require(bool(gen.checkpoint), f"methods.generator_ensemble[{i}].checkpoint is missing")
+    require(len(set(cfg.targets)) == len(cfg.targets) and all(cfg.targets),
+            f"targets must be distinct, non-empty inpainter names, got {cfg.targets}")
     for name in cfg.transforms:
         require(name in TRANSFORMS, f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}")
     require(cfg.batch_size >= 1 and cfg.repeats >= 1, "batch_size and repeats must be >= 1")
@@ -263,33 +304,94 @@ def load_samples(cfg: CompareConfig) -> list[Sample]:
     return samples
 
 
-def build_methods(cfg: CompareConfig, inpainter: Inpainter) -> tuple[dict[str, Method], str | None]:
-    """The configured methods by display name, and the name of the optimiser (the reference), if any."""
+class InpainterPool:
+    """Inpainters by source, each loaded once on one device (the attacked one, targets and ensemble members)."""
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self._loaded: dict[str, Inpainter] = {}
+
+    def __call__(self, source: str) -> Inpainter:
+        if source not in self._loaded:
+            self._loaded[source] = load_inpainter(source, device=self.device)
+        return self._loaded[source]
+
+    def fingerprint(self, source: str) -> str | None:
+        """The weights' fingerprint, or None for a source that cannot be loaded here (then only its name counts)."""
+        try:
+            return self(source).fingerprint()
+        except (checkpoint.CheckpointError, OSError, ValueError):
+            return None
+
+    def same(self, a: str, b: str) -> bool:
+        """Whether two sources are one inpainter: the same name, or the same weights under two names."""
+        return a == b or (self.fingerprint(a) or "a") == (self.fingerprint(b) or "b")
+
+
+@dataclass
+class MethodSet:
+    """The configured methods by display name, the optimiser's name (the reference, if any) and, per method, the
+    inpainter sources its noise was made against ([] for no noise)."""
+
+    methods: dict[str, Method]
+    reference: str | None
+    against: dict[str, list[str]]
+
+
+def generator_inpainters(name_or_path: str) -> list[str]:
+    """What a generator checkpoint was trained against, from its ``inpainter`` note (a comma list for an ensemble)."""
+    note = checkpoint.read_metadata(checkpoint.resolve(name_or_path, "generator")).get("inpainter", "")
+    return [s for s in note.split(",") if s]
+
+
+def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool | None = None) -> MethodSet:
+    """The configured methods against ``inpainter`` (the ensembles against theirs, loaded through ``pool``)."""
     spec, device = cfg.methods, torch.device(cfg.device)
+    pool = pool or InpainterPool(device)
     protectors: dict[str, Protector] = {}
 
-    def protector(checkpoint: str) -> Protector:
-        if checkpoint not in protectors:
-            protectors[checkpoint] = Protector.from_checkpoint(checkpoint, device=device)
-        return protectors[checkpoint]
+    def protector(name: str) -> Protector:
+        if name not in protectors:
+            protectors[name] = Protector.from_checkpoint(name, device=device)
+        return protectors[name]
 
     methods: dict[str, Method] = {}
+    against: dict[str, list[str]] = {}
+
+    def add(name: str, method: Method, made_against: list[str]) -> None:
+        if name in methods:
+            raise ConfigError(f"two methods would both be called '{name}'; make them differ")
+        methods[name], against[name] = method, made_against
+
     reference = None
     if spec.none is not None:
-        methods["none"] = no_protection()
+        add("none", no_protection(), [])
     if spec.optimiser is not None:
         reference = f"optimiser ({spec.optimiser.steps} steps)"
-        methods[reference] = iterative_method(inpainter, IterativeConfig(steps=spec.optimiser.steps), seed=cfg.seed)
+        add(reference, iterative_method(inpainter, IterativeConfig(steps=spec.optimiser.steps), seed=cfg.seed),
+            [cfg.inpainter])
     if spec.optimiser_eot is not None:
         eot = spec.optimiser_eot
         config = IterativeConfig(steps=eot.steps, eot=eot_from_config(eot.eot_config), eot_samples=eot.samples)
-        methods[f"optimiser EOT ({eot.steps} steps x {eot.samples})"] = iterative_method(inpainter, config, seed=cfg.seed)
+        add(f"optimiser EOT ({eot.steps} steps x {eot.samples})", iterative_method(inpainter, config, seed=cfg.seed),
+            [cfg.inpainter])
+    for ens in spec.optimiser_ensemble or []:
+        mode = "" if ens.mode == "mean" else f", {ens.mode} member per step"
+        config = IterativeConfig(steps=ens.steps, ensemble=ens.mode)
+        add(f"optimiser ensemble ({ens.steps} steps{mode}) [{'+'.join(ens.inpainters)}]",
+            iterative_method([pool(s) for s in ens.inpainters], config, seed=cfg.seed), list(ens.inpainters))
     if spec.generator is not None:
-        methods["generator"] = generator_method(protector(spec.generator.checkpoint))
+        add("generator", generator_method(protector(spec.generator.checkpoint)),
+            generator_inpainters(spec.generator.checkpoint))
     if spec.generator_robust is not None:
-        methods["generator (robust)"] = generator_method(protector(spec.generator_robust.checkpoint))
+        add("generator (robust)", generator_method(protector(spec.generator_robust.checkpoint)),
+            generator_inpainters(spec.generator_robust.checkpoint))
+    for gen in spec.generator_ensemble or []:
+        members = gen.inpainters if gen.inpainters is not None else generator_inpainters(gen.checkpoint)
+        add(f"generator ensemble [{'+'.join(members) or gen.checkpoint}]", generator_method(protector(gen.checkpoint)),
+            list(members))
     if spec.hybrid is not None:
-        checkpoint = spec.hybrid.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
+        generator = spec.hybrid.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
         for k in spec.hybrid.k:
-            methods[f"hybrid (k={k})"] = hybrid_method(protector(checkpoint), inpainter, k)
-    return methods, reference
+            add(f"hybrid (k={k})", hybrid_method(protector(generator), inpainter, k), [cfg.inpainter])
+    return MethodSet(methods, reference, against)

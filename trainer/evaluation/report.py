@@ -1,4 +1,5 @@
-"""What ``paintguard compare`` writes: report.md, per_image.csv, figures and an optional W&B run."""
+"""What ``paintguard compare`` writes: report.md, per_image.csv, figures and an optional W&B run; with ``targets``,
+the transfer matrix's tables, transfer_per_image.csv and its heat map."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from trainer.evaluation.scoring import (
     MethodRun,
     MethodScore,
     condition_table,
+    markdown,
     markdown_table,
     spread_table,
     summarise,
 )
+from trainer.evaluation.transfer import TransferResult
 from trainer.inpainting.inpainter import Inpainter
 from trainer.objective.metrics import SUCCESS_DB
 
@@ -123,7 +126,8 @@ def save_figures(folder: Path, samples: list[Sample], runs: list[MethodRun], inp
 
 
 def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], results: list[MethodScore],
-                 reference: str | None, transforms: list[str], figures: list[Path], out: Path) -> tuple[str, str]:
+                 reference: str | None, transforms: list[str], figures: list[Path], out: Path,
+                 transfer: list[str] = ()) -> tuple[str, str]:
     """report.md, and its tables for stdout (main, robustness, transfer)."""
     masks = (f"seeded LaMa-style masks (seed {cfg.masks.seed}, {cfg.masks.per_image} per image) on "
              f"{cfg.masks.size} px centre crops" if cfg.masks.kind == "seeded"
@@ -151,6 +155,96 @@ def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], r
         tables += [f"## Transfer: the same saved images against {cfg.transfer}",
                    "An inpainter the generator was not trained against; the share is of the reference's gain on it.",
                    condition_table(results, [TRANSFER], reference, relative_to=TRANSFER)]
+    tables += list(transfer)
     rest = ["## Spread over samples", spread_table(results), "## Figures",
             "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures)]
     return "\n\n".join(intro + tables + rest) + "\n", "\n\n".join(tables)
+
+
+# --- the transfer matrix --------------------------------------------------------------------
+
+def _fmt(value: float, spec: str) -> str:
+    return "-" if not math.isfinite(value) else format(value, spec)
+
+
+def transfer_sections(result: TransferResult) -> list[str]:
+    """The transfer matrix (attack gain, share of the white-box gain) and its held-out cells, as report sections."""
+    header = ["noise [made against]", *result.targets]
+
+    def matrix(cell) -> str:
+        return markdown(header, [[row.label, *(cell(row, t) for t in result.targets)] for row in result.rows])
+
+    def bold_if_held_out(row, target, text: str) -> str:
+        return f"**{text}**" if result.held_out[(row.name, target)] else text
+
+    gain = matrix(lambda row, t: bold_if_held_out(row, t, f"{float(result.gain(row, t).mean()):.4f}"))
+    share = matrix(lambda row, t: bold_if_held_out(row, t, _fmt(result.share(row, t), ".2f")))
+    held = [[row.label, t, f"{float(result.gain(row, t).mean()):.4f}", _fmt(result.share(row, t), ".2f"),
+             f"{float(result.scores[t][row.name]['success'].float().mean()):.0%}"]
+            for row in result.rows for t in result.targets if result.held_out[(row.name, t)]]
+    sections = [
+        "## Transfer matrix",
+        "Rows: what the noise was made against (the method, and in brackets the inpainters it was optimised or "
+        "trained against); columns: the inpainter that scores the saved image. **Bold**: a target the noise was "
+        "not made against (transfer; for an ensemble trained on all but one inpainter, the one left out).",
+        "### Attack gain (drop of the attack loss from no noise, on the column's inpainter)",
+        gain,
+        f"### Share of the white-box optimiser's gain (the {result.reference_label} run against the column's "
+        "inpainter)",
+        share,
+    ]
+    if held:
+        sections += ["### Held-out targets",
+                     markdown(["noise [made against]", "held-out target", "attack gain", "share of white-box gain",
+                               f"success @{SUCCESS_DB:g} dB"], held)]
+    return sections
+
+
+def write_transfer_csv(path: Path, samples: list[Sample], result: TransferResult) -> Path:
+    """One row per (sample, matrix row, target): the metrics of that image on that target, and the white-box gain."""
+    keys = ("attack_gain", "attack_psnr", "success", "hide_psnr")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["sample", "method", "made_against", "target", "held_out", *keys, "whitebox_attack_gain"])
+            for row in result.rows:
+                for target in result.targets:
+                    metrics = result.scores[target][row.name]
+                    whitebox = result.scores[target][result.reference[target]]["attack_gain"]
+                    for i, s in enumerate(samples):
+                        values = [float(metrics[k][i]) for k in keys] + [float(whitebox[i])]
+                        writer.writerow([s.name, row.method, "+".join(row.against), target,
+                                         int(result.held_out[(row.name, target)]), *(f"{v:.6g}" for v in values)])
+    return atomic_write(path, write)
+
+
+def save_transfer_heatmap(path: Path, result: TransferResult) -> Path:
+    """The share matrix as a heat map, each cell annotated with its share and mean gain; held-out cells framed."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    shares = [[result.share(row, t) for t in result.targets] for row in result.rows]
+    finite = [v for line in shares for v in line if math.isfinite(v)]
+    labels = [row.label for row in result.rows]
+    # the row labels are long (ensembles name their members): the figure widens with them rather than squeezing cells
+    width = 1.5 + 1.4 * len(result.targets) + 0.065 * max(len(label) for label in labels)
+    fig = Figure(figsize=(width, 1.6 + 0.5 * len(result.rows)), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(shares, cmap="viridis", vmin=min([0.0, *finite]), vmax=max([1.0, *finite]), aspect="auto")
+    for r, row in enumerate(result.rows):
+        for c, target in enumerate(result.targets):
+            gain = float(result.gain(row, target).mean())
+            dark = not math.isfinite(shares[r][c]) or shares[r][c] < 0.5  # viridis is dark below the middle
+            ax.text(c, r, f"{_fmt(shares[r][c], '.2f')}\n({gain:.4f})", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
+            if result.held_out[(row.name, target)]:  # inset, so that a frame never looks like its neighbour's
+                ax.add_patch(Rectangle((c - 0.44, r - 0.42), 0.88, 0.84, fill=False, edgecolor="red", lw=1.5))
+    ax.set_xticks(range(len(result.targets)), result.targets, rotation=20, ha="right", fontsize=8)
+    ax.set_yticks(range(len(result.rows)), labels, fontsize=8)
+    ax.set_xlabel("scored against")
+    ax.set_ylabel("noise made against")
+    ax.set_title(f"share of the gain of the white-box {result.reference_label} on each target\n"
+                 "(mean attack gain in brackets; red frame: a target the noise was not made against)", fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -51,7 +51,9 @@ def generator_method(protector: Protector) -> Method:
     return protector.protect
 
 
-def iterative_method(inpainter: Inpainter, config: IterativeConfig | None = None, seed: int = 0) -> Method:
+def iterative_method(inpainter: Inpainter | Sequence[Inpainter], config: IterativeConfig | None = None,
+                     seed: int = 0) -> Method:
+    """The optimiser against one inpainter, or against several at once (an ensemble)."""
     def protect(image: Tensor, mask: Tensor) -> Tensor:
         gen = torch.Generator(device=image.device).manual_seed(seed)
         return protect_iterative(inpainter, image, mask, config, generator=gen).protected
@@ -120,15 +122,18 @@ class MethodRun:
 
 
 def run_method(name: str, method: Method, images: Sequence[Tensor], masks: Sequence[Tensor], batch_size: int = 4,
-               repeats: int = 1, eps: float = 0.025, device: str | torch.device = "cpu") -> MethodRun:
+               repeats: int = 1, eps: float = 0.025, device: str | torch.device = "cpu",
+               warmup: bool = True) -> MethodRun:
     """Protect every image in batches on ``device``: an untimed warm-up call, then each batch timed ``repeats`` times.
 
     Methods are deterministic (seeded), so repeated calls return the same images; the last one is kept.
+    ``warmup=False`` skips the warm-up, for runs whose time is not reported.
     """
     device = torch.device(device)
     groups = batches(images, batch_size)
     # warm-up on one image: first-call costs (allocator, kernel selection, lazy init) without a batch's price
-    method(images[0][None].to(device), masks[0][None].to(device))
+    if warmup:
+        method(images[0][None].to(device), masks[0][None].to(device))
     protected: list[Tensor] = []
     image_seconds, call_seconds, total = [], [], 0.0
     for idx in groups:

@@ -1,19 +1,30 @@
 """The paper's per-image protection: 20 Adam steps on a bounded noise.
 
 Used twice in PaintGuard: as the teacher during generator training and as the
-baseline every result is compared with.
+baseline every result is compared with. Given several inpainters, it attacks them
+all at once (``trainer.objective.ensemble``: the mean of the per-model losses).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from trainer.objective.ensemble import (
+    ENSEMBLE_MODES,
+    EnsembleTask,
+    as_ensemble_task,
+    as_members,
+    draw_member,
+    ensemble_losses,
+    prepare_ensemble_task,
+)
 from trainer.objective.eot import EOTConfig, RandomTransforms
-from trainer.objective.losses import LossWeights, ProtectionTask, prepare_task, protection_losses, repeat_task
+from trainer.objective.losses import LossWeights, ProtectionTask
 
 Tensor = torch.Tensor
 
@@ -34,11 +45,16 @@ class IterativeConfig:
     # step minimises the mean loss over eot_samples transformations drawn per image, as the robust generator does.
     eot: EOTConfig | dict[str, Any] | None = None
     eot_samples: int = 1
+    # several inpainters (trainer/objective/ensemble.py): "mean" steps on the mean of every member's loss,
+    # "random" on one member drawn per step (from the generator); one inpainter ignores it
+    ensemble: str = "mean"
 
     def __post_init__(self) -> None:
         self.eot = EOTConfig.coerce(self.eot)
         if self.eot_samples < 1:
             raise ValueError(f"eot_samples must be at least 1, got {self.eot_samples}")
+        if self.ensemble not in ENSEMBLE_MODES:
+            raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {self.ensemble!r}")
 
 
 @dataclass
@@ -49,14 +65,14 @@ class IterativeResult:
 
 
 def protect_iterative(
-    inpainter: nn.Module,
+    inpainter: nn.Module | Sequence[nn.Module],
     image: Tensor,
     mask: Tensor,
     config: IterativeConfig | None = None,
     target: Tensor | None = None,
     init_noise: Tensor | None = None,
     generator: torch.Generator | None = None,
-    task: ProtectionTask | None = None,
+    task: ProtectionTask | EnsembleTask | None = None,
 ) -> IterativeResult:
     """Optimise a protective noise for a batch of images, each with its own mask and target.
 
@@ -71,39 +87,42 @@ def protect_iterative(
     ``eot_samples`` transformations per image, drawn afresh at every step from
     ``generator`` (torch's global generator without one); all samples go through
     the inpainter in one batch.
+
+    With a sequence of inpainters, every step minimises the mean of their losses
+    (``config.ensemble == "mean"``; each member's graph is back-propagated and freed
+    in turn, so memory stays that of one member) or the loss of one member drawn per
+    step from ``generator`` ("random"); ``history`` holds the losses that were
+    minimised, and its last entry is always the mean over all members. ``task`` is
+    then an ``EnsembleTask`` (``prepare_ensemble_task``).
     """
     cfg = config or IterativeConfig()
-    task = task or prepare_task(inpainter, image, mask, target, cfg.dilation)
+    members = as_members(inpainter)
+    task = as_ensemble_task(task or prepare_ensemble_task(members, image, mask, target, cfg.dilation), len(members))
     if init_noise is None:
         init_noise = torch.rand(image.shape, generator=generator, device=image.device, dtype=image.dtype)
         init_noise = init_noise * cfg.init_scale
     noise = init_noise.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([noise], lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
     transform = RandomTransforms(cfg.eot) if cfg.eot is not None and cfg.eot.enabled else None
-    k, b = cfg.eot_samples, image.shape[0]
-    many = repeat_task(task, k) if transform is not None and k > 1 else task
-
-    def objective(protected: Tensor) -> dict[str, Tensor]:
-        if transform is None:
-            return protection_losses(inpainter, protected, task, cfg.weights)
-        losses = protection_losses(inpainter, protected.repeat(k, 1, 1, 1), many, cfg.weights, transform, generator)
-        return {name: value.view(k, b).mean(0) for name, value in losses.items()}
+    random_member = cfg.ensemble == "random" and len(members) > 1
 
     history: dict[str, list[Tensor]] = {}
-    for _ in range(cfg.steps + 1):
+    for step in range(cfg.steps + 1):
         with torch.no_grad():
             noise.clamp_(-cfg.eps, cfg.eps)
         protected = (task.image + noise).clamp(0, 1)
-        last = len(next(iter(history.values()), [])) == cfg.steps
+        last = step == cfg.steps
+        chosen = [draw_member(len(members), generator)] if random_member and not last else None
+        if not last:
+            optimiser.zero_grad(set_to_none=True)
         with torch.set_grad_enabled(not last):
-            losses = objective(protected)
+            # backward inside: images are independent, so summing their totals keeps each image's gradient its own
+            losses = ensemble_losses(members, protected, task, cfg.weights, transform, generator, chosen,
+                                     cfg.eot_samples, backward=not last)
         for name, value in losses.items():
             history.setdefault(name, []).append(value.detach())
         if last:
             break
-        optimiser.zero_grad(set_to_none=True)
-        # images are independent: summing keeps each image's gradient its own
-        losses["total"].sum().backward()
         optimiser.step()
 
     protected = protected.detach()

@@ -21,6 +21,11 @@ chain of differentiable transformations (JPEG, resize, blur, noise, shift, colou
 jitter) between x' and the inpainter: the generator learns a protection that
 survives them. Validation stays untransformed; ``val_jpeg_quality`` adds the same
 metrics after a real (Pillow) JPEG round trip, for ours and the teacher.
+
+With ``inpainters`` (a list of sources), the generator is trained against all of them
+at once: the mean of the per-model losses, each with its own hide reference
+(``trainer.objective.ensemble``; ``ensemble: random`` draws one model per batch
+instead). Validation and its teacher (the ensemble optimiser) score the same mean.
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ from generator.protector import KIND, save_generator
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
+from trainer.objective.ensemble import (ENSEMBLE_MODES, EnsembleTask, draw_member, ensemble_losses,
+                                       prepare_ensemble_task)
 from trainer.objective.eot import EOTConfig, FixedTransform, RandomTransforms
 from trainer.objective.iterative import IterativeConfig, protect_iterative
-from trainer.objective.losses import LossWeights, ProtectionTask, prepare_task, protection_losses, transform_task
+from trainer.objective.losses import LossWeights
 from trainer.objective.metrics import protection_metrics, share_of_gain
 from trainer.objective.transforms import jpeg
 
@@ -60,6 +67,8 @@ class GeneratorModule(L.LightningModule):
     def __init__(
         self,
         inpainter: str = "lama-tiny",
+        inpainters: list[str] | None = None,
+        ensemble: str = "mean",
         widths: list[int] | None = None,
         blocks_per_level: int = 1,
         groups: int = 8,
@@ -86,6 +95,10 @@ class GeneratorModule(L.LightningModule):
         self.save_hyperparameters()
         if teacher_loss not in TEACHER_LOSSES:
             raise ValueError(f"teacher_loss must be one of {', '.join(TEACHER_LOSSES)}, got {teacher_loss!r}")
+        if inpainters is not None and not inpainters:
+            raise ValueError("inpainters must list at least one inpainter (or be null: the one inpainter)")
+        if ensemble not in ENSEMBLE_MODES:
+            raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
         config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context)
         if widths is not None:
             config.widths = list(widths)
@@ -106,13 +119,23 @@ class GeneratorModule(L.LightningModule):
 
     # --- the frozen inpainter -------------------------------------------------------------
     @property
-    def inpainter(self) -> Inpainter:
+    def sources(self) -> list[str]:
+        """What the generator is trained against: ``inpainters``, or the one ``inpainter``."""
+        return list(self.hparams.inpainters or [self.hparams.inpainter])
+
+    @property
+    def inpainters(self) -> list[Inpainter]:
         if not self._frozen:
-            self._frozen.append(load_inpainter(self.hparams.inpainter))
-        inpainter = self._frozen[0]
-        if next(inpainter.parameters()).device != self.device:
-            inpainter.to(self.device)
-        return inpainter
+            self._frozen.extend(load_inpainter(source) for source in self.sources)
+        for inpainter in self._frozen:
+            if next(inpainter.parameters()).device != self.device:
+                inpainter.to(self.device)
+        return self._frozen
+
+    @property
+    def inpainter(self) -> Inpainter:
+        """The first inpainter (the only one without an ensemble): the panels' inpainter."""
+        return self.inpainters[0]
 
     def setup(self, stage: str) -> None:
         # before Lightning restores a resumed fit's checkpoint, which then wins over these weights
@@ -128,12 +151,15 @@ class GeneratorModule(L.LightningModule):
         # a teacher cache optimised against other weights would distil noises that steer nothing
         cache = getattr(self.trainer.datamodule, "cache", None)
         if cache is not None:
+            if len(self.sources) > 1:  # its noises and gradients were computed against one inpainter
+                raise ValueError("a teacher or gradient cache is built against one inpainter; "
+                                 "train an ensemble without one")
             cache.check_inpainter(self.inpainter)
 
     def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         return self.net(image, mask, target)
 
-    def _protect(self, task: ProtectionTask, straight_through: bool) -> tuple[Tensor, Tensor]:
+    def _protect(self, task: EnsembleTask, straight_through: bool) -> tuple[Tensor, Tensor]:
         noise = self.net(task.image, task.mask, task.target)
         protected = (task.image + noise).clamp(0, 1)
         if self.hparams.quantize or not straight_through:
@@ -145,9 +171,12 @@ class GeneratorModule(L.LightningModule):
         hp, b = self.hparams, batch["image"].shape[0]
         loss = torch.zeros((), device=self.device)
         if hp.e2e_weight > 0:
-            task = prepare_task(self.inpainter, batch["image"], batch["mask"], dilation=hp.dilation)
+            task = prepare_ensemble_task(self.inpainters, batch["image"], batch["mask"], dilation=hp.dilation)
             protected, noise = self._protect(task, straight_through=True)
-            losses = protection_losses(self.inpainter, protected, task, self.weights, transform=self.eot)
+            # "random": one model per batch, drawn from torch's generator (seeded by seed_everything)
+            members = [draw_member(len(self.sources))] if hp.ensemble == "random" else None
+            losses = ensemble_losses(self.inpainters, protected, task, self.weights, transform=self.eot,
+                                     members=members)
             loss = loss + hp.e2e_weight * losses["total"].mean()
             for name, value in losses.items():
                 self.log(f"train/{name}", value.mean(), batch_size=b, prog_bar=name == "total")
@@ -205,22 +234,21 @@ class GeneratorModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_rows = []
 
-    def _teacher(self, task: ProtectionTask, index: Tensor) -> dict[str, Tensor]:
+    def _teacher(self, task: EnsembleTask, index: Tensor) -> dict[str, Tensor]:
         """The 20-step optimiser's metrics on these validation images, computed once per image and kept."""
         missing = [i for i, k in enumerate(index.tolist()) if k not in self._teacher_val]
         if missing:
-            sub = ProtectionTask(*(getattr(task, f)[missing] for f in task.__dataclass_fields__))
+            sub = task.select(missing)
             config = IterativeConfig(steps=self.hparams.teacher_steps, eps=self.hparams.eps,
                                      dilation=self.hparams.dilation, weights=self.weights)
             gen = torch.Generator(device=self.device).manual_seed(0)
             with torch.enable_grad():
-                result = protect_iterative(self.inpainter, sub.image, sub.mask, config, generator=gen, task=sub)
+                result = protect_iterative(self.inpainters, sub.image, sub.mask, config, generator=gen, task=sub)
             teacher = round_to_8bit(result.protected, straight_through=False)
-            losses = protection_losses(self.inpainter, teacher, sub, self.weights)
+            losses = ensemble_losses(self.inpainters, teacher, sub, self.weights)
             metrics = protection_metrics(losses, teacher - sub.image)
             if self.val_jpeg is not None:
-                jpeg_task = transform_task(self.inpainter, sub, self.val_jpeg, self.val_jpeg.sample(sub.image))
-                metrics.update(self._jpeg_metrics(teacher, jpeg_task))
+                metrics.update(self._jpeg_metrics(teacher, sub))
             for j, i in enumerate(missing):
                 self._teacher_val[int(index[i])] = {k: v[j].detach() for k, v in metrics.items()}
         rows = [self._teacher_val[int(k)] for k in index.tolist()]
@@ -232,10 +260,10 @@ class GeneratorModule(L.LightningModule):
                                "set trainer.inference_mode=false")
         # validation judges what a user has and saves: 8-bit originals, 8-bit protected PNGs (so |saved - x| <= eps)
         image = round_to_8bit(batch["image"], straight_through=False)
-        task = prepare_task(self.inpainter, image, batch["mask"], dilation=self.hparams.dilation)
+        task = prepare_ensemble_task(self.inpainters, image, batch["mask"], dilation=self.hparams.dilation)
         protected, noise = self._protect(task, straight_through=False)
-        clean = protection_losses(self.inpainter, task.image, task, self.weights)
-        ours = protection_metrics(protection_losses(self.inpainter, protected, task, self.weights),
+        clean = ensemble_losses(self.inpainters, task.image, task, self.weights)
+        ours = protection_metrics(ensemble_losses(self.inpainters, protected, task, self.weights),
                                   protected - task.image, clean)
         teacher = self._teacher(task, batch["index"])
         row = dict(ours)
@@ -244,17 +272,18 @@ class GeneratorModule(L.LightningModule):
         row["teacher_total_gain"] = clean["total"] - teacher["total_loss"]
         row["clean_attack_psnr"] = protection_metrics(clean, torch.zeros_like(noise))["attack_psnr"]
         if self.val_jpeg is not None:
-            jpeg_task = transform_task(self.inpainter, task, self.val_jpeg, self.val_jpeg.sample(task.image))
-            row.update(self._jpeg_metrics(protected, jpeg_task))
+            row.update(self._jpeg_metrics(protected, task))
         self._val_rows.append(row)
         if batch_idx == 0:
             self._log_panel("val/panel", task, protected, noise)
 
-    def _jpeg_metrics(self, protected: Tensor, jpeg_task: ProtectionTask) -> dict[str, Tensor]:
+    def _jpeg_metrics(self, protected: Tensor, task: EnsembleTask) -> dict[str, Tensor]:
         """Attack, success and hide after the fixed validation JPEG (hide against the clean image's JPEG edit)."""
         q = self.hparams.val_jpeg_quality
-        losses = protection_losses(self.inpainter, self.val_jpeg.apply(protected, None), jpeg_task, self.weights)
-        metrics = protection_metrics(losses, protected - jpeg_task.image)
+        # ensemble_losses applies the JPEG to the protected image and, per model, makes the hide reference of the
+        # clean image's JPEG (transform_task)
+        losses = ensemble_losses(self.inpainters, protected, task, self.weights, transform=self.val_jpeg)
+        metrics = protection_metrics(losses, protected - task.image)
         return {f"jpeg{q}_{k}": metrics[k] for k in ("attack_psnr", "success", "hide_psnr")}
 
     def on_validation_epoch_end(self) -> None:
@@ -273,7 +302,7 @@ class GeneratorModule(L.LightningModule):
 
     # --- pictures and export ----------------------------------------------------------------
     @torch.no_grad()
-    def _log_panel(self, key: str, task: ProtectionTask, protected: Tensor, noise: Tensor) -> None:
+    def _log_panel(self, key: str, task: EnsembleTask, protected: Tensor, noise: Tensor) -> None:
         log_image = getattr(self.logger, "log_image", None)
         if log_image is None or self.global_rank != 0:
             return
@@ -288,4 +317,5 @@ class GeneratorModule(L.LightningModule):
 
     def export(self, path: str | Path, **notes: str) -> Path:
         """Write the generator alone as a PaintGuard safetensors checkpoint."""
-        return save_generator(self.net, path, inpainter=str(self.hparams.inpainter), **notes)
+        # a comma list for an ensemble: paintguard compare reads it as what the generator was made against
+        return save_generator(self.net, path, inpainter=",".join(self.sources), **notes)

@@ -11,21 +11,28 @@ Validation reports hole L1/PSNR next to the mean-colour fill on the same
 batch, and every few epochs probes how attackable the current generator is
 (:mod:`trainer.evaluation.attackability`): a lama-tiny that PaintGuard cannot steer, or
 that anything steers, would be a poor stand-in for LaMa.
+
+``init_from`` starts a fit from a saved inpainter (a shipped name such as
+``lama-tiny``, a PaintGuard safetensors file or a LaMa folder) instead of random
+weights: the fine-tune an editor would run on their own photos
+(``configs/inpainter/lama-tiny-ft.yaml``).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import fields
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from generator.checkpoint import CheckpointError, load_state_strict
 from trainer.evaluation.attackability import protection_strength, steering_gain
 from trainer.inpainting.discriminator import NLayerDiscriminator
 from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator
-from trainer.inpainting.inpainter import Inpainter, lama_predict, save_inpainter
+from trainer.inpainting.inpainter import Inpainter, lama_predict, load_inpainter, save_inpainter
 from trainer.objective.iterative import IterativeConfig
 from trainer.objective.losses import masked_mse, psnr_from_mse
 from trainer.training.inpainter_losses import (
@@ -62,6 +69,8 @@ class InpainterModule(L.LightningModule):
     ``gradient_clip_val`` (LaMa clips at 1). ``trainer.global_step`` counts
     batches (generator updates), so ``max_steps`` and checkpoint intervals are in
     batches. ``attack_eval_every_n_epochs`` = 0 turns the attackability probe off.
+    ``init_from``: an inpainter source whose weights the generator starts a fit from
+    (architecture options must match it; the discriminator starts afresh).
     """
 
     def __init__(
@@ -72,6 +81,7 @@ class InpainterModule(L.LightningModule):
         n_blocks: int = 6,
         resnet_ratio: float = 0.75,
         max_features: int = 1024,
+        init_from: str | None = None,
         # discriminator: pix2pixHD n-layer PatchGAN
         disc_ndf: int = 32,
         disc_n_layers: int = 3,
@@ -109,6 +119,27 @@ class InpainterModule(L.LightningModule):
             rank_zero_warn("feature matching needs the discriminator, which adversarial=0 turns off: ignoring it")
         self._probe_batch: tuple[Tensor, Tensor] | None = None
         self._probed_epoch = -1
+
+    # --- starting weights -----------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        # Here rather than in __init__: export and validate rebuild the module from its hyperparameters and
+        # need no source file; and Lightning restores a resumed fit's checkpoint after setup, so a resumed
+        # fine-tune keeps its own weights (these are loaded, then replaced).
+        if stage == "fit" and self.hparams.init_from:
+            self.load_generator_from(self.hparams.init_from)
+
+    def load_generator_from(self, source: str) -> None:
+        """Copy a saved inpainter's weights into the generator, key for key with every shape checked."""
+        net = load_inpainter(source).net
+        mine, theirs = self.generator.config, net.config
+        # options that change no tensor shape (the output activation, a ratio that rounds alike) must match too
+        differ = [f"{f.name} {getattr(theirs, f.name)!r} (this model: {getattr(mine, f.name)!r})"
+                  for f in fields(mine) if getattr(mine, f.name) != getattr(theirs, f.name)]
+        if differ:
+            raise CheckpointError(f"init_from '{source}' is another architecture: {', '.join(differ)}; "
+                                  "set the model's options to match it")
+        load_state_strict(self.generator, net.state_dict(), str(source))
 
     # --- inference ----------------------------------------------------------------------------
 
