@@ -151,3 +151,26 @@ def test_fourier_context_starts_as_identity_and_keeps_the_bound():
     assert noise.shape == (1, 3, 37, 50) and noise.abs().max() <= 0.025
     with pytest.raises(ValueError, match="global_context must be one of none, fourier"):
         NoiseUNet(UNetConfig(global_context="attention"))
+
+
+def test_validation_teacher_is_computed_once_across_runs(tmp_path, ci_config, monkeypatch):
+    from trainer.training import generator_module
+
+    calls = []
+    real = generator_module.protect_iterative
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generator_module, "protect_iterative", counted)
+    cache = tmp_path / "val-teacher.safetensors"
+    argv = ["fit", "--config", str(ci_config), "--model.val_teacher_cache", str(cache)]
+    assert train_main(argv) == 0
+    first = sum(calls)
+    assert first > 0 and cache.is_file()
+    assert train_main([*argv, "--run_name", "again", "--trainer.logger.init_args.save_dir", str(tmp_path / "r2"),
+                       "--trainer.max_steps", "2"]) == 0
+    assert sum(calls) == first  # the second run scored its validation against the stored teacher
+    assert train_main([*argv, "--model.teacher_steps", "1", "--trainer.max_steps", "2"]) == 0
+    assert sum(calls) > first  # another teacher recipe is another key

@@ -30,6 +30,7 @@ instead). Validation and its teacher (the ensemble optimiser) score the same mea
 
 from __future__ import annotations
 
+import hashlib
 import time
 from functools import partial
 from pathlib import Path
@@ -37,9 +38,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from safetensors.torch import load_file, save_file
 
 from generator import checkpoint
 from generator.protector import KIND, save_generator
+from generator.save import atomic_write
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
@@ -90,6 +93,7 @@ class GeneratorModule(L.LightningModule):
         teacher_loss: str = "mse",
         global_context: str = "none",
         init_from: str | None = None,
+        val_teacher_cache: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -112,7 +116,7 @@ class GeneratorModule(L.LightningModule):
         self.val_jpeg = None if val_jpeg_quality is None else FixedTransform(partial(jpeg, quality=val_jpeg_quality))
         # held in a list so that nn.Module does not register it: frozen, and kept out of checkpoints
         self._frozen: list[Inpainter] = []
-        self._teacher_val: dict[int, dict[str, Tensor]] = {}
+        self._teacher_val: dict[str, dict[str, Tensor]] = {}
         self._val_rows: list[dict[str, Tensor]] = []
         self.train_seconds = 0.0  # wall time spent in fit so far, across resumes (saved in checkpoints)
         self._fit_started: float | None = None
@@ -234,9 +238,35 @@ class GeneratorModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_rows = []
 
-    def _teacher(self, task: EnsembleTask, index: Tensor) -> dict[str, Tensor]:
-        """The 20-step optimiser's metrics on these validation images, computed once per image and kept."""
-        missing = [i for i, k in enumerate(index.tolist()) if k not in self._teacher_val]
+    def _teacher_keys(self, task: EnsembleTask) -> list[str]:
+        """Per image, a digest of everything the teacher's metrics depend on: pixels, mask, inpainters, recipe."""
+        hp = self.hparams
+        recipe = repr([[m.fingerprint() for m in self.inpainters], hp.teacher_steps, hp.eps, hp.dilation,
+                       list(vars(self.weights).values()), hp.val_jpeg_quality, hp.ensemble])
+        keys = []
+        for image, mask in zip(task.image, task.mask):
+            digest = hashlib.sha256(recipe.encode())
+            digest.update((image * 255).round().to(torch.uint8).cpu().numpy().tobytes())
+            digest.update((mask > 0).cpu().numpy().tobytes())
+            keys.append(digest.hexdigest()[:24])
+        return keys
+
+    def _load_teacher_file(self) -> None:
+        path = self.hparams.val_teacher_cache
+        if path and not self._teacher_val and Path(path).is_file():
+            for name, value in load_file(path).items():
+                key, metric = name.split("/", 1)
+                self._teacher_val.setdefault(key, {})[metric] = value.to(self.device)
+
+    def _teacher(self, task: EnsembleTask) -> dict[str, Tensor]:
+        """The 20-step optimiser's metrics on these validation images, computed once per image and kept.
+
+        Kept in memory, and with ``val_teacher_cache`` in a file that later runs reuse (keyed
+        by a digest of the image, mask, inpainter weights and teacher recipe).
+        """
+        self._load_teacher_file()
+        keys = self._teacher_keys(task)
+        missing = [i for i, k in enumerate(keys) if k not in self._teacher_val]
         if missing:
             sub = task.select(missing)
             config = IterativeConfig(steps=self.hparams.teacher_steps, eps=self.hparams.eps,
@@ -250,8 +280,13 @@ class GeneratorModule(L.LightningModule):
             if self.val_jpeg is not None:
                 metrics.update(self._jpeg_metrics(teacher, sub))
             for j, i in enumerate(missing):
-                self._teacher_val[int(index[i])] = {k: v[j].detach() for k, v in metrics.items()}
-        rows = [self._teacher_val[int(k)] for k in index.tolist()]
+                self._teacher_val[keys[i]] = {k: v[j].detach() for k, v in metrics.items()}
+            if self.hparams.val_teacher_cache and self.global_rank == 0:
+                flat = {f"{key}/{m}": v.cpu().contiguous() for key, row in self._teacher_val.items()
+                        for m, v in row.items()}
+                Path(self.hparams.val_teacher_cache).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.hparams.val_teacher_cache, lambda tmp: save_file(flat, str(tmp)))
+        rows = [self._teacher_val[k] for k in keys]
         return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -265,7 +300,7 @@ class GeneratorModule(L.LightningModule):
         clean = ensemble_losses(self.inpainters, task.image, task, self.weights)
         ours = protection_metrics(ensemble_losses(self.inpainters, protected, task, self.weights),
                                   protected - task.image, clean)
-        teacher = self._teacher(task, batch["index"])
+        teacher = self._teacher(task)
         row = dict(ours)
         row.update({f"teacher_{k}": v for k, v in teacher.items()})
         row["teacher_attack_gain"] = clean["attack"] - teacher["attack_loss"]
