@@ -126,7 +126,8 @@ class NoiseUNet(nn.Module):
             x = dec(torch.cat([x, skip], dim=1))
         return self.head(x)
 
-    def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+    def noise_and_raw(self, image: Tensor, mask: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """The noise and its pre-tanh value, for any input size (training's supervised terms act on the latter)."""
         h, w = image.shape[-2:]
         m = self.size_multiple
         ph, pw = -h % m, -w % m
@@ -134,4 +135,8 @@ class NoiseUNet(nn.Module):
             # replicate, not reflect: reflection needs the pad to be smaller than the image
             image = F.pad(image, (0, pw, 0, ph), mode="replicate")
             mask = F.pad(mask, (0, pw, 0, ph), mode="replicate")
-        return self.config.eps * torch.tanh(self.raw(image, mask, target)[..., :h, :w])
+        raw = self.raw(image, mask, target)[..., :h, :w]
+        return self.config.eps * torch.tanh(raw), raw
+
+    def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        return self.noise_and_raw(image, mask, target)[0]

@@ -87,18 +87,25 @@ def test_gradient_cache_with_teacher_steps_stores_bounded_noises(tmp_path, inpai
     assert cache[1]["has_teacher"] == 1 and 0 < cache[1]["teacher_noise"].abs().max() <= 0.025 + 1e-4
 
 
-def test_supervised_terms_score_minus_one_at_their_optimum():
+def test_supervised_terms_vanish_once_the_sign_is_right_by_the_margin():
     module = GeneratorModule(widths=[8, 16], groups=4)
-    eps, has = module.hparams.eps, torch.ones(2)
+    eps, has, margin = module.hparams.eps, torch.ones(2), module.hparams.supervised_margin
     grad = torch.randn(2, 3, 8, 8)
     grad = grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True)
-    best = -eps * grad.sign()
-    assert module._supervised(best, grad, has, "gradient").item() == pytest.approx(-1.0, abs=1e-5)
-    assert module._supervised(-best, grad, has, "gradient").item() == pytest.approx(1.0, abs=1e-5)
+    want = -grad.sign()  # one FGSM step's direction
+
+    def terms(raw, reference, kind):
+        return module._supervised(eps * torch.tanh(raw), raw, reference, has, kind).item()
+
+    assert terms(want * (margin + 1), grad, "gradient") == 0  # right side, past the margin: no push
+    assert terms(torch.zeros(2, 3, 8, 8), grad, "gradient") == pytest.approx(margin)  # |g| averages 1
+    assert terms(-want, grad, "gradient") == pytest.approx(margin + 1)
+    assert module._supervised(-eps * grad.sign(), None, grad, has, "linearised").item() == pytest.approx(-1.0)
     teacher = eps * torch.randn(2, 3, 8, 8).sign()
-    assert module._supervised(teacher, teacher, has, "sign").item() == pytest.approx(-1.0)
-    assert module._supervised(teacher, teacher, has, "mse").item() == 0
-    assert module._supervised(teacher, teacher, torch.zeros(2), "sign").item() == 0  # no entry carries one
+    assert terms(teacher.sign() * (margin + 1), teacher, "sign") == 0
+    assert terms(-teacher.sign() * margin, teacher, "sign") == pytest.approx(2 * margin)
+    assert module._supervised(teacher, None, teacher, has, "mse").item() == 0
+    assert module._supervised(teacher, None, teacher, torch.zeros(2), "mse").item() == 0  # no entry carries one
     with pytest.raises(ValueError, match="teacher_loss must be one of mse, sign"):
         GeneratorModule(teacher_loss="cosine")
 

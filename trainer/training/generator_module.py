@@ -8,13 +8,19 @@ metrics next to the teacher's on the same images, so the amortisation gap is
 visible in every run, with the training time so far (``val/train_minutes``,
 kept across resumes) for the curve of held-out share against time.
 
-Supervised terms on cached entries need no inpainter call: ``gradient_weight`` for
-the linearised objective ``mean(g * d) / eps`` towards a cached input gradient g
-(normalised to mean |g| = 1; optimum -1 at ``d = -eps * sign(g)``, one FGSM step),
-and ``teacher_weight`` with ``teacher_loss: sign`` for the same objective towards
-the teacher noise's signs (``mse``: the squared error to it). With
-``e2e_weight: 0`` training is supervised only (a pretraining stage); with both,
-the supervised terms regularise the end-to-end loss.
+Supervised terms on cached entries need no inpainter call: ``gradient_weight``
+towards the direction of a cached input gradient g (normalised to mean |g| = 1;
+one FGSM step is ``d = -eps * sign(g)``), and ``teacher_weight`` with
+``teacher_loss: sign`` towards the teacher noise's signs (``mse``: the squared
+error to it). Both sign terms are a hinge on the pre-tanh output, weighted per pixel
+by |g| (or 1): ``|g| * relu(margin - s * raw)`` with s the wanted sign. The plain
+linearised objective ``mean(g * d) / eps`` (logged as ``train/linearised``; optimum
+-1) drives tanh into saturation: after 500 steps the noise sat at 0.99996 eps with a
+median |raw| of 8.3, its gradient vanished and the objective stalled at -0.5; the
+hinge stops pushing a pixel once its sign is right by ``supervised_margin``
+(tanh(2) = 0.96), which keeps the end-to-end stage's gradient alive. With
+``e2e_weight: 0`` training is supervised only (a pretraining stage); with both, the
+supervised terms regularise the end-to-end loss.
 
 With ``eot`` (trainer/objective/eot.py), every training batch passes through a random
 chain of differentiable transformations (JPEG, resize, blur, noise, shift, colour
@@ -93,6 +99,7 @@ class GeneratorModule(L.LightningModule):
         teacher_loss: str = "mse",
         global_context: str = "none",
         init_from: str | None = None,
+        supervised_margin: float = 2.0,
         val_teacher_cache: str | None = None,
     ) -> None:
         super().__init__()
@@ -174,6 +181,7 @@ class GeneratorModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         hp, b = self.hparams, batch["image"].shape[0]
         loss = torch.zeros((), device=self.device)
+        raw = None
         if hp.e2e_weight > 0:
             task = prepare_ensemble_task(self.inpainters, batch["image"], batch["mask"], dilation=hp.dilation)
             protected, noise = self._protect(task, straight_through=True)
@@ -189,34 +197,42 @@ class GeneratorModule(L.LightningModule):
                 self._log_panel("train/panel", task, protected.detach(), noise.detach())
         else:  # supervised only: no inpainter call at all
             mask = (batch["mask"] > 0).to(batch["image"].dtype)
-            noise = self.net(batch["image"], mask, target_colour(batch["image"]))
+            noise, raw = self.net.noise_and_raw(batch["image"], mask, target_colour(batch["image"]))
+        if raw is None and (hp.teacher_weight > 0 or hp.gradient_weight > 0):
+            # the pre-tanh value of the noise just made (exact up to float rounding, short of saturation)
+            raw = torch.atanh((noise / hp.eps).clamp(-1 + 1e-6, 1 - 1e-6))
         if hp.teacher_weight > 0 and "teacher_noise" in batch:
-            distill = self._supervised(noise, batch["teacher_noise"], batch["has_teacher"], hp.teacher_loss)
+            distill = self._supervised(noise, raw, batch["teacher_noise"], batch["has_teacher"], hp.teacher_loss)
             loss = loss + hp.teacher_weight * distill
             self.log("train/distill", distill, batch_size=b, prog_bar=hp.e2e_weight == 0)
         if hp.gradient_weight > 0 and "grad" in batch:
-            linear = self._supervised(noise, batch["grad"], batch["has_grad"], "gradient")
-            loss = loss + hp.gradient_weight * linear
+            hinge = self._supervised(noise, raw, batch["grad"], batch["has_grad"], "gradient")
+            loss = loss + hp.gradient_weight * hinge
+            with torch.no_grad():
+                linear = self._supervised(noise, raw, batch["grad"], batch["has_grad"], "linearised")
+            self.log("train/gradient_hinge", hinge, batch_size=b)
             self.log("train/linearised", linear, batch_size=b, prog_bar=hp.e2e_weight == 0)
         return loss
 
-    def _supervised(self, noise: Tensor, reference: Tensor, has: Tensor, kind: str) -> Tensor:
+    def _supervised(self, noise: Tensor, raw: Tensor, reference: Tensor, has: Tensor, kind: str) -> Tensor:
         """A supervised term over the images that carry ``reference`` (``has`` = 1), averaged over them.
 
-        "mse": squared error to a teacher noise, in units of eps; "sign": the linearised
-        objective towards the teacher's signs, ``-mean(sign(t) * d) / eps``; "gradient": the
-        linearised objective ``mean(g * d) / eps`` for a normalised input gradient g.
-        Both linear kinds score -1 at their optimum (d at the corners of the L_inf ball).
+        "mse": squared error to a teacher noise, in units of eps. "sign": hinge on the
+        pre-tanh output towards the teacher's signs, ``relu(margin - sign(t) * raw)``.
+        "gradient": the same towards ``-sign(g)``, weighted by |g| (normalised gradient).
+        "linearised": ``mean(g * d) / eps``, the first-order objective (a metric here; -1 at best).
         """
-        d = noise / self.hparams.eps
+        eps, margin = self.hparams.eps, self.hparams.supervised_margin
         if kind == "mse":
-            per_image = (d - reference / self.hparams.eps).pow(2).mean(dim=(1, 2, 3))
+            per_pixel = (noise - reference).div(eps).pow(2)
         elif kind == "sign":
-            per_image = -(torch.sign(reference) * d).mean(dim=(1, 2, 3))
+            per_pixel = torch.relu(margin - torch.sign(reference) * raw)
+        elif kind == "gradient":
+            per_pixel = reference.abs() * torch.relu(margin + torch.sign(reference) * raw)
         else:
-            per_image = (reference * d).mean(dim=(1, 2, 3))
+            per_pixel = reference * noise / eps
         has = has.to(noise.dtype)
-        return (per_image * has).sum() / has.sum().clamp_min(1)
+        return (per_pixel.mean(dim=(1, 2, 3)) * has).sum() / has.sum().clamp_min(1)
 
     # --- training time, for the curve of held-out share against time ------------------------
     def on_train_start(self) -> None:
