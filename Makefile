@@ -8,8 +8,19 @@ STAMP := $(VENV)/.paintguard-setup
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # OpenMP threads that spin while waiting starve every other process on a small shared CPU
 export OMP_WAIT_POLICY ?= PASSIVE
+PAINTGUARD ?= $(BIN)/paintguard
+# ONNX exports are built here from the safetensors checkpoints, never committed (a stale one cannot exist)
+ONNX_DIR := build/onnx
+GENERATORS := generator-lama-tiny generator-lama-tiny-robust
+WEB_GENERATOR ?= generator-lama-tiny
+WEB_DIST := web/dist
+ORT_DIST := web/node_modules/onnxruntime-web/dist
+# the ESM build with WebGPU and its WebAssembly runtime: all the page loads from onnxruntime-web
+ORT_FILES := ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm
+WEB_FILES := web/index.html web/style.css $(wildcard web/src/*.js)
+EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py
 
-.PHONY: setup test demo benchmark photos clean
+.PHONY: setup test demo benchmark benchmark-onnx photos clean onnx web
 
 setup: $(STAMP)
 
@@ -20,8 +31,34 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) -e ".[dev]"
 	@touch $@
 
-test: setup
+test: setup web
 	$(BIN)/python -m pytest
+
+# ONNX files of the shipped generators (paintguard export-onnx checks each against PyTorch)
+onnx: $(GENERATORS:%=$(ONNX_DIR)/%.onnx)
+
+$(ONNX_DIR)/%.onnx: checkpoints/%.safetensors $(EXPORT_CODE) | $(STAMP)
+	@mkdir -p $(@D)
+	$(PAINTGUARD) export-onnx $< -o $@
+
+# the in-browser page: its files, onnxruntime-web (npm, versions from web/package-lock.json) and the model
+web: $(WEB_DIST)/model.onnx $(WEB_DIST)/.files
+
+$(ORT_DIST)/ort.min.mjs: web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+$(WEB_DIST)/.files: $(WEB_FILES) $(ORT_DIST)/ort.min.mjs
+	rm -rf $(WEB_DIST)/src $(WEB_DIST)/ort
+	mkdir -p $(WEB_DIST)/src $(WEB_DIST)/ort
+	cp web/index.html web/style.css $(WEB_DIST)/
+	cp web/src/*.js $(WEB_DIST)/src/
+	cp $(addprefix $(ORT_DIST)/,$(ORT_FILES)) $(WEB_DIST)/ort/
+	@touch $@
+
+$(WEB_DIST)/model.onnx: $(ONNX_DIR)/$(WEB_GENERATOR).onnx
+	@mkdir -p $(@D)
+	cp $< $@
 
 demo: setup
 	$(BIN)/paintguard demo --out outputs/demo
@@ -29,9 +66,13 @@ demo: setup
 benchmark: setup
 	$(BIN)/python benchmarks/optimizer_speed.py
 
+# torch vs onnxruntime (and the web page in headless Chromium): time, peak memory, int8
+benchmark-onnx: setup web
+	$(BIN)/python benchmarks/onnx_speed.py
+
 # lama-tiny's training photos, from Debian's archive (needs apt-get; see checkpoints/README.md)
 photos: setup
 	test -d data/photos || $(BIN)/python scripts/debian_photos.py data/photos
 
 clean:
-	rm -rf outputs runs .pytest_cache
+	rm -rf outputs runs .pytest_cache $(ONNX_DIR) $(WEB_DIST)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from generator.cli_parser import ArgumentParser
 from generator.io import find_image_mask_pairs, read_image, read_mask
-from generator.protector import DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, Protector
+from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, Protector
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
 MIN_SIDE = 16  # below this the 17x17 ring around the mask and the U-Net's 16x downsampling do not fit
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="output file (single image) or folder")
     parser.add_argument("--checkpoint", default=DEFAULT, help="generator: shipped name or .safetensors file")
     parser.add_argument("--method", choices=METHODS, default="generator")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="run the generator with torch or onnxruntime (CPU; pip install paintguard[onnx])")
+    parser.add_argument("--onnx-model", help="--backend onnx: an exported .onnx file of --checkpoint (checked "
+                                             "against its fingerprint); default: export in memory")
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default {DEFAULT_STEPS})")
     parser.add_argument("--inpainter", default="lama-tiny", help="for iterative/hybrid: name, file or LaMa folder")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (folder mode: one per process)")
@@ -173,8 +177,8 @@ class Groups(Dataset):
             if item.error is None:
                 try:
                     load(item, self.max_pixels, self.overwrite)
-                except (ValueError, OSError) as err:
-                    item.error = " ".join(str(err).split())
+                except Exception as err:  # whatever one file does (MemoryError too), the folder goes on
+                    item.error = " ".join(str(err).split()) or f"'{item.image_path}': {type(err).__name__}"
         return batch
 
 
@@ -183,7 +187,10 @@ def group_by_size(items: list[Item], batch_size: int) -> list[list[Item]]:
     by_size: dict[tuple[int, int], list[Item]] = {}
     singles = []
     for item in items:
-        header = peek(item.image_path) if item.error is None else None
+        try:
+            header = peek(item.image_path) if item.error is None else None
+        except ValueError as err:  # a decompression bomb: one more failed image, not the end of the scan
+            item.error, header = str(err), None
         if header is None:
             singles.append([item])  # unreadable or already failed: reported on its own
         else:
@@ -388,13 +395,18 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels > 0")
     if not Path(args.input).exists():
         raise ValueError(f"cannot read image '{args.input}': No such file or directory")
+    if args.method == "iterative" and args.backend != "torch":
+        raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
+    if args.onnx_model and args.backend != "onnx":
+        raise ValueError("--onnx-model needs --backend onnx")
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, int(args.max_pixels))
     if args.method == "iterative":  # the optimiser alone: no generator to load
         protector = Protector.iterative(args.inpainter)
     else:
         inpainter = args.inpainter if args.method == "hybrid" else None
-        protector = Protector.from_checkpoint(args.checkpoint, device="cpu", inpainter=inpainter)
+        protector = Protector.from_checkpoint(args.checkpoint, device="cpu", inpainter=inpainter,
+                                              backend=args.backend, onnx_model=args.onnx_model)
     steps = DEFAULT_STEPS.get(args.method, 0) if args.steps is None else args.steps
     if Path(args.input).is_dir():
         return protect_folder(args, protector, steps, start)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,9 +20,13 @@ from generator.convert import ImageLike
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 
+if TYPE_CHECKING:
+    from generator.onnx_backend import OnnxGenerator
+
 Tensor = torch.Tensor
 KIND = "generator"
 DEFAULT = "generator-lama-tiny"
+BACKENDS = ("torch", "onnx")
 
 
 def save_generator(net: NoiseUNet, path: str | os.PathLike, **notes: str) -> Path:
@@ -66,8 +70,8 @@ class Protector:
     ``net`` None gives a Protector for the "iterative" method only (``Protector.iterative``).
     """
 
-    def __init__(self, net: NoiseUNet | None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 inpainter: nn.Module | None = None) -> None:
+    def __init__(self, net: NoiseUNet | OnnxGenerator | None, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, inpainter: nn.Module | None = None) -> None:
         self.net = None if net is None else net.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
         self.inpainter = inpainter
@@ -75,13 +79,27 @@ class Protector:
     @classmethod
     def from_checkpoint(cls, name_or_path: str | os.PathLike = DEFAULT, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32,
-                        inpainter: str | os.PathLike | nn.Module | None = None) -> "Protector":
+                        inpainter: str | os.PathLike | nn.Module | None = None, backend: str = "torch",
+                        onnx_model: str | os.PathLike | None = None) -> "Protector":
         """Load a shipped generator by name (e.g. ``"generator-lama-tiny"``) or from a file.
 
         ``inpainter`` (a name such as ``"lama-tiny"``, a file, a LaMa directory or a module)
-        enables the "iterative" and "hybrid" methods.
+        enables the "iterative" and "hybrid" methods. ``backend="onnx"`` runs the generator
+        through onnxruntime on the CPU (``pip install paintguard[onnx]``): from ``onnx_model``,
+        an export checked against the checkpoint's fingerprint, from an ``.onnx`` checkpoint,
+        or else exported in memory (``generator.onnx_backend.load_onnx_generator``).
         """
-        return cls(load_generator(name_or_path), device, dtype, _inpainter(inpainter))
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if backend == "onnx":
+            from generator.onnx_backend import load_onnx_generator  # lazy: onnxruntime is an optional extra
+
+            net = load_onnx_generator(name_or_path, onnx_model)
+        elif onnx_model is not None:
+            raise ValueError("onnx_model only applies to backend='onnx'")
+        else:
+            net = load_generator(name_or_path)
+        return cls(net, device, dtype, _inpainter(inpainter))
 
     @classmethod
     def iterative(cls, inpainter: str | os.PathLike | nn.Module = "lama-tiny",

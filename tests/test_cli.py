@@ -7,6 +7,8 @@ from trainer.commands.cli import COMMANDS, main
 # (argv, a piece of the one-line message)
 BAD_ARGUMENTS = [
     (["protect"], "the following arguments are required: input, -o/--output"),
+    (["export-onnx"], "the following arguments are required: -o/--output"),
+    (["web", "--port", "x"], "argument --port: invalid int value: 'x'"),
     (["optimize", "a.png"], "the following arguments are required: mask, -o/--output"),
     (["demo", "--train-minutes", "soon"], "argument --train-minutes: invalid float value: 'soon'"),
     (["teacher-cache", "--out", "x.safetensors", "--count", "many"], "argument --count: invalid int value"),

@@ -15,6 +15,8 @@ from generator.cli_parser import exit_code
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "protect": ("generator.protect_cli", "protect an image or a folder in one pass (--devices N: several processes)"),
+    "export-onnx": ("generator.export_onnx_cli", "export a generator to ONNX (dynamic sizes), checked against PyTorch"),
+    "web": ("generator.web_cli", "serve the in-browser protection page on this computer (make web builds it)"),
     "optimize": ("trainer.commands.optimize", "protect one image with the 20-step optimiser (the paper's method)"),
     "demo": ("trainer.commands.demo", "the main job on the embedded defaults: train briefly, protect, compare"),
     "train": ("trainer.commands.train", "train the one-pass generator against a frozen inpainter (LightningCLI)"),

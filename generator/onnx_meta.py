@@ -1,0 +1,141 @@
+"""What an exported ONNX generator says about itself, and whether it still matches its checkpoint.
+
+An exported model carries, in its ONNX metadata properties, the noise bound
+``eps``, the U-Net architecture (JSON, as in the safetensors checkpoint), the
+source checkpoint's file name and the SHA-256 of that file. The fingerprint is
+what makes a stale export impossible to use by mistake: whoever loads an ONNX
+file next to its checkpoint compares the two and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from generator import checkpoint
+
+FORMAT = "paintguard"
+KIND = "generator-onnx"
+INPUTS = ("image", "mask", "target")
+OUTPUT = "noise"
+
+
+class OnnxModelError(ValueError):
+    """An ONNX file that is missing, unreadable, not a PaintGuard generator, or stale."""
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def metadata_for(source: Path, config: dict[str, Any], exporter: str) -> dict[str, str]:
+    """The metadata properties written into an export of the checkpoint file ``source``."""
+    return {"format": FORMAT, "kind": KIND, "eps": repr(float(config["eps"])),
+            "config": json.dumps(config, sort_keys=True), "source": source.name,
+            "source_sha256": fingerprint(source), "exporter": exporter}
+
+
+def check_metadata(meta: dict[str, str], where: str) -> dict[str, Any]:
+    """Validate the metadata properties of ``where`` and decode them (``config`` as a dict, ``eps`` as a float)."""
+    if meta.get("format") != FORMAT or meta.get("kind") != KIND:
+        raise OnnxModelError(f"'{where}' is an ONNX model but not a PaintGuard generator export "
+                             "(no paintguard metadata); export one with 'paintguard export-onnx'")
+    try:
+        decoded = {**meta, "config": json.loads(meta["config"]), "eps": float(meta["eps"])}
+    except (KeyError, ValueError) as err:
+        raise OnnxModelError(f"'{where}' has broken PaintGuard metadata: {err}") from None
+    if decoded["config"].get("eps") != decoded["eps"]:
+        raise OnnxModelError(f"'{where}' has inconsistent metadata: eps {decoded['eps']} vs the architecture's "
+                             f"{decoded['config'].get('eps')}")
+    return decoded
+
+
+def stale_reason(meta: dict[str, Any], source: Path) -> str | None:
+    """Why the export described by ``meta`` does not match the checkpoint file ``source``; None if it does."""
+    actual = fingerprint(source)
+    if meta.get("source_sha256") == actual:
+        return None
+    return (f"was exported from a checkpoint with sha256 {str(meta.get('source_sha256'))[:12]}..., but "
+            f"'{source}' now has sha256 {actual[:12]}...")
+
+
+def check_fresh(meta: dict[str, Any], where: str, source: str | os.PathLike | None = None,
+                rebuild: str | None = None) -> None:
+    """Refuse a stale export: one whose recorded fingerprint differs from its checkpoint's.
+
+    ``source`` is the checkpoint the caller means; without it, the shipped checkpoint
+    of the recorded file name is used when there is one (an export of a checkpoint
+    that is not in ``checkpoints/`` cannot be checked and is taken as it is).
+    ``rebuild`` is the command the error suggests.
+    """
+    path = Path(source) if source is not None else checkpoint.checkpoints_dir() / str(meta.get("source", ""))
+    if source is None and not (meta.get("source") and path.is_file()):
+        return
+    reason = stale_reason(meta, path)
+    if reason:
+        rebuild = rebuild or f"paintguard export-onnx {path} -o {where}"
+        raise OnnxModelError(f"'{where}' is stale: it {reason}; rebuild it with '{rebuild}'")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(data: bytes):
+    """(field number, wire type, value) of one protobuf message level; length-delimited values as bytes."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 1 or wire == 5:
+            size = 8 if wire == 1 else 4
+            value, pos = data[pos:pos + size], pos + size
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            value, pos = data[pos:pos + size], pos + size
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos > len(data):
+            raise ValueError("truncated message")
+        yield number, wire, value
+
+
+METADATA_PROPS = 14  # ModelProto.metadata_props: repeated StringStringEntryProto {1: key, 2: value}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The decoded PaintGuard metadata of an ONNX file, read without onnx or onnxruntime.
+
+    Walking the top level of the ModelProto is enough (the graph is skipped unread),
+    so ``paintguard web`` can check a model's freshness with the base install.
+    """
+    try:
+        data = Path(path).read_bytes()
+        meta = {}
+        for number, wire, value in _fields(data):
+            if number == METADATA_PROPS and wire == 2:
+                entry = {n: v for n, w, v in _fields(value) if w == 2}
+                meta[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
+    except OSError as err:
+        raise OnnxModelError(f"cannot read ONNX model '{path}': {err.strerror or err}") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise OnnxModelError(f"'{path}' is not an ONNX model: {err}") from None
+    return check_metadata(meta, str(path))

@@ -1,0 +1,49 @@
+"""``paintguard web``: serve the in-browser protection page on this computer and print its address.
+
+    make web              # once: npm packages and the exported model into web/dist
+    paintguard web        # then open the printed address; --port N to choose the port
+
+The page runs the generator in the browser (onnxruntime-web): images never leave
+it, and this server only hands out the page's files. It refuses to start when the
+page is not built or its model is stale (exported from an older checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from generator.cli_parser import ArgumentParser
+from generator.web_server import SITE, address, check_site, make_server
+
+DEFAULT_PORT = 8765
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="paintguard web", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT}; 0: any free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: this computer only)")
+    parser.add_argument("--root", default=str(SITE), help="the built page (default: web/dist)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be 0-65535, got {args.port}")
+    meta = check_site(args.root)
+    try:
+        server = make_server(args.root, args.port, args.host)
+    except OSError as err:
+        raise OSError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
+    print(f"paintguard web: serving {args.root} (model from {meta['source']}) at {address(server)} "
+          "-- open it in a browser; Ctrl+C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("paintguard web: stopped", flush=True)
+    finally:
+        server.server_close()
+    return 0

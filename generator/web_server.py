@@ -1,0 +1,73 @@
+"""A static file server for the web page (``web/dist``, built by ``make web``): files only, on this computer.
+
+It computes nothing: the page runs the generator in the browser. It lists no
+folders, answers only GET and HEAD, binds to the loopback address by default,
+and sends the cross-origin isolation headers that let onnxruntime-web use
+WebAssembly threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from generator.onnx_meta import check_fresh, read_metadata
+
+SITE = Path(__file__).resolve().parents[1] / "web" / "dist"
+MODEL = "model.onnx"
+REQUIRED = ("index.html", "src/app.js", "ort/ort.min.mjs", MODEL)
+
+
+class SiteError(ValueError):
+    """A page folder that is missing, incomplete, or holds a stale model."""
+
+
+class FileHandler(SimpleHTTPRequestHandler):
+    """Serves the files of one folder; no directory listings, no uploads, no logging to the terminal."""
+
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
+                      ".mjs": "text/javascript", ".wasm": "application/wasm", ".onnx": "application/octet-stream"}
+
+    def list_directory(self, path: str | os.PathLike):
+        self.send_error(HTTPStatus.NOT_FOUND, "no directory listings")
+        return None
+
+    def end_headers(self) -> None:
+        # SharedArrayBuffer (WebAssembly threads) needs a cross-origin-isolated page
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Cache-Control", "no-cache")  # a rebuilt model is picked up on reload
+        super().end_headers()
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def check_site(root: str | os.PathLike = SITE) -> dict:
+    """Refuse a page folder that is incomplete or whose model no longer matches its checkpoint; returns its metadata."""
+    root = Path(root)
+    missing = [name for name in REQUIRED if not (root / name).is_file()]
+    if missing:
+        raise SiteError(f"the web page in '{root}' is not built (missing {', '.join(missing)}): run 'make web'")
+    meta = read_metadata(root / MODEL)
+    check_fresh(meta, str(root / MODEL), rebuild="make web")
+    return meta
+
+
+def make_server(root: str | os.PathLike = SITE, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """A server for ``root`` on ``host:port`` (0: a free port); call ``serve_forever`` on it."""
+    handler = functools.partial(FileHandler, directory=str(Path(root).resolve()))
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def address(server: ThreadingHTTPServer) -> str:
+    """The page's URL."""
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/"

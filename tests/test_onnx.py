@@ -1,0 +1,215 @@
+"""ONNX export and the onnxruntime backend: round trip, agreement with torch, the bound after PNG, errors."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from generator import Protector
+from generator.checkpoint import CheckpointError
+from generator.io import read_image
+from generator.onnx_backend import EXTRA, MissingExtraError, OnnxGenerator, load_onnx_generator
+from generator.onnx_export import export_bytes, export_onnx, random_inputs
+from generator.onnx_meta import OnnxModelError, fingerprint, read_metadata
+from generator.protector import save_generator
+from generator.unet import NoiseUNet, UNetConfig
+from trainer.commands.cli import main
+
+from .conftest import write_mask, write_rgb
+
+EPS = 0.025
+ODD_SIZES = [(1, 23, 41), (2, 50, 17), (1, 16, 16), (1, 97, 33)]
+
+
+def tiny_generator(path, seed: int = 0):
+    """A small U-Net with saturated noise (so the bound binds), saved as a PaintGuard checkpoint."""
+    torch.manual_seed(seed)
+    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=10.0)
+    return save_generator(net, path), net
+
+
+@pytest.fixture
+def generator(tmp_path):
+    return tiny_generator(tmp_path / "g.safetensors")
+
+
+def one_line_error(capsys, pattern: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith("paintguard: error: ") and pattern in err, err
+    return err
+
+
+def test_export_round_trip_and_odd_sizes(tmp_path, generator, capsys):
+    path, net = generator
+    out = tmp_path / "g.onnx"
+    assert main(["export-onnx", str(path), "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = read_metadata(out)  # the dependency-free reader agrees with onnx's
+    assert {k: props[k] for k in ("eps", "source", "source_sha256")} == \
+           {"eps": "0.025", "source": "g.safetensors", "source_sha256": fingerprint(path)}
+    assert meta["eps"] == EPS and meta["config"] == net.config.to_dict()
+    # dynamic batch, height and width
+    dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+    assert dims == [["batch", 3, "height", "width"], ["batch", 1, "height", "width"], ["batch", 3]]
+    runner = OnnxGenerator(out, threads=1)
+    generator_ = torch.Generator().manual_seed(3)
+    for batch, h, w in ODD_SIZES:
+        image, mask, target = random_inputs(batch, h, w, generator_)
+        got = runner(image, mask, target)
+        assert got.shape == (batch, 3, h, w)
+        assert (got - net(image, mask, target)).abs().max() <= 1e-4
+        assert got.abs().max() <= EPS + 1e-7  # eps * tanh in float32: 0.025 rounds up to 0.02500000037
+
+
+def test_default_checkpoint_is_the_shipped_generator(tmp_path, capsys):
+    out = tmp_path / "default.onnx"
+    assert main(["export-onnx", "-o", str(out)]) == 0
+    assert read_metadata(out)["source"] == "generator-lama-tiny.safetensors"
+
+
+def test_export_errors_are_one_line_and_write_nothing(tmp_path, generator, capsys, monkeypatch):
+    path, _ = generator
+    assert main(["export-onnx", "nope", "-o", str(tmp_path / "x.onnx")]) == 2
+    one_line_error(capsys, "no generator checkpoint 'nope'")
+    assert main(["export-onnx", str(path), "-o", str(tmp_path / "x.txt")]) == 2
+    one_line_error(capsys, "should end in .onnx")
+    assert main(["export-onnx", str(path), "-o", str(tmp_path / "missing" / "x.onnx")]) == 2
+    one_line_error(capsys, "does not exist")
+    # a graph that disagrees with PyTorch fails the self-check: here the export of another network
+    from generator import onnx_export
+
+    other, _ = tiny_generator(tmp_path / "other.safetensors", seed=1)
+    wrong = onnx_export._graph(onnx_export.load_generator(other), "torchscript")
+    monkeypatch.setattr(onnx_export, "_graph", lambda net, exporter: wrong)
+    assert main(["export-onnx", str(path), "-o", str(tmp_path / "bad.onnx")]) == 2
+    one_line_error(capsys, "self-check failed: onnxruntime differs from PyTorch by")
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*partial*"))
+
+
+def test_dynamo_exporter_gives_the_same_model(generator):
+    path, net = generator
+    model, worst = export_bytes(path, exporter="dynamo", sizes=((1, 21, 35),))
+    assert worst <= 1e-4
+    image, mask, target = random_inputs(2, 37, 19, torch.Generator().manual_seed(0))
+    assert (OnnxGenerator(model, threads=1)(image, mask, target) - net(image, mask, target)).abs().max() <= 1e-4
+
+
+def protect(*args) -> int:
+    return main(["protect", *map(str, args)])
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def test_backend_matches_torch_within_one_level_and_keeps_the_bound(tmp_path, generator, capsys):
+    path, _ = generator
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, (h, w) in enumerate([(37, 53), (41, 29), (37, 53)]):
+        write_rgb(src / f"im{i}.png", h, w, seed=i)
+        write_mask(src / f"im{i}_mask.png", h, w, (5, 7, 25, 22))
+    outputs = {}
+    for backend in ("torch", "onnx"):
+        one = tmp_path / f"one-{backend}.png"
+        assert protect(src / "im1.png", "--mask", src / "im1_mask.png", "-o", one, "--checkpoint", path,
+                       "--backend", backend) == 0
+        folder = tmp_path / f"folder-{backend}"
+        assert protect(src, "-o", folder, "--checkpoint", path, "--backend", backend, "--batch-size", "2") == 0
+        outputs[backend] = [one, *sorted(folder.glob("*.png"))]
+    assert "3 images written, 0 failed" in capsys.readouterr().out
+    sources = [src / "im1.png", *(src / f"im{i}.png" for i in range(3))]
+    for torch_out, onnx_out, source in zip(outputs["torch"], outputs["onnx"], sources):
+        assert np.abs(pixels(torch_out) - pixels(onnx_out)).max() <= 1
+        moved = (read_image(onnx_out).double() - read_image(source).double()).abs().max().item()
+        assert 5 / 255 < moved <= EPS + 1e-9  # the noise is there, and within the bound after the PNG round trip
+
+
+def test_exported_file_is_checked_against_its_checkpoint(tmp_path, generator, capsys, monkeypatch):
+    path, _ = generator
+    model = tmp_path / "g.onnx"
+    export_onnx(path, model)
+    write_rgb(tmp_path / "a.png", 30, 34)
+    write_mask(tmp_path / "m.png", 30, 34, (3, 3, 12, 20))
+    args = ["--mask", tmp_path / "m.png", "--checkpoint", path, "--backend", "onnx"]
+    assert protect(tmp_path / "a.png", "-o", tmp_path / "o1.png", *args, "--onnx-model", model) == 0
+    # an .onnx file as the checkpoint works too
+    assert protect(tmp_path / "a.png", "-o", tmp_path / "o2.png", "--mask", tmp_path / "m.png",
+                   "--checkpoint", model, "--backend", "onnx") == 0
+    assert np.array_equal(pixels(tmp_path / "o1.png"), pixels(tmp_path / "o2.png"))
+    capsys.readouterr()
+    tiny_generator(path, seed=5)  # the checkpoint changes: the export is now stale
+    assert protect(tmp_path / "a.png", "-o", tmp_path / "o3.png", *args, "--onnx-model", model) == 2
+    one_line_error(capsys, "is stale: it was exported from a checkpoint with sha256")
+    assert not (tmp_path / "o3.png").exists()
+    # an .onnx alone is checked against the shipped checkpoint of its recorded name
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(OnnxModelError, match="is stale"):
+        load_onnx_generator(model)
+    with pytest.raises(ValueError, match="only applies to backend='onnx'"):
+        Protector.from_checkpoint(path, onnx_model=model)
+    assert protect(tmp_path / "a.png", "-o", tmp_path / "o4.png", *args[:4], "--onnx-model", model) == 2
+    one_line_error(capsys, "--onnx-model needs --backend onnx")
+
+
+def test_bad_models_are_refused(tmp_path, generator, capsys):
+    path, _ = generator
+    model = tmp_path / "g.onnx"
+    export_onnx(path, model)
+    bare = onnx.load(str(model))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(OnnxModelError, match="not a PaintGuard generator export"):
+        OnnxGenerator(tmp_path / "bare.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00not a model")
+    with pytest.raises(OnnxModelError, match="cannot load ONNX model"):
+        OnnxGenerator(tmp_path / "junk.onnx")
+    inpainter = tmp_path / "inp.safetensors"
+    from generator import checkpoint
+
+    checkpoint.save({"w": torch.zeros(1)}, inpainter, "inpainter", {})
+    with pytest.raises(CheckpointError, match="expected a checkpoint of kind 'generator'"):
+        Protector.from_checkpoint(inpainter, backend="onnx")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        Protector.from_checkpoint(path, backend="onnx", device="cuda")
+    with pytest.raises(ValueError, match="unknown backend"):
+        Protector.from_checkpoint(path, backend="tensorrt")
+
+
+def test_python_api_protects_any_image_kind_with_onnx(generator):
+    path, _ = generator
+    torch_p, onnx_p = Protector.from_checkpoint(path), Protector.from_checkpoint(path, backend="onnx")
+    assert onnx_p.eps == EPS
+    image = np.random.default_rng(0).integers(0, 256, (45, 31, 3), np.uint8)
+    mask = np.zeros((45, 31), np.uint8)
+    mask[10:30, 5:20] = 1
+    a, b = torch_p.protect(image, mask), onnx_p.protect(image, mask)
+    assert b.dtype == np.uint8 and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert np.abs(b.astype(int) - image.astype(int)).max() <= EPS * 255
+
+
+@pytest.mark.parametrize("package", ["onnxruntime", "onnx"])
+def test_missing_extra_names_the_install_command(tmp_path, generator, capsys, monkeypatch, package):
+    path, _ = generator
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError
+    with pytest.raises(MissingExtraError, match=rf"'{package}' package: pip install paintguard\[onnx\]"):
+        Protector.from_checkpoint(path, backend="onnx")
+    write_rgb(tmp_path / "a.png", 20, 20)
+    write_mask(tmp_path / "m.png", 20, 20, (2, 2, 9, 9))
+    assert protect(tmp_path / "a.png", "--mask", tmp_path / "m.png", "-o", tmp_path / "o.png",
+                   "--checkpoint", path, "--backend", "onnx") == 2
+    one_line_error(capsys, EXTRA)
+    assert not (tmp_path / "o.png").exists()
+    assert main(["export-onnx", str(path), "-o", str(tmp_path / "g.onnx")]) == 2
+    one_line_error(capsys, EXTRA)

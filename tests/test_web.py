@@ -1,0 +1,334 @@
+"""The web page in a real headless Chromium: protect, download, compare with the onnx backend; brush; errors.
+
+Needs ``make web`` (``make test`` runs it) and Debian's chromium (``.ci/run`` installs it);
+skipped, with the reason, only where no Chromium can be found.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generator.io import read_image
+from generator.target import target_colour
+from generator.web_server import SITE, address, check_site, make_server
+from trainer.commands.cli import main
+
+from .test_bad_files import bomb_png
+from .conftest import write_mask, write_rgb
+
+EPS = 0.025
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 60_000  # model load and WebAssembly compile on a busy 2-core machine
+
+
+def find_chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found: install Debian's chromium (apt-get install chromium) to test the web page")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def serve(root: Path):
+    server = make_server(root, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def site():
+    try:
+        check_site(SITE)
+    except ValueError as err:
+        pytest.fail(f"{err} (make test builds it)")
+    server = serve(SITE)
+    yield address(server)
+    server.shutdown()
+    server.server_close()
+
+
+class Page:
+    """One page of the site, recording every request so tests can show nothing left this computer."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.context = browser.new_context(accept_downloads=True)
+        self.requests: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        host = urlparse(url).netloc
+        # anything for another host is recorded and aborted: the page must work with no network at all
+        self.context.route("**/*", lambda route: route.continue_() if urlparse(route.request.url).netloc == host
+                           or route.request.url.startswith(("blob:", "data:")) else route.abort())
+        self.page = self.context.new_page()
+        self.page.on("request", lambda r: self.requests.append((r.method, r.url)))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url)
+        # locators wait in Playwright's own world: the page's CSP forbids the eval that wait_for_function uses
+        self.page.locator("body[data-model]").wait_for(timeout=TIMEOUT_MS)
+
+    def text(self, selector: str) -> str:
+        return self.page.text_content(selector) or ""
+
+    def idle(self) -> None:
+        """Wait until the page has finished opening a file or protecting (it flags that on <body>)."""
+        self.page.locator("body[data-state=idle]").wait_for(timeout=TIMEOUT_MS)
+
+    def open_image(self, path) -> None:
+        self.page.set_input_files("#image-input", str(path))  # the change handler marks the page working at once
+        self.idle()
+
+    def load_mask(self, path) -> None:
+        self.page.set_input_files("#mask-input", str(path))
+        self.idle()
+
+    def error(self) -> str:
+        return self.text("#error") if self.page.is_visible("#error") else ""
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    page = Page(browser, site)
+    yield page
+    assert not page.errors, page.errors  # no uncaught exception in the page
+    page.close()
+
+
+def photo(tmp_path, kind: str) -> tuple[Path, Path]:
+    """An odd, non-square image and its mask; the JPEG is stored on its side with an EXIF rotation."""
+    mask = tmp_path / "photo_mask.png"
+    if kind == "png":
+        image = tmp_path / "photo.png"
+        write_rgb(image, 61, 83, seed=7)
+        write_mask(mask, 61, 83, (10, 20, 40, 60))
+    else:
+        image = tmp_path / "photo.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = 6  # shown turned 90 degrees clockwise: upright it is 61 wide, 83 high
+        smooth = np.linspace(0, 255, 61 * 83 * 3).reshape(61, 83, 3).astype(np.uint8)  # JPEG-friendly content
+        Image.fromarray(smooth).save(image, exif=exif, quality=90)
+        write_mask(mask, 83, 61, (10, 20, 40, 60))
+    return image, mask
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg-rotated"])
+def test_page_protects_like_the_onnx_backend(page, site, tmp_path, kind):
+    assert page.error() == "" and "onnxruntime-web" in page.text("#model-info")
+    image, mask = photo(tmp_path, kind)
+    page.open_image(image)
+    page.load_mask(mask)
+    assert page.error() == "" and "1,200 px protected" in page.text("#mask-info")
+    page.page.click("#protect")
+    page.idle()
+    assert page.error() == "" and page.text("#status").startswith("Protected in")
+    with page.page.expect_download() as download:
+        page.page.click("#download")
+    saved = tmp_path / "downloaded.png"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename == "photo_protected.png"
+
+    moved = (read_image(saved).double() - read_image(image).double()).abs().max().item()
+    assert 5 / 255 < moved <= EPS + 1e-9  # the noise is there, within the bound after decoding
+    cli = tmp_path / "cli.png"
+    assert main(["protect", str(image), "--mask", str(mask), "-o", str(cli), "--backend", "onnx"]) == 0
+    web, reference = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (saved, cli))
+    assert np.abs(web - reference).max() <= 1
+    # offline: every request went to the page's own server, and none sent anything
+    assert all(urlparse(url).netloc == urlparse(site).netloc for _, url in page.requests if url.startswith("http"))
+    assert {method for method, _ in page.requests} == {"GET"}
+
+
+def test_drop_then_brush_eraser_undo_clear(page, tmp_path):
+    write_rgb(tmp_path / "a.png", 120, 160)
+    # the image arrives by drag and drop, as from a file manager
+    transfer = page.page.evaluate_handle(
+        "([bytes, name]) => { const t = new DataTransfer(); "
+        "t.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'})); return t; }",
+        [list((tmp_path / "a.png").read_bytes()), "a.png"])
+    page.page.dispatch_event("#open", "drop", {"dataTransfer": transfer})
+    page.idle()
+    assert page.text("#image-info") == "a.png: PNG, 160x120"
+    box = page.page.locator("#mask-canvas").bounding_box()
+    mouse = page.page.mouse
+
+    def stroke(x0, y0, x1, y1):
+        mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * y0)
+        mouse.down()
+        mouse.move(box["x"] + box["width"] * x1, box["y"] + box["height"] * y1, steps=8)
+        mouse.up()
+
+    def protected() -> int:
+        return int(page.text("#mask-info").split(" px")[0].replace(",", ""))
+
+    page.page.fill("#brush-size", "20")
+    stroke(0.2, 0.5, 0.8, 0.5)
+    painted = protected()
+    assert 0.1 * 120 * 160 < painted < 0.4 * 120 * 160
+    page.page.check("#tool-eraser")
+    stroke(0.4, 0.3, 0.4, 0.7)
+    erased = protected()
+    assert 0 < erased < painted
+    page.page.click("#undo")
+    assert protected() == painted
+    page.page.click("#clear")
+    assert protected() == 0
+    page.page.click("#protect")  # nothing to protect: said so, nothing run
+    assert "The mask is empty" in page.error()
+    page.page.click("#undo")
+    assert protected() == painted
+
+
+def test_bad_files_are_refused_with_clear_messages(page, tmp_path):
+    write_rgb(tmp_path / "a.png", 40, 52)
+    write_mask(tmp_path / "small_mask.png", 20, 20, (0, 0, 5, 5))
+    (tmp_path / "notes.png").write_text("not an image")
+    good = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(good[: len(good) // 2])
+    (tmp_path / "bomb.png").write_bytes(bomb_png())
+    Image.new("RGB", (40, 40)).save(tmp_path / "anim.gif")
+    write_mask(tmp_path / "full_mask.png", 40, 52, (0, 0, 40, 52))
+
+    expected = {"notes.png": "not a PNG, JPEG or WebP image", "cut.png": "the PNG file is truncated",
+                "anim.gif": "not a PNG, JPEG or WebP image",
+                "bomb.png": "it is 30000x30000 = 900.0 MP; this page takes at most 16.8 MP"}
+    for name, message in expected.items():
+        page.open_image(tmp_path / name)
+        assert f"Cannot open '{name}'" in page.error() and message in page.error(), page.error()
+    page.open_image(tmp_path / "a.png")  # the tab is still alive after the bomb
+    assert page.error() == "" and page.text("#image-info") == "a.png: PNG, 52x40"
+    page.load_mask(tmp_path / "small_mask.png")
+    assert "the mask is 20x20 but the image is 52x40" in page.error()
+    page.load_mask(tmp_path / "full_mask.png")
+    page.page.click("#protect")
+    page.idle()
+    assert "The mask covers the whole image" in page.error()
+
+
+def test_a_model_that_does_not_load_is_reported(browser, tmp_path):
+    root = tmp_path / "site"
+    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("model.onnx"))
+    (root / "model.onnx").write_bytes(b"\x08\x07broken")
+    server = serve(root)
+    try:
+        page = Page(browser, address(server))
+        assert page.page.get_attribute("body", "data-model") == "failed"
+        assert "the model did not load" in page.error()
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_target_colour_matches_python(browser, site):
+    """The page's target colour is generator/target.py's, ties and truncated means included."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(site + "style.css")  # a same-origin document without the app: only the module is loaded
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (9, 7, 3), np.uint8) for _ in range(20)]
+    images += [np.full((4, 4, 3), v, np.uint8) for v in ([128, 128, 0], [0, 0, 0], [255, 255, 255], [10, 10, 250])]
+    skewed = np.zeros((3, 3, 3), np.uint8)
+    skewed[0, 0] = [255, 0, 1]  # mean 28.33 -> 28: truncation, not rounding
+    images.append(skewed)
+    for pixels in images:
+        rgba = np.concatenate([pixels, np.full(pixels.shape[:2] + (1,), 255, np.uint8)], -1).ravel().tolist()
+        got = page.evaluate("async ([rgba, n]) => (await import('/src/protect.js')).targetColour(rgba, n)",
+                            [rgba, pixels.shape[0] * pixels.shape[1]])
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+        assert got == target_colour(tensor)[0].tolist(), pixels.reshape(-1, 3).mean(0)
+    context.close()
+
+
+def test_web_command_serves_files_only_and_prints_the_address(tmp_path):
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from generator.web_cli import main; "
+                             "sys.exit(main(sys.argv[1:]))", "--port", "0"], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("paintguard web: serving") and "model from generator-lama-tiny.safetensors" in line
+        url = next(word for word in line.split() if word.startswith("http://127.0.0.1:"))
+        with urllib.request.urlopen(url) as response:
+            assert b"PaintGuard" in response.read()
+            assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"  # WebAssembly threads
+        with urllib.request.urlopen(url + "ort/ort-wasm-simd-threaded.jsep.wasm") as response:
+            assert response.headers["Content-Type"] == "application/wasm"
+        for path, method, code in (("src/", "GET", 404), ("../pyproject.toml", "GET", 404), ("", "POST", 501)):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(urllib.request.Request(url + path, method=method, data=b"x" if method == "POST"
+                                                              else None))
+            assert err.value.code == code, path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_web_command_refuses_a_missing_or_stale_page(tmp_path, monkeypatch, capsys):
+    assert main(["web", "--root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is not built (missing index.html" in err and "run 'make web'" in err
+    root = tmp_path / "site"
+    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("*.wasm"))
+    (root / "ort" / "ort-wasm-simd-threaded.jsep.wasm").write_bytes(b"")
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "checkpoints" / "generator-lama-tiny.safetensors", checkpoints)
+    with open(checkpoints / "generator-lama-tiny.safetensors", "ab") as f:
+        f.write(b" ")  # the checkpoint changed since the page's model was exported
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(checkpoints))
+    assert main(["web", "--root", str(root), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "model.onnx' is stale" in err and "rebuild it with 'make web'" in err
+
+
+def test_header_sizes_match_pillow(browser, site):
+    """The page reads every supported format's size from its header (the bomb check) as Pillow does."""
+    import io
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(site + "style.css")
+    rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    cases = {"png": ("PNG", {}), "jpeg": ("JPEG", {"quality": 80}), "jpeg-exif": ("JPEG", {"exif": exif}),
+             "progressive": ("JPEG", {"progressive": True}), "webp-lossy": ("WEBP", {"quality": 70}),
+             "webp-lossless": ("WEBP", {"lossless": True}), "webp-extended": ("WEBP", {"exif": exif})}
+    for name, (fmt, options) in cases.items():
+        buffer = io.BytesIO()
+        image = Image.fromarray(rgb).convert("RGBA") if name == "webp-extended" else Image.fromarray(rgb)
+        image.save(buffer, format=fmt, **options)
+        data = buffer.getvalue()
+        head = page.evaluate("async (bytes) => (await import('/src/formats.js')).imageSize(new Uint8Array(bytes))",
+                             list(data))
+        assert (head["width"], head["height"], head["truncated"]) == (53, 37, False), name
+        cut = page.evaluate("async (bytes) => (await import('/src/formats.js')).imageSize(new Uint8Array(bytes))",
+                            list(data[: len(data) - 10]))
+        assert cut["truncated"], name
+    context.close()

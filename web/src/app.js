@@ -1,0 +1,313 @@
+// The page: open an image, paint or load the mask, run the exported generator with onnxruntime-web,
+// show and download the protected PNG. Nothing leaves the browser: the only requests are for this
+// page's own files, served by `paintguard web`.
+
+import * as ort from '../ort/ort.min.mjs';
+import { FileFormatError, imageSize } from './formats.js';
+import { MaskEditor, maskRegion } from './mask.js';
+import { generatorInfo } from './onnxmeta.js';
+import { networkInputs, noiseView, protectedPixels } from './protect.js';
+
+// Larger images are refused from their header, before decoding: onnxruntime's peak grows with the pixels
+// (1 GB at 3840x2160 natively, so about 2 GB here, plus the page's own copies) and a WebAssembly page
+// can address 4 GB at most; 4096x4096 ran in headless Chromium. `paintguard protect` goes to 40 MP.
+export const MAX_PIXELS = 16_777_216; // 4096 x 4096
+export const MAX_FILE_BYTES = 200 * 1024 * 1024;
+const MIN_SIDE = 16; // as `paintguard protect`: the U-Net's 16x downsampling and the 17x17 ring
+const FULL_MASK = 'the mask covers the whole image: an inpainter sees none of its pixels, so no noise can steer its fill';
+const NOISE_GAIN = 20;
+
+const $ = (id) => document.getElementById(id);
+const state = { session: null, info: null, provider: null, image: null, result: null, busy: false };
+const editor = new MaskEditor($('mask-canvas'));
+
+function showError(message) {
+  $('error').textContent = message;
+  $('error').hidden = false;
+  $('status').textContent = 'Something went wrong (see above).';
+}
+
+function clearError() {
+  $('error').hidden = true;
+  $('error').textContent = '';
+}
+
+function setStatus(text) { $('status').textContent = text; }
+
+// `data-state` on <body>: "working" while a file is opened or an image protected, "idle" after (tests wait on it)
+function working(on) { document.body.dataset.state = on ? 'working' : 'idle'; }
+
+function refreshButtons() {
+  const ready = state.session && state.image && !state.busy;
+  $('protect').disabled = !ready;
+  $('undo').disabled = !state.image || !editor.canUndo() || state.busy;
+  $('clear').disabled = !state.image || state.busy;
+  $('download').disabled = !state.result || state.busy;
+  if (state.image) $('mask-info').textContent = `${editor.count().toLocaleString('en')} px protected`;
+}
+
+// --- the model ----------------------------------------------------------------------------------
+
+async function webgpuAvailable() {
+  try {
+    return Boolean(navigator.gpu && await navigator.gpu.requestAdapter());
+  } catch {
+    return false;
+  }
+}
+
+async function loadModel() {
+  ort.env.wasm.wasmPaths = new URL('../ort/', import.meta.url).href;
+  // threads need SharedArrayBuffer, i.e. a cross-origin-isolated page (`paintguard web` sends the headers)
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(8, navigator.hardwareConcurrency || 1) : 1;
+  let bytes;
+  try {
+    const response = await fetch('model.onnx');
+    if (!response.ok) throw new Error(`HTTP ${response.status} for model.onnx`);
+    bytes = new Uint8Array(await response.arrayBuffer());
+    state.info = generatorInfo(bytes);
+  } catch (err) {
+    throw new Error(`the model did not load: ${err.message}. Build the page with 'make web' and serve it with 'paintguard web'.`);
+  }
+  const gpu = await webgpuAvailable();
+  // WebAssembly runs in a worker (the proxy), so the page stays responsive during a long run; the proxy
+  // takes WebAssembly only, so with a GPU both run from the page itself
+  ort.env.wasm.proxy = !gpu;
+  const providers = gpu ? ['webgpu', 'wasm'] : ['wasm'];
+  for (const provider of providers) {
+    try {
+      state.session = await ort.InferenceSession.create(bytes, { executionProviders: [provider], graphOptimizationLevel: 'all' });
+      state.provider = provider;
+      break;
+    } catch (err) {
+      if (provider === providers[providers.length - 1]) throw new Error(`the model did not load in onnxruntime-web: ${err.message}`);
+    }
+  }
+  const { eps, source, sha256 } = state.info;
+  $('eps-levels').textContent = `±${Math.floor(eps * 255)}`;
+  const threads = state.provider === 'wasm' ? `, ${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? 's' : ''}` : '';
+  $('model-info').textContent = `Model: ${source} (sha256 ${sha256.slice(0, 12)}…), eps ${eps}; `
+    + `onnxruntime-web ${ort.env.versions?.web ?? ''} on ${state.provider}${threads}. Works offline once loaded.`;
+}
+
+// --- opening images ----------------------------------------------------------------------------
+
+async function readHeader(file) {
+  if (file.size > MAX_FILE_BYTES) throw new FileFormatError(`the file is ${(file.size / 1e6).toFixed(0)} MB; the page takes at most ${MAX_FILE_BYTES / 1e6} MB`);
+  const head = imageSize(new Uint8Array(await file.arrayBuffer()));
+  if (head.truncated) throw new FileFormatError(`the ${head.format} file is truncated`);
+  return head;
+}
+
+/** Decode a file to RGBA pixels, upright per EXIF; images are composited on white as the CLI does. */
+async function decode(file, { forMask = false } = {}) {
+  const options = forMask
+    ? { imageOrientation: 'from-image', premultiplyAlpha: 'none', colorSpaceConversion: 'none' }
+    : { imageOrientation: 'from-image' }; // colours converted to sRGB: the PNG written carries no profile
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, options);
+  } catch (err) {
+    throw new FileFormatError('the browser cannot decode it (corrupt file?)');
+  }
+  const { width, height } = bitmap;
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  if (!forMask) {
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, width, height);
+  }
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return { width, height, rgba: ctx.getImageData(0, 0, width, height).data };
+}
+
+async function openImage(file) {
+  clearError();
+  working(true);
+  try {
+    const head = await readHeader(file);
+    const pixels = head.width * head.height;
+    if (pixels > MAX_PIXELS) {
+      throw new FileFormatError(`it is ${head.width}x${head.height} = ${(pixels / 1e6).toFixed(1)} MP; this page takes at most `
+        + `${(MAX_PIXELS / 1e6).toFixed(1)} MP (browser memory). Use 'paintguard protect' for larger images`);
+    }
+    if (Math.min(head.width, head.height) < MIN_SIDE) {
+      throw new FileFormatError(`it is ${head.width}x${head.height}; at least ${MIN_SIDE} px on each side are needed`);
+    }
+    setStatus('Decoding…');
+    const image = await decode(file);
+    if (image.width * image.height !== pixels) throw new FileFormatError('its header and its pixels disagree on its size');
+    state.image = { ...image, name: file.name };
+    state.result = null;
+    const view = $('image-canvas');
+    view.width = image.width;
+    view.height = image.height;
+    view.getContext('2d').putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
+    fit(view, image.width, image.height, $('paint').clientWidth - 40, 0.65);
+    $('mask-canvas').classList.toggle('pixelated', view.classList.contains('pixelated'));
+    editor.reset(image.width, image.height);
+    for (const id of ['result-canvas', 'noise-canvas']) { $(id).width = 0; $(id).height = 0; }
+    const slider = $('brush-size');
+    slider.max = String(Math.max(8, Math.round(Math.min(image.width, image.height) / 2)));
+    slider.value = String(Math.max(2, Math.round(Math.min(image.width, image.height) / 12)));
+    $('brush-size-value').textContent = slider.value;
+    $('image-info').textContent = `${file.name}: ${head.format}, ${image.width}x${image.height}`;
+    setStatus(state.session ? 'Paint the region to protect, then press Protect.' : 'Loading the model…');
+  } catch (err) {
+    showError(`Cannot open '${file.name}': ${err.message}.`);
+  }
+  refreshButtons();
+  working(false);
+}
+
+async function openMask(file) {
+  clearError();
+  working(true);
+  try {
+    if (!state.image) throw new FileFormatError('open the image first');
+    const head = await readHeader(file);
+    const { width, height } = state.image;
+    // the size is known before decoding, so a wrong-size mask (or a bomb) is refused unread;
+    // only the pixel count is compared here, as EXIF orientation may swap the sides
+    if (head.width * head.height !== width * height) {
+      throw new FileFormatError(`the mask is ${head.width}x${head.height} but the image is ${width}x${height}`);
+    }
+    const mask = await decode(file, { forMask: true });
+    if (mask.width !== width || mask.height !== height) {
+      throw new FileFormatError(`the mask is ${mask.width}x${mask.height} but the image is ${width}x${height}`);
+    }
+    editor.load(maskRegion(mask.rgba, width * height));
+    setStatus(`Loaded the mask '${file.name}'.`);
+  } catch (err) {
+    showError(`Cannot use the mask '${file.name}': ${err.message}.`);
+  }
+  refreshButtons();
+  working(false);
+}
+
+// --- protecting ---------------------------------------------------------------------------------
+
+async function protect() {
+  clearError();
+  const { width, height, rgba } = state.image;
+  const protectedCount = editor.count();
+  if (protectedCount === 0) { showError('The mask is empty: paint the region to protect (or load a mask) first.'); return; }
+  if (protectedCount === width * height) { showError(`${FULL_MASK[0].toUpperCase()}${FULL_MASK.slice(1)}; leave some of the image unmasked.`); return; }
+  state.busy = true;
+  working(true);
+  refreshButtons();
+  setStatus(`Protecting on ${state.provider}…`);
+  await new Promise((resolve) => setTimeout(resolve, 0)); // let the status paint before the work starts
+  try {
+    const start = performance.now();
+    const inputs = networkInputs(rgba, editor.mask, width, height);
+    const colour = ['red', 'green', 'blue'][inputs.target.indexOf(1)]; // now: run() hands the buffers to the worker
+    const feeds = {
+      image: new ort.Tensor('float32', inputs.image, [1, 3, height, width]),
+      mask: new ort.Tensor('float32', inputs.mask, [1, 1, height, width]),
+      target: new ort.Tensor('float32', inputs.target, [1, 3]),
+    };
+    const runStart = performance.now();
+    const output = await state.session.run(feeds);
+    const runEnd = performance.now();
+    const noise = output.noise.data;
+    const pixels = protectedPixels(rgba, noise, width, height, state.info.eps);
+    output.noise.dispose?.();
+    drawTo($('result-canvas'), pixels, width, height);
+    drawTo($('noise-canvas'), noiseView(rgba, pixels, NOISE_GAIN), width, height);
+    state.result = { pixels, name: `${state.image.name.replace(/\.[^.]*$/, '')}_protected.png` };
+    const total = performance.now() - start;
+    const seconds = (ms) => (ms / 1000).toFixed(2);
+    setStatus(`Protected in ${seconds(total)} s (network ${seconds(runEnd - runStart)} s on ${state.provider}), `
+      + `target colour ${colour}. Download the PNG: |saved - original| <= ${state.info.eps} on every pixel.`);
+    $('status').dataset.networkMs = String(runEnd - runStart);
+    $('status').dataset.totalMs = String(total);
+  } catch (err) {
+    showError(`Protection failed: ${err.message ?? err}.`);
+  } finally {
+    state.busy = false;
+    refreshButtons();
+    working(false);
+  }
+}
+
+function drawTo(canvas, rgba, width, height) {
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
+  fit(canvas, width, height, ($('run').clientWidth - 60) / 2, 0.45);
+}
+
+/** Display size: as large as fits (in maxWidth px and a fraction of the window's height), small images enlarged. */
+function fit(canvas, width, height, maxWidth, maxHeight) {
+  const scale = Math.min(maxWidth / width, window.innerHeight * maxHeight / height);
+  canvas.style.width = `${Math.round(width * scale)}px`;
+  canvas.style.height = `${Math.round(height * scale)}px`;
+  canvas.classList.toggle('pixelated', scale > 2); // enlarged pixels stay sharp, as the noise is per pixel
+}
+
+async function download() {
+  const canvas = $('result-canvas');
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+  if (!blob) { showError('The browser could not encode the PNG.'); return; }
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = state.result.name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
+
+// --- wiring -------------------------------------------------------------------------------------
+
+function imageCoordinates(event) {
+  const rect = $('mask-canvas').getBoundingClientRect();
+  return [(event.clientX - rect.left) * editor.width / rect.width, (event.clientY - rect.top) * editor.height / rect.height];
+}
+
+function wire() {
+  $('image-input').addEventListener('change', (e) => { if (e.target.files[0]) openImage(e.target.files[0]); e.target.value = ''; });
+  $('mask-input').addEventListener('change', (e) => { if (e.target.files[0]) openMask(e.target.files[0]); e.target.value = ''; });
+  const drop = $('open');
+  for (const type of ['dragenter', 'dragover']) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add('dragging'); });
+  for (const type of ['dragleave', 'drop']) drop.addEventListener(type, () => drop.classList.remove('dragging'));
+  drop.addEventListener('drop', (e) => { e.preventDefault(); if (e.dataTransfer.files[0]) openImage(e.dataTransfer.files[0]); });
+  // a file dropped anywhere else must not make the browser navigate away from the page (and lose the work)
+  window.addEventListener('dragover', (e) => e.preventDefault());
+  window.addEventListener('drop', (e) => e.preventDefault());
+
+  const overlay = $('mask-canvas');
+  overlay.addEventListener('pointerdown', (e) => {
+    if (!state.image || state.busy || e.button !== 0) return;
+    overlay.setPointerCapture(e.pointerId);
+    editor.begin(...imageCoordinates(e), Number($('brush-size').value), $('tool-eraser').checked);
+  });
+  overlay.addEventListener('pointermove', (e) => { if (editor.stroke) editor.extend(...imageCoordinates(e)); });
+  for (const type of ['pointerup', 'pointercancel']) overlay.addEventListener(type, () => { editor.end(); refreshButtons(); });
+  $('brush-size').addEventListener('input', (e) => { $('brush-size-value').textContent = e.target.value; });
+  $('undo').addEventListener('click', () => { editor.undo(); refreshButtons(); });
+  $('clear').addEventListener('click', () => { editor.clear(); refreshButtons(); });
+  $('protect').addEventListener('click', protect);
+  $('download').addEventListener('click', download);
+  window.addEventListener('keydown', (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === 'z') { editor.undo(); refreshButtons(); }
+  });
+}
+
+wire();
+working(false);
+loadModel()
+  .then(() => {
+    setStatus(state.image ? 'Paint the region to protect, then press Protect.' : 'Open an image to begin.');
+    document.body.dataset.model = 'ready';
+  })
+  .catch((err) => {
+    showError(err.message);
+    document.body.dataset.model = 'failed';
+  })
+  .finally(refreshButtons);
+
+// for tests and the curious: the page's state, read-only by convention
+window.paintguard = { state, editor, MAX_PIXELS };
