@@ -5,7 +5,8 @@
 
 For each split (``trainer/data/splits.py``; needs ``make photos``) it protects centre
 crops with seeded LaMa masks by: no noise, the 20-step optimiser (the reference), one
-FGSM step, each generator, and hybrids of the first generator with k optimiser steps;
+FGSM step, the closed-form colour push ``eps * sign(target - x)`` (no network: the floor a
+generator must beat), each generator, and hybrids of the first generator with k optimiser steps;
 every result is rounded to 8 bits within the bound (a saved PNG) and scored against
 the inpainter. It prints, per split, the full metric table and a summary row per method:
 share of the optimiser's attack gain, hide PSNR, noise PSNR and time per image, then
@@ -30,9 +31,20 @@ from safetensors.torch import load_file, save_file
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset
 from trainer.data.splits import split_paths
-from trainer.evaluation.scoring import (MethodRun, MethodScore, fgsm_method, generator_method, hybrid_method,
-                                        iterative_method, markdown, markdown_table, no_protection, run_method,
-                                        score_runs)
+from trainer.evaluation.scoring import (
+    MethodRun,
+    MethodScore,
+    colour_push_method,
+    fgsm_method,
+    generator_method,
+    hybrid_method,
+    iterative_method,
+    markdown,
+    markdown_table,
+    no_protection,
+    run_method,
+    score_runs,
+)
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.iterative import IterativeConfig
 from trainer.objective.metrics import share_of_gain
@@ -94,7 +106,8 @@ def main() -> None:
         cache = Path(args.reference_dir) / f"{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.safetensors"
         runs = reference_runs(inpainter, images, masks, cache)
         first = next(iter(protectors.values()))
-        methods = {name: generator_method(p) for name, p in protectors.items()}
+        methods = {"colour push (no network)": colour_push_method()}
+        methods.update({name: generator_method(p) for name, p in protectors.items()})
         methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})
         runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
         metrics = score_runs(inpainter, images, masks, runs, batch_size=4)

@@ -181,3 +181,14 @@ def test_validation_teacher_is_computed_once_across_runs(tmp_path, ci_config, mo
     assert sum(calls) == first  # the second run scored its validation against the stored teacher
     assert train_main([*argv, "--model.teacher_steps", "1", "--trainer.max_steps", "2"]) == 0
     assert sum(calls) > first  # another teacher recipe is another key
+
+
+def test_colour_push_moves_every_pixel_by_eps_towards_the_target():
+    from generator.target import target_colour
+    from trainer.evaluation.scoring import colour_push_method
+
+    image = torch.rand(2, 3, 16, 16) * 0.8 + 0.1
+    protected = colour_push_method(0.025)(image, torch.zeros(2, 1, 16, 16))
+    target = target_colour(image).reshape(-1, 3, 1, 1)
+    assert torch.allclose((protected - image).abs(), torch.full_like(image, 0.025))
+    assert ((protected - image).sign() == (target - image).sign()).all()

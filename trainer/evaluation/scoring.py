@@ -28,6 +28,7 @@ import torch
 
 from generator.protector import Protector
 from generator.save import quantize_within_bound
+from generator.target import target_colour
 from trainer.inpainting.inpainter import Inpainter
 from trainer.objective.fgsm import protect_fgsm
 from trainer.objective.iterative import IterativeConfig, protect_iterative
@@ -63,6 +64,17 @@ def iterative_method(inpainter: Inpainter | Sequence[Inpainter], config: Iterati
 def fgsm_method(inpainter: Inpainter, eps: float = 0.025) -> Method:
     """One signed gradient step of the total loss (``trainer.objective.fgsm``)."""
     return lambda image, mask: protect_fgsm(inpainter, image, mask, eps)
+
+
+def colour_push_method(eps: float = 0.025) -> Method:
+    """No network, no inpainter: every pixel moved by eps towards the target colour, ``eps * sign(t - x)``.
+
+    The closed-form floor a learned generator must beat: it already steers the fill part of the way.
+    """
+    def protect(image: Tensor, mask: Tensor) -> Tensor:
+        target = target_colour(image).reshape(-1, 3, 1, 1).to(image)
+        return (image + eps * torch.sign(target - image)).clamp(0, 1)
+    return protect
 
 
 def hybrid_method(protector: Protector, inpainter: Inpainter, steps: int,
