@@ -98,3 +98,13 @@ def offline_run(tmp_path) -> Path:
     runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert runs, "no offline W&B run was written"
     return runs[-1]
+
+
+def masked_batch(n: int = 2, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded mid-grey images with a box mask each (the first image's box differs from the others')."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(n, 3, size, size, generator=g) * 0.5 + 0.25
+    mask = torch.zeros(n, 1, size, size)
+    mask[0, :, 8:20, 6:24] = 1
+    mask[1:, :, 14:30, 2:12] = 1
+    return image, mask

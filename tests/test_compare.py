@@ -251,6 +251,11 @@ BAD_CONFIGS = {
     "batch_size: 0\n": "batch_size and repeats must be >= 1",
     "images: [a\n": "is not valid YAML",
     "- a list\n": "must be a mapping",
+    "methods: {optimiser_ensemble: {inpainters: [a]}}\n": "optimiser_ensemble[0].inpainters must list at least two",
+    "methods: {optimiser_ensemble: [{inpainters: [a, b], mode: vote}]}\n": "optimiser_ensemble[0].mode must be one of",
+    "methods: {generator_ensemble: [{inpainters: [a]}]}\n": "generator_ensemble[0].checkpoint is missing",
+    "targets: [a, a]\n": "targets must be distinct",
+    "targets: lama-tiny\n": "targets must be a list",
 }
 
 

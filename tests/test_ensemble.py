@@ -16,6 +16,7 @@ from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights, prepare_task, protection_losses, transform_task
 
 from .conftest import TINY, write_mask, write_rgb
+from .conftest import masked_batch as batch
 
 KEYS = ("attack", "incp", "hide", "total")
 
@@ -35,13 +36,6 @@ def pair(tiny_inpainter) -> list[nn.Module]:
     return [tiny_inpainter, reactive(1)]
 
 
-def batch(n: int = 2, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    image = torch.rand(n, 3, size, size, generator=g) * 0.5 + 0.25
-    mask = torch.zeros(n, 1, size, size)
-    mask[0, :, 8:20, 6:24] = 1
-    mask[1:, :, 14:30, 2:12] = 1
-    return image, mask
 
 
 def test_ensemble_losses_are_the_mean_of_each_models_own_losses(pair):

@@ -3,14 +3,7 @@ import torch
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import prepare_task, protection_losses
 
-
-def batch(n=2, size=32):
-    g = torch.Generator().manual_seed(0)
-    image = torch.rand(n, 3, size, size, generator=g) * 0.5 + 0.25
-    mask = torch.zeros(n, 1, size, size)
-    mask[0, :, 8:20, 6:24] = 1
-    mask[1:, :, 14:30, 2:12] = 1
-    return image, mask
+from .conftest import masked_batch as batch
 
 
 def test_optimiser_lowers_the_loss_and_keeps_the_bound(steerable_inpainter):

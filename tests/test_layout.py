@@ -91,3 +91,12 @@ def test_importing_trainer_loads_no_lightning():
     code = "import sys, trainer, generator; print('lightning' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_paths_a_module_finds_beside_its_own_file_exist():
+    """Modules that locate repository files from ``__file__`` broke silently when they moved."""
+    from generator import checkpoint
+    from trainer.commands import demo
+
+    assert demo.DEMO_CONFIG.is_file()
+    assert checkpoint.resolve("generator-lama-tiny", "generator").is_file()

@@ -149,22 +149,6 @@ def test_ensemble_methods_accept_a_mapping_or_a_list_and_check_their_fields(tmp_
         assert len(set(cfg.targets) - set(spec.inpainters)) == 1
 
 
-BAD = {
-    "methods: {optimiser_ensemble: {inpainters: [a]}}\n": "optimiser_ensemble[0].inpainters must list at least two",
-    "methods: {optimiser_ensemble: [{inpainters: [a, b], mode: vote}]}\n": "optimiser_ensemble[0].mode must be one of",
-    "methods: {generator_ensemble: [{inpainters: [a]}]}\n": "generator_ensemble[0].checkpoint is missing",
-    "targets: [a, a]\n": "targets must be distinct",
-    "targets: lama-tiny\n": "targets must be a list",
-}
-
-
-@pytest.mark.parametrize("text", list(BAD))
-def test_bad_transfer_config_is_one_line_and_exit_2(tmp_path, capsys, text):
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and BAD[text] in err
 
 
 def test_a_missing_target_fails_before_any_method_runs(tmp_path, capsys, stand_ins):

@@ -23,7 +23,7 @@ from trainer.data.images import FixedCropDataset, sample_images
 from trainer.evaluation.scoring import generator_method, iterative_method, markdown_table, no_protection, score_methods
 from trainer.inpainting.inpainter import load_inpainter
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "generator" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "generator" / "demo.yaml"
 DEMO_RUN = Path("runs/demo")
 
 
