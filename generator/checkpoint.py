@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,18 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
     with torch.no_grad():
         for k, v in expected.items():
             v.copy_(state[k])
+
+
+def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_config: Any, source: str) -> None:
+    """Start ``module`` (built from dataclass ``config``) from a loaded network's weights.
+
+    Every architecture option must match, also those that change no tensor shape (an
+    output activation, a ratio that rounds alike); then the weights are copied key for
+    key with every shape checked. Errors name the options that differ.
+    """
+    differ = [f"{f.name} {getattr(source_config, f.name)!r} (this model: {getattr(config, f.name)!r})"
+              for f in fields(config) if getattr(config, f.name) != getattr(source_config, f.name)]
+    if differ:
+        raise CheckpointError(f"init_from '{source}' is another architecture: {', '.join(differ)}; "
+                              "set the model's options to match it")
+    load_state_strict(module, source_net.state_dict(), str(source))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
-import pytest
 from generator import NoiseUNet, UNetConfig, save_generator
 from generator.unet import SpectralBlock
 from trainer.commands.train import main as train_main
@@ -141,7 +141,8 @@ def test_supervised_pretraining_calls_no_inpainter_and_init_from_loads_it(tmp_pa
     stored = load_file(str(init))
     assert all(torch.equal(v, stored[k]) for k, v in module.net.state_dict().items())
     other = GeneratorModule(widths=[8, 16, 32], groups=4, init_from=str(init))
-    with pytest.raises(ValueError, match="holds another architecture"):
+    with pytest.raises(ValueError, match=r"init_from '.*init.safetensors' is another architecture: widths \[8, 16\] "
+                                         r"\(this model: \[8, 16, 32\]\)"):
         other.setup("fit")
 
 

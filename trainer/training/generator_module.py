@@ -46,8 +46,8 @@ import lightning as L
 import torch
 from safetensors.torch import load_file, save_file
 
-from generator import checkpoint
-from generator.protector import KIND, save_generator
+from generator.checkpoint import copy_weights
+from generator.protector import load_generator, save_generator
 from generator.save import atomic_write
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
@@ -151,12 +151,8 @@ class GeneratorModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         # before Lightning restores a resumed fit's checkpoint, which then wins over these weights
         if stage == "fit" and self.hparams.init_from:
-            path = checkpoint.resolve(self.hparams.init_from, KIND)
-            state, meta = checkpoint.load(path, KIND)
-            if UNetConfig(**meta["config"]).to_dict() != self.net.config.to_dict():
-                raise ValueError(f"model.init_from '{path}' holds another architecture ({meta['config']}) than "
-                                 f"the model's ({self.net.config.to_dict()})")
-            checkpoint.load_state_strict(self.net, state, str(path))
+            net = load_generator(self.hparams.init_from)
+            copy_weights(self.net, self.net.config, net, net.config, self.hparams.init_from)
 
     def on_fit_start(self) -> None:
         # a teacher cache optimised against other weights would distil noises that steer nothing

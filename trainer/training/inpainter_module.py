@@ -21,14 +21,13 @@ weights: the fine-tune an editor would run on their own photos
 from __future__ import annotations
 
 import copy
-from dataclasses import fields
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from generator.checkpoint import CheckpointError, load_state_strict
+from generator.checkpoint import copy_weights
 from trainer.evaluation.attackability import protection_strength, steering_gain
 from trainer.inpainting.discriminator import NLayerDiscriminator
 from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator
@@ -132,14 +131,7 @@ class InpainterModule(L.LightningModule):
     def load_generator_from(self, source: str) -> None:
         """Copy a saved inpainter's weights into the generator, key for key with every shape checked."""
         net = load_inpainter(source).net
-        mine, theirs = self.generator.config, net.config
-        # options that change no tensor shape (the output activation, a ratio that rounds alike) must match too
-        differ = [f"{f.name} {getattr(theirs, f.name)!r} (this model: {getattr(mine, f.name)!r})"
-                  for f in fields(mine) if getattr(mine, f.name) != getattr(theirs, f.name)]
-        if differ:
-            raise CheckpointError(f"init_from '{source}' is another architecture: {', '.join(differ)}; "
-                                  "set the model's options to match it")
-        load_state_strict(self.generator, net.state_dict(), str(source))
+        copy_weights(self.generator, self.generator.config, net, net.config, source)
 
     # --- inference ----------------------------------------------------------------------------
 
