@@ -124,6 +124,7 @@ class GeneratorModule(L.LightningModule):
         # held in a list so that nn.Module does not register it: frozen, and kept out of checkpoints
         self._frozen: list[Inpainter] = []
         self._teacher_val: dict[str, dict[str, Tensor]] = {}
+        self._teacher_recipe: str | None = None
         self._val_rows: list[dict[str, Tensor]] = []
         self.train_seconds = 0.0  # wall time spent in fit so far, across resumes (saved in checkpoints)
         self._fit_started: float | None = None
@@ -252,12 +253,14 @@ class GeneratorModule(L.LightningModule):
 
     def _teacher_keys(self, task: EnsembleTask) -> list[str]:
         """Per image, a digest of everything the teacher's metrics depend on: pixels, mask, inpainters, recipe."""
-        hp = self.hparams
-        recipe = repr([[m.fingerprint() for m in self.inpainters], hp.teacher_steps, hp.eps, hp.dilation,
-                       list(vars(self.weights).values()), hp.val_jpeg_quality, hp.ensemble])
+        if self._teacher_recipe is None:  # the frozen weights and the recipe do not change: hash them once
+            hp = self.hparams
+            self._teacher_recipe = repr([[m.fingerprint() for m in self.inpainters], hp.teacher_steps, hp.eps,
+                                         hp.dilation, list(vars(self.weights).values()), hp.val_jpeg_quality,
+                                         hp.ensemble])
         keys = []
         for image, mask in zip(task.image, task.mask):
-            digest = hashlib.sha256(recipe.encode())
+            digest = hashlib.sha256(self._teacher_recipe.encode())
             digest.update((image * 255).round().to(torch.uint8).cpu().numpy().tobytes())
             digest.update((mask > 0).cpu().numpy().tobytes())
             keys.append(digest.hexdigest()[:24])
