@@ -20,7 +20,7 @@ ORT_FILES := ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.
 WEB_FILES := web/index.html web/style.css $(wildcard web/src/*.js)
 EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py
 
-.PHONY: setup test demo benchmark benchmark-onnx photos clean onnx web
+.PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web
 
 setup: $(STAMP)
 
@@ -73,6 +73,10 @@ benchmark-onnx: setup web
 # lama-tiny's training photos, from Debian's archive (needs apt-get; see checkpoints/README.md)
 photos: setup
 	test -d data/photos || $(BIN)/python scripts/debian_photos.py data/photos
+
+# lama-tiny-ft's fine-tuning photos, of other kinds than lama-tiny's, from other Debian packages (needs apt-get)
+editor-photos: setup
+	test -d data/editor-photos || $(BIN)/python scripts/editor_photos.py data/editor-photos
 
 clean:
 	rm -rf outputs runs .pytest_cache $(ONNX_DIR) $(WEB_DIST)

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -85,34 +86,48 @@ def fetch(package: str, workdir: Path) -> Path:
     return root
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="folder to create (must not exist)")
-    args = parser.parse_args(argv)
-    if args.out.exists():
-        print(f"error: {args.out} already exists", file=sys.stderr)
+def build(out: Path, fill: Callable[[Path, Path], None]) -> int:
+    """Create the folder ``out`` all at once; returns the script's exit status.
+
+    ``fill(staging, tmp)`` writes the photos into a staging folder beside ``out`` (``tmp`` is a scratch folder
+    for downloads) and the staging folder becomes ``out`` only when it succeeds: no half-filled folder on failure.
+    """
+    if out.exists():
+        print(f"error: {out} already exists", file=sys.stderr)
         return 1
     if shutil.which("apt-get") is None:
         print("error: needs Debian's apt-get and dpkg-deb", file=sys.stderr)
         return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{args.out.name}-", dir=args.out.parent.resolve()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{out.name}-", dir=out.parent.resolve()))
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for package, folders in MANIFEST.items():
-                root = fetch(package, Path(tmp))
-                for folder, names in folders.items():
-                    for name in names:
-                        save_resized(root / folder / name, staging / f"{Path(name).stem}.png")
-        for path in sample_images("train"):
-            save_resized(path, staging / f"skimage-{path.stem}.png")
-        staging.rename(args.out)  # all or nothing: no half-filled folder on failure
+            fill(staging, Path(tmp))
+        staging.rename(out)
     except (OSError, subprocess.CalledProcessError) as err:
         shutil.rmtree(staging, ignore_errors=True)
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"{len(list(args.out.glob('*.png')))} photos in {args.out}")
+    print(f"{len(list(out.glob('*.png')))} photos in {out}")
     return 0
+
+
+def gather(staging: Path, tmp: Path) -> None:
+    """Write the manifest's photos and the scikit-image training split into ``staging``."""
+    for package, folders in MANIFEST.items():
+        root = fetch(package, tmp)
+        for folder, names in folders.items():
+            for name in names:
+                save_resized(root / folder / name, staging / f"{Path(name).stem}.png")
+    for path in sample_images("train"):
+        save_resized(path, staging / f"skimage-{path.stem}.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="folder to create (must not exist)")
+    args = parser.parse_args(argv)
+    return build(args.out, gather)
 
 
 if __name__ == "__main__":
