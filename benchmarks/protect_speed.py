@@ -1,9 +1,10 @@
 """One-pass protection speed and memory, and folder throughput of ``paintguard protect``.
 
-    python benchmarks/protect_speed.py [--runs 5] [--threads N] [--folder-images 20]
+    python benchmarks/protect_speed.py [--checkpoint generator-lama-tiny] [--runs 5] [--threads N]
+        [--folder-images 20]
 
-Uses the generator architecture of configs/generator/lama-tiny.yaml with random
-weights (speed does not depend on their values). Each image size is timed in a
+Times the architecture of ``--checkpoint`` (a shipped name or a file; the default
+generator unless told) with its own weights: speed does not depend on their values. Each image size is timed in a
 fresh process, so its peak resident memory (``ru_maxrss``) belongs to that size
 alone; the baseline column is the same process before the first pass (Python,
 torch and the model). The folder figure runs the real CLI on generated 512 px
@@ -31,11 +32,9 @@ import torch
 from PIL import Image
 
 from generator import Protector
-from generator.protector import save_generator
-from generator.unet import NoiseUNet, UNetConfig
+from generator.protector import load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = UNetConfig()  # the default widths, as in configs/generator/lama-tiny.yaml
 SIZES = [(512, 512), (2160, 3840)]
 
 
@@ -43,10 +42,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def one_size(h: int, w: int, runs: int) -> dict[str, float]:
+def one_size(checkpoint: str, h: int, w: int, runs: int) -> dict[str, float]:
     """Median seconds of ``runs`` warm passes at h x w, and peak memory; run in its own process."""
-    torch.manual_seed(0)
-    protector = Protector(NoiseUNet(CONFIG))
+    protector = Protector(load_generator(checkpoint))
     image, mask = torch.rand(1, 3, h, w), torch.zeros(1, 1, h, w)
     mask[..., h // 4: h // 2, w // 4: w // 2] = 1
     baseline = peak_rss_mib()
@@ -60,7 +58,7 @@ def one_size(h: int, w: int, runs: int) -> dict[str, float]:
             "peak_mib": peak_rss_mib()}
 
 
-def folder_throughput(count: int, size: int, threads: int) -> float:
+def folder_throughput(checkpoint: str, count: int, size: int, threads: int) -> float:
     """images/s of ``paintguard protect DIR -o OUT`` on ``count`` generated size x size images."""
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +69,6 @@ def folder_throughput(count: int, size: int, threads: int) -> float:
             mask = np.zeros((size, size), np.uint8)
             mask[size // 4: size // 2, size // 4: 3 * size // 4] = 255
             Image.fromarray(mask).save(src / f"img{i:02d}_mask.png")
-        checkpoint = save_generator(NoiseUNet(CONFIG), Path(tmp) / "g.safetensors")
         proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "protect", str(src), "-o", str(Path(tmp) / "out"),
                                "--checkpoint", str(checkpoint)], capture_output=True, text=True, cwd=ROOT,
                               env={**os.environ, "OMP_NUM_THREADS": str(threads)})
@@ -83,6 +80,7 @@ def folder_throughput(count: int, size: int, threads: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default="generator-lama-tiny", help="generator to time (name or file)")
     parser.add_argument("--runs", type=int, default=5, help="timed passes per size (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--folder-images", type=int, default=20)
@@ -90,20 +88,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(one_size(*args.one, args.runs)))
+        print(json.dumps(one_size(args.checkpoint, *args.one, args.runs)))
         return
 
-    params = sum(p.numel() for p in NoiseUNet(CONFIG).parameters())
-    print(f"torch {torch.__version__}, {args.threads} threads, generator widths {CONFIG.widths} "
-          f"({params / 1e6:.2f} M parameters), median of {args.runs} warm runs")
+    net = load_generator(args.checkpoint)
+    params = sum(p.numel() for p in net.parameters())
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.checkpoint}: widths {net.config.widths}, "
+          f"head {net.config.head} ({params / 1e6:.2f} M parameters), median of {args.runs} warm runs")
     print("| image | one pass (median s) | peak RSS (MiB) | of which before the pass |")
     print("|---|---|---|---|")
     for h, w in SIZES:
         out = subprocess.run([sys.executable, __file__, "--one", str(h), str(w), "--runs", str(args.runs),
-                              "--threads", str(args.threads)], capture_output=True, text=True, check=True, cwd=ROOT)
+                              "--threads", str(args.threads), "--checkpoint", args.checkpoint], capture_output=True, text=True, check=True, cwd=ROOT)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"| {w}x{h} | {r['median_s']:.3f} | {r['peak_mib']:.0f} | {r['baseline_mib']:.0f} |", flush=True)
-    rate = folder_throughput(args.folder_images, 512, args.threads)
+    rate = folder_throughput(args.checkpoint, args.folder_images, 512, args.threads)
     print(f"| folder of {args.folder_images} x 512x512 (`paintguard protect DIR`) | {rate:.2f} images/s | | |")
 
 

@@ -4,7 +4,10 @@ Input: the image (3), the mask (1) and the target colour as three constant
 channels (3). Output: ``eps * tanh(raw)``, so ``|noise| <= eps`` holds by
 construction for every input. The first layer folds 2x2 pixel blocks into
 channels (pixel unshuffle) so that no convolution runs at full resolution:
-that is what makes a 512x512 image cheap on a CPU.
+that is what makes a 512x512 image cheap on a CPU. With ``head: stem-gradient`` the
+last stage is instead a frozen copy of the target inpainter's first layer, run backwards
+(generator/stem_head.py): two full-resolution convolutions that give the noise the
+per-pixel structure of the inpainter's own input gradient.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from generator.stem_head import StemGradientHead
 
 Tensor = torch.Tensor
 
@@ -29,6 +34,11 @@ class UNetConfig:
     eps: float = 0.025
     # "fourier": a spectral block at the bottleneck (as in LaMa's FFC), so every output sees the whole image
     global_context: str = "none"
+    # "stem-gradient": the U-Net predicts the gradient at the target inpainter's first layer and a frozen copy
+    # of that layer maps it to the image (generator/stem_head.py); "direct": the U-Net emits the noise itself
+    head: str = "direct"
+    stem_channels: int = 32  # the target's first layer: its width and kernel
+    stem_kernel: int = 7
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +84,7 @@ class SpectralBlock(nn.Module):
 
 
 CONTEXTS = ("none", "fourier")
+HEADS = ("direct", "stem-gradient")
 
 
 class NoiseUNet(nn.Module):
@@ -101,7 +112,14 @@ class NoiseUNet(nn.Module):
         for i in range(len(w) - 1, 0, -1):
             self.up.append(nn.Conv2d(w[i], w[i - 1], 1))
             self.decoders.append(ConvBlock(2 * w[i - 1], w[i - 1], cfg.groups))
-        self.head = nn.Sequential(nn.Conv2d(w[0], 3 * 4, 3, padding=1), nn.PixelShuffle(2))
+        if cfg.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {cfg.head!r}")
+        if cfg.head == "direct":
+            self.head = nn.Sequential(nn.Conv2d(w[0], 3 * 4, 3, padding=1), nn.PixelShuffle(2))
+            self.target_stem = None
+        else:  # the field is smooth (G): a 1x1 convolution and a pixel shuffle make it at full resolution
+            self.head = nn.Sequential(nn.Conv2d(w[0], cfg.stem_channels * 4, 1), nn.PixelShuffle(2))
+            self.target_stem = StemGradientHead(cfg.stem_channels, cfg.stem_kernel)
         # start near zero noise: the untrained protector leaves images (almost) untouched
         nn.init.normal_(self.head[0].weight, std=1e-3)
         nn.init.zeros_(self.head[0].bias)
@@ -124,7 +142,8 @@ class NoiseUNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, skip], dim=1))
-        return self.head(x)
+        x = self.head(x)
+        return x if self.target_stem is None else self.target_stem(x, image, mask)
 
     def noise_and_raw(self, image: Tensor, mask: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """The noise and its pre-tanh value, for any input size (training's supervised terms act on the latter)."""

@@ -41,6 +41,12 @@ def tiny_inpainter() -> Inpainter:
     return inpainter
 
 
+@pytest.fixture
+def inpainter_file(tmp_path, tiny_inpainter) -> str:
+    """The tiny inpainter saved as a PaintGuard checkpoint (a path to give where a name or file is taken)."""
+    return str(save_inpainter(tiny_inpainter, tmp_path / "inpainter.safetensors"))
+
+
 class SteerableInpainter(nn.Module):
     """A toy inpainter with a high gain: it fills the hole with an amplified function of the known pixels.
 

@@ -11,18 +11,13 @@ from generator import NoiseUNet, UNetConfig, save_generator
 from generator.unet import SpectralBlock
 from trainer.commands.train import main as train_main
 from trainer.data import splits
-from trainer.inpainting.inpainter import build_inpainter, save_inpainter
+from trainer.inpainting.inpainter import build_inpainter
 from trainer.objective.fgsm import input_gradient, protect_fgsm
 from trainer.objective.losses import prepare_task, protection_losses
 from trainer.training.generator_module import GeneratorModule
 from trainer.training.gradient_cache import GradientCache, build_gradient_cache
 
 from .conftest import TINY, write_rgb
-
-
-@pytest.fixture
-def inpainter_file(tmp_path, tiny_inpainter):
-    return str(save_inpainter(tiny_inpainter, tmp_path / "inpainter.safetensors"))
 
 
 def test_photo_splits_are_disjoint_and_need_the_photos(tmp_path, monkeypatch):

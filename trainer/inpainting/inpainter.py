@@ -79,6 +79,13 @@ class Inpainter(nn.Module):
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
+    def stem_layers(self) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+        """The first layer's convolution and BatchNorm (a local FFC: LaMa's stem, ReLU after it)."""
+        ffc_bn_act = self.net.model[1]
+        if not isinstance(ffc_bn_act.ffc.convl2l, nn.Conv2d) or isinstance(ffc_bn_act.ffc.convl2g, nn.Conv2d):
+            raise ValueError("this inpainter's first layer has a global branch; a stem-gradient head needs a local one")
+        return ffc_bn_act.ffc.convl2l, ffc_bn_act.bn_l
+
     def predict(self, image: Tensor, mask: Tensor) -> Tensor:
         """The network's raw prediction for the whole image (before compositing)."""
         return lama_predict(self.net, image, mask)

@@ -10,23 +10,15 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from generator.masks import dilate
 from generator.target import target_colour
 
 Tensor = torch.Tensor
 
 __all__ = ["target_colour", "dilate", "ring", "masked_mse", "LossWeights", "ProtectionTask", "prepare_task",
            "TaskTransform", "transform_task", "protection_losses", "repeat_task", "psnr_from_mse"]
-
-
-def dilate(mask: Tensor, size: int = 17) -> Tensor:
-    """E(m): binary dilation by a size x size square (centred, odd size), shape kept."""
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"dilation size must be a positive odd number, got {size}")
-    # a max-pool over the window is exactly binary dilation by a square, and much cheaper than unfold
-    return F.max_pool2d((mask > 0).to(mask.dtype), size, stride=1, padding=size // 2)
 
 
 def ring(mask: Tensor, size: int = 17) -> Tensor:

@@ -101,6 +101,9 @@ class GeneratorModule(L.LightningModule):
         init_from: str | None = None,
         supervised_margin: float = 2.0,
         val_teacher_cache: str | None = None,
+        head: str = "direct",
+        stem_channels: int = 32,
+        stem_kernel: int = 7,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -110,7 +113,8 @@ class GeneratorModule(L.LightningModule):
             raise ValueError("inpainters must list at least one inpainter (or be null: the one inpainter)")
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
-        config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context)
+        config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
+                            head=head, stem_channels=stem_channels, stem_kernel=stem_kernel)
         if widths is not None:
             config.widths = list(widths)
         self.net = NoiseUNet(config)
@@ -151,6 +155,9 @@ class GeneratorModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # before Lightning restores a resumed fit's checkpoint, which then wins over these weights
+        if stage == "fit" and self.net.target_stem is not None:
+            # the head runs the (first) target's own first layer backwards: a frozen copy of it
+            self.net.target_stem.copy_stem(*self.inpainter.stem_layers())
         if stage == "fit" and self.hparams.init_from:
             net = load_generator(self.hparams.init_from)
             copy_weights(self.net, self.net.config, net, net.config, self.hparams.init_from)

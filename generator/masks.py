@@ -1,0 +1,16 @@
+"""Mask geometry shared by the protector and the protection objective."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def dilate(mask: Tensor, size: int = 17) -> Tensor:
+    """E(m): binary dilation by a size x size square (centred, odd size), shape kept."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"dilation size must be a positive odd number, got {size}")
+    # a max-pool over the window is exactly binary dilation by a square, and much cheaper than unfold
+    return F.max_pool2d((mask > 0).to(mask.dtype), size, stride=1, padding=size // 2)

@@ -1,0 +1,69 @@
+"""The stem-gradient head: the target's first layer run backwards, and the U-Net that predicts its input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from generator.stem_head import StemGradientHead
+from generator.unet import NoiseUNet, UNetConfig
+from trainer.objective.fgsm import input_gradient
+from trainer.objective.losses import LossWeights, prepare_task, protection_losses
+
+
+def _batch(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, size, size, generator=gen)
+    mask = torch.zeros(2, 1, size, size)
+    mask[0, :, 10:20, 12:22] = 1
+    mask[1, :, 4:12, 16:30] = 1
+    return image, mask
+
+
+def test_head_fed_the_true_stem_gradient_gives_the_input_gradient(tiny_inpainter):
+    # g = W^T (relu'(z) * bn_scale * G): with the exact G at the stem's output, the head is the exact backward
+    # pass (of the attack term: the head gates one field as the attack's input, the incp term's stem differs)
+    attack_only = LossWeights(attack=1.0, incp=0.0, hide=0.0)
+    image, mask = _batch()
+    task = prepare_task(tiny_inpainter, image, mask)
+    outputs = []
+    hook = tiny_inpainter.net.model[1].register_forward_hook(lambda module, args, out: outputs.append(out[0]))
+    with torch.enable_grad():
+        x = image.clone().requires_grad_(True)
+        total = protection_losses(tiny_inpainter, x, task, attack_only)["total"].sum()
+        (stem_grad,) = torch.autograd.grad(total, outputs[0])
+    hook.remove()
+    head = StemGradientHead(channels=8, kernel=7)
+    head.copy_stem(*tiny_inpainter.stem_layers())
+    b = image.shape[0]
+    # the batched forward is (attack, incp, hide): only the attack's third carries a gradient
+    assert stem_grad[b:].abs().max() == 0
+    raw = head(-stem_grad[:b], image, mask)
+    g = input_gradient(tiny_inpainter, task, attack_only)
+    # the head leaves out the reflect padding's fold back onto the pixels 1-3 rows and columns in from the edge
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))
+    assert g.abs().max() > 0
+    torch.testing.assert_close(raw[inner], -g[inner], rtol=1e-4, atol=1e-6 * g.abs().max().item())
+
+
+def test_stem_head_unet_is_bounded_and_keeps_its_stem_when_saved(tiny_inpainter, tmp_path):
+    from generator.protector import load_generator, save_generator
+
+    net = NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", stem_channels=8))
+    net.target_stem.copy_stem(*tiny_inpainter.stem_layers())
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=1.0)  # a large output, so that the bound is what limits it
+    image, mask = _batch(30)  # not a multiple of the U-Net's size: padded and cropped back
+    noise = net(image, mask, torch.rand(2, 3))
+    assert noise.shape == image.shape and noise.abs().max() <= net.config.eps
+    assert noise.abs().max() > 0.5 * net.config.eps
+    path = save_generator(net, tmp_path / "g.safetensors")
+    loaded = load_generator(path)
+    assert loaded.config.head == "stem-gradient"
+    torch.testing.assert_close(loaded.target_stem.weight, tiny_inpainter.stem_layers()[0].weight)
+    torch.testing.assert_close(loaded(image, mask, torch.zeros(2, 3) + 0.5), net(image, mask, torch.zeros(2, 3) + 0.5))
+
+
+def test_unknown_head_is_refused():
+    with pytest.raises(ValueError, match="head must be one of"):
+        NoiseUNet(UNetConfig(head="mystery"))
