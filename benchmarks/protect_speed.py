@@ -1,7 +1,7 @@
 """One-pass protection speed and memory, and folder throughput of ``paintguard protect``.
 
-    python benchmarks/protect_speed.py [--checkpoint generator-lama-tiny] [--runs 5] [--threads N]
-        [--folder-images 20]
+    python benchmarks/protect_speed.py [--checkpoint generator-lama-tiny] [--compare-to generator-lama-tiny-fast]
+        [--runs 5] [--threads N] [--folder-images 20]
 
 Times the architecture of ``--checkpoint`` (a shipped name or a file; the default
 generator unless told) with its own weights: speed does not depend on their values. Each image size is timed in a
@@ -81,6 +81,8 @@ def folder_throughput(checkpoint: str, count: int, size: int, threads: int) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="generator-lama-tiny", help="generator to time (name or file)")
+    parser.add_argument("--compare-to", action="append", default=[], metavar="CHECKPOINT",
+                        help="also time this generator, interleaved with the first (repeatable)")
     parser.add_argument("--runs", type=int, default=5, help="timed passes per size (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--folder-images", type=int, default=20)
@@ -91,20 +93,31 @@ def main() -> None:
         print(json.dumps(one_size(args.checkpoint, *args.one, args.runs)))
         return
 
-    net = load_generator(args.checkpoint)
-    params = sum(p.numel() for p in net.parameters())
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.checkpoint}: widths {net.config.widths}, "
-          f"head {net.config.head} ({params / 1e6:.2f} M parameters), median of {args.runs} warm runs")
-    print("| image | one pass (median s) | peak RSS (MiB) | of which before the pass |")
-    print("|---|---|---|---|")
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.runs} warm runs")
+    for name in args.compare_to:  # the same sizes for other generators, interleaved, as ratios to the first
+        if name == args.checkpoint:
+            raise SystemExit("--compare-to names the timed checkpoint itself")
+    names = [args.checkpoint, *args.compare_to]
+    for name in names:
+        net = load_generator(name)
+        params = sum(p.numel() for p in net.parameters())
+        print(f"- {name}: widths {net.config.widths}, head {net.config.head} ({params / 1e6:.2f} M parameters)")
+    print("\n| generator | image | one pass (median s) | time / first | peak RSS (MiB) | of which before the pass |")
+    print("|---|---|---|---|---|---|")
     for h, w in SIZES:
-        out = subprocess.run([sys.executable, __file__, "--one", str(h), str(w), "--runs", str(args.runs),
-                              "--threads", str(args.threads), "--checkpoint", args.checkpoint], capture_output=True, text=True, check=True, cwd=ROOT)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {w}x{h} | {r['median_s']:.3f} | {r['peak_mib']:.0f} | {r['baseline_mib']:.0f} |", flush=True)
-    rate = folder_throughput(args.checkpoint, args.folder_images, 512, args.threads)
-    print(f"| folder of {args.folder_images} x 512x512 (`paintguard protect DIR`) | {rate:.2f} images/s | | |")
-
+        first = None
+        for name in names:
+            out = subprocess.run([sys.executable, __file__, "--one", str(h), str(w), "--runs", str(args.runs),
+                                  "--threads", str(args.threads), "--checkpoint", name],
+                                 capture_output=True, text=True, check=True, cwd=ROOT)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            first = first or r["median_s"]
+            print(f"| {name} | {w}x{h} | {r['median_s']:.3f} | {r['median_s'] / first:.2f} | {r['peak_mib']:.0f} "
+                  f"| {r['baseline_mib']:.0f} |", flush=True)
+    if args.folder_images:
+        rate = folder_throughput(args.checkpoint, args.folder_images, 512, args.threads)
+        print(f"| {args.checkpoint} | folder of {args.folder_images} x 512x512 (`paintguard protect DIR`) "
+              f"| {rate:.2f} images/s | | | |")
 
 if __name__ == "__main__":
     main()

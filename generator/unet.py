@@ -83,6 +83,19 @@ class SpectralBlock(nn.Module):
         return x + self.out(y)
 
 
+def pixel_shuffled_conv(x: Tensor, conv: nn.Conv2d, r: int = 2) -> Tensor:
+    """``PixelShuffle(r)(conv(x))`` for a 1x1 ``conv``, as one stride-r transposed convolution.
+
+    The same numbers, but no shuffle of the full-resolution result (on a CPU the shuffle took as long as the
+    convolution); the bias, which differs per sub-pixel position, rides on a constant input channel.
+    """
+    out = conv.out_channels // (r * r)
+    weight = conv.weight.reshape(out, r, r, conv.in_channels).permute(3, 0, 1, 2)
+    bias = conv.bias.reshape(1, out, r, r)
+    ones = torch.ones_like(x[:, :1])
+    return F.conv_transpose2d(torch.cat([x, ones], dim=1), torch.cat([weight, bias]), stride=r)
+
+
 CONTEXTS = ("none", "fourier")
 HEADS = ("direct", "stem-gradient")
 
@@ -142,8 +155,9 @@ class NoiseUNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, skip], dim=1))
-        x = self.head(x)
-        return x if self.target_stem is None else self.target_stem(x, image, mask)
+        if self.target_stem is None:
+            return self.head(x)
+        return self.target_stem(pixel_shuffled_conv(x, self.head[0]), image, mask)
 
     def noise_and_raw(self, image: Tensor, mask: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """The noise and its pre-tanh value, for any input size (training's supervised terms act on the latter)."""

@@ -67,3 +67,14 @@ def test_stem_head_unet_is_bounded_and_keeps_its_stem_when_saved(tiny_inpainter,
 def test_unknown_head_is_refused():
     with pytest.raises(ValueError, match="head must be one of"):
         NoiseUNet(UNetConfig(head="mystery"))
+
+
+def test_pixel_shuffled_conv_is_the_shuffle_of_the_convolution():
+    from torch import nn
+
+    from generator.unet import pixel_shuffled_conv
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 3 * 4, 1)
+    x = torch.randn(2, 5, 6, 7)
+    torch.testing.assert_close(pixel_shuffled_conv(x, conv), nn.PixelShuffle(2)(conv(x)))

@@ -1,0 +1,128 @@
+"""How much of the optimiser's gain a generator could keep if it knew the inpainter's inner gradient coarsely.
+
+    python benchmarks/stem_bounds.py [--split val] [--pool 4 8] [--layers 1 2 3]
+
+A one-pass generator cannot compute the inpainter's input gradient g, but it can carry
+the inpainter's first layers and run them backwards exactly (generator/stem_head.py),
+so that it only has to predict the gradient at layer k, which is smoother than g. This
+measures the ceiling of that idea: the true gradient at the output of lama-tiny's layer
+k is averaged over s x s blocks (what a coarse prediction could know), sent back
+through the exact layers 1..k, and the signed step ``-eps * sign(.)`` is scored like
+every method of benchmarks/amortisation.py (same samples, 8-bit, share of the 20-step
+optimiser's gain; k = 1, s = 1 is FGSM). Then the same for the heads a generator can
+afford, at layer 1: two exact stems (the attack's and the incp term's inputs), one gate
+shared by both fields, one field, and no gate at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from amortisation import OPTIMISER, reference_runs, samples
+from generator.stem_head import StemGradientHead
+from trainer.evaluation.scoring import run_method, score_runs
+from trainer.inpainting.inpainter import Inpainter, load_inpainter
+from trainer.objective.losses import prepare_task, protection_losses
+from trainer.objective.metrics import share_of_gain
+
+Tensor = torch.Tensor
+HEADS = ("two stems", "shared gate", "one field", "no gate")
+
+
+def pooled(grad: Tensor, s: int) -> Tensor:
+    """The gradient averaged over s x s blocks and brought back to full size (bilinear)."""
+    if s == 1:
+        return grad
+    return F.interpolate(F.avg_pool2d(grad, s, s, ceil_mode=True), size=grad.shape[-2:], mode="bilinear",
+                         align_corners=False)
+
+
+def layer_gradient(inpainter: Inpainter, image: Tensor, mask: Tensor, k: int):
+    """The total loss's gradient at the output of layer k of the batched (attack, incp, hide) forward pass,
+    with the image (requiring grad) and that output, for a backward pass through layers 1..k."""
+    store: dict[str, Tensor] = {}
+    task = prepare_task(inpainter, image, mask)  # its clean ring edit is another forward pass: before the hook
+    hook = inpainter.net.model[k].register_forward_hook(lambda module, args, out: store.setdefault("out", out[0]))
+    try:
+        with torch.enable_grad():
+            x = image.detach().clone().requires_grad_(True)
+            total = protection_losses(inpainter, x, task)["total"].sum()
+            (grad,) = torch.autograd.grad(total, store["out"], retain_graph=True)
+    finally:
+        hook.remove()
+    return task, x, store["out"], grad
+
+
+def layer_method(inpainter: Inpainter, k: int, s: int, eps: float = 0.025) -> Callable[[Tensor, Tensor], Tensor]:
+    def protect(image: Tensor, mask: Tensor) -> Tensor:
+        _, x, out, grad = layer_gradient(inpainter, image, mask, k)
+        (g,) = torch.autograd.grad(out, x, grad_outputs=pooled(grad, s))
+        return (image - eps * torch.sign(g)).clamp(0, 1)
+    return protect
+
+
+def head_method(inpainter: Inpainter, head: str, s: int, eps: float = 0.025) -> Callable[[Tensor, Tensor], Tensor]:
+    conv, norm = inpainter.stem_layers()
+    stem = StemGradientHead(conv.out_channels, conv.kernel_size[0])
+    stem.copy_stem(conv, norm)
+
+    def protect(image: Tensor, mask: Tensor) -> Tensor:
+        task, _, _, grad = layer_gradient(inpainter, image, mask, 1)
+        b = image.shape[0]
+        attack, incp = -pooled(grad[:b], s), -pooled(grad[b:2 * b], s)
+        outside = 1 - task.dilated
+        if head == "two stems":
+            raw = stem(attack, image, task.mask) + stem(incp, image, task.dilated) * outside
+        elif head == "shared gate":  # the attack's gate for both fields, each masked as its own term
+            raw = stem(attack, image, task.mask) + stem(incp, image, task.mask) * outside
+        elif head == "one field":  # what generator/stem_head.py computes
+            raw = stem(attack + incp, image, task.mask)
+        else:  # "no gate": the stem's transpose with every unit open
+            open_stem = StemGradientHead(conv.out_channels, conv.kernel_size[0])
+            open_stem.copy_stem(conv, norm)
+            open_stem.shift.fill_(1e9)
+            raw = open_stem(attack, image, task.mask) + open_stem(incp, image, task.dilated) * outside
+        return (image + eps * torch.sign(raw)).clamp(0, 1)
+    return protect
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--inpainter", default="lama-tiny")
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--pool", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--photos-per-split", type=int, default=11)
+    parser.add_argument("--masks-per-image", type=int, default=2)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--reference-dir", default="runs/amortisation-reference")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    inpainter = load_inpainter(args.inpainter)
+    images, masks = samples(args.split, args.photos_per_split, args.masks_per_image, args.size, 0)
+    key = json.dumps([inpainter.fingerprint(), args.split, args.photos_per_split, args.masks_per_image, args.size, 0])
+    cache = Path(args.reference_dir) / f"{args.split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.safetensors"
+    runs = reference_runs(inpainter, images, masks, cache)
+    methods = {f"layer {k}, gradient pooled {s}x{s}": layer_method(inpainter, k, s)
+               for k in args.layers for s in args.pool}
+    methods.update({f"head: {h}, pooled {s}x{s}": head_method(inpainter, h, s) for h in HEADS for s in args.pool})
+    runs += [run_method(name, m, images, masks, batch_size=4, warmup=False) for name, m in methods.items()]
+    metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
+    reference = metrics[OPTIMISER]["attack_gain"]
+    print(f"{args.split}: {len(images)} samples, {args.size} px, against {args.inpainter}\n")
+    print("| method | share of the optimiser's gain | hide PSNR (dB) |\n|---|---:|---:|")
+    for run in runs:
+        m = metrics[run.name]
+        print(f"| {run.name} | {share_of_gain(m['attack_gain'], reference):.3f} | {m['hide_psnr'].mean():.2f} |")
+
+
+if __name__ == "__main__":
+    main()
