@@ -12,7 +12,9 @@ from trainer.inpainting.inpainter import load_inpainter
 from trainer.training.inpainter_losses import hole_l1, mean_colour_fill
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
-GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-robust"]
+# lama-tiny-ft: lama-tiny fine-tuned on an editor's photos (configs/inpainter/lama-tiny-ft.yaml), for transfer
+INPAINTERS = ["lama-tiny", "lama-tiny-ft"]
+GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-strong", "generator-lama-tiny-robust"]
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +30,11 @@ def shipped_only(monkeypatch):
     torch.set_num_threads(1)
 
 
-def test_lama_tiny_loads_by_name_and_path_is_small_and_deterministic(held_out):
-    path = CHECKPOINTS / "lama-tiny.safetensors"
+@pytest.mark.parametrize("name", INPAINTERS)
+def test_inpainters_load_by_name_and_path_are_small_and_deterministic(name, held_out):
+    path = CHECKPOINTS / f"{name}.safetensors"
     assert path.stat().st_size < 20e6
-    by_name, by_path = load_inpainter("lama-tiny"), load_inpainter(path)
+    by_name, by_path = load_inpainter(name), load_inpainter(path)
     image, mask = held_out["image"][:2], held_out["mask"][:2]
     with torch.no_grad():
         out = by_name(image, mask)
@@ -40,10 +43,11 @@ def test_lama_tiny_loads_by_name_and_path_is_small_and_deterministic(held_out):
     assert torch.equal(out * (1 - mask), image * (1 - mask))  # known pixels are kept
 
 
-def test_lama_tiny_beats_the_mean_colour_fill_on_held_out_photos(held_out):
+@pytest.mark.parametrize("name", INPAINTERS)
+def test_inpainters_beat_the_mean_colour_fill_on_held_out_photos(name, held_out):
     image, mask = held_out["image"], held_out["mask"]
     with torch.no_grad():
-        ours = hole_l1(load_inpainter("lama-tiny")(image, mask), image, mask).mean()
+        ours = hole_l1(load_inpainter(name)(image, mask), image, mask).mean()
     floor = hole_l1(mean_colour_fill(image, mask), image, mask).mean()
     assert ours < 0.95 * floor, (float(ours), float(floor))
 
@@ -58,3 +62,11 @@ def test_shipped_generators_emit_a_bounded_noise_that_depends_on_the_target(name
     assert noise.abs().max() <= 0.025 and noise.abs().mean() > 0.002  # a trained generator, not a near-zero start
     other = protector.noise(image, mask, target=1 - target_colour(image))
     assert (noise - other).abs().mean() > 1e-4
+
+
+def test_strong_generator_carries_lama_tinys_first_layer():
+    net = Protector.from_checkpoint("generator-lama-tiny-strong").net
+    conv, norm = load_inpainter("lama-tiny").stem_layers()
+    assert net.config.head == "stem-gradient"
+    torch.testing.assert_close(net.target_stem.weight, conv.weight)
+    torch.testing.assert_close(net.target_stem.shift, norm.bias - norm.running_mean * net.target_stem.scale)
