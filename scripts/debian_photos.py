@@ -123,11 +123,15 @@ def gather(staging: Path, tmp: Path) -> None:
         save_resized(path, staging / f"skimage-{path.stem}.png")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def command(doc: str, fill: Callable[[Path, Path], None], argv: list[str] | None = None) -> int:
+    """A photo script's command line: ``OUT``, a folder that :func:`build` creates with ``fill``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder to create (must not exist)")
-    args = parser.parse_args(argv)
-    return build(args.out, gather)
+    return build(parser.parse_args(argv).out, fill)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command(__doc__, gather, argv)
 
 
 if __name__ == "__main__":

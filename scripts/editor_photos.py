@@ -14,7 +14,6 @@ PNGs resized to a 384 px short side. Run it once by hand before the fine-tune; n
 
 from __future__ import annotations
 
-import argparse
 import struct
 import sys
 import zlib
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from debian_photos import SHORT_SIDE, build, fetch, save_resized
+from debian_photos import SHORT_SIDE, command, fetch, save_resized
 
 # GCompris's activity photos lie inside Qt resource archives: a folder "x.rcc/inner" is "inner" inside x.rcc
 _GC = "usr/share/gcompris-qt/rcc"
@@ -142,10 +141,7 @@ def gather(staging: Path, tmp: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="folder to create (must not exist)")
-    args = parser.parse_args(argv)
-    return build(args.out, gather)
+    return command(__doc__, gather, argv)
 
 
 if __name__ == "__main__":

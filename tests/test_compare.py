@@ -308,3 +308,10 @@ def test_mask_files_pair_by_lama_naming(tmp_path):
     write_rgb(folder / "c.png", 20, 20, seed=3)
     with pytest.raises(ValueError, match="'.*c.png' has no mask 'c_mask\\*.png'"):
         load_samples(load_config(path))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs" / "compare").glob("*.yaml")))
+def test_every_shipped_compare_config_loads(name):
+    cfg = load_config(ROOT / "configs" / "compare" / name)
+    assert cfg.methods.none is not None or cfg.methods.optimiser is not None
+    assert cfg.inpainter in (cfg.targets or [cfg.inpainter])  # a matrix's first row is also one of its columns
