@@ -61,6 +61,13 @@ def samples(split: str, photos: int, masks_per_image: int, size: int, seed: int)
     return list((torch.round(images * 255) / 255).unbind()), list(masks.unbind())
 
 
+def reference_path(folder: str | Path, inpainter, split: str, photos: int, masks_per_image: int, size: int,
+                   seed: int) -> Path:
+    """Where the none / optimiser / FGSM results of these samples are kept: keyed by weights and sample recipe."""
+    key = json.dumps([inpainter.fingerprint(), split, photos, masks_per_image, size, seed])
+    return Path(folder) / f"{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.safetensors"
+
+
 def reference_runs(inpainter, images: list, masks: list, cache: Path) -> list[MethodRun]:
     """none, the optimiser and FGSM on these samples: from ``cache`` when it matches, else run and stored."""
     if cache.is_file():
@@ -101,9 +108,8 @@ def main() -> None:
     report, shares = [], {}
     for split in args.splits:
         images, masks = samples(split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
-        key = json.dumps([inpainter.fingerprint(), split, args.photos_per_split, args.masks_per_image, args.size,
-                          args.seed])
-        cache = Path(args.reference_dir) / f"{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.safetensors"
+        cache = reference_path(args.reference_dir, inpainter, split, args.photos_per_split, args.masks_per_image,
+                               args.size, args.seed)
         runs = reference_runs(inpainter, images, masks, cache)
         first = next(iter(protectors.values()))
         methods = {"colour push (no network)": colour_push_method()}

@@ -17,15 +17,12 @@ shared by both fields, one field, and no gate at all.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from amortisation import OPTIMISER, reference_runs, samples
+from amortisation import OPTIMISER, reference_path, reference_runs, samples
 from generator.stem_head import StemGradientHead
 from trainer.evaluation.scoring import run_method, score_runs
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
@@ -70,25 +67,25 @@ def layer_method(inpainter: Inpainter, k: int, s: int, eps: float = 0.025) -> Ca
 
 def head_method(inpainter: Inpainter, head: str, s: int, eps: float = 0.025) -> Callable[[Tensor, Tensor], Tensor]:
     conv, norm = inpainter.stem_layers()
-    stem = StemGradientHead(conv.out_channels, conv.kernel_size[0])
+    stem, open_stem = StemGradientHead(conv.out_channels, conv.kernel_size[0]), None
     stem.copy_stem(conv, norm)
+    if head == "no gate":  # the stem's transpose with every unit open
+        open_stem = StemGradientHead(conv.out_channels, conv.kernel_size[0])
+        open_stem.copy_stem(conv, norm)
+        open_stem.shift.fill_(1e9)
 
     def protect(image: Tensor, mask: Tensor) -> Tensor:
         task, _, _, grad = layer_gradient(inpainter, image, mask, 1)
         b = image.shape[0]
         attack, incp = -pooled(grad[:b], s), -pooled(grad[b:2 * b], s)
-        outside = 1 - task.dilated
-        if head == "two stems":
-            raw = stem(attack, image, task.mask) + stem(incp, image, task.dilated) * outside
+        if head == "two stems":  # each stem masks its own edit's hole
+            raw = stem(attack, image, task.mask) + stem(incp, image, task.dilated)
         elif head == "shared gate":  # the attack's gate for both fields, each masked as its own term
-            raw = stem(attack, image, task.mask) + stem(incp, image, task.mask) * outside
+            raw = stem(attack, image, task.mask) + stem(incp, image, task.mask) * (1 - task.dilated)
         elif head == "one field":  # what generator/stem_head.py computes
             raw = stem(attack + incp, image, task.mask)
-        else:  # "no gate": the stem's transpose with every unit open
-            open_stem = StemGradientHead(conv.out_channels, conv.kernel_size[0])
-            open_stem.copy_stem(conv, norm)
-            open_stem.shift.fill_(1e9)
-            raw = open_stem(attack, image, task.mask) + open_stem(incp, image, task.dilated) * outside
+        else:
+            raw = open_stem(attack, image, task.mask) + open_stem(incp, image, task.dilated)
         return (image + eps * torch.sign(raw)).clamp(0, 1)
     return protect
 
@@ -108,8 +105,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
     images, masks = samples(args.split, args.photos_per_split, args.masks_per_image, args.size, 0)
-    key = json.dumps([inpainter.fingerprint(), args.split, args.photos_per_split, args.masks_per_image, args.size, 0])
-    cache = Path(args.reference_dir) / f"{args.split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.safetensors"
+    cache = reference_path(args.reference_dir, inpainter, args.split, args.photos_per_split, args.masks_per_image,
+                           args.size, 0)
     runs = reference_runs(inpainter, images, masks, cache)
     methods = {f"layer {k}, gradient pooled {s}x{s}": layer_method(inpainter, k, s)
                for k in args.layers for s in args.pool}
