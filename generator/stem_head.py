@@ -18,11 +18,14 @@ through this one-field head and 0.64 without the gate; the gradient itself blurr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 Tensor = torch.Tensor
+CHANNELS_LAST = torch.channels_last
 
 
 class StemGradientHead(nn.Module):
@@ -53,17 +56,48 @@ class StemGradientHead(nn.Module):
 
     def forward(self, field: Tensor, image: Tensor, mask: Tensor) -> Tensor:
         pad = self.weight.shape[-1] // 2
+        x, weight = self._stem_input(image, mask)
+        back = self._band(field, x, weight)[..., pad:-pad, pad:-pad]
+        # the field stands for -G, so this is -g's estimate: a positive value raises the pixel
+        return back * (1 - (mask > 0).to(image.dtype))
+
+    def banded(self, field_rows: Callable[[int, int], Tensor], image: Tensor, mask: Tensor, rows: int) -> Tensor:
+        """``forward`` over bands of ``rows`` image rows, ``field_rows(a, b)`` making the field's rows a..b-1.
+
+        The same numbers as one pass (each band recomputes the rows within twice the stem's kernel radius of it,
+        the halo of both convolutions), but the 32-channel full-resolution tensors exist one band at a time: a
+        3840x2160 pass holds tens of megabytes of them instead of gigabytes.
+        """
+        pad = self.weight.shape[-1] // 2
+        x, weight = self._stem_input(image, mask)
+        h = image.shape[-2]
+        bands = []
+        for top in range(0, h, rows):
+            bottom = min(h, top + rows)
+            # the gated rows that reach this band through the transpose, and the padded input rows under them
+            first, last = max(0, top - pad), min(h, bottom + pad)
+            band = self._band(field_rows(first, last), x[..., first:last + 2 * pad, :], weight)
+            bands.append(band[..., top - first + pad:bottom - first + pad, pad:-pad])
+        return torch.cat(bands, dim=-2) * (1 - (mask > 0).to(image.dtype))
+
+    def _stem_input(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The stem's padded input and its weights with BatchNorm's scale folded in."""
+        pad = self.weight.shape[-1] // 2
         mask = (mask > 0).to(image.dtype)
-        x = torch.cat([image * (1 - mask), mask], dim=1)
-        # BatchNorm's scale folded into the weights: the gate's test and the transpose both take W * scale,
-        # so the only full-resolution elementwise pass over the field is the gate itself (a third of the cost)
+        x = F.pad(torch.cat([image * (1 - mask), mask], dim=1), (pad, pad, pad, pad), mode="reflect")
+        # the gate's test and the transpose both take W * scale, so the only full-resolution elementwise pass
+        # over the field is the gate itself (a third of the cost)
         weight = self.weight * self.scale[:, None, None, None]
-        z = F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), weight, self.shift)
+        # channels last: the CPU's convolutions then skip the layout copies of a 32-channel full-resolution
+        # tensor, a third of the head's time (the field arrives in this layout too, see NoiseUNet.raw)
+        return x.contiguous(memory_format=CHANNELS_LAST), weight.contiguous(memory_format=CHANNELS_LAST)
+
+    def _band(self, field: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+        """The stem's transpose on ``field`` gated by the stem's ReLU on ``x`` (padded by the kernel radius)."""
+        z = F.conv2d(x, weight, self.shift)
         # relu'(z): which of the stem's units pass a gradient at each pixel
         gated = torch.where(z > 0, field, torch.zeros((), dtype=field.dtype, device=field.device))
-        # only the image channels are wanted back; cropping leaves out the fold back of the stem's reflect
-        # padding, which only touches the pixels 1 to pad rows and columns in from the edge (on a CPU the
-        # transpose is faster than the equivalent convolution with the kernel flipped, 3 outputs being few)
-        back = F.conv_transpose2d(gated, weight[:, :3])[..., pad:-pad, pad:-pad]
-        # the field stands for -G, so this is -g's estimate: a positive value raises the pixel
-        return back * (1 - mask)
+        # only the image channels are wanted back; the caller's crop leaves out the fold back of the stem's
+        # reflect padding, which only touches the pixels 1 to pad rows and columns in from the edge (on a CPU
+        # the transpose is faster than the equivalent convolution with the kernel flipped, 3 outputs being few)
+        return F.conv_transpose2d(gated, weight[:, :3])

@@ -97,6 +97,9 @@ def pixel_shuffled_conv(x: Tensor, conv: nn.Conv2d, r: int = 2) -> Tensor:
 
 
 CONTEXTS = ("none", "fourier")
+# the stem-gradient head runs over bands of about this many pixels: a 512x512 image in one pass, a 4K one in
+# bands whose 32-channel tensors stay small (the halo it recomputes is 6 rows a band: 10% at 3840 px wide)
+BAND_PIXELS = 512 * 512
 HEADS = ("direct", "stem-gradient")
 
 
@@ -157,7 +160,26 @@ class NoiseUNet(nn.Module):
             x = dec(torch.cat([x, skip], dim=1))
         if self.target_stem is None:
             return self.head(x)
-        return self.target_stem(pixel_shuffled_conv(x, self.head[0]), image, mask)
+        rows = self.band_rows(*image.shape[-2:])
+        x = x.contiguous(memory_format=torch.channels_last)  # so that the field is made in the head's layout
+        if rows is None:
+            return self.target_stem(pixel_shuffled_conv(x, self.head[0]), image, mask)
+
+        def field_rows(start: int, stop: int) -> Tensor:  # the field is made at twice x's resolution
+            low = start // 2
+            field = pixel_shuffled_conv(x[..., low:(stop + 1) // 2, :], self.head[0])
+            return field[..., start - 2 * low:stop - 2 * low, :]
+
+        return self.target_stem.banded(field_rows, image, mask, rows)
+
+    def band_rows(self, h: int, w: int) -> int | None:
+        """Rows per band of the stem-gradient head at h x w: None (one pass) up to ``BAND_PIXELS``, or when exporting.
+
+        An export traces one graph for every size, so it keeps the single pass.
+        """
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or h * w <= BAND_PIXELS:
+            return None
+        return max(16, BAND_PIXELS // w)
 
     def noise_and_raw(self, image: Tensor, mask: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """The noise and its pre-tanh value, for any input size (training's supervised terms act on the latter)."""

@@ -78,3 +78,35 @@ def test_pixel_shuffled_conv_is_the_shuffle_of_the_convolution():
     conv = nn.Conv2d(5, 3 * 4, 1)
     x = torch.randn(2, 5, 6, 7)
     torch.testing.assert_close(pixel_shuffled_conv(x, conv), nn.PixelShuffle(2)(conv(x)))
+
+
+@pytest.mark.parametrize("size", [(48, 40), (50, 70)])
+def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size):
+    # large images run the head over bands of rows (their 32-channel tensors would take gigabytes at 4K):
+    # every band size, aligned with the field's 2x2 cells or not, must give the one-pass noise and gradient
+    import generator.unet as unet
+
+    net = NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", stem_channels=8))
+    net.target_stem.copy_stem(*tiny_inpainter.stem_layers())
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=0.3)
+    h, w = size
+    gen = torch.Generator().manual_seed(1)
+    image, mask, target = torch.rand(1, 3, h, w, generator=gen), torch.zeros(1, 1, h, w), torch.rand(1, 3, generator=gen)
+    mask[..., 10:30, 8:20] = 1
+
+    def noise_and_grad() -> tuple[torch.Tensor, torch.Tensor]:
+        net.zero_grad()
+        noise = net(image, mask, target)
+        noise.square().sum().backward()
+        return noise.detach(), net.head[0].weight.grad.clone()
+
+    monkeypatch.setattr(unet, "BAND_PIXELS", 10**9)
+    whole, whole_grad = noise_and_grad()
+    padded_w = w + (-w % net.size_multiple)
+    for rows in (16, 17, 23, 31):
+        monkeypatch.setattr(unet, "BAND_PIXELS", rows * padded_w)
+        assert net.band_rows(h + (-h % net.size_multiple), padded_w) == rows
+        noise, grad = noise_and_grad()
+        torch.testing.assert_close(noise, whole, rtol=0, atol=1e-7)
+        torch.testing.assert_close(grad, whole_grad, rtol=1e-5, atol=1e-7)
