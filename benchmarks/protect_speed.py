@@ -1,7 +1,7 @@
 """One-pass protection speed and memory, and folder throughput of ``paintguard protect``.
 
     python benchmarks/protect_speed.py [--checkpoint generator-lama-tiny] [--compare-to generator-lama-tiny-fast]
-        [--runs 5] [--threads N] [--folder-images 20]
+        [--runs 5] [--threads N] [--folder-images 20] [--backend torch|onnx]
 
 Times the architecture of ``--checkpoint`` (a shipped name or a file; the default
 generator unless told) with its own weights: speed does not depend on their values. Each image size is timed in a
@@ -42,9 +42,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def one_size(checkpoint: str, h: int, w: int, runs: int) -> dict[str, float]:
+def one_size(checkpoint: str, h: int, w: int, runs: int, backend: str = "torch") -> dict[str, float]:
     """Median seconds of ``runs`` warm passes at h x w, and peak memory; run in its own process."""
-    protector = Protector(load_generator(checkpoint))
+    protector = Protector.from_checkpoint(checkpoint, backend=backend)
     image, mask = torch.rand(1, 3, h, w), torch.zeros(1, 1, h, w)
     mask[..., h // 4: h // 2, w // 4: w // 2] = 1
     baseline = peak_rss_mib()
@@ -58,7 +58,7 @@ def one_size(checkpoint: str, h: int, w: int, runs: int) -> dict[str, float]:
             "peak_mib": peak_rss_mib()}
 
 
-def folder_throughput(checkpoint: str, count: int, size: int, threads: int) -> float:
+def folder_throughput(checkpoint: str, count: int, size: int, threads: int, backend: str = "torch") -> float:
     """images/s of ``paintguard protect DIR -o OUT`` on ``count`` generated size x size images."""
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +70,8 @@ def folder_throughput(checkpoint: str, count: int, size: int, threads: int) -> f
             mask[size // 4: size // 2, size // 4: 3 * size // 4] = 255
             Image.fromarray(mask).save(src / f"img{i:02d}_mask.png")
         proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "protect", str(src), "-o", str(Path(tmp) / "out"),
-                               "--checkpoint", str(checkpoint)], capture_output=True, text=True, cwd=ROOT,
+                               "--checkpoint", str(checkpoint), "--backend", backend], capture_output=True, text=True,
+                              cwd=ROOT,
                               env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         found = re.search(r"\(([\d.]+) images/s\)", proc.stdout)
         if proc.returncode != 0 or not found:
@@ -86,14 +87,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="timed passes per size (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--folder-images", type=int, default=20)
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                        help="the network through PyTorch or onnxruntime (exported in memory, as protect does)")
     parser.add_argument("--one", type=int, nargs=2, metavar=("H", "W"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(one_size(args.checkpoint, *args.one, args.runs)))
+        print(json.dumps(one_size(args.checkpoint, *args.one, args.runs, args.backend)))
         return
 
-    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.runs} warm runs")
+    print(f"torch {torch.__version__}, {args.backend} backend, {args.threads} threads, median of {args.runs} warm runs")
     for name in args.compare_to:  # the same sizes for other generators, interleaved, as ratios to the first
         if name == args.checkpoint:
             raise SystemExit("--compare-to names the timed checkpoint itself")
@@ -108,14 +111,14 @@ def main() -> None:
         first = None
         for name in names:
             out = subprocess.run([sys.executable, __file__, "--one", str(h), str(w), "--runs", str(args.runs),
-                                  "--threads", str(args.threads), "--checkpoint", name],
+                                  "--threads", str(args.threads), "--checkpoint", name, "--backend", args.backend],
                                  capture_output=True, text=True, check=True, cwd=ROOT)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             first = first or r["median_s"]
             print(f"| {name} | {w}x{h} | {r['median_s']:.3f} | {r['median_s'] / first:.2f} | {r['peak_mib']:.0f} "
                   f"| {r['baseline_mib']:.0f} |", flush=True)
     if args.folder_images:
-        rate = folder_throughput(args.checkpoint, args.folder_images, 512, args.threads)
+        rate = folder_throughput(args.checkpoint, args.folder_images, 512, args.threads, args.backend)
         print(f"| {args.checkpoint} | folder of {args.folder_images} x 512x512 (`paintguard protect DIR`) "
               f"| {rate:.2f} images/s | | | |")
 

@@ -14,7 +14,7 @@ from trainer.training.inpainter_losses import hole_l1, mean_colour_fill
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 # lama-tiny-ft: lama-tiny fine-tuned on an editor's photos (configs/inpainter/lama-tiny-ft.yaml), for transfer
 INPAINTERS = ["lama-tiny", "lama-tiny-ft"]
-GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-strong", "generator-lama-tiny-robust"]
+GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-fast", "generator-lama-tiny-robust"]
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,8 @@ def test_shipped_generators_emit_a_bounded_noise_that_depends_on_the_target(name
     assert (noise - other).abs().mean() > 1e-4
 
 
-def test_strong_generator_carries_lama_tinys_first_layer():
-    net = Protector.from_checkpoint("generator-lama-tiny-strong").net
+def test_default_generator_carries_lama_tinys_first_layer():
+    net = Protector.from_checkpoint("generator-lama-tiny").net
     conv, norm = load_inpainter("lama-tiny").stem_layers()
     assert net.config.head == "stem-gradient"
     torch.testing.assert_close(net.target_stem.weight, conv.weight)

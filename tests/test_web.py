@@ -152,7 +152,9 @@ def test_page_protects_like_the_onnx_backend(page, site, tmp_path, kind):
     moved = (read_image(saved).double() - read_image(image).double()).abs().max().item()
     assert 5 / 255 < moved <= EPS + 1e-9  # the noise is there, within the bound after decoding
     cli = tmp_path / "cli.png"
-    assert main(["protect", str(image), "--mask", str(mask), "-o", str(cli), "--backend", "onnx"]) == 0
+    shipped = Path(check_site(SITE)["source"]).stem  # the generator the page was built from (WEB_GENERATOR)
+    assert main(["protect", str(image), "--mask", str(mask), "-o", str(cli), "--backend", "onnx",
+                 "--checkpoint", shipped]) == 0
     web, reference = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (saved, cli))
     assert np.abs(web - reference).max() <= 1
     # offline: every request went to the page's own server, and none sent anything
@@ -272,7 +274,8 @@ def test_web_command_serves_files_only_and_prints_the_address(tmp_path):
                             cwd=Path(__file__).resolve().parents[1])
     try:
         line = proc.stdout.readline()
-        assert line.startswith("paintguard web: serving") and "model from generator-lama-tiny.safetensors" in line
+        assert line.startswith("paintguard web: serving")
+        assert "model from generator-lama-tiny-fast.safetensors" in line  # the Makefile's WEB_GENERATOR
         url = next(word for word in line.split() if word.startswith("http://127.0.0.1:"))
         with urllib.request.urlopen(url) as response:
             assert b"PaintGuard" in response.read()
@@ -298,8 +301,9 @@ def test_web_command_refuses_a_missing_or_stale_page(tmp_path, monkeypatch, caps
     (root / "ort" / "ort-wasm-simd-threaded.jsep.wasm").write_bytes(b"")
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[1] / "checkpoints" / "generator-lama-tiny.safetensors", checkpoints)
-    with open(checkpoints / "generator-lama-tiny.safetensors", "ab") as f:
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "generator-lama-tiny-fast.safetensors"
+    shutil.copy(shipped, checkpoints)
+    with open(checkpoints / shipped.name, "ab") as f:
         f.write(b" ")  # the checkpoint changed since the page's model was exported
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(checkpoints))
     assert main(["web", "--root", str(root), "--port", "0"]) == 2
