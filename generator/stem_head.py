@@ -64,9 +64,9 @@ class StemGradientHead(nn.Module):
     def banded(self, field_rows: Callable[[int, int], Tensor], image: Tensor, mask: Tensor, rows: int) -> Tensor:
         """``forward`` over bands of ``rows`` image rows, ``field_rows(a, b)`` making the field's rows a..b-1.
 
-        The same numbers as one pass (each band recomputes the rows within twice the stem's kernel radius of it,
-        the halo of both convolutions), but the 32-channel full-resolution tensors exist one band at a time: a
-        3840x2160 pass holds tens of megabytes of them instead of gigabytes.
+        The same numbers as one pass (each band also gates the kernel radius of rows on either side of it, which
+        the transpose reaches back from), but the 32-channel full-resolution tensors exist one band at a time:
+        a 3840x2160 pass holds tens of megabytes of them instead of gigabytes.
         """
         pad = self.weight.shape[-1] // 2
         x, weight = self._stem_input(image, mask)
