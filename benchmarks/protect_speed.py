@@ -1,7 +1,7 @@
 """One-pass protection speed and memory, and folder throughput of ``paintguard protect``.
 
     python benchmarks/protect_speed.py [--checkpoint generator-lama-tiny] [--compare-to generator-lama-tiny-fast]
-        [--runs 5] [--threads N] [--folder-images 20] [--backend torch|onnx]
+        [--runs 5] [--threads N] [--folder-images 20] [--backend torch|onnx] [--sizes 512x512 3840x2160]
 
 Times the architecture of ``--checkpoint`` (a shipped name or a file; the default
 generator unless told) with its own weights: speed does not depend on their values. Each image size is timed in a
@@ -35,7 +35,7 @@ from generator import Protector
 from generator.protector import load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = [(512, 512), (2160, 3840)]
+SIZES = ["512x512", "3840x2160"]
 
 
 def peak_rss_mib() -> float:
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--folder-images", type=int, default=20)
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                         help="the network through PyTorch or onnxruntime (exported in memory, as protect does)")
+    parser.add_argument("--sizes", nargs="+", default=SIZES, metavar="WxH", help="image sizes to time")
     parser.add_argument("--one", type=int, nargs=2, metavar=("H", "W"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,7 +108,8 @@ def main() -> None:
         print(f"- {name}: widths {net.config.widths}, head {net.config.head} ({params / 1e6:.2f} M parameters)")
     print("\n| generator | image | one pass (median s) | time / first | peak RSS (MiB) | of which before the pass |")
     print("|---|---|---|---|---|---|")
-    for h, w in SIZES:
+    for size in args.sizes:
+        w, h = (int(side) for side in size.lower().split("x"))
         first = None
         for name in names:
             out = subprocess.run([sys.executable, __file__, "--one", str(h), str(w), "--runs", str(args.runs),
