@@ -67,12 +67,10 @@ def layer_method(inpainter: Inpainter, k: int, s: int, eps: float = 0.025) -> Ca
 
 def head_method(inpainter: Inpainter, head: str, s: int, eps: float = 0.025) -> Callable[[Tensor, Tensor], Tensor]:
     conv, norm = inpainter.stem_layers()
-    stem, open_stem = StemGradientHead(conv.out_channels, conv.kernel_size[0]), None
+    stem = StemGradientHead(conv.out_channels, conv.kernel_size[0])
     stem.copy_stem(conv, norm)
     if head == "no gate":  # the stem's transpose with every unit open
-        open_stem = StemGradientHead(conv.out_channels, conv.kernel_size[0])
-        open_stem.copy_stem(conv, norm)
-        open_stem.shift.fill_(1e9)
+        stem.shift.fill_(1e9)
 
     def protect(image: Tensor, mask: Tensor) -> Tensor:
         task, _, _, grad = layer_gradient(inpainter, image, mask, 1)
@@ -84,8 +82,8 @@ def head_method(inpainter: Inpainter, head: str, s: int, eps: float = 0.025) -> 
             raw = stem(attack, image, task.mask) + stem(incp, image, task.mask) * (1 - task.dilated)
         elif head == "one field":  # what generator/stem_head.py computes
             raw = stem(attack + incp, image, task.mask)
-        else:
-            raw = open_stem(attack, image, task.mask) + open_stem(incp, image, task.dilated)
+        else:  # as two stems, but the open stem gates nothing
+            raw = stem(attack, image, task.mask) + stem(incp, image, task.dilated)
         return (image + eps * torch.sign(raw)).clamp(0, 1)
     return protect
 

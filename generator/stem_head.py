@@ -56,10 +56,10 @@ class StemGradientHead(nn.Module):
 
     def forward(self, field: Tensor, image: Tensor, mask: Tensor) -> Tensor:
         pad = self.weight.shape[-1] // 2
-        x, weight = self._stem_input(image, mask)
+        x, weight, known = self._stem_input(image, mask)
         back = self._band(field, x, weight)[..., pad:-pad, pad:-pad]
         # the field stands for -G, so this is -g's estimate: a positive value raises the pixel
-        return back * (1 - (mask > 0).to(image.dtype))
+        return back * known
 
     def banded(self, field_rows: Callable[[int, int], Tensor], image: Tensor, mask: Tensor, rows: int) -> Tensor:
         """``forward`` over bands of ``rows`` image rows, ``field_rows(a, b)`` making the field's rows a..b-1.
@@ -69,7 +69,7 @@ class StemGradientHead(nn.Module):
         a 3840x2160 pass holds tens of megabytes of them instead of gigabytes.
         """
         pad = self.weight.shape[-1] // 2
-        x, weight = self._stem_input(image, mask)
+        x, weight, known = self._stem_input(image, mask)
         h = image.shape[-2]
         bands = []
         for top in range(0, h, rows):
@@ -78,19 +78,20 @@ class StemGradientHead(nn.Module):
             first, last = max(0, top - pad), min(h, bottom + pad)
             band = self._band(field_rows(first, last), x[..., first:last + 2 * pad, :], weight)
             bands.append(band[..., top - first + pad:bottom - first + pad, pad:-pad])
-        return torch.cat(bands, dim=-2) * (1 - (mask > 0).to(image.dtype))
+        return torch.cat(bands, dim=-2) * known
 
-    def _stem_input(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """The stem's padded input and its weights with BatchNorm's scale folded in."""
+    def _stem_input(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The stem's padded input, its weights with BatchNorm's scale folded in, and 1 outside the hole."""
         pad = self.weight.shape[-1] // 2
         mask = (mask > 0).to(image.dtype)
-        x = F.pad(torch.cat([image * (1 - mask), mask], dim=1), (pad, pad, pad, pad), mode="reflect")
+        known = 1 - mask
+        x = F.pad(torch.cat([image * known, mask], dim=1), (pad, pad, pad, pad), mode="reflect")
         # the gate's test and the transpose both take W * scale, so the only full-resolution elementwise pass
         # over the field is the gate itself (a third of the cost)
         weight = self.weight * self.scale[:, None, None, None]
         # channels last: the CPU's convolutions then skip the layout copies of a 32-channel full-resolution
         # tensor, a third of the head's time (the field arrives in this layout too, see NoiseUNet.raw)
-        return x.contiguous(memory_format=CHANNELS_LAST), weight.contiguous(memory_format=CHANNELS_LAST)
+        return x.contiguous(memory_format=CHANNELS_LAST), weight.contiguous(memory_format=CHANNELS_LAST), known
 
     def _band(self, field: Tensor, x: Tensor, weight: Tensor) -> Tensor:
         """The stem's transpose on ``field`` gated by the stem's ReLU on ``x`` (padded by the kernel radius)."""
