@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The amortisation recipe in one call, for a lent GPU (minutes of it): grow the gradient cache, run the supervised
-# stage, then the end-to-end stage, and leave the results where the device tool brings them back.
+# stage, the end-to-end stage at 128 px, then the end-to-end stage at 256 px (the shipped default's three stages),
+# and leave the results where the device tool brings them back.
 #
 #   device run, carry [data/photos, runs/gradient-cache-128, .whl]:
 #     bash scripts/gpu_amortise.sh            # OUT (set by the device tool) receives the generators and logs
 #   on this CPU, as a check of the script itself (seconds of each stage):
-#     DEVICE=cpu COUNT=64 CACHE=runs/gc-check SUFFIX=-check PRETRAIN=00:00:01:00 FINETUNE=00:00:01:00 \
+#     DEVICE=cpu COUNT=64 CACHE=runs/gc-check SUFFIX=-check PRETRAIN=00:00:01:00 FINETUNE=00:00:01:00 STAGE3=00:00:01:00 \
 #         OUT=runs/gpu-check bash scripts/gpu_amortise.sh
 #
 # The device image lacks kornia, jsonargparse, omegaconf and wandb: carry them as wheels in .whl (the device
@@ -17,13 +18,15 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder that comes back}
 DEVICE=${DEVICE:-cuda}
 COUNT=${COUNT:-16384}              # gradient-cache entries (grows the carried cache, resumable)
-PRETRAIN=${PRETRAIN:-00:00:03:00}  # wall time of the supervised stage
-FINETUNE=${FINETUNE:-00:00:03:00}  # wall time of the end-to-end stage
+PRETRAIN=${PRETRAIN:-00:00:02:30}  # wall time of the supervised stage
+FINETUNE=${FINETUNE:-00:00:02:30}  # wall time of the end-to-end stage at 128 px
+STAGE3=${STAGE3:-00:00:01:30}      # wall time of the end-to-end stage at 256 px
 PY=${PYTHON:-python3}
 SUFFIX=${SUFFIX:-}                 # run names get it, so that a check never touches the real runs
 CACHE=${CACHE:-runs/gradient-cache-128}
 PRE=generator-lama-tiny-pretrain$SUFFIX
 AMO=generator-lama-tiny-amortised$SUFFIX
+S256=generator-lama-tiny-256$SUFFIX
 export WANDB_MODE=offline PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -47,5 +50,10 @@ pg train "${base[@]}" --config configs/generator/lama-tiny-amortised.yaml --trai
     --run_name "$AMO" --model.init_from "runs/$PRE/$PRE.safetensors" --data.gradient_cache "$CACHE" \
     --trainer.max_time "$FINETUNE" --data.batch_size 16 --data.num_workers 4 > "$OUT/amortised.log" 2>&1
 cp "runs/$AMO/$AMO.safetensors" "$OUT/"
+
+pg train "${base[@]}" --config configs/generator/lama-tiny-amortised.yaml --config configs/generator/lama-tiny-256.yaml \
+    --trainer.accelerator "$ACCEL" --run_name "$S256" --model.init_from "runs/$AMO/$AMO.safetensors" \
+    --trainer.max_time "$STAGE3" --data.batch_size 16 --data.num_workers 4 > "$OUT/stage256.log" 2>&1
+cp "runs/$S256/$S256.safetensors" "$OUT/"
 cp runs/val-teacher-lama-tiny.safetensors "$OUT/" 2>/dev/null || true
 echo "done: $(ls "$OUT")"
