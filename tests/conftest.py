@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,13 @@ from trainer.inpainting.inpainter import Inpainter, build_inpainter, save_inpain
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = FFCResNetConfig(ngf=8, n_downsampling=3, n_blocks=1)
+
+
+def header_chains(config: Path, command: str) -> list[list[Path]]:
+    """The ``--config`` chain of every ``command`` (e.g. "paintguard train") in a config's comment lines, in order."""
+    header = "\n".join(line.lstrip("# ") for line in config.read_text().splitlines() if line.startswith("#"))
+    return [[ROOT / p for p in re.findall(r"--config (\S+)", c)]
+            for c in header.replace("\\\n", " ").split(command)[1:]]
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from trainer.inpainting.inpainter import build_inpainter, load_inpainter, save_i
 from trainer.training.teacher_cache import TeacherCache, WithTeacher, build_teacher_cache
 from trainer.training.wandb_logger import read_offline_run
 
-from .conftest import ROOT, offline_run
+from .conftest import ROOT, header_chains, offline_run
 
 
 def test_fit_logs_to_wandb_offline_and_resumes(tmp_path, ci_config):
@@ -130,16 +130,14 @@ GENERATOR_CONFIGS = sorted(p.name for p in (ROOT / "configs" / "generator").glob
 
 
 def config_chain(name: str) -> list[Path]:
-    """The --config files of the first `paintguard train` command in a config's header (the file alone if none)."""
-    header = []
-    for line in (ROOT / "configs" / "generator" / name).read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        header.append(line.lstrip("#").strip().rstrip("\\"))
-    words = " ".join(header).split()
-    chain = [ROOT / words[i + 1] for i, w in enumerate(words) if w == "--config"]
-    start = next((i for i, p in enumerate(chain) if p.name == name), None)
-    return chain[:start + 1] if start is not None else [ROOT / "configs" / "generator" / name]
+    """The --config files of the first `paintguard train` command in a config's header that composes it, up to it
+    (the file alone if none)."""
+    path = ROOT / "configs" / "generator" / name
+    for chain in header_chains(path, "paintguard train"):
+        names = [p.name for p in chain]
+        if name in names:
+            return chain[:names.index(name) + 1]
+    return [path]
 
 
 def parse_generator_config(name: str, *extra: str):

@@ -16,7 +16,7 @@ from trainer.inpainting.ffc import FFCResNetConfig
 from trainer.inpainting.inpainter import build_inpainter, load_inpainter, save_inpainter
 from trainer.training.lightning_cli import read_lightning_checkpoint
 
-from .conftest import ROOT
+from .conftest import ROOT, header_chains
 
 CONFIGS = ROOT / "configs" / "inpainter"
 CI = str(CONFIGS / "ci.yaml")
@@ -117,10 +117,7 @@ def test_init_from_refuses_a_mismatched_checkpoint_with_one_line(tmp_path, capsy
 
 def header_chain(name: str) -> list[list[Path]]:
     """Every ``--config`` chain of the fit commands in an overlay's header, in order."""
-    text = (CONFIGS / name).read_text()
-    header = "\n".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
-    commands = [c for c in header.replace("\\\n", " ").split("paintguard fit-inpainter fit")[1:]]
-    return [[ROOT / p for p in re.findall(r"--config (\S+)", c)] for c in commands]
+    return header_chains(CONFIGS / name, "paintguard fit-inpainter fit")
 
 
 def parse(chain: list[Path], *extra: str):
