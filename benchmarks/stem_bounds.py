@@ -1,6 +1,7 @@
 """How much of the optimiser's gain a generator could keep if it knew the inpainter's inner gradient coarsely.
 
     python benchmarks/stem_bounds.py [--split val] [--pool 4 8] [--layers 1 2 3] [--heads "one field" ...]
+                                     [--deep-heads 2 3]
 
 A one-pass generator cannot compute the inpainter's input gradient g, but it can carry
 the inpainter's first layers and run them backwards exactly (generator/stem_head.py),
@@ -11,7 +12,8 @@ through the exact layers 1..k, and the signed step ``-eps * sign(.)`` is scored 
 every method of benchmarks/amortisation.py (same samples, 8-bit, share of the 20-step
 optimiser's gain; k = 1, s = 1 is FGSM). Then the same for the heads a generator can
 afford, at layer 1: two exact stems (the attack's and the incp term's inputs), one gate
-shared by both fields, one field, and no gate at all.
+shared by both fields, one field, and no gate at all. ``--deep-heads k``: the one-field head
+carrying layers 1..k instead of the stem alone (the field at layer k's resolution).
 """
 
 from __future__ import annotations
@@ -43,32 +45,46 @@ def pooled(grad: Tensor, s: int) -> Tensor:
 
 def layer_gradient(inpainter: Inpainter, image: Tensor, mask: Tensor, k: int):
     """The total loss's gradient at the output of layer k of the batched (attack, incp, hide) forward pass,
-    with the image (requiring grad) and that output, for a backward pass through layers 1..k."""
-    store: dict[str, Tensor] = {}
+    with the image (requiring grad) and that output, for a backward pass through layers 1..k (:func:`back`).
+
+    An FFC layer's output is a (local, global) pair; the gradient is both parts' along channels.
+    """
+    store: dict[str, list[Tensor]] = {}
+
+    def keep(module, args, out) -> None:
+        store.setdefault("out", [t for t in (out if isinstance(out, tuple) else (out,)) if torch.is_tensor(t)])
+
     task = prepare_task(inpainter, image, mask)  # its clean ring edit is another forward pass: before the hook
-    hook = inpainter.net.model[k].register_forward_hook(lambda module, args, out: store.setdefault("out", out[0]))
+    hook = inpainter.net.model[k].register_forward_hook(keep)
     try:
         with torch.enable_grad():
             x = image.detach().clone().requires_grad_(True)
             total = protection_losses(inpainter, x, task)["total"].sum()
-            (grad,) = torch.autograd.grad(total, store["out"], retain_graph=True)
+            grads = torch.autograd.grad(total, store["out"], retain_graph=True)
     finally:
         hook.remove()
-    return task, x, store["out"], grad
+    return task, x, store["out"], torch.cat(grads, dim=1)
+
+
+def back(out: list[Tensor], x: Tensor, field: Tensor) -> Tensor:
+    """``field`` (both parts of layer k's output along channels) sent back to the image through layers 1..k."""
+    parts = field.split([t.shape[1] for t in out], dim=1)
+    (g,) = torch.autograd.grad(out, x, grad_outputs=list(parts), retain_graph=True)
+    return g
 
 
 def layer_method(inpainter: Inpainter, k: int, s: int, eps: float = 0.025) -> Callable[[Tensor, Tensor], Tensor]:
     def protect(image: Tensor, mask: Tensor) -> Tensor:
         _, x, out, grad = layer_gradient(inpainter, image, mask, k)
-        (g,) = torch.autograd.grad(out, x, grad_outputs=pooled(grad, s))
+        g = back(out, x, pooled(grad, s))
         return (image - eps * torch.sign(g)).clamp(0, 1)
     return protect
 
 
 def head_method(inpainter: Inpainter, head: str, s: int, eps: float = 0.025) -> Callable[[Tensor, Tensor], Tensor]:
-    conv, norm = inpainter.stem_layers()
-    stem = StemGradientHead(conv.out_channels, conv.kernel_size[0])
-    stem.copy_stem(conv, norm)
+    weight, scale, shift = inpainter.encoder_layers(1)[0]
+    stem = StemGradientHead(weight.shape[0], weight.shape[-1])
+    stem.copy_layer(weight, scale, shift)
     if head == "no gate":  # the stem's transpose with every unit open
         stem.shift.fill_(1e9)
 
@@ -91,6 +107,19 @@ def head_method(inpainter: Inpainter, head: str, s: int, eps: float = 0.025) -> 
     return protect
 
 
+def deep_head_method(inpainter: Inpainter, k: int, s: int, eps: float = 0.025) -> Callable[[Tensor, Tensor], Tensor]:
+    """A one-field head that carries layers 1..k: the attack's and the incp term's true gradient at layer k (the
+    latter outside E(m) only, as the one-field stem head), pooled, sent back through the attack's layers alone."""
+    def protect(image: Tensor, mask: Tensor) -> Tensor:
+        task, x, out, grad = layer_gradient(inpainter, image, mask, k)
+        b = image.shape[0]
+        outside = 1 - F.adaptive_max_pool2d(task.dilated, grad.shape[-2:])  # layer-k pixels that see no ring pixel
+        field = pooled(grad[:b] + grad[b:2 * b] * outside, s)
+        g = back(out, x, torch.cat([field, torch.zeros_like(grad[b:])]))
+        return (image - eps * torch.sign(g)).clamp(0, 1)
+    return protect
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", default="val")
@@ -98,6 +127,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--pool", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    parser.add_argument("--deep-heads", type=int, nargs="*", default=[],
+                        help="layers k for a one-field head that carries layers 1..k (the attack's gates only)")
     parser.add_argument("--photos-per-split", type=int, default=11)
     parser.add_argument("--masks-per-image", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
@@ -113,6 +144,8 @@ def main() -> None:
     methods = {f"layer {k}, gradient pooled {s}x{s}": layer_method(inpainter, k, s)
                for k in args.layers for s in args.pool}
     methods.update({f"head: {h}, pooled {s}x{s}": head_method(inpainter, h, s) for h in args.heads for s in args.pool})
+    methods.update({f"head carrying layers 1..{k}: one field, incp outside E(m), pooled {s}x{s}":
+                    deep_head_method(inpainter, k, s) for k in args.deep_heads for s in args.pool})
     runs += [run_method(name, m, images, masks, batch_size=4, warmup=False) for name, m in methods.items()]
     metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
     reference = metrics[OPTIMISER]["attack_gain"]

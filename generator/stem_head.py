@@ -33,7 +33,7 @@ CHANNELS_LAST = torch.channels_last
 class StemGradientHead(nn.Module):
     """``forward(field, image, mask) -> raw``: the stem's transpose applied to a (B, C, H, W) field.
 
-    Holds a frozen copy of the stem (buffers, saved with the generator): call :meth:`copy_stem`
+    Holds a frozen copy of the stem (buffers, saved with the generator): call :meth:`copy_layer`
     with the target inpainter's first layer before training; a loaded generator brings its own.
     """
 
@@ -46,20 +46,21 @@ class StemGradientHead(nn.Module):
         self.register_buffer("shift", torch.zeros(channels))
 
     @torch.no_grad()
-    def copy_stem(self, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
-        """Take the stem from the inpainter: its convolution and its BatchNorm (folded into scale and shift)."""
-        if conv.weight.shape != self.weight.shape:
-            raise ValueError(f"the inpainter's first layer has shape {tuple(conv.weight.shape)}, the stem-gradient "
+    def copy_layer(self, weight: Tensor, scale: Tensor, shift: Tensor) -> None:
+        """Take the stem from the inpainter: its convolution's weight and its BatchNorm as scale and shift
+        (``Inpainter.encoder_layers(1)[0]``)."""
+        if weight.shape != self.weight.shape:
+            raise ValueError(f"the inpainter's first layer has shape {tuple(weight.shape)}, the stem-gradient "
                              f"head {tuple(self.weight.shape)}: set stem_channels and stem_kernel to match it")
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        self.weight.copy_(conv.weight)
+        self.weight.copy_(weight)
         self.scale.copy_(scale)
-        self.shift.copy_(norm.bias - norm.running_mean * scale)
+        self.shift.copy_(shift)
 
-    def forward(self, field: Tensor, image: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, field: Tensor, image: Tensor, mask: Tensor, z: Tensor | None = None) -> Tensor:
+        """``z``: the stem's pre-activation on this image and mask (:meth:`preactivation`), if already made."""
         pad = self.weight.shape[-1] // 2
         x, weight, known = self._stem_input(image, mask)
-        back = self._band(field, x, weight)[..., pad:-pad, pad:-pad]
+        back = self._band(field, x, weight, z)[..., pad:-pad, pad:-pad]
         # the field stands for -G, so this is -g's estimate: a positive value raises the pixel
         return back * known
 
@@ -82,6 +83,11 @@ class StemGradientHead(nn.Module):
             bands.append(band[..., top - first + pad:bottom - first + pad, pad:-pad])
         return torch.cat(bands, dim=-2) * known
 
+    def preactivation(self, image: Tensor, mask: Tensor) -> Tensor:
+        """The stem's output before its ReLU, z = BN(W * cat(x * (1 - m), m)), at full resolution."""
+        x, weight, _ = self._stem_input(image, mask)
+        return F.conv2d(x, weight, self.shift)
+
     def _stem_input(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The stem's padded input, its weights with BatchNorm's scale folded in, and 1 outside the hole."""
         pad = self.weight.shape[-1] // 2
@@ -95,9 +101,10 @@ class StemGradientHead(nn.Module):
         # tensor, a third of the head's time (the field arrives in this layout too, see NoiseUNet.raw)
         return x.contiguous(memory_format=CHANNELS_LAST), weight.contiguous(memory_format=CHANNELS_LAST), known
 
-    def _band(self, field: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    def _band(self, field: Tensor, x: Tensor, weight: Tensor, z: Tensor | None = None) -> Tensor:
         """The stem's transpose on ``field`` gated by the stem's ReLU on ``x`` (padded by the kernel radius)."""
-        z = F.conv2d(x, weight, self.shift)
+        if z is None:
+            z = F.conv2d(x, weight, self.shift)
         # relu'(z): which of the stem's units pass a gradient at each pixel
         gated = torch.where(z > 0, field, torch.zeros((), dtype=field.dtype, device=field.device))
         # only the image channels are wanted back; the caller's crop leaves out the fold back of the stem's

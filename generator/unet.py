@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generator.encoder_head import EncoderGradientHead, lama_encoder_widths
 from generator.stem_head import StemGradientHead
 
 Tensor = torch.Tensor
@@ -39,6 +40,9 @@ class UNetConfig:
     head: str = "direct"
     stem_channels: int = 32  # the target's first layer: its width and kernel
     stem_kernel: int = 7
+    # how many of the target's layers the stem-gradient head carries: 1, the stem (generator/stem_head.py); k > 1,
+    # the encoder down to layer k (generator/encoder_head.py), the U-Net then predicting the field at 1/2^(k-1)
+    head_layers: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,16 +127,26 @@ class NoiseUNet(nn.Module):
         if cfg.global_context not in CONTEXTS:
             raise ValueError(f"global_context must be one of {', '.join(CONTEXTS)}, got {cfg.global_context!r}")
         self.context = SpectralBlock(w[-1], cfg.groups) if cfg.global_context == "fourier" else nn.Identity()
-        self.up = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        for i in range(len(w) - 1, 0, -1):
-            self.up.append(nn.Conv2d(w[i], w[i - 1], 1))
-            self.decoders.append(ConvBlock(2 * w[i - 1], w[i - 1], cfg.groups))
         if cfg.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {cfg.head!r}")
+        deep = cfg.head == "stem-gradient" and cfg.head_layers > 1
+        # the U-Net level whose resolution is that of the field a deep head takes (level i: 1/2^(i+1))
+        self.field_level = cfg.head_layers - 2 if deep else 0
+        if not 0 <= self.field_level < len(w) - 1:
+            raise ValueError(f"head_layers {cfg.head_layers} needs a U-Net with more than {self.field_level + 1} "
+                             f"levels, got {len(w)}")
+        self.up = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for i in range(len(w) - 1, self.field_level, -1):
+            self.up.append(nn.Conv2d(w[i], w[i - 1], 1))
+            self.decoders.append(ConvBlock(2 * w[i - 1], w[i - 1], cfg.groups))
+        self.target_stem = self.target_encoder = None
         if cfg.head == "direct":
             self.head = nn.Sequential(nn.Conv2d(w[0], 3 * 4, 3, padding=1), nn.PixelShuffle(2))
-            self.target_stem = None
+        elif deep:  # the field at layer k's resolution, from the U-Net level there
+            widths = lama_encoder_widths(cfg.stem_channels, cfg.head_layers)
+            self.head = nn.Sequential(nn.Conv2d(w[self.field_level], widths[-1], 1))
+            self.target_encoder = EncoderGradientHead(widths, cfg.stem_kernel)
         else:  # the field is smooth (G): a 1x1 convolution and a pixel shuffle make it at full resolution
             self.head = nn.Sequential(nn.Conv2d(w[0], cfg.stem_channels * 4, 1), nn.PixelShuffle(2))
             self.target_stem = StemGradientHead(cfg.stem_channels, cfg.stem_kernel)
@@ -152,15 +166,20 @@ class NoiseUNet(nn.Module):
         for down, enc in zip(self.down, self.encoders):
             x = enc(down(x))
             skips.append(x)
-        skips.pop()
+        skips = skips[self.field_level:-1]
         x = self.context(x)
         for up, dec in zip(self.up, self.decoders):
             skip = skips.pop()
             x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, skip], dim=1))
-        if self.target_stem is None:
+        if self.target_stem is None and self.target_encoder is None:
             return self.head(x)
         rows = self.band_rows(*image.shape[-2:])
+        if self.target_encoder is not None:
+            field = self.head(x)
+            if rows is None:
+                return self.target_encoder(field, image, mask)
+            return self.target_encoder.banded(field, image, mask, rows)
         x = x.contiguous(memory_format=torch.channels_last)  # so that the field is made in the head's layout
         if rows is None:
             return self.target_stem(pixel_shuffled_conv(x, self.head[0]), image, mask)
@@ -173,7 +192,7 @@ class NoiseUNet(nn.Module):
         return self.target_stem.banded(field_rows, image, mask, rows)
 
     def band_rows(self, h: int, w: int) -> int | None:
-        """Rows per band of the stem-gradient head at h x w: None (one pass) up to ``BAND_PIXELS``, or when exporting.
+        """Rows per band of the stem- or encoder-gradient head at h x w: None (one pass) up to ``BAND_PIXELS``, or when exporting.
 
         An export traces one graph for every size, so it keeps the single pass.
         """

@@ -34,7 +34,7 @@ def test_head_fed_the_true_stem_gradient_gives_the_input_gradient(tiny_inpainter
         (stem_grad,) = torch.autograd.grad(total, outputs[0])
     hook.remove()
     head = StemGradientHead(channels=8, kernel=7)
-    head.copy_stem(*tiny_inpainter.stem_layers())
+    head.copy_layer(*tiny_inpainter.encoder_layers(1)[0])
     b = image.shape[0]
     # the batched forward is (attack, incp, hide): only the attack's third carries a gradient
     assert stem_grad[b:].abs().max() == 0
@@ -50,7 +50,7 @@ def test_stem_head_unet_is_bounded_and_keeps_its_stem_when_saved(tiny_inpainter,
     from generator.protector import load_generator, save_generator
 
     net = NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", stem_channels=8))
-    net.target_stem.copy_stem(*tiny_inpainter.stem_layers())
+    net.target_stem.copy_layer(*tiny_inpainter.encoder_layers(1)[0])
     with torch.no_grad():
         net.head[0].weight.normal_(std=1.0)  # a large output, so that the bound is what limits it
     image, mask = _batch(30)  # not a multiple of the U-Net's size: padded and cropped back
@@ -60,7 +60,7 @@ def test_stem_head_unet_is_bounded_and_keeps_its_stem_when_saved(tiny_inpainter,
     path = save_generator(net, tmp_path / "g.safetensors")
     loaded = load_generator(path)
     assert loaded.config.head == "stem-gradient"
-    torch.testing.assert_close(loaded.target_stem.weight, tiny_inpainter.stem_layers()[0].weight)
+    torch.testing.assert_close(loaded.target_stem.weight, tiny_inpainter.encoder_layers(1)[0][0])
     torch.testing.assert_close(loaded(image, mask, torch.zeros(2, 3) + 0.5), net(image, mask, torch.zeros(2, 3) + 0.5))
 
 
@@ -87,7 +87,7 @@ def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size):
     import generator.unet as unet
 
     net = NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", stem_channels=8))
-    net.target_stem.copy_stem(*tiny_inpainter.stem_layers())
+    net.target_stem.copy_layer(*tiny_inpainter.encoder_layers(1)[0])
     with torch.no_grad():
         net.head[0].weight.normal_(std=0.3)
     h, w = size

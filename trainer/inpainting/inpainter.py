@@ -79,12 +79,22 @@ class Inpainter(nn.Module):
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def stem_layers(self) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-        """The first layer's convolution and BatchNorm (a local FFC: LaMa's stem, ReLU after it)."""
-        ffc_bn_act = self.net.model[1]
-        if not isinstance(ffc_bn_act.ffc.convl2l, nn.Conv2d) or isinstance(ffc_bn_act.ffc.convl2g, nn.Conv2d):
-            raise ValueError("this inpainter's first layer has a global branch; a stem-gradient head needs a local one")
-        return ffc_bn_act.ffc.convl2l, ffc_bn_act.bn_l
+    def encoder_layers(self, k: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Layers 1..k (the stem, then the stride-2 downsampling layers) as (weight, BatchNorm scale, shift),
+        a layer's global branch stacked after its local one along the output channels."""
+        layers = []
+        for i in range(1, k + 1):
+            ffc_bn_act = self.net.model[i]
+            ffc = ffc_bn_act.ffc
+            if not isinstance(ffc.convg2l, nn.Identity) or not isinstance(ffc.convg2g, nn.Identity):
+                raise ValueError(f"layer {i} of this inpainter reads a global input; an encoder-gradient head "
+                                 "carries local-input layers only")
+            parts = [(ffc.convl2l, ffc_bn_act.bn_l), (ffc.convl2g, ffc_bn_act.bn_g)]
+            parts = [(conv, bn) for conv, bn in parts if isinstance(conv, nn.Conv2d)]
+            scales = [bn.weight / torch.sqrt(bn.running_var + bn.eps) for _, bn in parts]
+            layers.append((torch.cat([conv.weight for conv, _ in parts]), torch.cat(scales),
+                           torch.cat([bn.bias - bn.running_mean * s for (_, bn), s in zip(parts, scales)])))
+        return layers
 
     def predict(self, image: Tensor, mask: Tensor) -> Tensor:
         """The network's raw prediction for the whole image (before compositing)."""

@@ -104,6 +104,7 @@ class GeneratorModule(L.LightningModule):
         head: str = "direct",
         stem_channels: int = 32,
         stem_kernel: int = 7,
+        head_layers: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -114,7 +115,8 @@ class GeneratorModule(L.LightningModule):
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
         config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
-                            head=head, stem_channels=stem_channels, stem_kernel=stem_kernel)
+                            head=head, stem_channels=stem_channels, stem_kernel=stem_kernel,
+                            head_layers=head_layers)
         if widths is not None:
             config.widths = list(widths)
         self.net = NoiseUNet(config)
@@ -157,7 +159,9 @@ class GeneratorModule(L.LightningModule):
         # before Lightning restores a resumed fit's checkpoint, which then wins over these weights
         if stage == "fit" and self.net.target_stem is not None:
             # the head runs the (first) target's own first layer backwards: a frozen copy of it
-            self.net.target_stem.copy_stem(*self.inpainter.stem_layers())
+            self.net.target_stem.copy_layer(*self.inpainter.encoder_layers(1)[0])
+        if stage == "fit" and self.net.target_encoder is not None:
+            self.net.target_encoder.copy_layers(self.inpainter.encoder_layers(self.net.config.head_layers))
         if stage == "fit" and self.hparams.init_from:
             net = load_generator(self.hparams.init_from)
             copy_weights(self.net, self.net.config, net, net.config, self.hparams.init_from)

@@ -1,0 +1,134 @@
+"""The inpainter's encoder, run backwards: the stem-gradient head carried through k of the target's layers.
+
+LaMa has no skip connections: everything its edit depends on flows through the encoder's
+downsampling layers (a 7x7 stem, then 3x3 stride-2 convolutions, each with BatchNorm and ReLU) into
+the 1/8-resolution bottleneck. So the inpainter's input gradient is exactly
+
+    g = T_1 D_1 T_2 D_2 ... T_k D_k G_k,
+
+with G_k the gradient at layer k's output, D_i the diagonal of layer i's ReLU pattern times its
+BatchNorm scale and T_i its transposed convolution. Every D_i and T_i depends on the image alone,
+so a frozen copy of the layers computes them exactly; the generator only predicts G_k, at layer k's
+resolution (1/8 of the image's for k = 4). Measured with the true G_k on val (benchmarks/stem_bounds.py
+--deep-heads 4, share of the 20-step optimiser's gain): at its own resolution it keeps 0.82, as much as
+FGSM (0.81), with a better-kept ring edit; known only to 16 x 16 pixel blocks it still keeps 0.75, where
+the stem head (k = 1, generator/stem_head.py) fed a field known to 16 x 16 blocks keeps 0.57. As there,
+one field serves both edits, gated as the attack's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generator.stem_head import CHANNELS_LAST, StemGradientHead
+
+Tensor = torch.Tensor
+
+
+def lama_encoder_widths(stem_channels: int, layers: int) -> list[int]:
+    """Output widths of LaMa's first ``layers`` layers (a global branch's channels counted in): ngf * 2^i."""
+    return [stem_channels * 2 ** i for i in range(layers)]
+
+
+class EncoderGradientHead(nn.Module):
+    """``forward(field, image, mask) -> raw``: the transpose of the target's layers 1..k applied to a field
+    at layer k's resolution, each gated by its ReLU pattern on the masked image.
+
+    Layer 1 is a :class:`StemGradientHead`; layers 2..k are frozen copies of the stride-2 layers (buffers,
+    BatchNorm folded, saved with the generator). Call :meth:`copy_layers` with the target inpainter's
+    layers (``Inpainter.encoder_layers(k)``) before training.
+    """
+
+    def __init__(self, widths: list[int], stem_kernel: int = 7, in_channels: int = 4) -> None:
+        super().__init__()
+        self.stem = StemGradientHead(widths[0], stem_kernel, in_channels)
+        for i in range(1, len(widths)):
+            self.register_buffer(f"weight{i}", torch.zeros(widths[i], widths[i - 1], 3, 3))
+            self.register_buffer(f"shift{i}", torch.zeros(widths[i]))
+        self.layers = len(widths)
+
+    @torch.no_grad()
+    def copy_layers(self, layers: list[tuple[Tensor, Tensor, Tensor]]) -> None:
+        """Take the target's layers as (convolution weight, BatchNorm scale, BatchNorm shift)."""
+        if len(layers) < self.layers:
+            raise ValueError(f"the head carries {self.layers} layers, the inpainter gave {len(layers)}")
+        self.stem.copy_layer(*layers[0])
+        for i, (weight, scale, shift) in enumerate(layers[1:self.layers], start=1):
+            mine = getattr(self, f"weight{i}")
+            if weight.shape != mine.shape:
+                raise ValueError(f"the inpainter's layer {i + 1} has shape {tuple(weight.shape)}, the head "
+                                 f"{tuple(mine.shape)}: set stem_channels and head_layers to match it")
+            mine.copy_(weight * scale[:, None, None, None])  # BatchNorm's scale folded in: one pass per layer
+            getattr(self, f"shift{i}").copy_(shift)
+
+    def _weight(self, i: int) -> Tensor:
+        # channels last, as in the stem head: the CPU's convolutions then skip their layout copies (a 3x faster
+        # transpose at 512 px)
+        return getattr(self, f"weight{i}").contiguous(memory_format=CHANNELS_LAST)
+
+    def forward(self, field: Tensor, image: Tensor, mask: Tensor) -> Tensor:
+        with torch.no_grad():
+            z = self.stem.preactivation(image, mask)
+            gates = self._deep_gates(F.relu(z))
+        return self.stem(self._back_to(1, field, gates), image, mask, z)
+
+    def banded(self, field: Tensor, image: Tensor, mask: Tensor, rows: int) -> Tensor:
+        """``forward`` with the full-resolution work done over bands of ``rows`` image rows.
+
+        The same numbers as one pass, but the 32-channel full-resolution tensors (the stem's output and the
+        field sent back to it) exist one band at a time; the layers below run whole, at 1/2 resolution and less.
+        """
+        if self.layers == 1:
+            return self.stem.banded(lambda a, b: field[..., a:b, :], image, mask, rows)
+        h = image.shape[-2]
+        with torch.no_grad():
+            pad = self.stem.weight.shape[-1] // 2
+            x, weight, _ = self.stem._stem_input(image, mask)
+            z2 = None
+            for j0 in range(0, h // 2, max(1, rows // 2)):  # layer 2's output rows j0..j1-1 read stem rows 2j-1..2j+1
+                j1 = min(h // 2, j0 + max(1, rows // 2))
+                a, b = max(0, 2 * j0 - 1), min(h, 2 * j1 + 1)
+                stem_rows = F.relu(F.conv2d(x[..., a:b + 2 * pad, :], weight, self.stem.shift))
+                # LaMa's reflect padding, in rows only where the band meets the image's edge
+                top = stem_rows[..., 1:2, :] if j0 == 0 else stem_rows[..., :0, :]
+                bottom = stem_rows[..., -2:-1, :] if 2 * j1 + 1 > h else stem_rows[..., :0, :]
+                stem_rows = F.pad(torch.cat([top, stem_rows, bottom], dim=-2), (1, 1, 0, 0), mode="reflect")
+                band = F.conv2d(stem_rows, self._weight(1), self.shift1, stride=2)
+                if z2 is None:  # filled band by band: no list of bands and a copy of them all at the end
+                    z2 = band.new_empty((*band.shape[:2], h // 2, band.shape[-1])).contiguous(
+                        memory_format=CHANNELS_LAST)
+                z2[..., j0:j1, :] = band
+            gates = [z2 > 0] + self._deep_gates(z2.relu_(), start=2)
+        g2 = self._back_to(2, field, gates).mul_(gates[0])  # in place: a 64-channel tensor at half resolution
+
+        def field_rows(a: int, b: int) -> Tensor:  # rows a..b-1 of layer 2's transpose (the field at the stem)
+            lo, hi = max(0, (a - 1) // 2), min(h // 2, b // 2 + 1)
+            back = F.conv_transpose2d(g2[..., lo:hi, :], self._weight(1), stride=2, padding=(0, 1),
+                                      output_padding=(0, 1))
+            return back[..., a - 2 * lo + 1:b - 2 * lo + 1, :]  # its row r is the image's row 2 lo - 1 + r
+
+        return self.stem.banded(field_rows, image, mask, rows)
+
+    def _deep_gates(self, h: Tensor, start: int = 1) -> list[Tensor]:
+        """The ReLU patterns of layers start+1..k (LaMa's downsampling: reflect padding, 3x3, stride 2) on
+        layer start's output ``h``."""
+        gates = []
+        for i in range(start, self.layers):
+            z = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), self._weight(i), getattr(self, f"shift{i}"),
+                         stride=2)
+            gates.append(z > 0)
+            h = z.relu_()
+        return gates
+
+    def _back_to(self, layer: int, field: Tensor, gates: list[Tensor]) -> Tensor:
+        """The field at layer k sent back to layer ``layer``'s output through the gated transposes of the layers
+        between (``gates[i - 1]``: layer i + 1's pattern)."""
+        zero = torch.zeros((), dtype=field.dtype, device=field.device)
+        g = field.contiguous(memory_format=CHANNELS_LAST)
+        for i in range(self.layers - 1, layer - 1, -1):
+            # a stride-2 layer's transpose (the fold back of its reflect padding at the border left out)
+            g = F.conv_transpose2d(torch.where(gates[i - 1], g, zero), self._weight(i), stride=2, padding=1,
+                                   output_padding=1)
+        return g

@@ -1,0 +1,112 @@
+"""The encoder-gradient head: the target's layers 1..k run backwards, and the U-Net that predicts their field."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from generator.encoder_head import EncoderGradientHead, lama_encoder_widths
+from generator.unet import NoiseUNet, UNetConfig
+
+
+def _batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, size, size, generator=gen)
+    mask = torch.zeros(2, 1, size, size)
+    mask[0, :, 20:40, 24:44] = 1
+    mask[1, :, 8:24, 32:60] = 1
+    return image, mask
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_head_fed_a_field_is_the_backward_pass_of_the_target_layers(tiny_inpainter, k):
+    # g = T_1 D_1 ... T_k D_k G: with any G at layer k's output (both branches of an FFC layer), the head is the
+    # exact vector-Jacobian product of the real layers on the attack's input, away from the reflect-padded border
+    image, mask = _batch(96)
+    x = image.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = tiny_inpainter.net.model[0](torch.cat([x * (1 - mask), mask], dim=1))
+        for i in range(1, k + 1):
+            out = tiny_inpainter.net.model[i](out)
+        outs = [t for t in out if torch.is_tensor(t)]
+        fields = [torch.randn(t.shape, generator=torch.Generator().manual_seed(i)) for i, t in enumerate(outs)]
+        (g,) = torch.autograd.grad(outs, x, grad_outputs=fields)
+    head = EncoderGradientHead(lama_encoder_widths(8, k))
+    head.copy_layers(tiny_inpainter.encoder_layers(k))
+    raw = head(-torch.cat(fields, dim=1), image, mask)
+    border = 4 * 2 ** (k - 1)  # the padding's fold back reaches one layer-k cell (and a kernel radius) in
+    inner = (slice(None), slice(None), slice(border, -border), slice(border, -border))
+    assert g[inner].abs().max() > 0
+    torch.testing.assert_close(raw[inner], -g[inner], rtol=1e-4, atol=1e-5 * g.abs().max().item())
+
+
+def test_deep_head_unet_is_bounded_and_keeps_its_layers_when_saved(tiny_inpainter, tmp_path):
+    from generator.protector import load_generator, save_generator
+
+    net = NoiseUNet(UNetConfig(widths=[8, 16, 16, 32], head="stem-gradient", stem_channels=8, head_layers=4))
+    assert len(net.decoders) == 1  # the field is made at 1/8 resolution: no decoder above that level
+    net.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=3.0)  # a large output, so that the bound is what limits it
+    image, mask = _batch(60)  # not a multiple of the U-Net's size: padded and cropped back
+    target = torch.rand(2, 3)
+    noise = net(image, mask, target)
+    assert noise.shape == image.shape and noise.abs().max() <= net.config.eps
+    assert noise.abs().max() > 0.5 * net.config.eps
+    assert noise[mask.expand_as(noise) > 0].abs().max() == 0  # the attack's input hides the hole's pixels
+    loaded = load_generator(save_generator(net, tmp_path / "g.safetensors"))
+    assert loaded.config.head_layers == 4
+    torch.testing.assert_close(loaded.target_encoder.weight3, net.target_encoder.weight3)
+    torch.testing.assert_close(loaded(image, mask, target), noise)
+
+
+def test_head_refuses_layers_of_another_shape(tiny_inpainter):
+    head = EncoderGradientHead(lama_encoder_widths(16, 3))
+    with pytest.raises(ValueError, match="first layer has shape"):
+        head.copy_layers(tiny_inpainter.encoder_layers(3))
+    with pytest.raises(ValueError, match="needs a U-Net with more than"):
+        NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", head_layers=3))
+
+
+@pytest.mark.parametrize("size", [(64, 48), (96, 80)])
+def test_banded_deep_head_equals_one_pass(tiny_inpainter, monkeypatch, size):
+    # large images run the head's full-resolution work over bands of rows: every band size, even or odd, must
+    # give the one-pass noise and gradient (the bands meet LaMa's reflect padding at the image's top and bottom)
+    import generator.unet as unet
+
+    net = NoiseUNet(UNetConfig(widths=[8, 16, 16, 32], head="stem-gradient", stem_channels=8, head_layers=4))
+    net.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=0.3)
+    h, w = size
+    gen = torch.Generator().manual_seed(1)
+    image, mask, target = torch.rand(1, 3, h, w, generator=gen), torch.zeros(1, 1, h, w), torch.rand(1, 3, generator=gen)
+    mask[..., 10:30, 8:20] = 1
+
+    def noise_and_grad() -> tuple[torch.Tensor, torch.Tensor]:
+        net.zero_grad()
+        noise = net(image, mask, target)
+        noise.square().sum().backward()
+        return noise.detach(), net.head[0].weight.grad.clone()
+
+    monkeypatch.setattr(unet, "BAND_PIXELS", 10**9)
+    whole, whole_grad = noise_and_grad()
+    for rows in (16, 17, 23, 31):
+        monkeypatch.setattr(unet, "BAND_PIXELS", rows * w)
+        assert net.band_rows(h, w) == rows
+        noise, grad = noise_and_grad()
+        torch.testing.assert_close(noise, whole, rtol=0, atol=1e-7)
+        torch.testing.assert_close(grad, whole_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_training_module_copies_the_target_layers_into_the_head(inpainter_file, tiny_inpainter):
+    from trainer.training.generator_module import GeneratorModule
+
+    module = GeneratorModule(inpainter=inpainter_file, widths=[8, 16, 16, 32], groups=4, head="stem-gradient",
+                             stem_channels=8, head_layers=3)
+    module.setup("fit")
+    layers = tiny_inpainter.encoder_layers(3)
+    head = module.net.target_encoder
+    torch.testing.assert_close(head.stem.weight, layers[0][0])
+    torch.testing.assert_close(head.weight2, layers[2][0] * layers[2][1][:, None, None, None])
+    torch.testing.assert_close(head.shift2, layers[2][2])
