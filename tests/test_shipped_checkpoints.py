@@ -13,7 +13,7 @@ from trainer.training.inpainter_losses import hole_l1, mean_colour_fill
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 # lama-tiny-ft: lama-tiny fine-tuned on an editor's photos (configs/inpainter/lama-tiny-ft.yaml), for transfer
-INPAINTERS = ["lama-tiny", "lama-tiny-ft"]
+INPAINTERS = ["lama-tiny", "lama-tiny-ft", "lama-tiny-seed1"]
 GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-fast", "generator-lama-tiny-robust"]
 
 
