@@ -7,15 +7,7 @@ import torch
 
 from generator.encoder_head import EncoderGradientHead, lama_encoder_widths
 from generator.unet import NoiseUNet, UNetConfig
-
-
-def _batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    image = torch.rand(2, 3, size, size, generator=gen)
-    mask = torch.zeros(2, 1, size, size)
-    mask[0, :, 20:40, 24:44] = 1
-    mask[1, :, 8:24, 32:60] = 1
-    return image, mask
+from tests.test_stem_head import _batch
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
@@ -66,37 +58,6 @@ def test_head_refuses_layers_of_another_shape(tiny_inpainter):
         head.copy_layers(tiny_inpainter.encoder_layers(3))
     with pytest.raises(ValueError, match="needs a U-Net with more than"):
         NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", head_layers=3))
-
-
-@pytest.mark.parametrize("size", [(64, 48), (96, 80)])
-def test_banded_deep_head_equals_one_pass(tiny_inpainter, monkeypatch, size):
-    # large images run the head's full-resolution work over bands of rows: every band size, even or odd, must
-    # give the one-pass noise and gradient (the bands meet LaMa's reflect padding at the image's top and bottom)
-    import generator.unet as unet
-
-    net = NoiseUNet(UNetConfig(widths=[8, 16, 16, 32], head="stem-gradient", stem_channels=8, head_layers=4))
-    net.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
-    with torch.no_grad():
-        net.head[0].weight.normal_(std=0.3)
-    h, w = size
-    gen = torch.Generator().manual_seed(1)
-    image, mask, target = torch.rand(1, 3, h, w, generator=gen), torch.zeros(1, 1, h, w), torch.rand(1, 3, generator=gen)
-    mask[..., 10:30, 8:20] = 1
-
-    def noise_and_grad() -> tuple[torch.Tensor, torch.Tensor]:
-        net.zero_grad()
-        noise = net(image, mask, target)
-        noise.square().sum().backward()
-        return noise.detach(), net.head[0].weight.grad.clone()
-
-    monkeypatch.setattr(unet, "BAND_PIXELS", 10**9)
-    whole, whole_grad = noise_and_grad()
-    for rows in (16, 17, 23, 31):
-        monkeypatch.setattr(unet, "BAND_PIXELS", rows * w)
-        assert net.band_rows(h, w) == rows
-        noise, grad = noise_and_grad()
-        torch.testing.assert_close(noise, whole, rtol=0, atol=1e-7)
-        torch.testing.assert_close(grad, whole_grad, rtol=1e-5, atol=1e-7)
 
 
 def test_training_module_copies_the_target_layers_into_the_head(inpainter_file, tiny_inpainter):

@@ -80,14 +80,21 @@ def test_pixel_shuffled_conv_is_the_shuffle_of_the_convolution():
     torch.testing.assert_close(pixel_shuffled_conv(x, conv), nn.PixelShuffle(2)(conv(x)))
 
 
-@pytest.mark.parametrize("size", [(48, 40), (50, 70)])
-def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size):
+@pytest.mark.parametrize("size", [(48, 40), (50, 70), (96, 80)])
+@pytest.mark.parametrize("head_layers", [1, 4])
+def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_layers):
     # large images run the head over bands of rows (their 32-channel tensors would take gigabytes at 4K):
-    # every band size, aligned with the field's 2x2 cells or not, must give the one-pass noise and gradient
+    # every band size, aligned with the field's 2x2 cells or not, must give the one-pass noise and gradient;
+    # the encoder head (generator/encoder_head.py) also meets LaMa's reflect padding at the top and bottom bands
     import generator.unet as unet
 
-    net = NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", stem_channels=8))
-    net.target_stem.copy_layer(*tiny_inpainter.encoder_layers(1)[0])
+    widths = [8, 16] if head_layers == 1 else [8, 16, 16, 32]
+    net = NoiseUNet(UNetConfig(widths=widths, head="stem-gradient", stem_channels=8, head_layers=head_layers))
+    head = net.target_stem if head_layers == 1 else net.target_encoder
+    if head_layers == 1:
+        head.copy_layer(*tiny_inpainter.encoder_layers(1)[0])
+    else:
+        head.copy_layers(tiny_inpainter.encoder_layers(head_layers))
     with torch.no_grad():
         net.head[0].weight.normal_(std=0.3)
     h, w = size
