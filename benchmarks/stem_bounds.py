@@ -82,9 +82,9 @@ def layer_method(inpainter: Inpainter, k: int, s: int, eps: float = 0.025) -> Ca
 
 
 def head_method(inpainter: Inpainter, head: str, s: int, eps: float = 0.025) -> Callable[[Tensor, Tensor], Tensor]:
-    weight, scale, shift = inpainter.encoder_layers(1)[0]
-    stem = StemGradientHead(weight.shape[0], weight.shape[-1])
-    stem.copy_layer(weight, scale, shift)
+    layers = inpainter.encoder_layers(1)
+    stem = StemGradientHead(layers[0][0].shape[0], layers[0][0].shape[-1])
+    stem.copy_layers(layers)
     if head == "no gate":  # the stem's transpose with every unit open
         stem.shift.fill_(1e9)
 

@@ -54,7 +54,7 @@ class EncoderGradientHead(nn.Module):
         """Take the target's layers as (convolution weight, BatchNorm scale, BatchNorm shift)."""
         if len(layers) < self.layers:
             raise ValueError(f"the head carries {self.layers} layers, the inpainter gave {len(layers)}")
-        self.stem.copy_layer(*layers[0])
+        self.stem.copy_layers(layers)
         for i, (weight, scale, shift) in enumerate(layers[1:self.layers], start=1):
             mine = getattr(self, f"weight{i}")
             if weight.shape != mine.shape:

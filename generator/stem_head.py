@@ -33,8 +33,8 @@ CHANNELS_LAST = torch.channels_last
 class StemGradientHead(nn.Module):
     """``forward(field, image, mask) -> raw``: the stem's transpose applied to a (B, C, H, W) field.
 
-    Holds a frozen copy of the stem (buffers, saved with the generator): call :meth:`copy_layer`
-    with the target inpainter's first layer before training; a loaded generator brings its own.
+    Holds a frozen copy of the stem (buffers, saved with the generator): call :meth:`copy_layers`
+    with the target inpainter's layers before training; a loaded generator brings its own.
     """
 
     def __init__(self, channels: int = 32, kernel: int = 7, in_channels: int = 4) -> None:
@@ -46,9 +46,10 @@ class StemGradientHead(nn.Module):
         self.register_buffer("shift", torch.zeros(channels))
 
     @torch.no_grad()
-    def copy_layer(self, weight: Tensor, scale: Tensor, shift: Tensor) -> None:
-        """Take the stem from the inpainter: its convolution's weight and its BatchNorm as scale and shift
-        (``Inpainter.encoder_layers(1)[0]``)."""
+    def copy_layers(self, layers: list[tuple[Tensor, Tensor, Tensor]]) -> None:
+        """Take the stem from the inpainter's layers (``Inpainter.encoder_layers(k)``, any k: the first one), its
+        convolution's weight and its BatchNorm as scale and shift."""
+        weight, scale, shift = layers[0]
         if weight.shape != self.weight.shape:
             raise ValueError(f"the inpainter's first layer has shape {tuple(weight.shape)}, the stem-gradient "
                              f"head {tuple(self.weight.shape)}: set stem_channels and stem_kernel to match it")

@@ -155,6 +155,11 @@ class NoiseUNet(nn.Module):
         nn.init.zeros_(self.head[0].bias)
 
     @property
+    def target_head(self) -> StemGradientHead | EncoderGradientHead | None:
+        """The frozen copy of the target's layers that the head runs backwards (None for ``head: direct``)."""
+        return self.target_encoder if self.target_encoder is not None else self.target_stem
+
+    @property
     def size_multiple(self) -> int:
         return 2 ** len(self.config.widths)
 
@@ -172,7 +177,7 @@ class NoiseUNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, skip], dim=1))
-        if self.target_stem is None and self.target_encoder is None:
+        if self.target_head is None:
             return self.head(x)
         rows = self.band_rows(*image.shape[-2:])
         if self.target_encoder is not None:

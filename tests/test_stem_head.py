@@ -34,7 +34,7 @@ def test_head_fed_the_true_stem_gradient_gives_the_input_gradient(tiny_inpainter
         (stem_grad,) = torch.autograd.grad(total, outputs[0])
     hook.remove()
     head = StemGradientHead(channels=8, kernel=7)
-    head.copy_layer(*tiny_inpainter.encoder_layers(1)[0])
+    head.copy_layers(tiny_inpainter.encoder_layers(1))
     b = image.shape[0]
     # the batched forward is (attack, incp, hide): only the attack's third carries a gradient
     assert stem_grad[b:].abs().max() == 0
@@ -50,7 +50,7 @@ def test_stem_head_unet_is_bounded_and_keeps_its_stem_when_saved(tiny_inpainter,
     from generator.protector import load_generator, save_generator
 
     net = NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", stem_channels=8))
-    net.target_stem.copy_layer(*tiny_inpainter.encoder_layers(1)[0])
+    net.target_stem.copy_layers(tiny_inpainter.encoder_layers(1))
     with torch.no_grad():
         net.head[0].weight.normal_(std=1.0)  # a large output, so that the bound is what limits it
     image, mask = _batch(30)  # not a multiple of the U-Net's size: padded and cropped back
@@ -90,11 +90,7 @@ def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_lay
 
     widths = [8, 16] if head_layers == 1 else [8, 16, 16, 32]
     net = NoiseUNet(UNetConfig(widths=widths, head="stem-gradient", stem_channels=8, head_layers=head_layers))
-    head = net.target_stem if head_layers == 1 else net.target_encoder
-    if head_layers == 1:
-        head.copy_layer(*tiny_inpainter.encoder_layers(1)[0])
-    else:
-        head.copy_layers(tiny_inpainter.encoder_layers(head_layers))
+    net.target_head.copy_layers(tiny_inpainter.encoder_layers(head_layers))
     with torch.no_grad():
         net.head[0].weight.normal_(std=0.3)
     h, w = size

@@ -157,11 +157,9 @@ class GeneratorModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # before Lightning restores a resumed fit's checkpoint, which then wins over these weights
-        if stage == "fit" and self.net.target_stem is not None:
-            # the head runs the (first) target's own first layer backwards: a frozen copy of it
-            self.net.target_stem.copy_layer(*self.inpainter.encoder_layers(1)[0])
-        if stage == "fit" and self.net.target_encoder is not None:
-            self.net.target_encoder.copy_layers(self.inpainter.encoder_layers(self.net.config.head_layers))
+        if stage == "fit" and self.net.target_head is not None:
+            # the head runs the (first) target's own first layers backwards: a frozen copy of them
+            self.net.target_head.copy_layers(self.inpainter.encoder_layers(self.net.config.head_layers))
         if stage == "fit" and self.hparams.init_from:
             net = load_generator(self.hparams.init_from)
             copy_weights(self.net, self.net.config, net, net.config, self.hparams.init_from)
