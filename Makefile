@@ -11,7 +11,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PAINTGUARD ?= $(BIN)/paintguard
 # ONNX exports are built here from the safetensors checkpoints, never committed (a stale one cannot exist)
 ONNX_DIR := build/onnx
-GENERATORS := generator-lama-tiny generator-lama-tiny-fast generator-lama-tiny-robust
+GENERATORS := generator-lama-tiny generator-lama-tiny-stem generator-lama-tiny-fast generator-lama-tiny-robust
 # the web page runs the fast generator: the stem-gradient head exports as one graph, whose 32-channel full-
 # resolution tensors take 10.6 GB at 3840x2160 in onnxruntime, beyond WebAssembly's 4 GB (torch runs it in bands)
 WEB_GENERATOR ?= generator-lama-tiny-fast
@@ -20,7 +20,7 @@ ORT_DIST := web/node_modules/onnxruntime-web/dist
 # the ESM build with WebGPU and its WebAssembly runtime: all the page loads from onnxruntime-web
 ORT_FILES := ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm
 WEB_FILES := web/index.html web/style.css $(wildcard web/src/*.js)
-EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py generator/stem_head.py
+EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py generator/stem_head.py generator/encoder_head.py
 
 .PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web
 

@@ -105,7 +105,10 @@ def main() -> None:
     for name in names:
         net = load_generator(name)
         params = sum(p.numel() for p in net.parameters())
-        print(f"- {name}: widths {net.config.widths}, head {net.config.head} ({params / 1e6:.2f} M parameters)")
+        head = net.config.head
+        if head == "stem-gradient":
+            head += f" over {net.config.head_layers} of the inpainter's layers"
+        print(f"- {name}: widths {net.config.widths}, head {head} ({params / 1e6:.2f} M parameters)")
     print("\n| generator | image | one pass (median s) | time / first | peak RSS (MiB) | of which before the pass |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes:

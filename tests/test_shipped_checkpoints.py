@@ -14,7 +14,8 @@ from trainer.training.inpainter_losses import hole_l1, mean_colour_fill
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 # lama-tiny-ft: lama-tiny fine-tuned on an editor's photos (configs/inpainter/lama-tiny-ft.yaml), for transfer
 INPAINTERS = ["lama-tiny", "lama-tiny-ft", "lama-tiny-seed1"]
-GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-fast", "generator-lama-tiny-robust"]
+GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-stem", "generator-lama-tiny-fast",
+              "generator-lama-tiny-robust"]
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +65,20 @@ def test_shipped_generators_emit_a_bounded_noise_that_depends_on_the_target(name
     assert (noise - other).abs().mean() > 1e-4
 
 
-def test_default_generator_carries_lama_tinys_first_layer():
-    net = Protector.from_checkpoint("generator-lama-tiny").net
-    weight, scale, shift = load_inpainter("lama-tiny").encoder_layers(1)[0]
-    assert net.config.head == "stem-gradient"
-    torch.testing.assert_close(net.target_stem.weight, weight)
-    torch.testing.assert_close(net.target_stem.scale, scale)
-    torch.testing.assert_close(net.target_stem.shift, shift)
+def folded(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """A convolution weight with its BatchNorm scale folded in (the same layer, one tensor)."""
+    return weight * scale[:, None, None, None]
+
+
+@pytest.mark.parametrize("name, layers", [("generator-lama-tiny", 4), ("generator-lama-tiny-stem", 1)])
+def test_gradient_head_generators_carry_lama_tinys_encoder_layers(name, layers):
+    net = Protector.from_checkpoint(name).net
+    target = load_inpainter("lama-tiny").encoder_layers(layers)
+    assert net.config.head == "stem-gradient" and net.config.head_layers == layers
+    stem = net.target_head if layers == 1 else net.target_head.stem
+    weight, scale, shift = target[0]  # compared folded: the default's export stores the stem's BatchNorm so
+    torch.testing.assert_close(folded(stem.weight, stem.scale), folded(weight, scale))
+    torch.testing.assert_close(stem.shift, shift)
+    for i, (weight, scale, shift) in enumerate(target[1:], start=1):
+        torch.testing.assert_close(getattr(net.target_head, f"weight{i}"), folded(weight, scale))
+        torch.testing.assert_close(getattr(net.target_head, f"shift{i}"), shift)
