@@ -12,8 +12,9 @@ PAINTGUARD ?= $(BIN)/paintguard
 # ONNX exports are built here from the safetensors checkpoints, never committed (a stale one cannot exist)
 ONNX_DIR := build/onnx
 GENERATORS := generator-lama-tiny generator-lama-tiny-stem generator-lama-tiny-fast generator-lama-tiny-robust
-# the web page runs the fast generator: the stem-gradient head exports as one graph, whose 32-channel full-
-# resolution tensors take 10.6 GB at 3840x2160 in onnxruntime, beyond WebAssembly's 4 GB (torch runs it in bands)
+# the web page runs the fast generator: the gradient heads (default, stem) export as one graph, whose 32-channel
+# full-resolution tensors take 13.2 / 10.5 GB at 3840x2160 in onnxruntime, beyond WebAssembly's 4 GB (torch runs
+# them in bands)
 WEB_GENERATOR ?= generator-lama-tiny-fast
 WEB_DIST := web/dist
 ORT_DIST := web/node_modules/onnxruntime-web/dist

@@ -197,7 +197,8 @@ class NoiseUNet(nn.Module):
         return self.target_stem.banded(field_rows, image, mask, rows)
 
     def band_rows(self, h: int, w: int) -> int | None:
-        """Rows per band of the stem- or encoder-gradient head at h x w: None (one pass) up to ``BAND_PIXELS``, or when exporting.
+        """Rows per band of the stem- or encoder-gradient head at h x w: None (one pass) up to ``BAND_PIXELS``,
+        or when exporting.
 
         An export traces one graph for every size, so it keeps the single pass.
         """
