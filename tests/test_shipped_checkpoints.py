@@ -14,8 +14,9 @@ from trainer.training.inpainter_losses import hole_l1, mean_colour_fill
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 # lama-tiny-ft: lama-tiny fine-tuned on an editor's photos (configs/inpainter/lama-tiny-ft.yaml), for transfer
 INPAINTERS = ["lama-tiny", "lama-tiny-ft", "lama-tiny-seed1"]
+# the leave-one-out ensemble generators (configs/compare/transfer.yaml) ship too: runs/ does not survive a new checkout
 GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-stem", "generator-lama-tiny-fast",
-              "generator-lama-tiny-robust"]
+              "generator-lama-tiny-robust", "generator-ensemble-no-ft", "generator-ensemble-no-seed1"]
 
 
 @pytest.fixture(scope="module")
