@@ -16,7 +16,8 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 INPAINTERS = ["lama-tiny", "lama-tiny-ft", "lama-tiny-seed1"]
 # the leave-one-out ensemble generators (configs/compare/transfer.yaml) ship too: runs/ does not survive a new checkout
 GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-stem", "generator-lama-tiny-fast",
-              "generator-lama-tiny-robust", "generator-ensemble-no-ft", "generator-ensemble-no-seed1"]
+              "generator-lama-tiny-robust", "generator-ensemble-no-lama-tiny", "generator-ensemble-no-ft",
+              "generator-ensemble-no-seed1"]
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,7 @@ def test_ensemble_methods_accept_a_mapping_or_a_list_and_check_their_fields(tmp_
     cfg = load_config(ROOT / "configs" / "compare" / "transfer.yaml")
     assert cfg.targets == TARGETS and len(cfg.methods.optimiser_ensemble) == 3
     assert [e.inpainters for e in cfg.methods.generator_ensemble] == [
-        ["lama-tiny", "lama-tiny-seed1"], ["lama-tiny", "lama-tiny-ft"]]
+        ["lama-tiny-ft", "lama-tiny-seed1"], ["lama-tiny", "lama-tiny-seed1"], ["lama-tiny", "lama-tiny-ft"]]
     # leave-one-out: each ensemble leaves out exactly one target
     for spec in [*cfg.methods.optimiser_ensemble, *cfg.methods.generator_ensemble]:
         assert len(set(cfg.targets) - set(spec.inpainters)) == 1
