@@ -28,7 +28,8 @@ from amortisation import OPTIMISER, reference_path, reference_runs, samples
 from generator.stem_head import StemGradientHead
 from trainer.evaluation.scoring import run_method, score_runs
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
-from trainer.objective.losses import prepare_task, protection_losses
+from trainer.objective import fgsm
+from trainer.objective.losses import prepare_task
 from trainer.objective.metrics import share_of_gain
 
 Tensor = torch.Tensor
@@ -44,26 +45,10 @@ def pooled(grad: Tensor, s: int) -> Tensor:
 
 
 def layer_gradient(inpainter: Inpainter, image: Tensor, mask: Tensor, k: int):
-    """The total loss's gradient at the output of layer k of the batched (attack, incp, hide) forward pass,
-    with the image (requiring grad) and that output, for a backward pass through layers 1..k (:func:`back`).
-
-    An FFC layer's output is a (local, global) pair; the gradient is both parts' along channels.
-    """
-    store: dict[str, list[Tensor]] = {}
-
-    def keep(module, args, out) -> None:
-        store.setdefault("out", [t for t in (out if isinstance(out, tuple) else (out,)) if torch.is_tensor(t)])
-
-    task = prepare_task(inpainter, image, mask)  # its clean ring edit is another forward pass: before the hook
-    hook = inpainter.net.model[k].register_forward_hook(keep)
-    try:
-        with torch.enable_grad():
-            x = image.detach().clone().requires_grad_(True)
-            total = protection_losses(inpainter, x, task)["total"].sum()
-            grads = torch.autograd.grad(total, store["out"], retain_graph=True)
-    finally:
-        hook.remove()
-    return task, x, store["out"], torch.cat(grads, dim=1)
+    """The task, the image (requiring grad), layer k's outputs and the total loss's gradient at them."""
+    task = prepare_task(inpainter, image, mask)
+    x, out, _, grad = fgsm.layer_gradient(inpainter, task, k)
+    return task, x, out, grad
 
 
 def back(out: list[Tensor], x: Tensor, field: Tensor) -> Tensor:
@@ -112,10 +97,8 @@ def deep_head_method(inpainter: Inpainter, k: int, s: int, eps: float = 0.025) -
     latter outside E(m) only, as the one-field stem head), pooled, sent back through the attack's layers alone."""
     def protect(image: Tensor, mask: Tensor) -> Tensor:
         task, x, out, grad = layer_gradient(inpainter, image, mask, k)
-        b = image.shape[0]
-        outside = 1 - F.adaptive_max_pool2d(task.dilated, grad.shape[-2:])  # layer-k pixels that see no ring pixel
-        field = pooled(grad[:b] + grad[b:2 * b] * outside, s)
-        g = back(out, x, torch.cat([field, torch.zeros_like(grad[b:])]))
+        field = pooled(fgsm.head_field(grad, task), s)
+        g = back(out, x, torch.cat([field, torch.zeros_like(grad[image.shape[0]:])]))
         return (image - eps * torch.sign(g)).clamp(0, 1)
     return protect
 

@@ -115,16 +115,27 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
             v.copy_(state[k])
 
 
+# options that add a block which starts as the identity (zero output): a network without it can start one with it
+GROWN_BLOCKS = {"encoder_features": "feature_proj."}
+
+
 def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_config: Any, source: str) -> None:
     """Start ``module`` (built from dataclass ``config``) from a loaded network's weights.
 
     Every architecture option must match, also those that change no tensor shape (an
-    output activation, a ratio that rounds alike); then the weights are copied key for
-    key with every shape checked. Errors name the options that differ.
+    output activation, a ratio that rounds alike), except that an option of ``GROWN_BLOCKS``
+    may be switched on; then the weights are copied key for key with every shape checked.
+    Errors name the options that differ.
     """
+    grown = [f.name for f in fields(config) if f.name in GROWN_BLOCKS and getattr(config, f.name)
+             and not getattr(source_config, f.name, False)]
     differ = [f"{f.name} {getattr(source_config, f.name)!r} (this model: {getattr(config, f.name)!r})"
-              for f in fields(config) if getattr(config, f.name) != getattr(source_config, f.name)]
+              for f in fields(config) if getattr(config, f.name) != getattr(source_config, f.name)
+              and f.name not in grown]
     if differ:
         raise CheckpointError(f"init_from '{source}' is another architecture: {', '.join(differ)}; "
                               "set the model's options to match it")
-    load_state_strict(module, source_net.state_dict(), str(source))
+    state = dict(source_net.state_dict())
+    # a block that starts as the identity keeps its initial weights; every other tensor still comes from the source
+    state.update({k: v for k, v in module.state_dict().items() if k.startswith(tuple(GROWN_BLOCKS[g] for g in grown))})
+    load_state_strict(module, state, str(source))

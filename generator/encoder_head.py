@@ -18,6 +18,8 @@ one field serves both edits, gated as the attack's.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +27,15 @@ from torch import nn
 from generator.stem_head import CHANNELS_LAST, StemGradientHead
 
 Tensor = torch.Tensor
+
+
+class Encoding(NamedTuple):
+    """The target's layers 1..k on one input: the stem's preactivation (None when banded), the ReLU patterns the
+    head gates by (layers 2..k, or 1..k when banded) and layer k's output."""
+
+    z: Tensor | None
+    gates: list[Tensor]
+    last: Tensor
 
 
 def lama_encoder_widths(stem_channels: int, layers: int) -> list[int]:
@@ -68,13 +79,26 @@ class EncoderGradientHead(nn.Module):
         # transpose at 512 px)
         return getattr(self, f"weight{i}").contiguous(memory_format=CHANNELS_LAST)
 
-    def forward(self, field: Tensor, image: Tensor, mask: Tensor) -> Tensor:
-        with torch.no_grad():
+    @torch.no_grad()
+    def encode(self, image: Tensor, mask: Tensor, rows: int | None = None) -> Encoding:
+        """The layers' forward pass on the attack's input: what :meth:`forward` (``rows`` None) or :meth:`banded`
+        (``rows`` given) gates by, and layer k's output (a global branch's channels after the local ones): what the
+        target's bottleneck reads, so what its gradient there is a function of."""
+        if rows is None or self.layers == 1:
             z = self.stem.preactivation(image, mask)
-            gates = self._deep_gates(F.relu(z))
+            gates, last = self._deep(F.relu(z))
+            return Encoding(z, gates, last)
+        z2 = self._layer2_banded(image, mask, rows)
+        gate2 = z2 > 0
+        gates, last = self._deep(z2.relu_(), start=2)  # in place: a 64-channel tensor at half resolution
+        return Encoding(None, [gate2] + gates, last)
+
+    def forward(self, field: Tensor, image: Tensor, mask: Tensor, encoding: Encoding | None = None) -> Tensor:
+        z, gates, _ = encoding or self.encode(image, mask)
         return self.stem(self._back_to(1, field, gates), image, mask, z)
 
-    def banded(self, field: Tensor, image: Tensor, mask: Tensor, rows: int) -> Tensor:
+    def banded(self, field: Tensor, image: Tensor, mask: Tensor, rows: int, encoding: Encoding | None = None
+               ) -> Tensor:
         """``forward`` with the full-resolution work done over bands of ``rows`` image rows.
 
         The same numbers as one pass, but the 32-channel full-resolution tensors (the stem's output and the
@@ -83,24 +107,7 @@ class EncoderGradientHead(nn.Module):
         if self.layers == 1:
             return self.stem.banded(lambda a, b: field[..., a:b, :], image, mask, rows)
         h = image.shape[-2]
-        with torch.no_grad():
-            pad = self.stem.weight.shape[-1] // 2
-            x, weight, _ = self.stem._stem_input(image, mask)
-            z2 = None
-            for j0 in range(0, h // 2, max(1, rows // 2)):  # layer 2's output rows j0..j1-1 read stem rows 2j-1..2j+1
-                j1 = min(h // 2, j0 + max(1, rows // 2))
-                a, b = max(0, 2 * j0 - 1), min(h, 2 * j1 + 1)
-                stem_rows = F.relu(F.conv2d(x[..., a:b + 2 * pad, :], weight, self.stem.shift))
-                # LaMa's reflect padding, in rows only where the band meets the image's edge
-                top = stem_rows[..., 1:2, :] if j0 == 0 else stem_rows[..., :0, :]
-                bottom = stem_rows[..., -2:-1, :] if 2 * j1 + 1 > h else stem_rows[..., :0, :]
-                stem_rows = F.pad(torch.cat([top, stem_rows, bottom], dim=-2), (1, 1, 0, 0), mode="reflect")
-                band = F.conv2d(stem_rows, self._weight(1), self.shift1, stride=2)
-                if z2 is None:  # filled band by band: no list of bands and a copy of them all at the end
-                    z2 = band.new_empty((*band.shape[:2], h // 2, band.shape[-1])).contiguous(
-                        memory_format=CHANNELS_LAST)
-                z2[..., j0:j1, :] = band
-            gates = [z2 > 0] + self._deep_gates(z2.relu_(), start=2)
+        gates = (encoding or self.encode(image, mask, rows)).gates
         g2 = self._back_to(2, field, gates).mul_(gates[0])  # in place: a 64-channel tensor at half resolution
 
         def field_rows(a: int, b: int) -> Tensor:  # rows a..b-1 of layer 2's transpose (the field at the stem)
@@ -111,16 +118,37 @@ class EncoderGradientHead(nn.Module):
 
         return self.stem.banded(field_rows, image, mask, rows)
 
-    def _deep_gates(self, h: Tensor, start: int = 1) -> list[Tensor]:
+    def _layer2_banded(self, image: Tensor, mask: Tensor, rows: int) -> Tensor:
+        """Layer 2's preactivation, the full-resolution stem run over bands of ``rows`` image rows."""
+        h = image.shape[-2]
+        pad = self.stem.weight.shape[-1] // 2
+        x, weight, _ = self.stem._stem_input(image, mask)
+        z2 = None
+        for j0 in range(0, h // 2, max(1, rows // 2)):  # layer 2's output rows j0..j1-1 read stem rows 2j-1..2j+1
+            j1 = min(h // 2, j0 + max(1, rows // 2))
+            a, b = max(0, 2 * j0 - 1), min(h, 2 * j1 + 1)
+            stem_rows = F.relu(F.conv2d(x[..., a:b + 2 * pad, :], weight, self.stem.shift))
+            # LaMa's reflect padding, in rows only where the band meets the image's edge
+            top = stem_rows[..., 1:2, :] if j0 == 0 else stem_rows[..., :0, :]
+            bottom = stem_rows[..., -2:-1, :] if 2 * j1 + 1 > h else stem_rows[..., :0, :]
+            stem_rows = F.pad(torch.cat([top, stem_rows, bottom], dim=-2), (1, 1, 0, 0), mode="reflect")
+            band = F.conv2d(stem_rows, self._weight(1), self.shift1, stride=2)
+            if z2 is None:  # filled band by band: no list of bands and a copy of them all at the end
+                z2 = band.new_empty((*band.shape[:2], h // 2, band.shape[-1])).contiguous(
+                    memory_format=CHANNELS_LAST)
+            z2[..., j0:j1, :] = band
+        return z2
+
+    def _deep(self, h: Tensor, start: int = 1) -> tuple[list[Tensor], Tensor]:
         """The ReLU patterns of layers start+1..k (LaMa's downsampling: reflect padding, 3x3, stride 2) on
-        layer start's output ``h``."""
+        layer start's output ``h``, and layer k's output."""
         gates = []
         for i in range(start, self.layers):
             z = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), self._weight(i), getattr(self, f"shift{i}"),
                          stride=2)
             gates.append(z > 0)
             h = z.relu_()
-        return gates
+        return gates, h
 
     def _back_to(self, layer: int, field: Tensor, gates: list[Tensor]) -> Tensor:
         """The field at layer k sent back to layer ``layer``'s output through the gated transposes of the layers

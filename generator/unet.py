@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.encoder_head import EncoderGradientHead, lama_encoder_widths
+from generator.encoder_head import EncoderGradientHead, Encoding, lama_encoder_widths
 from generator.stem_head import StemGradientHead
 
 Tensor = torch.Tensor
@@ -43,6 +43,9 @@ class UNetConfig:
     # how many of the target's layers the stem-gradient head carries: 1, the stem (generator/stem_head.py); k > 1,
     # the encoder down to layer k (generator/encoder_head.py), the U-Net then predicting the field at 1/2^(k-1)
     head_layers: int = 1
+    # an encoder-gradient head's generator also reads the target's own layer-k activations (computed exactly by
+    # the head's frozen layers): the gradient it predicts at layer k is a function of them
+    encoder_features: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,16 +143,22 @@ class NoiseUNet(nn.Module):
         for i in range(len(w) - 1, self.field_level, -1):
             self.up.append(nn.Conv2d(w[i], w[i - 1], 1))
             self.decoders.append(ConvBlock(2 * w[i - 1], w[i - 1], cfg.groups))
-        self.target_stem = self.target_encoder = None
+        self.target_stem = self.target_encoder = self.feature_proj = None
         if cfg.head == "direct":
             self.head = nn.Sequential(nn.Conv2d(w[0], 3 * 4, 3, padding=1), nn.PixelShuffle(2))
         elif deep:  # the field at layer k's resolution, from the U-Net level there
             widths = lama_encoder_widths(cfg.stem_channels, cfg.head_layers)
             self.head = nn.Sequential(nn.Conv2d(w[self.field_level], widths[-1], 1))
             self.target_encoder = EncoderGradientHead(widths, cfg.stem_kernel)
+            if cfg.encoder_features:  # added to the U-Net's level at layer k's resolution; zero: starts as without
+                self.feature_proj = nn.Conv2d(widths[-1], w[self.field_level], 1)
+                nn.init.zeros_(self.feature_proj.weight)
+                nn.init.zeros_(self.feature_proj.bias)
         else:  # the field is smooth (G): a 1x1 convolution and a pixel shuffle make it at full resolution
             self.head = nn.Sequential(nn.Conv2d(w[0], cfg.stem_channels * 4, 1), nn.PixelShuffle(2))
             self.target_stem = StemGradientHead(cfg.stem_channels, cfg.stem_kernel)
+        if cfg.encoder_features and self.feature_proj is None:
+            raise ValueError("encoder_features needs head: stem-gradient with head_layers > 1")
         # start near zero noise: the untrained protector leaves images (almost) untouched
         nn.init.normal_(self.head[0].weight, std=1e-3)
         nn.init.zeros_(self.head[0].bias)
@@ -163,13 +172,16 @@ class NoiseUNet(nn.Module):
     def size_multiple(self) -> int:
         return 2 ** len(self.config.widths)
 
-    def raw(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
-        """Pre-tanh output for inputs whose size is a multiple of ``size_multiple``."""
+    def _features(self, image: Tensor, mask: Tensor, target: Tensor, encoding: Encoding | None = None) -> Tensor:
+        """The U-Net's last decoder output, the head's input (``encoding``: the target's layers on the image, read
+        with ``encoder_features``)."""
         colour = target.reshape(-1, 3, 1, 1).to(image).expand(-1, -1, *image.shape[-2:])
         x = self.stem(torch.cat([image * 2 - 1, (mask > 0).to(image.dtype), colour * 2 - 1], dim=1))
         skips = []
-        for down, enc in zip(self.down, self.encoders):
+        for i, (down, enc) in enumerate(zip(self.down, self.encoders)):
             x = enc(down(x))
+            if i == self.field_level and self.feature_proj is not None:
+                x = x + self.feature_proj(encoding.last)
             skips.append(x)
         skips = skips[self.field_level:-1]
         x = self.context(x)
@@ -177,14 +189,21 @@ class NoiseUNet(nn.Module):
             skip = skips.pop()
             x = F.interpolate(up(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = dec(torch.cat([x, skip], dim=1))
+        return x
+
+    def raw(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+        """Pre-tanh output for inputs whose size is a multiple of ``size_multiple``."""
+        rows = None if self.target_head is None else self.band_rows(*image.shape[-2:])
+        # the target's layers run once: the U-Net reads their output, the head gates by their ReLU patterns
+        encoding = self.target_encoder.encode(image, mask, rows) if self.target_encoder is not None else None
+        x = self._features(image, mask, target, encoding)
         if self.target_head is None:
             return self.head(x)
-        rows = self.band_rows(*image.shape[-2:])
         if self.target_encoder is not None:
             field = self.head(x)
             if rows is None:
-                return self.target_encoder(field, image, mask)
-            return self.target_encoder.banded(field, image, mask, rows)
+                return self.target_encoder(field, image, mask, encoding)
+            return self.target_encoder.banded(field, image, mask, rows, encoding)
         x = x.contiguous(memory_format=torch.channels_last)  # so that the field is made in the head's layout
         if rows is None:
             return self.target_stem(pixel_shuffled_conv(x, self.head[0]), image, mask)
@@ -195,6 +214,15 @@ class NoiseUNet(nn.Module):
             return field[..., start - 2 * low:stop - 2 * low, :]
 
         return self.target_stem.banded(field_rows, image, mask, rows)
+
+    def field_and_raw(self, image: Tensor, mask: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """An encoder-gradient generator's field (what it predicts of ``-G_k``, the negated gradient at the target's
+        layer k) and the pre-tanh output it gives, for inputs whose size is a multiple of ``size_multiple``."""
+        if self.target_encoder is None:
+            raise ValueError("only a generator with head: stem-gradient and head_layers > 1 predicts a field")
+        encoding = self.target_encoder.encode(image, mask)
+        field = self.head(self._features(image, mask, target, encoding))
+        return field, self.target_encoder(field, image, mask, encoding)
 
     def band_rows(self, h: int, w: int) -> int | None:
         """Rows per band of the stem- or encoder-gradient head at h x w: None (one pass) up to ``BAND_PIXELS``,

@@ -71,3 +71,37 @@ def test_training_module_copies_the_target_layers_into_the_head(inpainter_file, 
     torch.testing.assert_close(head.stem.weight, layers[0][0])
     torch.testing.assert_close(head.weight2, layers[2][0] * layers[2][1][:, None, None, None])
     torch.testing.assert_close(head.shift2, layers[2][2])
+
+
+def test_encoder_features_start_as_the_generator_without_them_and_learn(tiny_inpainter, tmp_path):
+    from generator.checkpoint import CheckpointError, copy_weights
+    from generator.protector import load_generator, save_generator
+
+    config = UNetConfig(widths=[8, 16, 16, 32], head="stem-gradient", stem_channels=8, head_layers=4)
+    plain = NoiseUNet(config)
+    plain.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
+    with torch.no_grad():
+        plain.head[0].weight.normal_(std=0.3)
+    grown_config = UNetConfig(**{**config.to_dict(), "encoder_features": True})
+    grown = NoiseUNet(grown_config)
+    copy_weights(grown, grown_config, plain, config, "plain")  # the projection keeps its zero start
+    image, mask = _batch(64)
+    target = torch.rand(2, 3)
+    torch.testing.assert_close(grown(image, mask, target), plain(image, mask, target), rtol=0, atol=0)
+    grown(image, mask, target).square().sum().backward()
+    assert grown.feature_proj.weight.grad.abs().max() > 0  # a zero start is not a dead end
+    # what the projection reads: lama-tiny's layer-4 output on the attack's input, both branches
+    out = tiny_inpainter.net.model[0](torch.cat([image * (1 - mask), mask], dim=1))
+    for i in range(1, 5):
+        out = tiny_inpainter.net.model[i](out)
+    torch.testing.assert_close(grown.target_encoder.encode(image, mask).last, torch.cat(out, dim=1),
+                               rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        grown.feature_proj.weight.normal_()
+    loaded = load_generator(save_generator(grown, tmp_path / "g.safetensors"))
+    assert loaded.config.encoder_features
+    torch.testing.assert_close(loaded(image, mask, target), grown(image, mask, target))
+    with pytest.raises(CheckpointError, match=r"encoder_features True \(this model: False\)"):
+        copy_weights(plain, config, grown, grown_config, "grown")  # a block is never dropped silently
+    with pytest.raises(ValueError, match="encoder_features needs head: stem-gradient with head_layers > 1"):
+        NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", encoder_features=True))

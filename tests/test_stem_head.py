@@ -81,18 +81,22 @@ def test_pixel_shuffled_conv_is_the_shuffle_of_the_convolution():
 
 
 @pytest.mark.parametrize("size", [(48, 40), (50, 70), (96, 80)])
-@pytest.mark.parametrize("head_layers", [1, 4])
-def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_layers):
+@pytest.mark.parametrize("head_layers,features", [(1, False), (4, False), (4, True)])
+def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_layers, features):
     # large images run the head over bands of rows (their 32-channel tensors would take gigabytes at 4K):
     # every band size, aligned with the field's 2x2 cells or not, must give the one-pass noise and gradient;
-    # the encoder head (generator/encoder_head.py) also meets LaMa's reflect padding at the top and bottom bands
+    # the encoder head (generator/encoder_head.py) also meets LaMa's reflect padding at the top and bottom bands,
+    # and so do the encoder activations a generator with encoder_features reads
     import generator.unet as unet
 
     widths = [8, 16] if head_layers == 1 else [8, 16, 16, 32]
-    net = NoiseUNet(UNetConfig(widths=widths, head="stem-gradient", stem_channels=8, head_layers=head_layers))
+    net = NoiseUNet(UNetConfig(widths=widths, head="stem-gradient", stem_channels=8, head_layers=head_layers,
+                               encoder_features=features))
     net.target_head.copy_layers(tiny_inpainter.encoder_layers(head_layers))
     with torch.no_grad():
         net.head[0].weight.normal_(std=0.3)
+        if features:
+            net.feature_proj.weight.normal_(std=0.3)
     h, w = size
     gen = torch.Generator().manual_seed(1)
     image, mask, target = torch.rand(1, 3, h, w, generator=gen), torch.zeros(1, 1, h, w), torch.rand(1, 3, generator=gen)

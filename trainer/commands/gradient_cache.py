@@ -23,12 +23,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="an image folder or a photo split, e.g. split:train (default; needs 'make photos')")
     parser.add_argument("--size", type=int, default=128, help="crop size in pixels")
     parser.add_argument("--teacher-steps", type=int, default=0, help="also store the noise of a k-step optimiser")
+    parser.add_argument("--field-layers", type=int, default=0,
+                        help="also store the field at the inpainter's layer k that an encoder-gradient head takes "
+                             "(4 for generator-lama-tiny; 0: none)")
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     folder = build_gradient_cache(args.out, args.inpainter, args.images, args.count, args.size, args.seed,
-                                  args.teacher_steps, args.shard_size, args.batch_size, args.device)
+                                  args.teacher_steps, args.shard_size, args.batch_size, args.device,
+                                  args.field_layers)
     print(json.dumps({"cache": str(folder), "entries": len(GradientCache(folder))}))
     return 0

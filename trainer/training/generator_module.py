@@ -18,7 +18,11 @@ linearised objective ``mean(g * d) / eps`` (logged as ``train/linearised``; opti
 -1) drives tanh into saturation: after 500 steps the noise sat at 0.99996 eps with a
 median |raw| of 8.3, its gradient vanished and the objective stalled at -0.5; the
 hinge stops pushing a pixel once its sign is right by ``supervised_margin``
-(tanh(2) = 0.96), which keeps the end-to-end stage's gradient alive. With
+(tanh(2) = 0.96), which keeps the end-to-end stage's gradient alive.
+``field_weight`` (an encoder-gradient generator and a cache built with ``field_layers``)
+adds ``1 - cos`` between the field the U-Net predicts and the cached true field at the
+target's layer k: the head turns that field into the noise exactly, so the field is the one
+thing the generator has to learn, and a dense target that does not saturate. With
 ``e2e_weight: 0`` training is supervised only (a pretraining stage); with both, the
 supervised terms regularise the end-to-end loss.
 
@@ -44,6 +48,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from generator.checkpoint import copy_weights
@@ -105,6 +110,8 @@ class GeneratorModule(L.LightningModule):
         stem_channels: int = 32,
         stem_kernel: int = 7,
         head_layers: int = 1,
+        field_weight: float = 0.0,
+        encoder_features: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -116,7 +123,7 @@ class GeneratorModule(L.LightningModule):
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
         config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
                             head=head, stem_channels=stem_channels, stem_kernel=stem_kernel,
-                            head_layers=head_layers)
+                            head_layers=head_layers, encoder_features=encoder_features)
         if widths is not None:
             config.widths = list(widths)
         self.net = NoiseUNet(config)
@@ -176,21 +183,32 @@ class GeneratorModule(L.LightningModule):
     def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         return self.net(image, mask, target)
 
-    def _protect(self, task: EnsembleTask, straight_through: bool) -> tuple[Tensor, Tensor]:
-        noise = self.net(task.image, task.mask, task.target)
+    def _noise(self, image: Tensor, mask: Tensor, target: Tensor, with_field: bool
+               ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The noise, its pre-tanh value and, ``with_field``, the encoder-gradient head's field (else None)."""
+        if with_field:
+            field, raw = self.net.field_and_raw(image, mask, target)
+            return self.hparams.eps * torch.tanh(raw), raw, field
+        noise, raw = self.net.noise_and_raw(image, mask, target)
+        return noise, raw, None
+
+    def _protect(self, task: EnsembleTask, straight_through: bool, with_field: bool = False
+                 ) -> tuple[Tensor, Tensor, Tensor | None]:
+        noise, _, field = self._noise(task.image, task.mask, task.target, with_field)
         protected = (task.image + noise).clamp(0, 1)
         if self.hparams.quantize or not straight_through:
             protected = round_to_8bit(protected, straight_through)
-        return protected, noise
+        return protected, noise, field
 
     # --- training ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         hp, b = self.hparams, batch["image"].shape[0]
         loss = torch.zeros((), device=self.device)
         raw = None
+        with_field = hp.field_weight > 0 and "field" in batch
         if hp.e2e_weight > 0:
             task = prepare_ensemble_task(self.inpainters, batch["image"], batch["mask"], dilation=hp.dilation)
-            protected, noise = self._protect(task, straight_through=True)
+            protected, noise, field = self._protect(task, straight_through=True, with_field=with_field)
             # "random": one model per batch, drawn from torch's generator (seeded by seed_everything)
             members = [draw_member(len(self.sources))] if hp.ensemble == "random" else None
             losses = ensemble_losses(self.inpainters, protected, task, self.weights, transform=self.eot,
@@ -203,7 +221,7 @@ class GeneratorModule(L.LightningModule):
                 self._log_panel("train/panel", task, protected.detach(), noise.detach())
         else:  # supervised only: no inpainter call at all
             mask = (batch["mask"] > 0).to(batch["image"].dtype)
-            noise, raw = self.net.noise_and_raw(batch["image"], mask, target_colour(batch["image"]))
+            noise, raw, field = self._noise(batch["image"], mask, target_colour(batch["image"]), with_field)
         if raw is None and (hp.teacher_weight > 0 or hp.gradient_weight > 0):
             # the pre-tanh value of the noise just made (exact up to float rounding, short of saturation)
             raw = torch.atanh((noise / hp.eps).clamp(-1 + 1e-6, 1 - 1e-6))
@@ -218,7 +236,19 @@ class GeneratorModule(L.LightningModule):
                 linear = self._supervised(noise, raw, batch["grad"], batch["has_grad"], "linearised")
             self.log("train/gradient_hinge", hinge, batch_size=b)
             self.log("train/linearised", linear, batch_size=b, prog_bar=hp.e2e_weight == 0)
+        if with_field:
+            cosine = self._field_cosine(field, batch["field"], batch["has_field"])
+            loss = loss + hp.field_weight * (1 - cosine)
+            self.log("train/field_cosine", cosine, batch_size=b, prog_bar=hp.e2e_weight == 0)
         return loss
+
+    @staticmethod
+    def _field_cosine(field: Tensor, reference: Tensor, has: Tensor) -> Tensor:
+        """Mean cosine between the predicted field and ``-reference`` (a cached field is the gradient at layer k,
+        the head takes its negation) over the images that carry one."""
+        cosine = -F.cosine_similarity(field.flatten(1), reference.flatten(1), dim=1)
+        has = has.to(cosine.dtype)
+        return (cosine * has).sum() / has.sum().clamp_min(1)
 
     def _supervised(self, noise: Tensor, raw: Tensor, reference: Tensor, has: Tensor, kind: str) -> Tensor:
         """A supervised term over the images that carry ``reference`` (``has`` = 1), averaged over them.
@@ -320,7 +350,7 @@ class GeneratorModule(L.LightningModule):
         # validation judges what a user has and saves: 8-bit originals, 8-bit protected PNGs (so |saved - x| <= eps)
         image = round_to_8bit(batch["image"], straight_through=False)
         task = prepare_ensemble_task(self.inpainters, image, batch["mask"], dilation=self.hparams.dilation)
-        protected, noise = self._protect(task, straight_through=False)
+        protected, noise, _ = self._protect(task, straight_through=False)
         clean = ensemble_losses(self.inpainters, task.image, task, self.weights)
         ours = protection_metrics(ensemble_losses(self.inpainters, protected, task, self.weights),
                                   protected - task.image, clean)

@@ -11,7 +11,9 @@ A cache is a folder that grows: ``cache.json`` says what it was built from (inpa
 its weight fingerprint, crop size, seed, photos, teacher steps) and each
 ``shard-NNNNN.safetensors`` holds ``shard_size`` entries: the 8-bit crop, its mask, the
 target colour, the gradient divided by its mean absolute value (float16) with that
-scale, the teacher noise if any, and per entry the photo and the sample key it came
+scale, the teacher noise if any, the head's field at layer k if asked (``field_layers``:
+the gradient inside the inpainter that an encoder-gradient generator predicts, a far
+denser target than the image gradient's signs), and per entry the photo and the sample key it came
 from. Entry i is a pure function of (photos, size, seed, i), so building again with a
 larger ``count`` appends, an interrupted build resumes at its last whole shard, and two
 caches with the same recipe hold the same entries.
@@ -35,7 +37,7 @@ from trainer.data.images import RandomCropDataset, images_or_samples
 from trainer.data.masks import MaskGenerator
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective.iterative import IterativeConfig, protect_iterative
-from trainer.objective.fgsm import input_gradient
+from trainer.objective.fgsm import head_field, input_gradient, layer_gradient
 from trainer.objective.losses import prepare_task
 
 Tensor = torch.Tensor
@@ -46,9 +48,12 @@ ENDLESS = 10**9
 
 
 def _recipe(inpainter: str, fingerprint: str, size: int, seed: int, images: list[Path], teacher_steps: int,
-            shard_size: int) -> dict:
-    return {"inpainter": inpainter, "inpainter_fingerprint": fingerprint, "size": size, "seed": seed,
-            "images": [p.name for p in images], "teacher_steps": teacher_steps, "shard_size": shard_size}
+            shard_size: int, field_layers: int) -> dict:
+    recipe = {"inpainter": inpainter, "inpainter_fingerprint": fingerprint, "size": size, "seed": seed,
+              "images": [p.name for p in images], "teacher_steps": teacher_steps, "shard_size": shard_size}
+    if field_layers:  # only then: caches built before fields existed keep their recipe
+        recipe["field_layers"] = field_layers
+    return recipe
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -57,18 +62,23 @@ def _shards(folder: Path) -> list[Path]:
 
 def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", images: str | None = "split:train",
                          count: int = 1024, size: int = 128, seed: int = 0, teacher_steps: int = 0,
-                         shard_size: int = 64, batch_size: int = 8, device: str = "cpu",
+                         shard_size: int = 64, batch_size: int = 8, device: str = "cpu", field_layers: int = 0,
                          log: Callable[[str], None] = print) -> Path:
-    """Grow the cache folder ``out`` to at least ``count`` entries (whole shards), resuming where it stopped."""
-    if count < 1 or size < 16 or shard_size < 1 or teacher_steps < 0:
-        raise ValueError("count and shard_size must be >= 1, size >= 16 and teacher_steps >= 0")
+    """Grow the cache folder ``out`` to at least ``count`` entries (whole shards), resuming where it stopped.
+
+    ``field_layers`` = k > 0 also stores, per entry, the field an encoder-gradient head carrying the inpainter's
+    layers 1..k takes (``trainer.objective.fgsm.head_field``), normalised like the gradient.
+    """
+    if count < 1 or size < 16 or shard_size < 1 or teacher_steps < 0 or field_layers < 0:
+        raise ValueError("count and shard_size must be >= 1, size >= 16, teacher_steps and field_layers >= 0")
     folder = Path(out)
     paths = images_or_samples(images, "train")
     model = load_inpainter(inpainter, device=device)
-    recipe = _recipe(str(inpainter), model.fingerprint(), size, seed, paths, teacher_steps, shard_size)
+    recipe = _recipe(str(inpainter), model.fingerprint(), size, seed, paths, teacher_steps, shard_size,
+                     field_layers)
     if (folder / META).is_file():
         built = json.loads((folder / META).read_text())["recipe"]
-        differs = sorted(k for k in recipe if built.get(k) != recipe[k])
+        differs = sorted(k for k in recipe.keys() | built.keys() if built.get(k) != recipe.get(k))
         if differs:
             raise ValueError(f"gradient cache '{folder}' was built with other {', '.join(differs)}; "
                              "use a new folder to build a different cache")
@@ -80,7 +90,8 @@ def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", i
     start, shard = time.perf_counter(), len(_shards(folder))
     while shard * shard_size < count:
         first = shard * shard_size
-        tensors: dict[str, list[Tensor]] = {k: [] for k in ("image", "mask", "target", "grad", "scale", "teacher")}
+        tensors: dict[str, list[Tensor]] = {k: [] for k in ("image", "mask", "target", "grad", "scale", "teacher",
+                                                            "field", "field_scale")}
         for lo in range(first, first + shard_size, batch_size):
             keys = [(0, i) for i in range(lo, min(lo + batch_size, first + shard_size))]
             items = [dataset[k] for k in keys]
@@ -88,7 +99,14 @@ def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", i
             image = torch.round(torch.stack([it["image"] for it in items]) * 255).div(255).to(device)
             mask = torch.stack([it["mask"] for it in items]).to(device)
             task = prepare_task(model, image, mask)
-            grad = input_gradient(model, task)
+            if field_layers:
+                _, _, grad, layer_grad = layer_gradient(model, task, field_layers)
+                field = head_field(layer_grad, task)
+                field_scale = field.abs().mean(dim=(1, 2, 3)).clamp_min(1e-20)
+                tensors["field"].append((field / field_scale[:, None, None, None]).half().cpu().contiguous())
+                tensors["field_scale"].append(field_scale.float().cpu())
+            else:
+                grad = input_gradient(model, task)
             scale = grad.abs().mean(dim=(1, 2, 3)).clamp_min(1e-20)
             tensors["image"].append((image * 255).round().to(torch.uint8).cpu())
             tensors["mask"].append(mask.to(torch.uint8).cpu())
@@ -147,4 +165,6 @@ class GradientCache(Dataset):
             item.update(teacher_noise=d["teacher"][i].float(), has_teacher=torch.tensor(1.0))
         else:
             item.update(teacher_noise=torch.zeros_like(item["image"]), has_teacher=torch.tensor(0.0))
+        if "field" in d:
+            item.update(field=d["field"][i].float(), has_field=torch.tensor(1.0))
         return item

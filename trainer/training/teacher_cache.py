@@ -99,15 +99,16 @@ class WithTeacher(Dataset):
 
     The cache is a ``TeacherCache`` (teacher noises) or a ``GradientCache`` (input
     gradients, and teacher noises if built with them). Keys are indices or the ``(epoch,
-    index)`` pairs of ``EpochSampler``. Fresh samples carry zero teacher noise and gradient
-    with ``has_teacher = has_grad = 0`` so that every batch has the same keys; the
-    supervised terms ignore them.
+    index)`` pairs of ``EpochSampler``. Fresh samples carry zeros for every key of a cache
+    entry (teacher noise, gradient, field) with ``has_teacher = has_grad = has_field = 0``,
+    so that every batch has the same keys; the supervised terms ignore them.
     """
 
     def __init__(self, fresh: Dataset, cache: Dataset, fraction: float = 0.5, seed: int = 0) -> None:
         if not 0 <= fraction <= 1:
             raise ValueError(f"teacher fraction must be in [0, 1], got {fraction}")
         self.fresh, self.cache, self.fraction, self.seed = fresh, cache, fraction, seed
+        self._blank: dict[str, Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.fresh)
@@ -118,8 +119,9 @@ class WithTeacher(Dataset):
         if rng.random() < self.fraction:
             return self.cache[int(rng.integers(len(self.cache)))]
         item = dict(self.fresh[key])
-        item["teacher_noise"] = item["grad"] = torch.zeros_like(item["image"])
-        item["has_teacher"] = item["has_grad"] = torch.tensor(0.0)
+        if self._blank is None:  # every key a cache entry carries, zero (has_* = 0 included)
+            self._blank = {k: torch.zeros_like(v) for k, v in self.cache[0].items() if k not in item}
+        item.update(self._blank)
         return item
 
 
