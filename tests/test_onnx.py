@@ -213,3 +213,24 @@ def test_missing_extra_names_the_install_command(tmp_path, generator, capsys, mo
     assert not (tmp_path / "o.png").exists()
     assert main(["export-onnx", str(path), "-o", str(tmp_path / "g.onnx")]) == 2
     one_line_error(capsys, EXTRA)
+
+
+def test_generator_reading_encoder_features_exports_the_same_function(tmp_path, tiny_inpainter, capsys):
+    # the encoder head's frozen layers run once per pass and feed both the U-Net and the head: the traced graph
+    # must keep both uses (at any size, since the export traces one graph)
+    net = NoiseUNet(UNetConfig(widths=[8, 16, 16, 32], groups=4, head="stem-gradient", stem_channels=8,
+                               head_layers=4, encoder_features=True))
+    net.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=0.3)
+        net.feature_proj.weight.normal_(std=0.3)
+    path = save_generator(net, tmp_path / "f.safetensors")
+    out = tmp_path / "f.onnx"
+    assert main(["export-onnx", str(path), "-o", str(out)]) == 0
+    runner = OnnxGenerator(out, threads=1)
+    gen = torch.Generator().manual_seed(5)
+    for batch, h, w in [(1, 50, 37), (2, 64, 64)]:
+        image, mask, target = random_inputs(batch, h, w, gen)
+        expected = net(image, mask, target)
+        assert expected.abs().max() > 0.5 * EPS
+        assert (runner(image, mask, target) - expected).abs().max() <= 1e-4
