@@ -15,9 +15,9 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 # lama-tiny-ft: lama-tiny fine-tuned on an editor's photos (configs/inpainter/lama-tiny-ft.yaml), for transfer
 INPAINTERS = ["lama-tiny", "lama-tiny-ft", "lama-tiny-seed1"]
 # the leave-one-out ensemble generators (configs/compare/transfer.yaml) ship too: runs/ does not survive a new checkout
-GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-stem", "generator-lama-tiny-fast",
-              "generator-lama-tiny-robust", "generator-ensemble-no-lama-tiny", "generator-ensemble-no-ft",
-              "generator-ensemble-no-seed1"]
+GENERATORS = ["generator-lama-tiny", "generator-lama-tiny-encoder", "generator-lama-tiny-stem",
+              "generator-lama-tiny-fast", "generator-lama-tiny-robust", "generator-ensemble-no-lama-tiny",
+              "generator-ensemble-no-ft", "generator-ensemble-no-seed1"]
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +72,17 @@ def folded(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return weight * scale[:, None, None, None]
 
 
-@pytest.mark.parametrize("name, layers", [("generator-lama-tiny", 4), ("generator-lama-tiny-stem", 1)])
-def test_gradient_head_generators_carry_lama_tinys_encoder_layers(name, layers):
+@pytest.mark.parametrize("name, layers, features", [("generator-lama-tiny", 4, True),
+                                                     ("generator-lama-tiny-encoder", 4, False),
+                                                     ("generator-lama-tiny-stem", 1, False)])
+def test_gradient_head_generators_carry_lama_tinys_encoder_layers(name, layers, features):
     net = Protector.from_checkpoint(name).net
     target = load_inpainter("lama-tiny").encoder_layers(layers)
     assert net.config.head == "stem-gradient" and net.config.head_layers == layers
+    # the default reads lama-tiny's layer-4 output, and has learnt to: its projection moved from its zero start
+    assert net.config.encoder_features == features
+    if features:
+        assert net.feature_proj.weight.abs().mean() > 1e-3
     stem = net.target_head if layers == 1 else net.target_head.stem
     weight, scale, shift = target[0]  # compared folded: the default's export stores the stem's BatchNorm so
     torch.testing.assert_close(folded(stem.weight, stem.scale), folded(weight, scale))
