@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The amortisation recipe in one call, for a lent GPU (minutes of it): grow the gradient cache, run the supervised
-# stage, the end-to-end stage at 128 px, then the end-to-end stage at 256 px (the shipped default's three stages,
-# with lama-tiny-features.yaml),
+# stage, the end-to-end stage at 128 px, then the end-to-end stage at 256 px (the shipped default's three stages),
 # and leave the results where the device tool brings them back.
 #
 #   device run, carry [data/photos, runs/gradient-cache-128, .whl]:
@@ -38,23 +37,22 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-}
 [ "$DEVICE" = cpu ] && ACCEL=cpu || ACCEL=gpu
 pg() { $PY -m trainer.commands.cli "$@"; }
 base=(--config configs/generator/lama-tiny.yaml)
-feat=(--config configs/generator/lama-tiny-features.yaml)   # the default's recipe since session 14
 
 pg gradient-cache --out "$CACHE" --count "$COUNT" --device "$DEVICE" --batch-size 64 \
     2>&1 | tail -n 3 | tee "$OUT/cache.log"
 
-pg train "${base[@]}" --config configs/generator/lama-tiny-pretrain.yaml "${feat[@]}" --trainer.accelerator "$ACCEL" \
+pg train "${base[@]}" --config configs/generator/lama-tiny-pretrain.yaml --trainer.accelerator "$ACCEL" \
     --run_name "$PRE" --data.gradient_cache "$CACHE" --trainer.max_time "$PRETRAIN" --data.batch_size 64 \
     --data.num_workers 4 > "$OUT/pretrain.log" 2>&1
 cp "runs/$PRE/$PRE.safetensors" "$OUT/"
 
-pg train "${base[@]}" --config configs/generator/lama-tiny-amortised.yaml "${feat[@]}" --trainer.accelerator "$ACCEL" \
+pg train "${base[@]}" --config configs/generator/lama-tiny-amortised.yaml --trainer.accelerator "$ACCEL" \
     --run_name "$AMO" --model.init_from "runs/$PRE/$PRE.safetensors" --data.gradient_cache "$CACHE" \
     --trainer.max_time "$FINETUNE" --data.batch_size 16 --data.num_workers 4 > "$OUT/amortised.log" 2>&1
 cp "runs/$AMO/$AMO.safetensors" "$OUT/"
 
 pg train "${base[@]}" --config configs/generator/lama-tiny-amortised.yaml --config configs/generator/lama-tiny-256.yaml \
-    "${feat[@]}" --trainer.accelerator "$ACCEL" --run_name "$S256" --model.init_from "runs/$AMO/$AMO.safetensors" \
+    --trainer.accelerator "$ACCEL" --run_name "$S256" --model.init_from "runs/$AMO/$AMO.safetensors" \
     --trainer.max_time "$STAGE3" --data.batch_size 16 --data.num_workers 4 > "$OUT/stage256.log" 2>&1
 cp "runs/$S256/$S256.safetensors" "$OUT/"
 cp runs/val-teacher-lama-tiny.safetensors "$OUT/" 2>/dev/null || true
