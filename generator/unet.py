@@ -193,17 +193,12 @@ class NoiseUNet(nn.Module):
 
     def raw(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         """Pre-tanh output for inputs whose size is a multiple of ``size_multiple``."""
-        rows = None if self.target_head is None else self.band_rows(*image.shape[-2:])
-        # the target's layers run once: the U-Net reads their output, the head gates by their ReLU patterns
-        encoding = self.target_encoder.encode(image, mask, rows) if self.target_encoder is not None else None
-        x = self._features(image, mask, target, encoding)
-        if self.target_head is None:
-            return self.head(x)
         if self.target_encoder is not None:
-            field = self.head(x)
-            if rows is None:
-                return self.target_encoder(field, image, mask, encoding)
-            return self.target_encoder.banded(field, image, mask, rows, encoding)
+            return self.field_and_raw(image, mask, target)[1]
+        x = self._features(image, mask, target)
+        if self.target_stem is None:
+            return self.head(x)
+        rows = self.band_rows(*image.shape[-2:])
         x = x.contiguous(memory_format=torch.channels_last)  # so that the field is made in the head's layout
         if rows is None:
             return self.target_stem(pixel_shuffled_conv(x, self.head[0]), image, mask)
@@ -220,9 +215,13 @@ class NoiseUNet(nn.Module):
         layer k) and the pre-tanh output it gives, for inputs whose size is a multiple of ``size_multiple``."""
         if self.target_encoder is None:
             raise ValueError("only a generator with head: stem-gradient and head_layers > 1 predicts a field")
-        encoding = self.target_encoder.encode(image, mask)
+        rows = self.band_rows(*image.shape[-2:])
+        # the target's layers run once: the U-Net reads their output, the head gates by their ReLU patterns
+        encoding = self.target_encoder.encode(image, mask, rows)
         field = self.head(self._features(image, mask, target, encoding))
-        return field, self.target_encoder(field, image, mask, encoding)
+        if rows is None:
+            return field, self.target_encoder(field, image, mask, encoding)
+        return field, self.target_encoder.banded(field, image, mask, rows, encoding)
 
     def band_rows(self, h: int, w: int) -> int | None:
         """Rows per band of the stem- or encoder-gradient head at h x w: None (one pass) up to ``BAND_PIXELS``,

@@ -75,6 +75,12 @@ def round_to_8bit(image: Tensor, straight_through: bool = True) -> Tensor:
     return image + (rounded - image).detach() if straight_through else rounded
 
 
+def _over_entries(per_sample: Tensor, has: Tensor) -> Tensor:
+    """The mean of a per-sample term over the samples that carry its reference (``has`` = 1); 0 if none does."""
+    has = has.to(per_sample.dtype)
+    return (per_sample * has).sum() / has.sum().clamp_min(1)
+
+
 class GeneratorModule(L.LightningModule):
     """A noise U-Net trained with the protection losses through a frozen inpainter."""
 
@@ -246,9 +252,7 @@ class GeneratorModule(L.LightningModule):
     def _field_cosine(field: Tensor, reference: Tensor, has: Tensor) -> Tensor:
         """Mean cosine between the predicted field and ``-reference`` (a cached field is the gradient at layer k,
         the head takes its negation) over the images that carry one."""
-        cosine = -F.cosine_similarity(field.flatten(1), reference.flatten(1), dim=1)
-        has = has.to(cosine.dtype)
-        return (cosine * has).sum() / has.sum().clamp_min(1)
+        return _over_entries(-F.cosine_similarity(field.flatten(1), reference.flatten(1), dim=1), has)
 
     def _supervised(self, noise: Tensor, raw: Tensor, reference: Tensor, has: Tensor, kind: str) -> Tensor:
         """A supervised term over the images that carry ``reference`` (``has`` = 1), averaged over them.
@@ -267,8 +271,7 @@ class GeneratorModule(L.LightningModule):
             per_pixel = reference.abs() * torch.relu(margin + torch.sign(reference) * raw)
         else:
             per_pixel = reference * noise / eps
-        has = has.to(noise.dtype)
-        return (per_pixel.mean(dim=(1, 2, 3)) * has).sum() / has.sum().clamp_min(1)
+        return _over_entries(per_pixel.mean(dim=(1, 2, 3)), has)
 
     # --- training time, for the curve of held-out share against time ------------------------
     def on_train_start(self) -> None:
