@@ -43,6 +43,21 @@ def test_fit_logs_to_wandb_offline_and_resumes(tmp_path, ci_config):
     assert resumed["paintguard_wandb_run_id"] == first_id
 
 
+def test_cosine_decay_lowers_the_learning_rate_per_step_and_resumes(tmp_path, ci_config):
+    decay = ["--model.lr", "1e-3", "--model.lr_decay_steps", "4", "--model.lr_final", "1e-5"]
+    assert train_main(["fit", "--config", str(ci_config), "--trainer.max_steps", "2", *decay]) == 0
+    last = tmp_path / "ckpt" / "last.ckpt"
+    lr = torch.load(last, weights_only=True)["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half way down the cosine after 2 of 4 steps
+    assert train_main(["fit", "--config", str(ci_config), "--trainer.max_steps", "6", "--ckpt_path", "last",
+                       *decay]) == 0
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["lr_schedulers"][0]["last_epoch"] == 6  # the schedule went on from step 2, not from 0
+    assert resumed["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-5)  # flat after step 4
+    with pytest.raises(ValueError, match=r"need lr_decay_steps >= 0 and 0 <= lr_final <= lr, got 0 and 0.002"):
+        train_main(["fit", "--config", str(ci_config), "--model.lr_final", "2e-3"])
+
+
 def test_export_gives_a_working_protector(tmp_path, ci_config):
     assert train_main(["fit", "--config", str(ci_config)]) == 0
     out = tmp_path / "g.safetensors"

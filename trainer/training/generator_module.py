@@ -36,11 +36,15 @@ With ``inpainters`` (a list of sources), the generator is trained against all of
 at once: the mean of the per-model losses, each with its own hide reference
 (``trainer.objective.ensemble``; ``ensemble: random`` draws one model per batch
 instead). Validation and its teacher (the ensemble optimiser) score the same mean.
+
+``lr_decay_steps`` > 0 lowers the learning rate along half a cosine to ``lr_final``
+over that many steps (then keeps it), per optimiser step; 0 keeps ``lr`` throughout.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from functools import partial
 from pathlib import Path
@@ -81,6 +85,12 @@ def _over_entries(per_sample: Tensor, has: Tensor) -> Tensor:
     return (per_sample * has).sum() / has.sum().clamp_min(1)
 
 
+def cosine_decay(step: int, steps: int, final: float) -> float:
+    """The learning rate's factor at ``step``: half a cosine from 1 down to ``final`` over ``steps``, then flat."""
+    progress = min(step / steps, 1.0)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 class GeneratorModule(L.LightningModule):
     """A noise U-Net trained with the protection losses through a frozen inpainter."""
 
@@ -95,6 +105,8 @@ class GeneratorModule(L.LightningModule):
         eps: float = 0.025,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_decay_steps: int = 0,
+        lr_final: float = 0.0,
         attack_weight: float = 1.0,
         incp_weight: float = 1.0,
         hide_weight: float = 2.0,
@@ -127,6 +139,8 @@ class GeneratorModule(L.LightningModule):
             raise ValueError("inpainters must list at least one inpainter (or be null: the one inpainter)")
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
+        if lr_decay_steps < 0 or not 0.0 <= lr_final <= lr:
+            raise ValueError(f"need lr_decay_steps >= 0 and 0 <= lr_final <= lr, got {lr_decay_steps} and {lr_final}")
         config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
                             head=head, stem_channels=stem_channels, stem_kernel=stem_kernel,
                             head_layers=head_layers, encoder_features=encoder_features)
@@ -287,7 +301,13 @@ class GeneratorModule(L.LightningModule):
         self.train_seconds = float(checkpoint.get("paintguard_train_seconds", 0.0))
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if not hp.lr_decay_steps:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(cosine_decay, steps=hp.lr_decay_steps,
+                                                                         final=hp.lr_final / hp.lr))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --- validation -------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -34,14 +34,23 @@ class RememberWandbRun(L.Callback):
 
 class ConfigLearningRates(L.Callback):
     """A resumed fit restores its optimisers' learning rates from the checkpoint; the config's win instead, so
-    that a later phase can lower them with a flag (Adam's moments are kept)."""
+    that a later phase can lower them with a flag (Adam's moments are kept). A restored per-step schedule
+    (a ``LambdaLR``) goes on from its step, scaling the config's rates."""
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         fresh = pl_module.configure_optimizers()
+        fresh = fresh["optimizer"] if isinstance(fresh, dict) else fresh
         fresh = fresh if isinstance(fresh, (list, tuple)) else [fresh]
         for restored, configured in zip(trainer.optimizers, fresh):
             for group, configured_group in zip(restored.param_groups, configured.param_groups):
                 group["lr"] = configured_group["lr"]
+        for config in trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                groups = scheduler.optimizer.param_groups
+                scheduler.base_lrs = [group["lr"] for group in groups]
+                for group, factor in zip(groups, scheduler.lr_lambdas):
+                    group["lr"] *= factor(scheduler.last_epoch)
 
 
 def _fill_run_name(value: Any, run_name: str) -> Any:
