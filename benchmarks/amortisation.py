@@ -103,8 +103,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
-    protectors = {Path(g).stem if g.endswith(".safetensors") else g: Protector.from_checkpoint(g)
-                  for g in args.generator}
+    short = [Path(g).stem if g.endswith(".safetensors") else g for g in args.generator]
+    # a run's export and the shipped file it becomes share a name: label those by what was given
+    labels = [name if short.count(name) == 1 else g for name, g in zip(short, args.generator)]
+    if len(set(labels)) < len(labels):
+        parser.error("a generator is given twice")
+    protectors = {label: Protector.from_checkpoint(g) for label, g in zip(labels, args.generator)}
     report, shares = [], {}
     for split in args.splits:
         images, masks = samples(split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
