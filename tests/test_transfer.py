@@ -13,10 +13,11 @@ import torch
 import yaml
 from torch import nn
 
+from generator.checkpoint import read_metadata
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main as cli_main
-from trainer.evaluation.comparison import InpainterPool, generator_inpainters, load_config
+from trainer.evaluation.comparison import InpainterPool, build_methods, generator_inpainters, load_config
 from trainer.inpainting.inpainter import build_inpainter, save_inpainter
 from trainer.training.wandb_logger import read_offline_run
 
@@ -152,6 +153,23 @@ def test_ensemble_methods_accept_a_mapping_or_a_list_and_check_their_fields(tmp_
         assert generator_inpainters(spec.checkpoint) == spec.inpainters
 
 
+
+
+def test_ensemble_generators_of_the_same_models_are_told_apart_by_their_mode(tmp_path, stand_ins):
+    from trainer.training.generator_module import GeneratorModule
+
+    pair = ["lama-tiny", "lama-tiny-ft"]
+    for mode in ("mean", "random"):
+        module = GeneratorModule(inpainters=pair, ensemble=mode, widths=[8, 16], groups=4)
+        module.export(tmp_path / f"{mode}.safetensors")
+    single = GeneratorModule(inpainter="lama-tiny", widths=[8, 16], groups=4).export(tmp_path / "one.safetensors")
+    path = tmp_path / "modes.yaml"
+    path.write_text(yaml.safe_dump({"methods": {"none": None, "generator_ensemble": [
+        {"checkpoint": str(tmp_path / f"{mode}.safetensors")} for mode in ("mean", "random")]}}))
+    names = list(build_methods(load_config(path), InpainterPool()("lama-tiny")).methods)
+    assert names == ["none", "generator ensemble [lama-tiny+lama-tiny-ft]",
+                     "generator ensemble (random member per batch) [lama-tiny+lama-tiny-ft]"]
+    assert "ensemble" not in read_metadata(single)  # a one-model generator has no mode
 
 
 def test_a_missing_target_fails_before_any_method_runs(tmp_path, capsys, stand_ins):

@@ -344,6 +344,12 @@ def generator_inpainters(name_or_path: str) -> list[str]:
     return [s for s in note.split(",") if s]
 
 
+def generator_ensemble_mode(name_or_path: str) -> str:
+    """How an ensemble generator met its models (``mean`` or ``random``), from its ``ensemble`` note; exports
+    before the note was written were all trained on the mean."""
+    return checkpoint.read_metadata(checkpoint.resolve(name_or_path, "generator")).get("ensemble", "mean")
+
+
 def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool | None = None) -> MethodSet:
     """The configured methods against ``inpainter`` (the ensembles against theirs, loaded through ``pool``)."""
     spec, device = cfg.methods, torch.device(cfg.device)
@@ -388,8 +394,10 @@ def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool 
             generator_inpainters(spec.generator_robust.checkpoint))
     for gen in spec.generator_ensemble or []:
         members = gen.inpainters if gen.inpainters is not None else generator_inpainters(gen.checkpoint)
-        add(f"generator ensemble [{'+'.join(members) or gen.checkpoint}]", generator_method(protector(gen.checkpoint)),
-            list(members))
+        mode = generator_ensemble_mode(gen.checkpoint)
+        mode = "" if mode == "mean" else f" ({mode} member per batch)"
+        add(f"generator ensemble{mode} [{'+'.join(members) or gen.checkpoint}]",
+            generator_method(protector(gen.checkpoint)), list(members))
     if spec.hybrid is not None:
         generator = spec.hybrid.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
         for k in spec.hybrid.k:

@@ -429,5 +429,8 @@ class GeneratorModule(L.LightningModule):
 
     def export(self, path: str | Path, **notes: str) -> Path:
         """Write the generator alone as a PaintGuard safetensors checkpoint."""
-        # a comma list for an ensemble: paintguard compare reads it as what the generator was made against
+        # a comma list for an ensemble: paintguard compare reads it as what the generator was made against,
+        # and the ensemble mode, to tell apart generators trained against the same models
+        if len(self.sources) > 1:
+            notes = {"ensemble": self.hparams.ensemble, **notes}
         return save_generator(self.net, path, inpainter=",".join(self.sources), **notes)
