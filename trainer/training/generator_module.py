@@ -36,15 +36,12 @@ With ``inpainters`` (a list of sources), the generator is trained against all of
 at once: the mean of the per-model losses, each with its own hide reference
 (``trainer.objective.ensemble``; ``ensemble: random`` draws one model per batch
 instead). Validation and its teacher (the ensemble optimiser) score the same mean.
-
-``lr_decay_steps`` > 0 lowers the learning rate along half a cosine to ``lr_final``
-over that many steps (then keeps it), per optimiser step; 0 keeps ``lr`` throughout.
+``lr_decay_steps`` > 0: a cosine decay of the rate to ``lr_final`` (trainer/training/lr_schedule.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from functools import partial
 from pathlib import Path
@@ -68,6 +65,7 @@ from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights
 from trainer.objective.metrics import protection_metrics, share_of_gain
 from trainer.objective.transforms import jpeg
+from trainer.training.lr_schedule import adamw, check_decay
 
 Tensor = torch.Tensor
 TEACHER_LOSSES = ("mse", "sign")
@@ -83,12 +81,6 @@ def _over_entries(per_sample: Tensor, has: Tensor) -> Tensor:
     """The mean of a per-sample term over the samples that carry its reference (``has`` = 1); 0 if none does."""
     has = has.to(per_sample.dtype)
     return (per_sample * has).sum() / has.sum().clamp_min(1)
-
-
-def cosine_decay(step: int, steps: int, final: float) -> float:
-    """The learning rate's factor at ``step``: half a cosine from 1 down to ``final`` over ``steps``, then flat."""
-    progress = min(step / steps, 1.0)
-    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class GeneratorModule(L.LightningModule):
@@ -139,8 +131,7 @@ class GeneratorModule(L.LightningModule):
             raise ValueError("inpainters must list at least one inpainter (or be null: the one inpainter)")
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
-        if lr_decay_steps < 0 or not 0.0 <= lr_final <= lr:
-            raise ValueError(f"need lr_decay_steps >= 0 and 0 <= lr_final <= lr, got {lr_decay_steps} and {lr_final}")
+        check_decay(lr, lr_decay_steps, lr_final)
         config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
                             head=head, stem_channels=stem_channels, stem_kernel=stem_kernel,
                             head_layers=head_layers, encoder_features=encoder_features)
@@ -302,12 +293,7 @@ class GeneratorModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if not hp.lr_decay_steps:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(cosine_decay, steps=hp.lr_decay_steps,
-                                                                         final=hp.lr_final / hp.lr))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw(self.net.parameters(), hp.lr, hp.weight_decay, hp.lr_decay_steps, hp.lr_final)
 
     # --- validation -------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -429,8 +415,6 @@ class GeneratorModule(L.LightningModule):
 
     def export(self, path: str | Path, **notes: str) -> Path:
         """Write the generator alone as a PaintGuard safetensors checkpoint."""
-        # a comma list for an ensemble: paintguard compare reads it as what the generator was made against,
-        # and the ensemble mode, to tell apart generators trained against the same models
-        if len(self.sources) > 1:
-            notes = {"ensemble": self.hparams.ensemble, **notes}
-        return save_generator(self.net, path, inpainter=",".join(self.sources), **notes)
+        # paintguard compare reads what a generator was made against (a comma list) and, for an ensemble, how
+        mode = {"ensemble": self.hparams.ensemble} if len(self.sources) > 1 else {}
+        return save_generator(self.net, path, inpainter=",".join(self.sources), **{**mode, **notes})
