@@ -115,8 +115,9 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
             v.copy_(state[k])
 
 
-# options that add a block which starts as the identity (zero output): a network without it can start one with it
-GROWN_BLOCKS = {"encoder_features": "feature_proj."}
+# options that add a block which starts as the identity (zero output): a network without it (the option at its
+# "off" value) can start one with it. option -> (the block's key prefix, the option's off value)
+GROWN_BLOCKS = {"encoder_features": ("feature_proj.", False), "global_context": ("context.", "none")}
 
 
 def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_config: Any, source: str) -> None:
@@ -127,8 +128,9 @@ def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_c
     may be switched on; then the weights are copied key for key with every shape checked.
     Errors name the options that differ.
     """
-    grown = [f.name for f in fields(config) if f.name in GROWN_BLOCKS and getattr(config, f.name)
-             and not getattr(source_config, f.name, False)]
+    grown = [f.name for f in fields(config) if f.name in GROWN_BLOCKS
+             and getattr(config, f.name) != GROWN_BLOCKS[f.name][1]
+             and getattr(source_config, f.name, GROWN_BLOCKS[f.name][1]) == GROWN_BLOCKS[f.name][1]]
     differ = [f"{f.name} {getattr(source_config, f.name)!r} (this model: {getattr(config, f.name)!r})"
               for f in fields(config) if getattr(config, f.name) != getattr(source_config, f.name)
               and f.name not in grown]
@@ -137,5 +139,5 @@ def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_c
                               "set the model's options to match it")
     state = dict(source_net.state_dict())
     # a block that starts as the identity keeps its initial weights; every other tensor still comes from the source
-    state.update({k: v for k, v in module.state_dict().items() if k.startswith(tuple(GROWN_BLOCKS[g] for g in grown))})
+    state.update({k: v for k, v in module.state_dict().items() if k.startswith(tuple(GROWN_BLOCKS[g][0] for g in grown))})
     load_state_strict(module, state, str(source))

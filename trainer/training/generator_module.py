@@ -52,11 +52,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from generator.checkpoint import copy_weights
-from generator.protector import load_generator, save_generator
+from generator.protector import save_generator
 from generator.save import atomic_write
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
+from generator.widen import start_from
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective.ensemble import (ENSEMBLE_MODES, EnsembleTask, draw_member, ensemble_losses,
                                        prepare_ensemble_task)
@@ -179,8 +179,7 @@ class GeneratorModule(L.LightningModule):
             # the head runs the (first) target's own first layers backwards: a frozen copy of them
             self.net.target_head.copy_layers(self.inpainter.encoder_layers(self.net.config.head_layers))
         if stage == "fit" and self.hparams.init_from:
-            net = load_generator(self.hparams.init_from)
-            copy_weights(self.net, self.net.config, net, net.config, self.hparams.init_from)
+            start_from(self.net, self.hparams.init_from)
 
     def on_fit_start(self) -> None:
         # a teacher cache optimised against other weights would distil noises that steer nothing
