@@ -117,7 +117,8 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
 
 # options that add a block which starts as the identity (zero output): a network without it (the option at its
 # "off" value) can start one with it. option -> (the block's key prefix, the option's off value)
-GROWN_BLOCKS = {"encoder_features": ("feature_proj.", False), "global_context": ("context.", "none")}
+GROWN_BLOCKS = {"encoder_features": (("feature_proj.",), False), "global_context": (("context.",), "none"),
+                "bottleneck_blocks": (("bottleneck_proj.", "target_blocks."), 0)}
 
 
 def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_config: Any, source: str) -> None:
@@ -139,5 +140,6 @@ def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_c
                               "set the model's options to match it")
     state = dict(source_net.state_dict())
     # a block that starts as the identity keeps its initial weights; every other tensor still comes from the source
-    state.update({k: v for k, v in module.state_dict().items() if k.startswith(tuple(GROWN_BLOCKS[g][0] for g in grown))})
+    new = sum((GROWN_BLOCKS[g][0] for g in grown), ())
+    state.update({k: v for k, v in module.state_dict().items() if k.startswith(new)})
     load_state_strict(module, state, str(source))

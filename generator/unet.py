@@ -46,6 +46,11 @@ class UNetConfig:
     # an encoder-gradient head's generator also reads the target's own layer-k activations (computed exactly by
     # the head's frozen layers): the gradient it predicts at layer k is a function of them
     encoder_features: bool = False
+    # with encoder_features, also read the target's bottleneck after its first k residual blocks (frozen copies of
+    # them): what the target will paint, which its gradient at layer k is a function of. Costs a part of the
+    # target's own forward pass; 0: off
+    bottleneck_blocks: int = 0
+    bottleneck_ratio: float = 0.75  # the share of the bottleneck's channels in its global (Fourier) branch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,9 +164,34 @@ class NoiseUNet(nn.Module):
             self.target_stem = StemGradientHead(cfg.stem_channels, cfg.stem_kernel)
         if cfg.encoder_features and self.feature_proj is None:
             raise ValueError("encoder_features needs head: stem-gradient with head_layers > 1")
+        self.target_blocks = self.bottleneck_proj = None
+        if cfg.bottleneck_blocks:
+            if not cfg.encoder_features:
+                raise ValueError("bottleneck_blocks needs encoder_features")
+            from trainer.inpainting.ffc import FFCResnetBlock  # lazy, as load_inpainter: only this option needs it
+
+            dim = widths[-1]
+            self.target_blocks = nn.Sequential(*[FFCResnetBlock(dim, cfg.bottleneck_ratio, cfg.bottleneck_ratio)
+                                                 for _ in range(cfg.bottleneck_blocks)]).requires_grad_(False)
+            self.bottleneck_proj = nn.Conv2d(dim, w[self.field_level], 1)
+            nn.init.zeros_(self.bottleneck_proj.weight)
+            nn.init.zeros_(self.bottleneck_proj.bias)
         # start near zero noise: the untrained protector leaves images (almost) untouched
         nn.init.normal_(self.head[0].weight, std=1e-3)
         nn.init.zeros_(self.head[0].bias)
+
+    def train(self, mode: bool = True) -> NoiseUNet:
+        super().train(mode)
+        if self.target_blocks is not None:  # frozen: their BatchNorm keeps the target's statistics
+            self.target_blocks.eval()
+        return self
+
+    def bottleneck(self, last: Tensor) -> Tensor:
+        """The target's first ``bottleneck_blocks`` residual blocks on its layer-k output ``last`` (local channels,
+        then global), in the same layout."""
+        split = last.shape[1] - int(last.shape[1] * self.config.bottleneck_ratio)
+        local, glob = self.target_blocks((last[:, :split], last[:, split:]))
+        return torch.cat([local, glob], dim=1)
 
     @property
     def target_head(self) -> StemGradientHead | EncoderGradientHead | None:
@@ -182,6 +212,8 @@ class NoiseUNet(nn.Module):
             x = enc(down(x))
             if i == self.field_level and self.feature_proj is not None:
                 x = x + self.feature_proj(encoding.last)
+                if self.bottleneck_proj is not None:
+                    x = x + self.bottleneck_proj(self.bottleneck(encoding.last))
             skips.append(x)
         skips = skips[self.field_level:-1]
         x = self.context(x)

@@ -1,4 +1,5 @@
-"""Growing a trained generator: Net2Net widening and a global block added as the identity keep its function."""
+"""Growing a trained generator: Net2Net widening, a global block and the target's bottleneck blocks, each added so
+that the grown network starts as the trained one."""
 
 from __future__ import annotations
 
@@ -61,3 +62,42 @@ def test_training_starts_a_wider_generator_with_a_global_block_from_a_saved_one(
         start_from(NoiseUNet(UNetConfig(**{**config.to_dict(), "widths": [16, 32, 48, 64]})), str(source))
     with pytest.raises(ValueError, match="widening a generator with global_context"):
         widen(grown, [32, 64, 64, 128])
+
+
+def test_bottleneck_blocks_are_the_targets_own_frozen_and_start_as_the_generator_without_them(
+        inpainter_file, tiny_inpainter, tmp_path):
+    from trainer.training.generator_module import GeneratorModule
+
+    config = UNetConfig(widths=[8, 16, 16, 32], head="stem-gradient", stem_channels=8, head_layers=4,
+                        encoder_features=True)
+    source = save_generator(_trained(config, tiny_inpainter), tmp_path / "plain.safetensors")
+    module = GeneratorModule(inpainter=inpainter_file, widths=[8, 16, 16, 32], groups=8, head="stem-gradient",
+                             stem_channels=8, head_layers=4, encoder_features=True, bottleneck_blocks=1,
+                             init_from=str(source))
+    module.setup("fit")
+    net = module.net.train()
+    assert not net.target_blocks[0].conv1.bn_l.training  # the target's statistics, also while training
+    assert not any(p.requires_grad for p in net.target_blocks.parameters())
+    image, mask = _batch(64)
+    target = torch.rand(2, 3)
+    torch.testing.assert_close(net(image, mask, target), load_generator(source)(image, mask, target),
+                               rtol=0, atol=0)
+    # what it reads: the target's bottleneck after its first block, on the attack's input
+    out = tiny_inpainter.net.model[0](torch.cat([image * (1 - mask), mask], dim=1))
+    for i in range(1, 6):
+        out = tiny_inpainter.net.model[i](out)
+    reference = torch.cat(out, 1).detach()
+    with torch.no_grad():  # the encoder's BatchNorm is folded into its weights: equal up to float rounding
+        torch.testing.assert_close(net.bottleneck(net.target_encoder.encode(image, mask).last), reference,
+                                   rtol=1e-3, atol=1e-4 * reference.abs().max().item())
+    net(image, mask, target).square().sum().backward()
+    assert net.bottleneck_proj.weight.grad.abs().max() > 0  # a zero start is not a dead end
+    with torch.no_grad():
+        net.bottleneck_proj.weight.normal_()
+    loaded = load_generator(save_generator(net, tmp_path / "grown.safetensors"))
+    assert loaded.config.bottleneck_blocks == 1
+    torch.testing.assert_close(loaded(image, mask, target), net.eval()(image, mask, target))
+    with pytest.raises(ValueError, match="this inpainter has 1 bottleneck blocks, not 2"):
+        tiny_inpainter.bottleneck_blocks(2)
+    with pytest.raises(ValueError, match="bottleneck_blocks needs encoder_features"):
+        NoiseUNet(UNetConfig(**{**config.to_dict(), "encoder_features": False, "bottleneck_blocks": 1}))

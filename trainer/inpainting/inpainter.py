@@ -18,7 +18,7 @@ from torch import nn
 
 from generator import checkpoint
 from generator.checkpoint import CheckpointError
-from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator
+from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator, FFCResnetBlock
 
 Tensor = torch.Tensor
 KIND = "inpainter"
@@ -95,6 +95,13 @@ class Inpainter(nn.Module):
             layers.append((torch.cat([conv.weight for conv, _ in parts]), torch.cat(scales),
                            torch.cat([bn.bias - bn.running_mean * s for (_, bn), s in zip(parts, scales)])))
         return layers
+
+    def bottleneck_blocks(self, k: int) -> dict[str, Tensor]:
+        """The state of the first ``k`` residual blocks of the bottleneck (keys as in an ``nn.Sequential`` of them)."""
+        blocks = [m for m in self.net.model if isinstance(m, FFCResnetBlock)]
+        if k > len(blocks):
+            raise ValueError(f"this inpainter has {len(blocks)} bottleneck blocks, not {k}")
+        return nn.Sequential(*blocks[:k]).state_dict()
 
     def predict(self, image: Tensor, mask: Tensor) -> Tensor:
         """The network's raw prediction for the whole image (before compositing)."""

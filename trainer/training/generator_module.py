@@ -1,12 +1,10 @@
 """Training the amortised protector against a frozen inpainter.
 
-Per batch: noise = G(x, m, t); x' = clip(x + noise) (8-bit rounded, straight
-through); the attack/incp/hide losses of the 20-step optimiser on x', plus an
-optional distillation term towards the optimiser's own noise for the same
-(image, mask) pair (the teacher cache). Validation reports the protection
-metrics next to the teacher's on the same images, so the amortisation gap is
-visible in every run, with the training time so far (``val/train_minutes``,
-kept across resumes) for the curve of held-out share against time.
+Per batch: noise = G(x, m, t); x' = clip(x + noise) (8-bit rounded, straight through); the attack/incp/hide
+losses of the 20-step optimiser on x', plus an optional distillation term towards the optimiser's own noise for
+the same (image, mask) pair (the teacher cache). Validation reports the protection metrics next to the teacher's
+on the same images, so the amortisation gap is visible in every run, with the training time so far
+(``val/train_minutes``, kept across resumes) for the curve of held-out share against time.
 
 Supervised terms on cached entries need no inpainter call: ``gradient_weight``
 towards the direction of a cached input gradient g (normalised to mean |g| = 1;
@@ -122,6 +120,7 @@ class GeneratorModule(L.LightningModule):
         head_layers: int = 1,
         field_weight: float = 0.0,
         encoder_features: bool = False,
+        bottleneck_blocks: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -133,10 +132,9 @@ class GeneratorModule(L.LightningModule):
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
         check_decay(lr, lr_decay_steps, lr_final)
         config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
-                            head=head, stem_channels=stem_channels, stem_kernel=stem_kernel,
-                            head_layers=head_layers, encoder_features=encoder_features)
-        if widths is not None:
-            config.widths = list(widths)
+                            head=head, stem_channels=stem_channels, stem_kernel=stem_kernel, head_layers=head_layers,
+                            encoder_features=encoder_features, bottleneck_blocks=bottleneck_blocks,
+                            **({} if widths is None else {"widths": list(widths)}))
         self.net = NoiseUNet(config)
         self.weights = LossWeights(attack_weight, incp_weight, hide_weight)
         # training only: validation and the teacher see the images as saved
@@ -178,6 +176,8 @@ class GeneratorModule(L.LightningModule):
         if stage == "fit" and self.net.target_head is not None:
             # the head runs the (first) target's own first layers backwards: a frozen copy of them
             self.net.target_head.copy_layers(self.inpainter.encoder_layers(self.net.config.head_layers))
+        if stage == "fit" and self.net.target_blocks is not None:  # and the first blocks of its bottleneck
+            self.net.target_blocks.load_state_dict(self.inpainter.bottleneck_blocks(len(self.net.target_blocks)))
         if stage == "fit" and self.hparams.init_from:
             start_from(self.net, self.hparams.init_from)
 
