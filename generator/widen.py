@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from generator.checkpoint import copy_weights
+from generator.checkpoint import CheckpointError, copy_weights
 from generator.protector import load_generator
 from generator.unet import NoiseUNet, UNetConfig
 
@@ -103,9 +103,13 @@ def widen(net: NoiseUNet, widths: list[int], seed: int = 0) -> NoiseUNet:
 
 
 def start_from(net: NoiseUNet, source: str) -> None:
-    """Copy a saved generator's weights into ``net`` key for key with every shape checked; a source with narrower
-    widths is widened first (above), and a block of ``GROWN_BLOCKS`` that the source lacks starts as the identity."""
+    """Copy a saved generator's weights into ``net`` key for key with every shape checked; a source with as many
+    levels but narrower is widened first (above), and a block of ``GROWN_BLOCKS`` it lacks starts as the identity."""
     source_net = load_generator(source)
-    if list(source_net.config.widths) != list(net.config.widths):
-        source_net = widen(source_net, net.config.widths)
+    old, new = list(source_net.config.widths), list(net.config.widths)
+    if old != new and len(old) == len(new):  # another depth is another architecture: copy_weights says so
+        try:
+            source_net = widen(source_net, new)
+        except ValueError as err:
+            raise CheckpointError(f"init_from '{source}': {err}") from None
     copy_weights(net, net.config, source_net, source_net.config, source)
