@@ -55,11 +55,12 @@ def widen(net: NoiseUNet, widths: list[int], seed: int = 0) -> NoiseUNet:
     computes the same noise up to float rounding."""
     cfg = net.config
     old = list(cfg.widths)
-    if len(widths) != len(old) or any(n % o for n, o in zip(widths, old)) or len({n // o for n, o in zip(widths, old)}) != 1:
+    factors = {n // o if n % o == 0 else 0 for n, o in zip(widths, old)}  # 0: not a multiple
+    if len(widths) != len(old) or len(factors) != 1 or 0 in factors:
         raise ValueError(f"cannot widen widths {old} to {list(widths)}: each must grow by the same integer factor")
     if cfg.global_context != "none":
         raise ValueError("widening a generator with global_context is not supported; widen first, then add it")
-    factor = widths[0] // old[0]
+    factor = factors.pop()
     gen = torch.Generator().manual_seed(seed)
     levels = [_Space.widened(w, factor, cfg.groups, gen) for w in old]
     wide = NoiseUNet(UNetConfig(**{**cfg.to_dict(), "widths": list(widths)}))
