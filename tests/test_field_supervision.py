@@ -8,8 +8,9 @@ import torch
 from trainer.commands.train import main as train_main
 from trainer.objective.fgsm import head_field, input_gradient, layer_gradient
 from trainer.objective.losses import prepare_task
-from trainer.training.generator_module import GeneratorModule
+from trainer.training import generator_module
 from trainer.training.gradient_cache import GradientCache, build_gradient_cache
+from trainer.training.supervised_terms import field_cosine
 
 from .conftest import masked_batch
 
@@ -55,7 +56,7 @@ def test_gradient_cache_stores_the_normalised_field_and_keeps_recipes_apart(tmp_
 def test_field_cosine_rewards_the_negated_gradient_over_the_entries_that_carry_one():
     reference = torch.randn(3, 16, 4, 4)
     has = torch.tensor([1.0, 1.0, 0.0])
-    cosine = GeneratorModule._field_cosine
+    cosine = field_cosine
     assert cosine(-reference, reference, has).item() == pytest.approx(1)  # the head takes -G
     assert cosine(reference, reference, has).item() == pytest.approx(-1)
     mixed = torch.cat([-reference[:2], reference[2:]])
@@ -69,7 +70,7 @@ def test_field_supervised_training_fits_an_encoder_gradient_generator(tmp_path, 
     build_gradient_cache(tmp_path / "fc", inpainter_file, None, count=8, size=32, shard_size=8, field_layers=2,
                          log=lambda _: None)
     seen = []
-    real = GeneratorModule._field_cosine
+    real = field_cosine
 
     def counted(field, reference, has):
         seen.append(has.clone())
@@ -77,7 +78,7 @@ def test_field_supervised_training_fits_an_encoder_gradient_generator(tmp_path, 
         assert value.requires_grad  # the term reaches the U-Net
         return value
 
-    monkeypatch.setattr(GeneratorModule, "_field_cosine", staticmethod(counted))
+    monkeypatch.setattr(generator_module, "field_cosine", counted)
     supervised = stage == "supervised"
     assert train_main(["fit", "--config", str(ci_config), "--model.head", "stem-gradient", "--model.stem_channels",
                        "8", "--model.head_layers", "2", "--model.field_weight", "1",

@@ -134,7 +134,8 @@ class _Replay:
 def ensemble_losses(inpainters: Inpainters, protected: Tensor, task: ProtectionTask | EnsembleTask,
                     weights: LossWeights | None = None, transform: TaskTransform | None = None,
                     generator: torch.Generator | None = None, members: Sequence[int] | None = None,
-                    eot_samples: int = 1, backward: bool = False) -> dict[str, Tensor]:
+                    eot_samples: int = 1, backward: bool = False,
+                    reference: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
     """Per-image attack, incp, hide and total losses (each (B,)), averaged over the ensemble's members.
 
     Each member's losses are ``protection_losses`` against that member with its own
@@ -147,12 +148,16 @@ def ensemble_losses(inpainters: Inpainters, protected: Tensor, task: ProtectionT
     soon as it is computed (images are independent, so summing keeps each image's
     gradient its own), which holds one member's graph in memory at a time instead of
     all of them; the gradient is that of the mean, and the returned losses are detached.
+    ``reference``: output distillation's target fills (``protection_losses``), one inpainter only.
     """
     nets = as_members(inpainters)
     task = as_ensemble_task(task, len(nets))
     chosen = list(range(len(nets))) if members is None else list(members)
     if not chosen:
         raise ValueError("ensemble_losses needs at least one member")
+    if reference is not None and (len(nets) > 1 or backward):
+        raise ValueError("output distillation's reference fills are one inpainter's, and its term is not in total: "
+                         "use it without an ensemble and without backward")
     b, k = protected.shape[0], eot_samples if transform is not None else 1
     tasks = task.repeat(k).tasks if k > 1 else task.tasks
     inputs = protected.repeat(k, 1, 1, 1) if k > 1 else protected
@@ -164,7 +169,7 @@ def ensemble_losses(inpainters: Inpainters, protected: Tensor, task: ProtectionT
     leaf = inputs.detach().requires_grad_(True) if backward else inputs
     mean: dict[str, Tensor] = {}
     for i in chosen:
-        losses = protection_losses(nets[i], leaf, tasks[i], weights, shared)
+        losses = protection_losses(nets[i], leaf, tasks[i], weights, shared, reference=reference)
         if k > 1:
             losses = {name: value.view(k, b).mean(0) for name, value in losses.items()}
         if backward:

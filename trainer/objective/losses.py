@@ -18,7 +18,7 @@ from generator.target import target_colour
 Tensor = torch.Tensor
 
 __all__ = ["target_colour", "dilate", "ring", "masked_mse", "LossWeights", "ProtectionTask", "prepare_task",
-           "TaskTransform", "transform_task", "protection_losses", "repeat_task", "psnr_from_mse"]
+           "TaskTransform", "transform_task", "protection_losses", "reference_fills", "repeat_task", "psnr_from_mse"]
 
 
 def ring(mask: Tensor, size: int = 17) -> Tensor:
@@ -108,9 +108,17 @@ def transform_task(inpainter: nn.Module, task: ProtectionTask, transform: TaskTr
     return ProtectionTask(image, *masks, task.target, reference)
 
 
+@torch.no_grad()
+def reference_fills(inpainter: nn.Module, protected: Tensor, task: ProtectionTask) -> tuple[Tensor, Tensor]:
+    """f(x', m) and f(x', E(m)) of another protected image (the teacher's): the targets of output distillation."""
+    fills = inpainter(protected.repeat(2, 1, 1, 1), torch.cat([task.mask, task.dilated]))
+    return fills[:len(protected)], fills[len(protected):]
+
+
 def protection_losses(inpainter: nn.Module, protected: Tensor, task: ProtectionTask,
                       weights: LossWeights | None = None, transform: TaskTransform | None = None,
-                      generator: torch.Generator | None = None) -> dict[str, Tensor]:
+                      generator: torch.Generator | None = None,
+                      reference: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
     """Per-image attack, incp, hide and total losses (each (B,)) for protected images.
 
     attack: f(x', m) inside m against the target colour; incp: the same on E(m);
@@ -121,7 +129,13 @@ def protection_losses(inpainter: nn.Module, protected: Tensor, task: ProtectionT
     edit after it: x' becomes T(x'), the masks T's geometry applied to them and the
     hide reference f(T(x), E'(T m)) (see :func:`transform_task`). Differentiable
     through T.
+
+    With ``reference`` (:func:`reference_fills` of the teacher's protected image), also
+    "output": the squared distance of this image's two fills to those, on m and E(m)
+    (output distillation; not part of total). It reuses the fills the attack terms make.
     """
+    if transform is not None and reference is not None:
+        raise ValueError("output distillation compares untransformed fills: use it without a transformation")
     if transform is not None:
         params = transform.sample(protected, generator)
         task = transform_task(inpainter, task, transform, params)
@@ -136,7 +150,11 @@ def protection_losses(inpainter: nn.Module, protected: Tensor, task: ProtectionT
     incp = masked_mse(incp_fill, target, task.dilated)
     hide = masked_mse(hide_fill, task.clean_ring_fill, task.ring)
     total = w.attack * attack + w.incp * incp + w.hide * hide
-    return {"attack": attack, "incp": incp, "hide": hide, "total": total}
+    losses = {"attack": attack, "incp": incp, "hide": hide, "total": total}
+    if reference is not None:
+        losses["output"] = masked_mse(attack_fill, reference[0], task.mask) + masked_mse(incp_fill, reference[1],
+                                                                                          task.dilated)
+    return losses
 
 
 def repeat_task(task: ProtectionTask, times: int) -> ProtectionTask:

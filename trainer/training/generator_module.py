@@ -34,6 +34,9 @@ With ``inpainters`` (a list of sources), the generator is trained against all of
 at once: the mean of the per-model losses, each with its own hide reference
 (``trainer.objective.ensemble``; ``ensemble: random`` draws one model per batch
 instead). Validation and its teacher (the ensemble optimiser) score the same mean.
+``output_weight`` (a cache with teacher noises) adds output distillation on the cached entries: the squared
+distance of the protected image's fills of m and E(m) to those of the teacher's protected image, a reachable
+target next to the solid colour (``trainer.objective.losses.reference_fills``; one extra forward without gradients).
 ``lr_decay_steps`` > 0: a cosine decay of the rate to ``lr_final`` (trainer/training/lr_schedule.py).
 """
 
@@ -47,7 +50,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from generator.protector import save_generator
@@ -60,10 +62,11 @@ from trainer.objective.ensemble import (ENSEMBLE_MODES, EnsembleTask, draw_membe
                                        prepare_ensemble_task)
 from trainer.objective.eot import EOTConfig, FixedTransform, RandomTransforms
 from trainer.objective.iterative import IterativeConfig, protect_iterative
-from trainer.objective.losses import LossWeights
+from trainer.objective.losses import LossWeights, reference_fills
 from trainer.objective.metrics import protection_metrics, share_of_gain
 from trainer.objective.transforms import jpeg
 from trainer.training.lr_schedule import adamw, check_decay
+from trainer.training.supervised_terms import field_cosine, over_entries, supervised_term
 
 Tensor = torch.Tensor
 TEACHER_LOSSES = ("mse", "sign")
@@ -73,12 +76,6 @@ def round_to_8bit(image: Tensor, straight_through: bool = True) -> Tensor:
     """Round to the 8-bit grid as saving a PNG does; the gradient passes straight through."""
     rounded = torch.round(image * 255) / 255
     return image + (rounded - image).detach() if straight_through else rounded
-
-
-def _over_entries(per_sample: Tensor, has: Tensor) -> Tensor:
-    """The mean of a per-sample term over the samples that carry its reference (``has`` = 1); 0 if none does."""
-    has = has.to(per_sample.dtype)
-    return (per_sample * has).sum() / has.sum().clamp_min(1)
 
 
 class GeneratorModule(L.LightningModule):
@@ -121,6 +118,7 @@ class GeneratorModule(L.LightningModule):
         field_weight: float = 0.0,
         encoder_features: bool = False,
         bottleneck_blocks: int = 0,
+        output_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -131,6 +129,9 @@ class GeneratorModule(L.LightningModule):
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
         check_decay(lr, lr_decay_steps, lr_final)
+        if output_weight > 0 and (e2e_weight <= 0 or eot):
+            raise ValueError("output_weight compares the fills of the end-to-end pass: it needs e2e_weight > 0 "
+                             "and no eot")
         config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
                             head=head, stem_channels=stem_channels, stem_kernel=stem_kernel, head_layers=head_layers,
                             encoder_features=encoder_features, bottleneck_blocks=bottleneck_blocks,
@@ -221,9 +222,17 @@ class GeneratorModule(L.LightningModule):
             protected, noise, field = self._protect(task, straight_through=True, with_field=with_field)
             # "random": one model per batch, drawn from torch's generator (seeded by seed_everything)
             members = [draw_member(len(self.sources))] if hp.ensemble == "random" else None
+            reference = None
+            if hp.output_weight > 0 and "teacher_noise" in batch:  # the teacher's own fills, as targets
+                teacher = round_to_8bit((task.image + batch["teacher_noise"]).clamp(0, 1), straight_through=False)
+                reference = reference_fills(self.inpainter, teacher, task.tasks[0])
             losses = ensemble_losses(self.inpainters, protected, task, self.weights, transform=self.eot,
-                                     members=members)
+                                     members=members, reference=reference)
             loss = loss + hp.e2e_weight * losses["total"].mean()
+            if reference is not None:
+                output = over_entries(losses.pop("output"), batch["has_teacher"])
+                loss = loss + hp.output_weight * output
+                self.log("train/output_distill", output, batch_size=b)
             for name, value in losses.items():
                 self.log(f"train/{name}", value.mean(), batch_size=b, prog_bar=name == "total")
             every = hp.panel_every_n_steps
@@ -247,35 +256,13 @@ class GeneratorModule(L.LightningModule):
             self.log("train/gradient_hinge", hinge, batch_size=b)
             self.log("train/linearised", linear, batch_size=b, prog_bar=hp.e2e_weight == 0)
         if with_field:
-            cosine = self._field_cosine(field, batch["field"], batch["has_field"])
+            cosine = field_cosine(field, batch["field"], batch["has_field"])
             loss = loss + hp.field_weight * (1 - cosine)
             self.log("train/field_cosine", cosine, batch_size=b, prog_bar=hp.e2e_weight == 0)
         return loss
 
-    @staticmethod
-    def _field_cosine(field: Tensor, reference: Tensor, has: Tensor) -> Tensor:
-        """Mean cosine between the predicted field and ``-reference`` (a cached field is the gradient at layer k,
-        the head takes its negation) over the images that carry one."""
-        return _over_entries(-F.cosine_similarity(field.flatten(1), reference.flatten(1), dim=1), has)
-
-    def _supervised(self, noise: Tensor, raw: Tensor, reference: Tensor, has: Tensor, kind: str) -> Tensor:
-        """A supervised term over the images that carry ``reference`` (``has`` = 1), averaged over them.
-
-        "mse": squared error to a teacher noise, in units of eps. "sign": hinge on the
-        pre-tanh output towards the teacher's signs, ``relu(margin - sign(t) * raw)``.
-        "gradient": the same towards ``-sign(g)``, weighted by |g| (normalised gradient).
-        "linearised": ``mean(g * d) / eps``, the first-order objective (a metric here; -1 at best).
-        """
-        eps, margin = self.hparams.eps, self.hparams.supervised_margin
-        if kind == "mse":
-            per_pixel = (noise - reference).div(eps).pow(2)
-        elif kind == "sign":
-            per_pixel = torch.relu(margin - torch.sign(reference) * raw)
-        elif kind == "gradient":
-            per_pixel = reference.abs() * torch.relu(margin + torch.sign(reference) * raw)
-        else:
-            per_pixel = reference * noise / eps
-        return _over_entries(per_pixel.mean(dim=(1, 2, 3)), has)
+    def _supervised(self, noise: Tensor, raw: Tensor | None, reference: Tensor, has: Tensor, kind: str) -> Tensor:
+        return supervised_term(noise, raw, reference, has, kind, self.hparams.eps, self.hparams.supervised_margin)
 
     # --- training time, for the curve of held-out share against time ------------------------
     def on_train_start(self) -> None:
