@@ -223,9 +223,13 @@ class GeneratorModule(L.LightningModule):
             # "random": one model per batch, drawn from torch's generator (seeded by seed_everything)
             members = [draw_member(len(self.sources))] if hp.ensemble == "random" else None
             reference = None
-            if hp.output_weight > 0 and "teacher_noise" in batch:  # the teacher's own fills, as targets
-                teacher = round_to_8bit((task.image + batch["teacher_noise"]).clamp(0, 1), straight_through=False)
-                reference = reference_fills(self.inpainter, teacher, task.tasks[0])
+            cached = batch["has_teacher"].nonzero()[:, 0] if hp.output_weight > 0 and "teacher_noise" in batch else []
+            if len(cached):  # the teacher's own fills as targets, made for the cached entries only
+                teacher = round_to_8bit((task.image[cached] + batch["teacher_noise"][cached]).clamp(0, 1),
+                                        straight_through=False)
+                fills = reference_fills(self.inpainter, teacher, task.select(cached).tasks[0])
+                # fresh crops keep zeros: over_entries gives their rows no weight
+                reference = tuple(torch.zeros_like(task.image).index_copy(0, cached, f) for f in fills)
             losses = ensemble_losses(self.inpainters, protected, task, self.weights, transform=self.eot,
                                      members=members, reference=reference)
             loss = loss + hp.e2e_weight * losses["total"].mean()
