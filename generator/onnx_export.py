@@ -116,7 +116,12 @@ def self_check(net: NoiseUNet, model: bytes, sizes=CHECK_SIZES, tolerance: float
         image, mask, target = random_inputs(batch, h, w, generator)
         with torch.no_grad():
             expected = net(image, mask, target)
-        got = runner(image, mask, target)
+        try:
+            got = runner(image, mask, target)
+        except Exception as err:  # onnxruntime's own failures are multi-line C++ messages
+            text = " ".join(str(err).split())[:300] or type(err).__name__
+            raise ExportError(f"self-check failed: onnxruntime cannot run the export on a {h}x{w} batch of "
+                              f"{batch}: {text}") from None
         if got.shape != expected.shape:
             raise ExportError(f"self-check failed: onnxruntime gives shape {tuple(got.shape)} for a {h}x{w} "
                               f"batch of {batch}, PyTorch {tuple(expected.shape)}")

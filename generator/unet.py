@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generator.encoder_head import EncoderGradientHead, Encoding, lama_encoder_widths
+from generator.real_fft import irfft2, rfft2
 from generator.stem_head import StemGradientHead
 
 Tensor = torch.Tensor
@@ -88,10 +89,8 @@ class SpectralBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        f = torch.fft.rfft2(x.float(), norm="ortho")
-        f = self.spectral(torch.cat([f.real, f.imag], dim=1).to(x.dtype)).float()
-        real, imag = f.chunk(2, dim=1)
-        y = torch.fft.irfft2(torch.complex(real, imag), s=(h, w), norm="ortho").to(x.dtype)
+        f = self.spectral(torch.cat(rfft2(x), dim=1).to(x.dtype))
+        y = irfft2(*f.chunk(2, dim=1), (h, w)).to(x.dtype)
         return x + self.out(y)
 
 

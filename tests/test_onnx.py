@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -234,3 +235,37 @@ def test_generator_reading_encoder_features_exports_the_same_function(tmp_path, 
         expected = net(image, mask, target)
         assert expected.abs().max() > 0.5 * EPS
         assert (runner(image, mask, target) - expected).abs().max() <= 1e-4
+
+
+def test_generator_with_fourier_context_exports_with_both_exporters(tmp_path, capsys):
+    # torch.fft has no ONNX form the web's onnxruntime runs: the export traces it as DFT matrix products,
+    # built from the runtime size, so any size and batch must still match PyTorch
+    torch.manual_seed(0)
+    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4, global_context="fourier"))
+    with torch.no_grad():
+        net.context.out.weight.normal_(std=1.0)  # zero at init: the block must act for the check to mean anything
+        net.head[0].weight.normal_(std=3.0)
+    path = save_generator(net, tmp_path / "fourier.safetensors")
+    out = tmp_path / "fourier.onnx"
+    assert main(["export-onnx", str(path), "-o", str(out)]) == 0
+    image, mask, target = random_inputs(2, 37, 19, torch.Generator().manual_seed(0))
+    expected = net(image, mask, target)
+    local = copy.deepcopy(net)
+    with torch.no_grad():
+        local.context.out.weight.zero_()
+    assert (local(image, mask, target) - expected).abs().max() > 0.2 * EPS  # the global block matters
+    assert (OnnxGenerator(out, threads=1)(image, mask, target) - expected).abs().max() <= 1e-4
+    model, worst = export_bytes(path, exporter="dynamo", sizes=((2, 21, 35),))
+    assert worst <= 1e-4
+
+
+def test_an_export_onnxruntime_cannot_run_is_a_one_line_error(tmp_path, generator, capsys, monkeypatch):
+    path, _ = generator
+
+    def fail(self, image, mask, target):
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : a kernel\nfailed")
+
+    monkeypatch.setattr(OnnxGenerator, "__call__", fail)
+    assert main(["export-onnx", str(path), "-o", str(tmp_path / "x.onnx")]) == 2
+    one_line_error(capsys, "self-check failed: onnxruntime cannot run the export on a 37x53 batch of 1")
+    assert not list(tmp_path.glob("*.onnx"))

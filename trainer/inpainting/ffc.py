@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from generator.real_fft import irfft2, rfft2
+
 Tensor = torch.Tensor
 # FFC layers pass (local, global) pairs; a missing branch is the integer 0, as upstream.
 Branch = Tensor | int
@@ -32,13 +34,10 @@ class FourierUnit(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
-        # cuFFT/pocketfft need float32; autocast would otherwise hand us half precision
-        ffted = torch.fft.rfftn(x.float(), dim=(-2, -1), norm="ortho")
-        ffted = torch.stack((ffted.real, ffted.imag), dim=2).reshape(b, -1, h, w // 2 + 1)
+        ffted = torch.stack(rfft2(x), dim=2).reshape(b, -1, h, w // 2 + 1)
         ffted = self.relu(self.bn(self.conv_layer(ffted.to(x.dtype))))
-        ffted = ffted.float().reshape(b, -1, 2, h, w // 2 + 1)
-        ffted = torch.complex(ffted[:, :, 0], ffted[:, :, 1])
-        return torch.fft.irfftn(ffted, s=(h, w), dim=(-2, -1), norm="ortho").to(x.dtype)
+        ffted = ffted.reshape(b, -1, 2, h, w // 2 + 1)
+        return irfft2(ffted[:, :, 0], ffted[:, :, 1], (h, w)).to(x.dtype)
 
 
 class SpectralTransform(nn.Module):
