@@ -108,10 +108,16 @@ def main() -> None:
     labels = [name if short.count(name) == 1 else g for name, g in zip(short, args.generator)]
     if len(set(labels)) < len(labels):
         parser.error("a generator is given twice")
-    protectors = {label: Protector.from_checkpoint(g) for label, g in zip(labels, args.generator)}
+    try:
+        protectors = {label: Protector.from_checkpoint(g) for label, g in zip(labels, args.generator)}
+    except ValueError as err:  # a CheckpointError among them: one line, not a traceback
+        parser.error(str(err))
     report, shares = [], {}
     for split in args.splits:
-        images, masks = samples(split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
+        try:
+            images, masks = samples(split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
+        except ValueError as err:  # no `make photos` yet, or an unknown split
+            parser.error(str(err))
         cache = reference_path(args.reference_dir, inpainter, split, args.photos_per_split, args.masks_per_image,
                                args.size, args.seed)
         runs = reference_runs(inpainter, images, masks, cache)
@@ -125,7 +131,8 @@ def main() -> None:
         ref = metrics[OPTIMISER]["attack_gain"]
         for r in results:
             shares.setdefault(r.name, {})[split] = share_of_gain(r.metrics["attack_gain"], ref)
-        report += [f"## {split}: {len(images)} samples ({args.photos_per_split} photos x {args.masks_per_image} "
+        photos = len(images) // args.masks_per_image  # a split may hold fewer photos than asked for
+        report += [f"## {split}: {len(images)} samples ({photos} photos x {args.masks_per_image} "
                    f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
         print("\n\n".join(report[-2:]), flush=True)
     rows = [[name, *(f"{shares[name].get(s, float('nan')):.2f}" for s in args.splits)] for name in shares]

@@ -1,0 +1,87 @@
+"""Is a generator's share limited by the size of its noise or by its direction? Two checks without training.
+
+    python benchmarks/noise_views.py [--generator generator-lama-tiny] [--split val] [--threads 1]
+
+On the samples and cached references of ``benchmarks/amortisation.py`` (same split, photos, masks
+and size), it scores the generator's noise d reshaped after the fact:
+
+- magnitude: ``eps * sign(d) * |d / eps|^p`` for p = 1 (as it is), 0.5, 0.25 and 0 (the corners of
+  the bound). If the share rose towards the corners, the generator would be short of size, not direction;
+- views: d averaged over the image and its mirror images (each mapped back), plain and signed. Averaging
+  helps only if the inpainter's response were flip-equivariant, which LaMa's is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from amortisation import OPTIMISER, REFERENCES, reference_path, reference_runs, samples
+from generator.protector import Protector
+from trainer.evaluation.scoring import run_method, score_runs
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.metrics import share_of_gain
+
+POWERS = (1.0, 0.5, 0.25, 0.0)
+VIEWS = {"image + horizontal mirror": [(), (-1,)], "image + 3 mirrors": [(), (-1,), (-2,), (-1, -2)]}
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--generator", default="generator-lama-tiny", help="shipped name or file")
+parser.add_argument("--inpainter", default="lama-tiny")
+parser.add_argument("--split", default="val")
+parser.add_argument("--photos-per-split", type=int, default=11)
+parser.add_argument("--masks-per-image", type=int, default=2)
+parser.add_argument("--size", type=int, default=256)
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--reference-dir", default="runs/amortisation-reference")
+parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+
+
+def noise_method(protector: Protector, views: list[tuple[int, ...]], power: float | None):
+    """Protect with the generator's noise averaged over ``views`` (flip dims), then reshaped by ``power``."""
+    eps = protector.eps
+
+    def flip(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        return t.flip(dims) if dims else t
+
+    def protect(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        d = sum(flip(protector.protect(flip(image, v), flip(mask, v)) - flip(image, v), v) for v in views)
+        d = (d / len(views)).clamp(-eps, eps)
+        if power is not None:
+            d = torch.sign(d) * eps * (d.abs() / eps) ** power
+        return (image + d).clamp(0, 1)
+    return protect
+
+
+def main() -> None:
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        protector = Protector.from_checkpoint(args.generator)
+        images, masks = samples(args.split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
+    except ValueError as err:  # an unknown checkpoint, no `make photos` yet
+        parser.error(str(err))
+    inpainter = load_inpainter(args.inpainter)
+    cache = reference_path(args.reference_dir, inpainter, args.split, args.photos_per_split, args.masks_per_image,
+                           args.size, args.seed)
+    runs = reference_runs(inpainter, images, masks, cache)
+    names = {1.0: "as it is", 0.0: "eps * sign(d): the corners"}
+    methods = {names.get(p, f"size to the power {p:g}"): noise_method(protector, [()], p) for p in POWERS}
+    for name, views in VIEWS.items():
+        methods[f"mean over {name}"] = noise_method(protector, views, None)
+        methods[f"mean over {name}, then sign"] = noise_method(protector, views, 0.0)
+    runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
+    metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
+    with torch.no_grad():
+        size = torch.stack([((protector.protect(i[None], m[None]) - i).abs() / protector.eps).mean()
+                            for i, m in zip(images, masks)]).mean()
+    ref = metrics[OPTIMISER]["attack_gain"]
+    print(f"{args.generator} on {args.split} ({len(images)} samples, {args.size} px): mean |d| = {size:.2f} eps")
+    print("| noise | share of the optimiser's gain |\n|---|---:|")
+    for run in runs[len(REFERENCES):]:
+        print(f"| {run.name} | {share_of_gain(metrics[run.name]['attack_gain'], ref):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
