@@ -87,19 +87,36 @@ def reference_runs(inpainter, images: list, masks: list, cache: Path) -> list[Me
     return runs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that pick the samples and their cached references (shared with ``noise_views.py``)."""
     parser.add_argument("--inpainter", default="lama-tiny")
-    parser.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     parser.add_argument("--photos-per-split", type=int, default=11, help="first N photos of each split")
     parser.add_argument("--masks-per-image", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, nargs="*", default=[1, 2], help="optimiser steps of the hybrids")
     parser.add_argument("--reference-dir", default="runs/amortisation-reference")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+
+
+def split_samples(parser: argparse.ArgumentParser, args: argparse.Namespace, inpainter,
+                  split: str) -> tuple[list, list, list[MethodRun]]:
+    """(images, masks, the none / optimiser / FGSM runs) of ``split``; a bad split or no photos is one line."""
+    try:
+        images, masks = samples(split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
+    except ValueError as err:  # no `make photos` yet, or an unknown split
+        parser.error(str(err))
+    cache = reference_path(args.reference_dir, inpainter, split, args.photos_per_split, args.masks_per_image,
+                           args.size, args.seed)
+    return images, masks, reference_runs(inpainter, images, masks, cache)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
+    parser.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    parser.add_argument("--k", type=int, nargs="*", default=[1, 2], help="optimiser steps of the hybrids")
     parser.add_argument("--out", default=None, help="also write the report (Markdown) here")
+    add_sample_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
@@ -114,13 +131,7 @@ def main() -> None:
         parser.error(str(err))
     report, shares = [], {}
     for split in args.splits:
-        try:
-            images, masks = samples(split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
-        except ValueError as err:  # no `make photos` yet, or an unknown split
-            parser.error(str(err))
-        cache = reference_path(args.reference_dir, inpainter, split, args.photos_per_split, args.masks_per_image,
-                               args.size, args.seed)
-        runs = reference_runs(inpainter, images, masks, cache)
+        images, masks, runs = split_samples(parser, args, inpainter, split)
         first = next(iter(protectors.values()))
         methods = {"colour push (no network)": colour_push_method()}
         methods.update({name: generator_method(p) for name, p in protectors.items()})

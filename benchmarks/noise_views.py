@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from amortisation import OPTIMISER, REFERENCES, reference_path, reference_runs, samples
+from amortisation import OPTIMISER, REFERENCES, add_sample_arguments, split_samples
 from generator.protector import Protector
 from trainer.evaluation.scoring import run_method, score_runs
 from trainer.inpainting.inpainter import load_inpainter
@@ -28,14 +28,8 @@ VIEWS = {"image + horizontal mirror": [(), (-1,)], "image + 3 mirrors": [(), (-1
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--generator", default="generator-lama-tiny", help="shipped name or file")
-parser.add_argument("--inpainter", default="lama-tiny")
 parser.add_argument("--split", default="val")
-parser.add_argument("--photos-per-split", type=int, default=11)
-parser.add_argument("--masks-per-image", type=int, default=2)
-parser.add_argument("--size", type=int, default=256)
-parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--reference-dir", default="runs/amortisation-reference")
-parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+add_sample_arguments(parser)
 
 
 def noise_method(protector: Protector, views: list[tuple[int, ...]], power: float | None):
@@ -59,13 +53,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     try:
         protector = Protector.from_checkpoint(args.generator)
-        images, masks = samples(args.split, args.photos_per_split, args.masks_per_image, args.size, args.seed)
-    except ValueError as err:  # an unknown checkpoint, no `make photos` yet
+    except ValueError as err:  # a CheckpointError: one line, not a traceback
         parser.error(str(err))
     inpainter = load_inpainter(args.inpainter)
-    cache = reference_path(args.reference_dir, inpainter, args.split, args.photos_per_split, args.masks_per_image,
-                           args.size, args.seed)
-    runs = reference_runs(inpainter, images, masks, cache)
+    images, masks, runs = split_samples(parser, args, inpainter, args.split)
     names = {1.0: "as it is", 0.0: "eps * sign(d): the corners"}
     methods = {names.get(p, f"size to the power {p:g}"): noise_method(protector, [()], p) for p in POWERS}
     for name, views in VIEWS.items():
@@ -73,7 +64,7 @@ def main() -> None:
         methods[f"mean over {name}, then sign"] = noise_method(protector, views, 0.0)
     runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
     metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
-    with torch.no_grad():
+    with torch.no_grad():  # the generator's own noise, before the 8-bit save the scored runs went through
         size = torch.stack([((protector.protect(i[None], m[None]) - i).abs() / protector.eps).mean()
                             for i, m in zip(images, masks)]).mean()
     ref = metrics[OPTIMISER]["attack_gain"]

@@ -105,6 +105,11 @@ def _with_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
+def one_line(err: Exception, limit: int = 300) -> str:
+    """An exception's message on one line, cut at ``limit`` characters (its type where it has none)."""
+    return " ".join(str(err).split())[:limit] or type(err).__name__
+
+
 def self_check(net: NoiseUNet, model: bytes, sizes=CHECK_SIZES, tolerance: float = TOLERANCE) -> float:
     """Largest |onnxruntime - PyTorch| over random inputs of ``sizes``; raises ExportError above ``tolerance``."""
     from generator.onnx_backend import OnnxGenerator
@@ -119,9 +124,8 @@ def self_check(net: NoiseUNet, model: bytes, sizes=CHECK_SIZES, tolerance: float
         try:
             got = runner(image, mask, target)
         except Exception as err:  # onnxruntime's own failures are multi-line C++ messages
-            text = " ".join(str(err).split())[:300] or type(err).__name__
             raise ExportError(f"self-check failed: onnxruntime cannot run the export on a {h}x{w} batch of "
-                              f"{batch}: {text}") from None
+                              f"{batch}: {one_line(err)}") from None
         if got.shape != expected.shape:
             raise ExportError(f"self-check failed: onnxruntime gives shape {tuple(got.shape)} for a {h}x{w} "
                               f"batch of {batch}, PyTorch {tuple(expected.shape)}")
@@ -147,8 +151,7 @@ def export_bytes(name_or_path: str | os.PathLike = DEFAULT, exporter: str = "tor
     try:
         model = _with_metadata(_graph(net, exporter), metadata_for(source, net.config.to_dict(), exporter))
     except Exception as err:  # the exporters and ONNX's checker raise many kinds; one line says which step failed
-        text = " ".join(str(err).split())[:300] or type(err).__name__
-        raise ExportError(f"cannot export '{source}' with the {exporter} exporter: {text}") from None
+        raise ExportError(f"cannot export '{source}' with the {exporter} exporter: {one_line(err)}") from None
     return model, self_check(net, model, sizes)
 
 
