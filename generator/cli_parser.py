@@ -6,10 +6,12 @@ import argparse
 import sys
 from typing import NoReturn
 
+from generator.messages import one_line
+
 
 def usage_error(message: str, prog: str) -> NoReturn:
     """Print ``paintguard: error: MESSAGE (see 'PROG --help')`` on one line and exit with code 2."""
-    sys.stderr.write(f"paintguard: error: {' '.join(str(message).split())} (see '{prog} --help')\n")
+    sys.stderr.write(f"paintguard: error: {one_line(message)} (see '{prog} --help')\n")
     raise SystemExit(2)
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from generator.messages import one_line
+
 PathLike = str | os.PathLike
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -42,8 +44,7 @@ def _open(path: PathLike) -> Image.Image:
             img.load()
             return img
     except Exception as err:  # PIL decoders raise OSError, SyntaxError, struct.error, ...
-        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-        reason = " ".join(reason.split())  # keep the message on one line
+        reason = one_line(getattr(err, "strerror", None) or err)
         raise ImageReadError(f"cannot read image '{os.fspath(path)}': {reason}") from None
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from generator import checkpoint
+from generator.messages import one_line
 from generator.onnx_meta import INPUTS, OUTPUT, OnnxModelError, check_fresh, check_metadata
 from generator.protector import DEFAULT, KIND
 from generator.unet import UNetConfig
@@ -78,8 +79,7 @@ class OnnxGenerator:
         try:
             self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files
-            text = " ".join(str(err).split())[:300]
-            raise OnnxModelError(f"cannot load ONNX model '{where}': {text}") from None
+            raise OnnxModelError(f"cannot load ONNX model '{where}': {one_line(err, 300)}") from None
         self.where = where
         self.metadata: dict[str, Any] = check_metadata(self.session.get_modelmeta().custom_metadata_map, where)
         names = tuple(i.name for i in self.session.get_inputs())

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generator import checkpoint
+from generator.messages import one_line
 from generator.onnx_meta import INPUTS, OUTPUT, metadata_for
 from generator.protector import DEFAULT, KIND, load_generator
 from generator.save import atomic_write
@@ -105,11 +106,6 @@ def _with_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
-def one_line(err: Exception, limit: int = 300) -> str:
-    """An exception's message on one line, cut at ``limit`` characters (its type where it has none)."""
-    return " ".join(str(err).split())[:limit] or type(err).__name__
-
-
 def self_check(net: NoiseUNet, model: bytes, sizes=CHECK_SIZES, tolerance: float = TOLERANCE) -> float:
     """Largest |onnxruntime - PyTorch| over random inputs of ``sizes``; raises ExportError above ``tolerance``."""
     from generator.onnx_backend import OnnxGenerator
@@ -125,7 +121,7 @@ def self_check(net: NoiseUNet, model: bytes, sizes=CHECK_SIZES, tolerance: float
             got = runner(image, mask, target)
         except Exception as err:  # onnxruntime's own failures are multi-line C++ messages
             raise ExportError(f"self-check failed: onnxruntime cannot run the export on a {h}x{w} batch of "
-                              f"{batch}: {one_line(err)}") from None
+                              f"{batch}: {one_line(err, 300)}") from None
         if got.shape != expected.shape:
             raise ExportError(f"self-check failed: onnxruntime gives shape {tuple(got.shape)} for a {h}x{w} "
                               f"batch of {batch}, PyTorch {tuple(expected.shape)}")
@@ -151,7 +147,7 @@ def export_bytes(name_or_path: str | os.PathLike = DEFAULT, exporter: str = "tor
     try:
         model = _with_metadata(_graph(net, exporter), metadata_for(source, net.config.to_dict(), exporter))
     except Exception as err:  # the exporters and ONNX's checker raise many kinds; one line says which step failed
-        raise ExportError(f"cannot export '{source}' with the {exporter} exporter: {one_line(err)}") from None
+        raise ExportError(f"cannot export '{source}' with the {exporter} exporter: {one_line(err, 300)}") from None
     return model, self_check(net, model, sizes)
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from generator.cli_parser import ArgumentParser
 from generator.io import find_image_mask_pairs, read_image, read_mask
+from generator.messages import one_line
 from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, Protector
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
@@ -178,7 +179,7 @@ class Groups(Dataset):
                 try:
                     load(item, self.max_pixels, self.overwrite)
                 except Exception as err:  # whatever one file does (MemoryError too), the folder goes on
-                    item.error = " ".join(str(err).split()) or f"'{item.image_path}': {type(err).__name__}"
+                    item.error = one_line(str(err)) or f"'{item.image_path}': {type(err).__name__}"
         return batch
 
 
@@ -243,7 +244,7 @@ class ProtectModule(pl.LightningModule):
                                                          torch.stack([i.mask for i in items]), self.method, self.steps)
             except (ValueError, RuntimeError) as err:  # e.g. out of memory: report these images, go on
                 for item in items:
-                    item.error = f"'{item.image_path}': {' '.join(str(err).split())}"
+                    item.error = f"'{item.image_path}': {one_line(err)}"
                 continue
             for item, out in zip(items, protected.cpu()):
                 item.protected = out
@@ -272,7 +273,7 @@ class Writer(BasePredictionWriter):
                 try:
                     write(item, pl_module.protector.eps)
                 except (ValueError, OSError) as err:
-                    item.error = f"cannot write '{item.output}': {' '.join(str(err).split())}"
+                    item.error = f"cannot write '{item.output}': {one_line(err)}"
             if item.error is not None:
                 self.counts[2] += 1
                 say("error", item.error if str(item.image_path) in item.error else f"'{item.image_path}': {item.error}")

@@ -18,6 +18,7 @@ import yaml
 
 from generator import checkpoint
 from generator.io import find_image_mask_pairs, read_image, read_mask
+from generator.messages import one_line
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset, list_images, sample_images
 from trainer.evaluation.scoring import Method, generator_method, hybrid_method, iterative_method, no_protection
@@ -240,7 +241,7 @@ def eot_from_config(path: str) -> EOTConfig:
         eot = ((yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}).get("eot")
         config = EOTConfig.coerce(eot)
     except (yaml.YAMLError, AttributeError, TypeError, ValueError) as err:
-        raise ConfigError(f"methods.optimiser_eot.eot_config '{path}': {' '.join(str(err).split())}") from None
+        raise ConfigError(f"methods.optimiser_eot.eot_config '{path}': {one_line(err)}") from None
     if config is None:
         raise ConfigError(f"methods.optimiser_eot.eot_config '{path}' has no model.eot section")
     return config
@@ -255,7 +256,7 @@ def load_config(path: str | os.PathLike) -> CompareConfig:
         cfg = _build(CompareConfig, yaml.safe_load(path.read_text()), "")
         _check(cfg)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config '{path}' is not valid YAML: {' '.join(str(err).split())}") from None
+        raise ConfigError(f"config '{path}' is not valid YAML: {one_line(err)}") from None
     except ConfigError as err:
         raise ConfigError(f"config '{path}': {err}") from None
     return cfg
