@@ -2,11 +2,14 @@
 
     python benchmarks/amortisation.py --generator generator-lama-tiny [--generator FILE ...]
         [--splits train val test] [--photos-per-split 11] [--masks-per-image 2] [--size 256] [--k 1 2]
+        [--refine-k 1 2] [--refine-lr 0.2]
 
 For each split (``trainer/data/splits.py``; needs ``make photos``) it protects centre
 crops with seeded LaMa masks by: no noise, the 20-step optimiser (the reference), one
 FGSM step, the closed-form colour push ``eps * sign(target - x)`` (no network: the floor a
-generator must beat), each generator, and hybrids of the first generator with k optimiser steps;
+generator must beat), each generator, and hybrids of the first generator with k optimiser steps
+(on the pixels, as the paper's optimiser) and, for an encoder-gradient generator, "refine" with
+k steps on its own field (``trainer/objective/field_steps.py``);
 every result is rounded to 8 bits within the bound (a saved PNG) and scored against
 the inpainter. It prints, per split, the full metric table and a summary row per method:
 share of the optimiser's attack gain, hide PSNR, noise PSNR and time per image, then
@@ -42,10 +45,12 @@ from trainer.evaluation.scoring import (
     markdown,
     markdown_table,
     no_protection,
+    refine_method,
     run_method,
     score_runs,
 )
 from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.field_steps import FIELD_LR, has_field
 from trainer.objective.iterative import IterativeConfig
 from trainer.objective.metrics import share_of_gain
 
@@ -115,6 +120,9 @@ def main() -> None:
     parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     parser.add_argument("--k", type=int, nargs="*", default=[1, 2], help="optimiser steps of the hybrids")
+    parser.add_argument("--refine-k", type=int, nargs="*", default=[1, 2],
+                        help="steps of 'refine' on the first generator's field (encoder-gradient generators only)")
+    parser.add_argument("--refine-lr", type=float, default=FIELD_LR, help="its rate, relative to each field's size")
     parser.add_argument("--out", default=None, help="also write the report (Markdown) here")
     add_sample_arguments(parser)
     args = parser.parse_args()
@@ -136,6 +144,9 @@ def main() -> None:
         methods = {"colour push (no network)": colour_push_method()}
         methods.update({name: generator_method(p) for name, p in protectors.items()})
         methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})
+        if has_field(first.net):
+            methods.update({f"refine (k={k})": refine_method(first, inpainter, k, args.refine_lr)
+                            for k in args.refine_k})
         runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
         metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
         results = [MethodScore(r.name, r.seconds_per_image, metrics[r.name]) for r in runs]

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from generator.cli_parser import ArgumentParser
 from generator.io import find_image_mask_pairs, read_image, read_mask
 from generator.messages import one_line
-from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, Protector
+from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, OPTIMISED, Protector
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
 MIN_SIDE = 16  # below this the 17x17 ring around the mask and the U-Net's 16x downsampling do not fit
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--onnx-model", help="--backend onnx: an exported .onnx file of --checkpoint (checked "
                                              "against its fingerprint); default: export in memory")
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default {DEFAULT_STEPS})")
-    parser.add_argument("--inpainter", default="lama-tiny", help="for iterative/hybrid: name, file or LaMa folder")
+    parser.add_argument("--inpainter", default="lama-tiny",
+                        help="for iterative/hybrid/refine: name, file or LaMa folder")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (folder mode: one per process)")
     parser.add_argument("--devices", type=int, default=1, help="folder mode: processes (devices) per node")
     parser.add_argument("--num-nodes", type=int, default=1, help="folder mode: machines")
@@ -391,13 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     args = build_parser().parse_args(argv)
     if args.steps is not None and (args.method == "generator" or args.steps < 0):
-        raise ValueError("--steps must be >= 0 and only applies to --method iterative or hybrid")
+        raise ValueError("--steps must be >= 0 and only applies to --method iterative, hybrid or refine")
     if min(args.batch_size, args.devices, args.num_nodes) < 1 or args.workers < 0 or args.max_pixels <= 0:
         raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels > 0")
     if not Path(args.input).exists():
         raise ValueError(f"cannot read image '{args.input}': No such file or directory")
     if args.method == "iterative" and args.backend != "torch":
         raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
+    if args.method == "refine" and args.backend != "torch":
+        raise ValueError("--method refine steps the generator's own field, which needs --backend torch")
     if args.onnx_model and args.backend != "onnx":
         raise ValueError("--onnx-model needs --backend onnx")
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match
@@ -405,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.method == "iterative":  # the optimiser alone: no generator to load
         protector = Protector.iterative(args.inpainter)
     else:
-        inpainter = args.inpainter if args.method == "hybrid" else None
+        inpainter = args.inpainter if args.method in OPTIMISED else None
         protector = Protector.from_checkpoint(args.checkpoint, device="cpu", inpainter=inpainter,
                                               backend=args.backend, onnx_model=args.onnx_model)
     steps = DEFAULT_STEPS.get(args.method, 0) if args.steps is None else args.steps

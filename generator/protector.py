@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -46,8 +47,9 @@ def load_generator(name_or_path: str | os.PathLike = DEFAULT) -> NoiseUNet:
     return net.eval().requires_grad_(False)
 
 
-METHODS = ("generator", "iterative", "hybrid")
-DEFAULT_STEPS = {"iterative": 20, "hybrid": 5}
+METHODS = ("generator", "iterative", "hybrid", "refine")
+DEFAULT_STEPS = {"iterative": 20, "hybrid": 5, "refine": 2}
+OPTIMISED = ("iterative", "hybrid", "refine")  # the methods that call the inpainter
 # The inpainter's input is image * (1 - mask): with every pixel masked it does not depend on the image at all.
 FULL_MASK = "the mask covers the whole image: an inpainter sees none of its pixels, so no noise can steer its fill"
 
@@ -64,8 +66,8 @@ def _inpainter(source: str | os.PathLike | nn.Module | None) -> nn.Module | None
 class Protector:
     """Protects the masked region of images: one generator pass, the 20-step optimiser, or both.
 
-    ``device`` and ``dtype`` apply to the generator; the optimiser (methods "iterative"
-    and "hybrid") runs in float32 on ``device`` and needs ``inpainter``, the frozen
+    ``device`` and ``dtype`` apply to the generator; the optimiser (methods "iterative",
+    "hybrid" and "refine") runs in float32 on ``device`` and needs ``inpainter``, the frozen
     model it attacks (e.g. ``trainer.inpainting.inpainter.load_inpainter("lama-tiny")``).
     ``net`` None gives a Protector for the "iterative" method only (``Protector.iterative``).
     """
@@ -84,7 +86,7 @@ class Protector:
         """Load a shipped generator by name (e.g. ``"generator-lama-tiny"``) or from a file.
 
         ``inpainter`` (a name such as ``"lama-tiny"``, a file, a LaMa directory or a module)
-        enables the "iterative" and "hybrid" methods. ``backend="onnx"`` runs the generator
+        enables the "iterative", "hybrid" and "refine" methods. ``backend="onnx"`` runs the generator
         through onnxruntime on the CPU (``pip install paintguard[onnx]``): from ``onnx_model``,
         an export checked against the checkpoint's fingerprint, from an ``.onnx`` checkpoint,
         or else exported in memory (``generator.onnx_backend.load_onnx_generator``).
@@ -126,8 +128,8 @@ class Protector:
     def noise(self, image: Tensor, mask: Tensor, target: Tensor | None = None) -> Tensor:
         """The bounded noise for image (B,3,H,W) in [0,1] and mask (B,1,H,W); target colours default to the paper's."""
         if self.net is None:
-            raise ValueError("this Protector has no generator (Protector.iterative): the 'generator' and 'hybrid' "
-                             "methods need one, Protector.from_checkpoint(...)")
+            raise ValueError("this Protector has no generator (Protector.iterative): the 'generator', 'hybrid' "
+                             "and 'refine' methods need one, Protector.from_checkpoint(...)")
         image = image.to(self.device, self.dtype)
         mask = (mask.to(self.device) > 0).to(self.dtype)
         target = target_colour(image) if target is None else target.to(self.device, self.dtype)
@@ -140,7 +142,9 @@ class Protector:
         ((H,W,3) uint8 or float in [0,1], (H,W) grey) or a file path (read upright per EXIF).
         mask: the same kinds, of the same size; any non-zero pixel is protected.
         method: "generator" (one forward pass), "iterative" (the paper's 20-step optimiser)
-        or "hybrid" (the optimiser started from the generator's noise, ``steps`` default 5).
+        "hybrid" (the optimiser started from the generator's noise, ``steps`` default 5) or
+        "refine" (``steps`` optimiser steps on an encoder-gradient generator's own field, default 2:
+        stronger than "hybrid" at equal steps, ``trainer/objective/field_steps.py``).
 
         Returns a tensor of the input's shape, dtype and device; a PIL image for PIL
         images *and for paths* (8-bit RGB; nothing is written); a numpy (H,W,3) array
@@ -153,7 +157,7 @@ class Protector:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         if steps is not None and (method == "generator" or steps < 0):
-            raise ValueError(f"steps must be >= 0 and only applies to 'iterative' and 'hybrid', got {steps} "
+            raise ValueError(f"steps must be >= 0 and only applies to 'iterative', 'hybrid' and 'refine', got {steps} "
                              f"with {method!r}")
         x, kind = convert.to_tensor(image)
         m = convert.mask_to_tensor(mask, x)
@@ -179,18 +183,35 @@ class Protector:
                 return image.clamp(0, 1)
         if method == "generator":
             noise = self.noise(image, mask)
+        elif method == "refine":
+            noise = self._refine(image, mask, steps)
         else:
             noise = self._optimise(image, mask, steps, self.noise(image, mask) if method == "hybrid" else None)
         noise = noise.to(self.dtype) * used.to(self.dtype)[:, None, None, None]
         with torch.inference_mode():
             return (image + noise).clamp(0, 1)
 
-    def _optimise(self, image: Tensor, mask: Tensor, steps: int, init_noise: Tensor | None) -> Tensor:
-        """The noise of the 20-step optimiser (``trainer.objective.iterative``), from ``init_noise`` when given."""
+    def _refine(self, image: Tensor, mask: Tensor, steps: int) -> Tensor:
+        """The generator's noise after ``steps`` optimiser steps on its field (``trainer.objective.field_steps``)."""
+        from trainer.objective.field_steps import field_steps, has_field  # lazy: trainer imports generator
+
+        if not has_field(self.net):
+            raise ValueError("the 'refine' method steps a generator's field: it needs an encoder-gradient generator "
+                             "(such as generator-lama-tiny) on the torch backend; use 'hybrid' with this one")
+        self._require_inpainter()
+        net = self.net if self.dtype == torch.float32 else copy.deepcopy(self.net).float()  # steps run in float32
+        with torch.inference_mode(False), torch.enable_grad():
+            return field_steps(net, self.inpainter.to(self.device), image.float().clone(), mask.float().clone(), steps)
+
+    def _require_inpainter(self) -> None:
         if self.inpainter is None:
-            raise ValueError("the 'iterative' and 'hybrid' methods need an inpainter: "
+            raise ValueError("the 'iterative', 'hybrid' and 'refine' methods need an inpainter: "
                              "Protector.from_checkpoint(..., inpainter='lama-tiny') or "
                              "protector.inpainter = load_inpainter(...)")
+
+    def _optimise(self, image: Tensor, mask: Tensor, steps: int, init_noise: Tensor | None) -> Tensor:
+        """The noise of the 20-step optimiser (``trainer.objective.iterative``), from ``init_noise`` when given."""
+        self._require_inpainter()
         from trainer.objective.iterative import IterativeConfig, protect_iterative  # lazy: trainer imports generator
 
         config = IterativeConfig(steps=steps, eps=self.eps)

@@ -242,6 +242,7 @@ BAD_CONFIGS = {
     "masks: {kind: random}\n": "masks.kind must be 'seeded' or 'files'",
     "masks: {size: big}\n": "masks.size must be an integer",
     "methods: {hybrid: {k: []}}\n": "methods.hybrid.k must be a non-empty list",
+    "methods: {refine: {k: [0]}}\n": "methods.refine.k must be a non-empty list of steps >= 1",
     "methods: {optimiser: {stpes: 3}}\n": "unknown key 'methods.optimiser.stpes'",
     "methods: {}\n": "methods lists no method",
     "methods: {optimiser_eot: {samples: 0}}\n": "methods.optimiser_eot.steps and .samples must be >= 1",

@@ -167,7 +167,7 @@ def test_bad_input_is_refused_clearly(protector):
             protector.protect(*args)
     with pytest.raises(ValueError, match="unknown method 'fast'"):
         protector.protect(pixels, box_mask(), method="fast")
-    with pytest.raises(ValueError, match="only applies to 'iterative' and 'hybrid'"):
+    with pytest.raises(ValueError, match="only applies to 'iterative', 'hybrid' and 'refine'"):
         protector.protect(pixels, box_mask(), steps=3)
     with pytest.raises(ValueError, match="need an inpainter"):
         protector.protect(pixels, box_mask(), method="iterative")

@@ -1,7 +1,8 @@
 """``paintguard compare --config CONFIG --out OUTDIR``: protection methods side by side.
 
-Runs no protection, the 20-step optimiser, the one-pass generator and hybrids
-(the generator's noise refined by k optimiser steps) on the same images and
+Runs no protection, the 20-step optimiser, the one-pass generator, hybrids
+(the generator's noise refined by k optimiser steps) and "refine" (k optimiser
+steps on an encoder-gradient generator's own field) on the same images and
 masks, and scores what a saved PNG of each holds: against the attacked
 inpainter, after the transformations of ``trainer.objective.transforms`` (JPEG, resizing,
 blur, noise), and optionally against a second "transfer" inpainter the

@@ -21,7 +21,8 @@ from generator.io import find_image_mask_pairs, read_image, read_mask
 from generator.messages import one_line
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset, list_images, sample_images
-from trainer.evaluation.scoring import Method, generator_method, hybrid_method, iterative_method, no_protection
+from trainer.evaluation.scoring import (Method, generator_method, hybrid_method, iterative_method, no_protection,
+                                        refine_method)
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective.ensemble import ENSEMBLE_MODES
 from trainer.objective.eot import EOTConfig
@@ -108,6 +109,12 @@ class HybridSpec:
 
 
 @dataclass
+class RefineSpec:
+    k: list[int] = field(default_factory=lambda: [1, 2])  # optimiser steps on the generator's field
+    checkpoint: str | None = None  # None: the generator method's checkpoint (an encoder-gradient generator)
+
+
+@dataclass
 class MethodsConfig:
     """The methods to run; a listed method with no options (``none:``) runs with its defaults."""
 
@@ -117,6 +124,7 @@ class MethodsConfig:
     generator: GeneratorSpec | None = None
     generator_robust: RobustGeneratorSpec | None = None
     hybrid: HybridSpec | None = None
+    refine: RefineSpec | None = None
     # lists, for leave-one-out (one entry per left-out inpainter); a single mapping is one entry
     optimiser_ensemble: list[OptimiserEnsembleSpec] | None = None
     generator_ensemble: list[GeneratorEnsembleSpec] | None = None
@@ -211,6 +219,8 @@ def _check(cfg: CompareConfig) -> None:
         eot_from_config(spec.eot_config)  # a missing file or an EOT-less config is an error now, not after an hour
     require(methods.hybrid is None or (bool(methods.hybrid.k) and min(methods.hybrid.k) >= 1),
             f"methods.hybrid.k must be a non-empty list of steps >= 1, got {methods.hybrid and methods.hybrid.k}")
+    require(methods.refine is None or (bool(methods.refine.k) and min(methods.refine.k) >= 1),
+            f"methods.refine.k must be a non-empty list of steps >= 1, got {methods.refine and methods.refine.k}")
     for i, ens in enumerate(methods.optimiser_ensemble or []):
         where = f"methods.optimiser_ensemble[{i}]"
         require(len(ens.inpainters) >= 2 and all(ens.inpainters),
@@ -403,4 +413,8 @@ def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool 
         generator = spec.hybrid.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
         for k in spec.hybrid.k:
             add(f"hybrid (k={k})", hybrid_method(protector(generator), inpainter, k), [cfg.inpainter])
+    if spec.refine is not None:
+        generator = spec.refine.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
+        for k in spec.refine.k:
+            add(f"refine (k={k})", refine_method(protector(generator), inpainter, k), [cfg.inpainter])
     return MethodSet(methods, reference, against)

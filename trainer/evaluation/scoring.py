@@ -31,6 +31,7 @@ from generator.save import quantize_within_bound
 from generator.target import target_colour
 from trainer.inpainting.inpainter import Inpainter
 from trainer.objective.fgsm import protect_fgsm
+from trainer.objective.field_steps import FIELD_LR, field_steps, has_field
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import prepare_task, protection_losses
 from trainer.objective.metrics import SUCCESS_DB, protection_metrics, share_of_gain
@@ -86,6 +87,20 @@ def hybrid_method(protector: Protector, inpainter: Inpainter, steps: int,
         # clone: the generator runs under inference_mode, and autograd cannot save inference tensors
         init = protector.noise(image, mask).to(image).clone()
         return protect_iterative(inpainter, image, mask, cfg, init_noise=init).protected
+    return protect
+
+
+def refine_method(protector: Protector, inpainter: Inpainter, steps: int, lr: float = FIELD_LR) -> Method:
+    """"refine": an encoder-gradient generator's noise after ``steps`` optimiser steps on its own field
+    (``trainer.objective.field_steps``)."""
+    if not has_field(protector.net):
+        raise ValueError("the 'refine' method steps a generator's field: it needs an encoder-gradient generator "
+                         "(such as generator-lama-tiny) on the torch backend")
+
+    def protect(image: Tensor, mask: Tensor) -> Tensor:
+        with torch.inference_mode(False), torch.enable_grad():
+            noise = field_steps(protector.net, inpainter, image.clone(), mask.clone(), steps, lr)
+        return (image + noise).clamp(0, 1)
     return protect
 
 

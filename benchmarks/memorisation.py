@@ -1,0 +1,152 @@
+"""Can a generator match the optimiser on the very samples it trains on? Capacity, apart from data and time.
+
+    python benchmarks/memorisation.py [--generator generator-lama-tiny] [--split train] [--samples 8]
+        [--batch N] [--steps 300] [--every 25] [--lr 1e-4] [--free-field-steps 100]
+
+Fine-tunes a copy of the generator end to end (the paper's total loss through the frozen
+inpainter, 8-bit straight-through rounding, as stage 3 of the recipe) on exactly the first
+N samples of a split (``amortisation.py``'s centre crops and seeded masks), all in one
+batch or in shuffled batches of ``--batch`` (stage 3 trains at 4), and prints its share of
+the 20-step optimiser's attack gain on those same samples every few steps (rounded to 8
+bits within the bound, as saved).
+
+Held-out, the generator stays near 0.70 whatever it is given (model card). If it cannot
+fit a handful of fixed samples either, its function class is what limits it; if it fits
+them well past 0.70, the limit is data and training time, which a GPU would buy.
+
+With ``--free-field-steps`` (encoder-gradient generators only) it first optimises the
+head's field itself, one free tensor per sample at the field's resolution, from the
+generator's own field: the share the head can deliver on these samples at all, so the
+ceiling that the network in front of it is measured against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from dataclasses import fields
+
+import torch
+
+from amortisation import OPTIMISER, add_sample_arguments, split_samples
+from generator.protector import load_generator
+from generator.unet import NoiseUNet
+from trainer.evaluation.scoring import as_saved
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.losses import ProtectionTask, prepare_task, protection_losses
+from trainer.objective.field_steps import FIELD_LR, field_steps, has_field
+from trainer.training.generator_module import round_to_8bit
+
+Tensor = torch.Tensor
+
+
+def attack_loss(inpainter, protected: Tensor, task: ProtectionTask) -> Tensor:
+    """Per-sample attack loss of images as they were saved."""
+    with torch.no_grad():
+        return protection_losses(inpainter, protected, task)["attack"]
+
+
+class Scorer:
+    """Share of the optimiser's attack gain on fixed samples, for noise rounded as a saved PNG would be."""
+
+    def __init__(self, inpainter, task: ProtectionTask, optimised: Tensor, eps: float) -> None:
+        self.inpainter, self.task, self.eps = inpainter, task, eps
+        self.clean = attack_loss(inpainter, task.image, task)
+        self.reference = float((self.clean - attack_loss(inpainter, optimised, task)).mean())
+
+    def share(self, noise: Tensor) -> float:
+        image = self.task.image
+        saved = as_saved((image + noise.detach()).clamp(0, 1), image, self.eps)
+        return float((self.clean - attack_loss(self.inpainter, saved, self.task)).mean()) / self.reference
+
+
+def total_loss(inpainter, raw: Tensor, task: ProtectionTask, eps: float) -> Tensor:
+    """The paper's total loss of the noise ``eps * tanh(raw)``, rounded to 8 bits straight through."""
+    protected = round_to_8bit((task.image + eps * torch.tanh(raw)).clamp(0, 1))
+    return protection_losses(inpainter, protected, task)["total"].mean()
+
+
+def fit_free_field(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, steps: int, every: int,
+                   lr: float) -> None:
+    """Optimise the encoder head's field directly, from the generator's own, and print the share as it goes."""
+    began = time.perf_counter()
+
+    def report(step: int, noise: Tensor) -> None:
+        if step % every == 0 or step == steps:
+            print(f"| free field | {step} | {scorer.share(noise):.3f} | {time.perf_counter() - began:.0f} |",
+                  flush=True)
+
+    field_steps(net, inpainter, task.image, task.mask, steps, lr, task.target, callback=report)
+
+
+def select(task: ProtectionTask, index: Tensor) -> ProtectionTask:
+    """The task's samples at ``index``."""
+    return ProtectionTask(*(getattr(task, f.name)[index] for f in fields(task)))
+
+
+def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, steps: int, every: int,
+                  lr: float, batch: int) -> None:
+    """Train the generator on the fixed samples (stage 3's loss and rate) and print the share as it goes."""
+    net.train().requires_grad_(True)
+    if net.target_blocks is not None:  # the target's own blocks stay frozen, as in training
+        net.target_blocks.requires_grad_(False)
+    optimiser = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
+    order = torch.cat([torch.randperm(len(task.image)) for _ in range(steps * batch // len(task.image) + 1)])
+    began = time.perf_counter()
+    for step in range(steps + 1):
+        if step % every == 0 or step == steps:
+            net.eval()
+            with torch.no_grad():
+                noise = net(task.image, task.mask, task.target)
+            print(f"| generator | {step} | {scorer.share(noise):.3f} | {time.perf_counter() - began:.0f} |",
+                  flush=True)
+            net.train()
+        if step == steps:
+            break
+        optimiser.zero_grad()
+        part = select(task, order[step * batch:(step + 1) * batch])
+        _, raw = net.noise_and_raw(part.image, part.mask, part.target)
+        total_loss(inpainter, raw, part, net.config.eps).backward()
+        optimiser.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", default="generator-lama-tiny", help="shipped name or .safetensors file")
+    parser.add_argument("--split", default="train", help="the samples to fit (choices are made on val: not test)")
+    parser.add_argument("--samples", type=int, default=8, help="the first N samples of the split")
+    parser.add_argument("--batch", type=int, default=None, help="samples per generator step (default: all N)")
+    parser.add_argument("--steps", type=int, default=300, help="generator steps on that batch")
+    parser.add_argument("--every", type=int, default=25, help="score every N steps")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam's rate for the generator (stage 3's)")
+    parser.add_argument("--free-field-steps", type=int, default=0, help="first optimise the head's field alone")
+    parser.add_argument("--field-lr", type=float, default=FIELD_LR,
+                        help="Adam's rate, relative to each field's mean size")
+    add_sample_arguments(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    inpainter = load_inpainter(args.inpainter)
+    try:
+        net = load_generator(args.generator)
+    except ValueError as err:  # a CheckpointError: one line
+        parser.error(str(err))
+    if args.free_field_steps and not has_field(net):
+        parser.error("--free-field-steps needs an encoder-gradient generator (head: stem-gradient, head_layers > 1)")
+    images, masks, runs = split_samples(parser, args, inpainter, args.split)
+    n = min(args.samples, len(images))
+    optimised = next(r for r in runs if r.name == OPTIMISER).protected[:n]
+    task = prepare_task(inpainter, torch.stack(images[:n]), torch.stack(masks[:n]))
+    scorer = Scorer(inpainter, task, torch.stack(optimised), net.config.eps)
+    print(f"{n} samples of {args.split} ({args.size} px), {args.generator} against {args.inpainter}; share of the "
+          f"20-step optimiser's attack gain on these same samples, as saved")
+    print("| fitted | step | share | seconds |\n|---|---:|---:|---:|", flush=True)
+    if args.free_field_steps:
+        fit_free_field(net, inpainter, task, scorer, args.free_field_steps, args.every, args.field_lr)
+    fit_generator(copy.deepcopy(net), inpainter, task, scorer, args.steps, args.every, args.lr,
+                  args.batch or n)
+
+
+if __name__ == "__main__":
+    main()

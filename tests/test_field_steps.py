@@ -1,0 +1,110 @@
+"""Optimiser steps on an encoder-gradient generator's field: bounded, deterministic, and they lower the loss."""
+
+import pytest
+import torch
+import yaml
+
+from generator.protector import Protector, load_generator
+from trainer.commands.cli import main
+from trainer.evaluation.comparison import InpainterPool, build_methods, load_config
+from trainer.evaluation.scoring import refine_method
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.field_steps import field_steps, has_field
+from trainer.objective.losses import prepare_task, protection_losses
+
+from .conftest import write_mask, write_rgb
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 72, 88)  # not a multiple of the U-Net's 16: the padding path
+    mask = torch.zeros(2, 1, 72, 88)
+    mask[0, :, 20:44, 30:60] = 1
+    mask[1, :, 8:30, 10:40] = 1
+    return load_generator("generator-lama-tiny"), load_inpainter("lama-tiny"), image, mask
+
+
+def total(inpainter, image, mask, noise):
+    task = prepare_task(inpainter, image, mask)
+    with torch.no_grad():
+        return protection_losses(inpainter, (image + noise).clamp(0, 1), task)["total"]
+
+
+def test_zero_steps_is_the_generator_and_steps_lower_the_loss(parts):
+    net, inpainter, image, mask = parts
+    seen = []
+    start = field_steps(net, inpainter, image, mask, 0)
+    with torch.no_grad():
+        assert torch.allclose(start, net(image, mask, prepare_task(inpainter, image, mask).target.flatten(1)),
+                              atol=1e-6)
+    stepped = field_steps(net, inpainter, image, mask, 2, callback=lambda step, noise: seen.append(step))
+    assert seen == [0, 1, 2]
+    assert stepped.shape == image.shape and stepped.abs().max() <= net.config.eps
+    assert (total(inpainter, image, mask, stepped) < total(inpainter, image, mask, start)).all()
+    assert torch.equal(stepped, field_steps(net, inpainter, image, mask, 2))  # no randomness
+
+
+def test_images_are_stepped_independently(parts):
+    net, inpainter, image, mask = parts
+    both = field_steps(net, inpainter, image, mask, 1)
+    alone = field_steps(net, inpainter, image[1:], mask[1:], 1)
+    assert torch.allclose(both[1:], alone, atol=1e-5)
+
+
+def test_only_generators_with_a_field(parts, tmp_path):
+    _, inpainter, image, mask = parts
+    fast = Protector.from_checkpoint("generator-lama-tiny-fast")
+    assert not has_field(fast.net) and has_field(Protector.from_checkpoint("generator-lama-tiny").net)
+    with pytest.raises(ValueError, match="encoder-gradient generator"):
+        field_steps(fast.net, inpainter, image, mask, 1)
+    with pytest.raises(ValueError, match="encoder-gradient generator"):
+        refine_method(fast, inpainter, 1)
+
+
+def test_the_field_hybrid_runs_under_inference_mode(parts):
+    net, inpainter, image, mask = parts
+    method = refine_method(Protector.from_checkpoint("generator-lama-tiny"), inpainter, 1)
+    with torch.inference_mode():
+        protected = method(image, mask)
+    assert (protected - image).abs().max() <= 0.025 + 1e-6
+
+
+def test_protector_refine(parts):
+    _, _, image, mask = parts
+    protector = Protector.from_checkpoint("generator-lama-tiny", inpainter="lama-tiny")
+    torch.testing.assert_close(protector.protect(image, mask, method="refine", steps=0), protector.protect(image, mask))
+    refined = protector.protect(image, mask, method="refine", steps=1)
+    assert (refined - image).abs().max() <= 0.025 + 1e-6
+    assert not torch.allclose(refined, protector.protect(image, mask))
+    with pytest.raises(ValueError, match="need an inpainter"):
+        Protector.from_checkpoint("generator-lama-tiny").protect(image, mask, method="refine")
+    with pytest.raises(ValueError, match="use 'hybrid' with this one"):
+        Protector.from_checkpoint("generator-lama-tiny-fast", inpainter="lama-tiny").protect(image, mask,
+                                                                                             method="refine")
+
+
+def test_cli_refine_and_its_one_line_errors(tmp_path, capsys):
+    image, mask, out = tmp_path / "img.png", tmp_path / "img_mask.png", tmp_path / "out.png"
+    write_rgb(image, 40, 52)
+    write_mask(mask, 40, 52, (10, 12, 28, 40))
+    assert main(["protect", str(image), "--mask", str(mask), "-o", str(out), "--method", "refine", "--steps", "1"]) == 0
+    assert out.is_file()
+    for extra, pattern in [(["--backend", "onnx"], "needs --backend torch"),
+                           (["--checkpoint", "generator-lama-tiny-fast"], "use 'hybrid' with this one")]:
+        capsys.readouterr()
+        bad = tmp_path / "bad.png"
+        assert main(["protect", str(image), "--mask", str(mask), "-o", str(bad), "--method", "refine", *extra]) != 0
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and pattern in err and "Traceback" not in err, err
+        assert not bad.exists()
+
+
+def test_compare_builds_refine_rows_for_a_generator_with_a_field(tmp_path):
+    path = tmp_path / "refine.yaml"
+    path.write_text(yaml.safe_dump({"methods": {"none": None, "refine": {"k": [1, 3]}}}))
+    lama = InpainterPool()("lama-tiny")
+    assert list(build_methods(load_config(path), lama).methods) == ["none", "refine (k=1)", "refine (k=3)"]
+    path.write_text(yaml.safe_dump({"methods": {"refine": {"checkpoint": "generator-lama-tiny-fast"}}}))
+    with pytest.raises(ValueError, match="needs an encoder-gradient generator"):
+        build_methods(load_config(path), lama)
