@@ -279,6 +279,7 @@ def test_missing_config_is_one_line_and_exit_2(tmp_path, capsys):
 def test_shipped_configs_load():
     cfg = load_config(ROOT / "configs" / "compare" / "lama-tiny.yaml")
     assert cfg.masks.size == 256 and cfg.methods.hybrid.k == [2, 5] and cfg.methods.none is not None
+    assert cfg.methods.refine.k == [1, 2] and cfg.methods.refine.checkpoint is None
     assert cfg.inpainter == "lama-tiny" and cfg.methods.generator.checkpoint == "generator-lama-tiny"
     assert cfg.transforms == list(TRANSFORMS)
     assert load_config(CI_CONFIG).max_samples == 2
