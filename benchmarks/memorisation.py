@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from dataclasses import fields
 
 import torch
 
@@ -34,8 +33,9 @@ from generator.protector import load_generator
 from generator.unet import NoiseUNet
 from trainer.evaluation.scoring import as_saved
 from trainer.inpainting.inpainter import load_inpainter
-from trainer.objective.losses import ProtectionTask, prepare_task, protection_losses
 from trainer.objective.field_steps import FIELD_LR, field_steps, has_field
+from trainer.objective.losses import ProtectionTask, prepare_task, protection_losses, select_task
+from trainer.objective.metrics import share_of_gain
 from trainer.training.generator_module import round_to_8bit
 
 Tensor = torch.Tensor
@@ -53,12 +53,12 @@ class Scorer:
     def __init__(self, inpainter, task: ProtectionTask, optimised: Tensor, eps: float) -> None:
         self.inpainter, self.task, self.eps = inpainter, task, eps
         self.clean = attack_loss(inpainter, task.image, task)
-        self.reference = float((self.clean - attack_loss(inpainter, optimised, task)).mean())
+        self.reference = self.clean - attack_loss(inpainter, optimised, task)
 
     def share(self, noise: Tensor) -> float:
         image = self.task.image
         saved = as_saved((image + noise.detach()).clamp(0, 1), image, self.eps)
-        return float((self.clean - attack_loss(self.inpainter, saved, self.task)).mean()) / self.reference
+        return share_of_gain(self.clean - attack_loss(self.inpainter, saved, self.task), self.reference)
 
 
 def total_loss(inpainter, raw: Tensor, task: ProtectionTask, eps: float) -> Tensor:
@@ -78,11 +78,6 @@ def fit_free_field(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scor
                   flush=True)
 
     field_steps(net, inpainter, task.image, task.mask, steps, lr, task.target, callback=report)
-
-
-def select(task: ProtectionTask, index: Tensor) -> ProtectionTask:
-    """The task's samples at ``index``."""
-    return ProtectionTask(*(getattr(task, f.name)[index] for f in fields(task)))
 
 
 def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, steps: int, every: int,
@@ -105,7 +100,7 @@ def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Score
         if step == steps:
             break
         optimiser.zero_grad()
-        part = select(task, order[step * batch:(step + 1) * batch])
+        part = select_task(task, order[step * batch:(step + 1) * batch])
         _, raw = net.noise_and_raw(part.image, part.mask, part.target)
         total_loss(inpainter, raw, part, net.config.eps).backward()
         optimiser.step()

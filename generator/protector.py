@@ -141,10 +141,11 @@ class Protector:
         image: a float tensor (B,3,H,W) or (3,H,W) in [0,1], a PIL image, a numpy array
         ((H,W,3) uint8 or float in [0,1], (H,W) grey) or a file path (read upright per EXIF).
         mask: the same kinds, of the same size; any non-zero pixel is protected.
-        method: "generator" (one forward pass), "iterative" (the paper's 20-step optimiser)
+        method: "generator" (one forward pass), "iterative" (the paper's 20-step optimiser),
         "hybrid" (the optimiser started from the generator's noise, ``steps`` default 5) or
-        "refine" (``steps`` optimiser steps on an encoder-gradient generator's own field, default 2:
-        stronger than "hybrid" at equal steps, ``trainer/objective/field_steps.py``).
+        "refine" (``steps`` optimiser steps on an encoder-gradient generator's own field, default 2;
+        unlike "hybrid" it keeps the benign edit as well as the optimiser does,
+        ``trainer/objective/field_steps.py``).
 
         Returns a tensor of the input's shape, dtype and device; a PIL image for PIL
         images *and for paths* (8-bit RGB; nothing is written); a numpy (H,W,3) array
@@ -193,11 +194,10 @@ class Protector:
 
     def _refine(self, image: Tensor, mask: Tensor, steps: int) -> Tensor:
         """The generator's noise after ``steps`` optimiser steps on its field (``trainer.objective.field_steps``)."""
-        from trainer.objective.field_steps import field_steps, has_field  # lazy: trainer imports generator
+        from trainer.objective.field_steps import NO_FIELD, field_steps, has_field  # lazy: trainer imports generator
 
         if not has_field(self.net):
-            raise ValueError("the 'refine' method steps a generator's field: it needs an encoder-gradient generator "
-                             "(such as generator-lama-tiny) on the torch backend; use 'hybrid' with this one")
+            raise ValueError(f"{NO_FIELD}; use 'hybrid' with this one")
         self._require_inpainter()
         net = self.net if self.dtype == torch.float32 else copy.deepcopy(self.net).float()  # steps run in float32
         with torch.inference_mode(False), torch.enable_grad():

@@ -249,10 +249,14 @@ class NoiseUNet(nn.Module):
         rows = self.band_rows(*image.shape[-2:])
         # the target's layers run once: the U-Net reads their output, the head gates by their ReLU patterns
         encoding = self.target_encoder.encode(image, mask, rows)
-        field = self.head(self._features(image, mask, target, encoding))
+        field = self.field(image, mask, target, encoding)
         if rows is None:
             return field, self.target_encoder(field, image, mask, encoding)
         return field, self.target_encoder.banded(field, image, mask, rows, encoding)
+
+    def field(self, image: Tensor, mask: Tensor, target: Tensor, encoding: Encoding) -> Tensor:
+        """The field alone, from the target's layers already run on this input (``target_encoder.encode``)."""
+        return self.head(self._features(image, mask, target, encoding))
 
     def band_rows(self, h: int, w: int) -> int | None:
         """Rows per band of the stem- or encoder-gradient head at h x w: None (one pass) up to ``BAND_PIXELS``,

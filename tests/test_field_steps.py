@@ -62,7 +62,7 @@ def test_only_generators_with_a_field(parts, tmp_path):
         refine_method(fast, inpainter, 1)
 
 
-def test_the_field_hybrid_runs_under_inference_mode(parts):
+def test_refine_method_runs_under_inference_mode(parts):
     net, inpainter, image, mask = parts
     method = refine_method(Protector.from_checkpoint("generator-lama-tiny"), inpainter, 1)
     with torch.inference_mode():

@@ -31,7 +31,7 @@ from generator.save import quantize_within_bound
 from generator.target import target_colour
 from trainer.inpainting.inpainter import Inpainter
 from trainer.objective.fgsm import protect_fgsm
-from trainer.objective.field_steps import FIELD_LR, field_steps, has_field
+from trainer.objective.field_steps import FIELD_LR, NO_FIELD, field_steps, has_field
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import prepare_task, protection_losses
 from trainer.objective.metrics import SUCCESS_DB, protection_metrics, share_of_gain
@@ -94,8 +94,7 @@ def refine_method(protector: Protector, inpainter: Inpainter, steps: int, lr: fl
     """"refine": an encoder-gradient generator's noise after ``steps`` optimiser steps on its own field
     (``trainer.objective.field_steps``)."""
     if not has_field(protector.net):
-        raise ValueError("the 'refine' method steps a generator's field: it needs an encoder-gradient generator "
-                         "(such as generator-lama-tiny) on the torch backend")
+        raise ValueError(NO_FIELD)
 
     def protect(image: Tensor, mask: Tensor) -> Tensor:
         with torch.inference_mode(False), torch.enable_grad():

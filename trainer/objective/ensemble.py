@@ -21,7 +21,7 @@ Callers: the 20-step optimiser (``trainer.objective.iterative``) and, through
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -34,6 +34,7 @@ from trainer.objective.losses import (
     prepare_task,
     protection_losses,
     repeat_task,
+    select_task,
 )
 
 Tensor = torch.Tensor
@@ -87,7 +88,7 @@ class EnsembleTask:
 
     def select(self, index: Tensor | Sequence[int]) -> "EnsembleTask":
         """The task of some of the batch's images, for every member."""
-        return EnsembleTask([ProtectionTask(*(getattr(t, f.name)[index] for f in fields(t))) for t in self.tasks])
+        return EnsembleTask([select_task(t, index) for t in self.tasks])
 
 
 @torch.no_grad()

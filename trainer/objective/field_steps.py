@@ -23,6 +23,8 @@ from trainer.objective.losses import LossWeights, prepare_task, protection_losse
 
 Tensor = torch.Tensor
 
+NO_FIELD = ("the 'refine' method steps a generator's field: it needs an encoder-gradient generator (such as "
+            "generator-lama-tiny) on the torch backend")
 FIELD_LR = 0.2  # Adam's rate, as a fraction of each image's mean |field|: chosen on val (model card)
 
 
@@ -42,7 +44,7 @@ def field_steps(net: NoiseUNet, inpainter: nn.Module, image: Tensor, mask: Tenso
     sees the noise before every update and after the last.
     """
     if not has_field(net):
-        raise ValueError("field steps need an encoder-gradient generator (head: stem-gradient, head_layers > 1)")
+        raise ValueError(NO_FIELD)
     h, w = image.shape[-2:]
     m = net.size_multiple
     padded, padded_mask = (F.pad(t, (0, -w % m, 0, -h % m), mode="replicate") for t in (image, mask))
@@ -50,7 +52,7 @@ def field_steps(net: NoiseUNet, inpainter: nn.Module, image: Tensor, mask: Tenso
     head, eps = net.target_encoder, net.config.eps
     with torch.no_grad():
         encoding = head.encode(padded, padded_mask)
-        start, _ = net.field_and_raw(padded, padded_mask, task.target)
+        start = net.field(padded, padded_mask, task.target, encoding)
     scale = start.abs().mean(dim=(1, 2, 3), keepdim=True)
     delta = torch.zeros_like(start, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=lr)

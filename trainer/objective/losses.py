@@ -6,6 +6,7 @@ Images are (B,3,H,W) in [0,1], masks (B,1,H,W) with 1 on the region to protect.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
@@ -18,7 +19,8 @@ from generator.target import target_colour
 Tensor = torch.Tensor
 
 __all__ = ["target_colour", "dilate", "ring", "masked_mse", "LossWeights", "ProtectionTask", "prepare_task",
-           "TaskTransform", "transform_task", "protection_losses", "reference_fills", "repeat_task", "psnr_from_mse"]
+           "TaskTransform", "transform_task", "protection_losses", "reference_fills", "select_task", "repeat_task",
+           "psnr_from_mse"]
 
 
 def ring(mask: Tensor, size: int = 17) -> Tensor:
@@ -155,6 +157,11 @@ def protection_losses(inpainter: nn.Module, protected: Tensor, task: ProtectionT
         losses["output"] = masked_mse(attack_fill, reference[0], task.mask) + masked_mse(incp_fill, reference[1],
                                                                                           task.dilated)
     return losses
+
+
+def select_task(task: ProtectionTask, index: Tensor | Sequence[int]) -> ProtectionTask:
+    """The task of some of the batch's images."""
+    return ProtectionTask(*(getattr(task, f.name)[index] for f in fields(task)))
 
 
 def repeat_task(task: ProtectionTask, times: int) -> ProtectionTask:
