@@ -17,7 +17,10 @@ them well past 0.70, the limit is data and training time, which a GPU would buy.
 With ``--free-field-steps`` (encoder-gradient generators only) it first optimises the
 head's field itself, one free tensor per sample at the field's resolution, from the
 generator's own field: the share the head can deliver on these samples at all, so the
-ceiling that the network in front of it is measured against.
+ceiling that the network in front of it is measured against. ``--interpolate A ...`` then scores
+the fields part of the way from the generator's to the optimised one (0: the generator, 1: the
+optimised field) and prints their cosine: how much of that difference a network has to learn
+for a given share.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ import copy
 import time
 
 import torch
+import torch.nn.functional as F
 
 from amortisation import OPTIMISER, add_sample_arguments, split_samples
 from generator.protector import load_generator
 from generator.unet import NoiseUNet
 from trainer.evaluation.scoring import as_saved
 from trainer.inpainting.inpainter import load_inpainter
-from trainer.objective.field_steps import FIELD_LR, field_steps, has_field
+from trainer.objective.field_steps import FIELD_LR, field_steps, has_field, stepped_field
 from trainer.objective.losses import ProtectionTask, prepare_task, protection_losses, select_task
 from trainer.objective.metrics import share_of_gain
 from trainer.training.generator_module import round_to_8bit
@@ -80,6 +84,26 @@ def fit_free_field(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scor
     field_steps(net, inpainter, task.image, task.mask, steps, lr, task.target, callback=report)
 
 
+def field_path(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, steps: int, lr: float,
+               fractions: list[float]) -> None:
+    """The share of the fields a fraction of the way from the generator's own to its ``steps``-step optimum."""
+    head = net.target_encoder
+    with torch.no_grad():
+        encoding = head.encode(task.image, task.mask)
+        start = net.field(task.image, task.mask, task.target, encoding)
+    final, _ = stepped_field(net, inpainter, task.image, task.mask, steps, lr, task.target)
+    cosine = F.cosine_similarity(start.flatten(1), final.flatten(1), dim=1)
+    print(f"cosine of the generator's field to the {steps}-step one: mean {cosine.mean():.3f}, "
+          f"min {cosine.min():.3f}, max {cosine.max():.3f}")
+    print("| fraction of the way | share | cosine to the optimised field |\n|---:|---:|---:|")
+    for fraction in fractions:
+        field = start + fraction * (final - start)
+        with torch.no_grad():
+            noise = net.config.eps * torch.tanh(head(field, task.image, task.mask, encoding))
+        to_final = F.cosine_similarity(field.flatten(1), final.flatten(1), dim=1).mean()
+        print(f"| {fraction:g} | {scorer.share(noise):.3f} | {to_final:.3f} |", flush=True)
+
+
 def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, steps: int, every: int,
                   lr: float, batch: int) -> None:
     """Train the generator on the fixed samples (stage 3's loss and rate) and print the share as it goes."""
@@ -116,6 +140,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=25, help="score every N steps")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam's rate for the generator (stage 3's)")
     parser.add_argument("--free-field-steps", type=int, default=0, help="first optimise the head's field alone")
+    parser.add_argument("--interpolate", type=float, nargs="*", default=[],
+                        help="with --free-field-steps: score fields these fractions of the way to the optimised one")
     parser.add_argument("--field-lr", type=float, default=FIELD_LR,
                         help="Adam's rate, relative to each field's mean size")
     add_sample_arguments(parser)
@@ -139,6 +165,10 @@ def main() -> None:
     print("| fitted | step | share | seconds |\n|---|---:|---:|---:|", flush=True)
     if args.free_field_steps:
         fit_free_field(net, inpainter, task, scorer, args.free_field_steps, args.every, args.field_lr)
+    if args.interpolate:
+        if not args.free_field_steps:
+            parser.error("--interpolate needs --free-field-steps")
+        field_path(net, inpainter, task, scorer, args.free_field_steps, args.field_lr, args.interpolate)
     fit_generator(copy.deepcopy(net), inpainter, task, scorer, args.steps, args.every, args.lr,
                   args.batch or n)
 

@@ -108,3 +108,55 @@ def test_compare_builds_refine_rows_for_a_generator_with_a_field(tmp_path):
     path.write_text(yaml.safe_dump({"methods": {"refine": {"checkpoint": "generator-lama-tiny-fast"}}}))
     with pytest.raises(ValueError, match="needs an encoder-gradient generator"):
         build_methods(load_config(path), lama)
+
+
+def test_a_field_teacher_cache_stores_the_stepped_field_and_the_noise_it_gives(tmp_path):
+    """``gradient-cache --field-teacher``: the entry's field (negated, as a gradient is stored) is the generator's
+    field after the steps, its teacher noise is what the head makes of that field, and it beats the generator."""
+    from trainer.training.gradient_cache import GradientCache, build_gradient_cache
+
+    build_gradient_cache(tmp_path / "ft", "lama-tiny", None, count=2, size=48, shard_size=2, batch_size=2,
+                         field_teacher="generator-lama-tiny", field_steps=3, log=lambda _: None)
+    cache = GradientCache(tmp_path / "ft")
+    assert cache.recipe["field_teacher"]["steps"] == 3 and len(cache) == 2
+    net, inpainter = load_generator("generator-lama-tiny"), load_inpainter("lama-tiny")
+    image = torch.stack([cache[i]["image"] for i in range(2)])
+    mask = torch.stack([cache[i]["mask"] for i in range(2)])
+    field = -torch.stack([cache[i]["field"] for i in range(2)]) * cache.data["field_scale"][:, None, None, None]
+    teacher = torch.stack([cache[i]["teacher_noise"] for i in range(2)])
+    with torch.no_grad():
+        remade = net.config.eps * torch.tanh(net.target_encoder(field, image, mask))
+        own = net(image, mask, prepare_task(inpainter, image, mask).target.flatten(1))
+    assert torch.allclose(remade, teacher, atol=2e-3)  # the field and the noise are stored in float16
+    assert (total(inpainter, image, mask, teacher) < total(inpainter, image, mask, own)).all()
+    with pytest.raises(ValueError, match="field_teacher"):
+        build_gradient_cache(tmp_path / "bad", "lama-tiny", None, count=2, size=48, field_teacher="generator-lama-tiny",
+                             field_layers=4, log=lambda _: None)
+    with pytest.raises(ValueError, match="encoder-gradient generator"):
+        build_gradient_cache(tmp_path / "bad", "lama-tiny", None, count=2, size=48,
+                             field_teacher="generator-lama-tiny-fast", log=lambda _: None)
+
+
+def test_the_field_path_runs_from_the_generator_to_the_stepped_field(parts, monkeypatch, capsys):
+    """``memorisation.py --interpolate``: fraction 0 scores the generator, 1 the stepped field, as refine does."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    memorisation = importlib.import_module("memorisation")
+    net, inpainter, image, mask = parts
+    image, mask = image[..., :64, :80], mask[..., :64, :80]  # the path scores whole fields: multiples of 16
+    task = prepare_task(inpainter, image, mask)
+    optimised = (image + field_steps(net, inpainter, image, mask, 4, target=task.target)).clamp(0, 1)
+    scorer = memorisation.Scorer(inpainter, task, optimised, net.config.eps)
+    memorisation.field_path(net, inpainter, task, scorer, 2, 0.2, [0, 1])
+    rows = [line.split("|")[1:4] for line in capsys.readouterr().out.splitlines() if line.startswith("| 0 |")
+            or line.startswith("| 1 |")]
+    with torch.no_grad():
+        own = net(image, mask, task.target.flatten(1))
+    stepped = field_steps(net, inpainter, image, mask, 2, target=task.target)
+    assert float(rows[0][1]) == pytest.approx(scorer.share(own), abs=1e-3)
+    assert float(rows[1][1]) == pytest.approx(scorer.share(stepped), abs=1e-3)
+    assert float(rows[1][1]) > float(rows[0][1]) and float(rows[1][2]) == pytest.approx(1.0)
+    sys.modules.pop("memorisation", None)

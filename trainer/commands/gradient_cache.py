@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--field-layers", type=int, default=0,
                         help="also store the field at the inpainter's layer k that an encoder-gradient head takes "
                              "(4 for generator-lama-tiny; 0: none)")
+    parser.add_argument("--field-teacher", default=None,
+                        help="an encoder-gradient generator (e.g. generator-lama-tiny): store its field after "
+                             "--field-steps optimiser steps on it, and the noise it gives, as the entry's field and "
+                             "teacher noise")
+    parser.add_argument("--field-steps", type=int, default=10, help="steps on the field teacher's field")
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -33,6 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folder = build_gradient_cache(args.out, args.inpainter, args.images, args.count, args.size, args.seed,
                                   args.teacher_steps, args.shard_size, args.batch_size, args.device,
-                                  args.field_layers)
+                                  args.field_layers, args.field_teacher, args.field_steps)
     print(json.dumps({"cache": str(folder), "entries": len(GradientCache(folder))}))
     return 0

@@ -7,7 +7,6 @@ safetensors checkpoint, or a LaMa model directory as LaMa distributes it
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -73,11 +72,7 @@ class Inpainter(nn.Module):
 
     def fingerprint(self) -> str:
         """A short SHA-256 of the weights: tells two inpainters of the same name apart."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.net.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return checkpoint.weights_fingerprint(self.net)
 
     def encoder_layers(self, k: int) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Layers 1..k (the stem, then the stride-2 downsampling layers) as (weight, BatchNorm scale, shift),

@@ -43,6 +43,15 @@ def field_steps(net: NoiseUNet, inpainter: nn.Module, image: Tensor, mask: Tenso
     stays ``eps * tanh(...)``, inside the bound by construction. ``callback(step, noise)``
     sees the noise before every update and after the last.
     """
+    return stepped_field(net, inpainter, image, mask, steps, lr, target, weights, dilation, callback)[1]
+
+
+def stepped_field(net: NoiseUNet, inpainter: nn.Module, image: Tensor, mask: Tensor, steps: int,
+                  lr: float = FIELD_LR, target: Tensor | None = None, weights: LossWeights | None = None,
+                  dilation: int = 17, callback: Callable[[int, Tensor], None] | None = None
+                  ) -> tuple[Tensor, Tensor]:
+    """:func:`field_steps`' final field (at layer k's resolution, for inputs padded to ``size_multiple``) and
+    noise: the field is a teacher in the generator's own coordinates (``gradient-cache --field-teacher``)."""
     if not has_field(net):
         raise ValueError(NO_FIELD)
     h, w = image.shape[-2:]
@@ -70,6 +79,7 @@ def field_steps(net: NoiseUNet, inpainter: nn.Module, image: Tensor, mask: Tenso
         optimiser.step()
     with torch.no_grad():
         final = noise()
+        field = start + scale * delta
     if callback is not None:
         callback(steps, final)
-    return final
+    return field, final
