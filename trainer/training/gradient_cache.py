@@ -17,9 +17,10 @@ denser target than the image gradient's signs), and per entry the photo and the 
 from. ``field_teacher`` (an encoder-gradient generator) instead stores as the field that generator's own
 field after ``field_steps`` optimiser steps on it (``trainer.objective.field_steps``; 10 steps keep about
 0.97 of the 20-step optimiser's gain), negated like a gradient, and as the teacher noise the noise it
-gives: a teacher in the generator's own coordinates, which its head turns into the noise exactly. Entry i is a pure function of (photos, size, seed, i), so building again with a
-larger ``count`` appends, an interrupted build resumes at its last whole shard, and two
-caches with the same recipe hold the same entries.
+gives: a teacher in the generator's own coordinates, which its head turns into the noise exactly.
+Entry i is a pure function of (photos, size, seed, i), so building again with a larger ``count``
+appends, an interrupted build resumes at its last whole shard, and two caches with the same recipe
+hold the same entries.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def _recipe(inpainter: str, fingerprint: str, size: int, seed: int, images: list
         recipe["field_teacher"] = field_teacher
     return recipe
 
+
+def _store(tensors: dict[str, list[Tensor]], key: str, scale_key: str, value: Tensor) -> None:
+    """Append ``value`` divided by each entry's mean absolute value (float16) under ``key``, and that value under
+    ``scale_key``: how gradients and fields are kept."""
+    scale = value.abs().mean(dim=(1, 2, 3)).clamp_min(1e-20)
+    tensors[key].append((value / scale[:, None, None, None]).half().cpu().contiguous())
+    tensors[scale_key].append(scale.float().cpu())
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -126,24 +134,17 @@ def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", i
             task = prepare_task(model, image, mask)
             if field_layers:
                 _, _, grad, layer_grad = layer_gradient(model, task, field_layers)
-                field = head_field(layer_grad, task)
-                field_scale = field.abs().mean(dim=(1, 2, 3)).clamp_min(1e-20)
-                tensors["field"].append((field / field_scale[:, None, None, None]).half().cpu().contiguous())
-                tensors["field_scale"].append(field_scale.float().cpu())
+                _store(tensors, "field", "field_scale", head_field(layer_grad, task))
             else:
                 grad = input_gradient(model, task)
-            scale = grad.abs().mean(dim=(1, 2, 3)).clamp_min(1e-20)
             tensors["image"].append((image * 255).round().to(torch.uint8).cpu())
             tensors["mask"].append(mask.to(torch.uint8).cpu())
             tensors["target"].append(task.target.reshape(-1, 3).float().cpu())
-            tensors["grad"].append((grad / scale[:, None, None, None]).half().cpu())
-            tensors["scale"].append(scale.float().cpu())
+            _store(tensors, "grad", "scale", grad)
             if teacher_net is not None:
                 field, noise = stepped_field(teacher_net, model, image, mask, field_steps, target=task.target)
-                field = -field  # stored as a gradient is, so that field_cosine reads it as the others
-                field_scale = field.abs().mean(dim=(1, 2, 3)).clamp_min(1e-20)
-                tensors["field"].append((field / field_scale[:, None, None, None]).half().cpu().contiguous())
-                tensors["field_scale"].append(field_scale.float().cpu())
+                # negated: stored as a gradient is, so that field_cosine reads it as the others
+                _store(tensors, "field", "field_scale", -field)
                 tensors["teacher"].append(noise.half().cpu().contiguous())
             if teacher_steps:
                 gen = torch.Generator(device=device).manual_seed(seed * ENDLESS + lo)
