@@ -38,6 +38,8 @@ instead). Validation and its teacher (the ensemble optimiser) score the same mea
 distance of the protected image's fills of m and E(m) to those of the teacher's protected image, a reachable
 target next to the solid colour (``trainer.objective.losses.reference_fills``; one extra forward without gradients).
 ``lr_decay_steps`` > 0: a cosine decay of the rate to ``lr_final`` (trainer/training/lr_schedule.py).
+``field_gradient`` (an encoder-gradient generator): how the loss's gradient reaches the U-Net through its field
+(trainer/training/field_gradient.py).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights, reference_fills
 from trainer.objective.metrics import protection_metrics, share_of_gain
 from trainer.objective.transforms import jpeg
+from trainer.training.field_gradient import check_field_gradient, reshape_field_gradient
 from trainer.training.lr_schedule import adamw, check_decay
 from trainer.training.supervised_terms import field_cosine, over_entries, supervised_term
 
@@ -119,6 +122,7 @@ class GeneratorModule(L.LightningModule):
         encoder_features: bool = False,
         bottleneck_blocks: int = 0,
         output_weight: float = 0.0,
+        field_gradient: str = "loss",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -137,6 +141,7 @@ class GeneratorModule(L.LightningModule):
                             encoder_features=encoder_features, bottleneck_blocks=bottleneck_blocks,
                             **({} if widths is None else {"widths": list(widths)}))
         self.net = NoiseUNet(config)
+        check_field_gradient(field_gradient, has_field=self.net.target_encoder is not None)
         self.weights = LossWeights(attack_weight, incp_weight, hide_weight)
         # training only: validation and the teacher see the images as saved
         eot_config = EOTConfig.coerce(eot)
@@ -219,7 +224,10 @@ class GeneratorModule(L.LightningModule):
         with_field = hp.field_weight > 0 and "field" in batch
         if hp.e2e_weight > 0:
             task = prepare_ensemble_task(self.inpainters, batch["image"], batch["mask"], dilation=hp.dilation)
-            protected, noise, field = self._protect(task, straight_through=True, with_field=with_field)
+            reshape = hp.field_gradient != "loss"  # the U-Net learns from a reshaped gradient at its field
+            protected, noise, field = self._protect(task, straight_through=True, with_field=with_field or reshape)
+            if reshape:
+                reshape_field_gradient(field, hp.field_gradient)
             # "random": one model per batch, drawn from torch's generator (seeded by seed_everything)
             members = [draw_member(len(self.sources))] if hp.ensemble == "random" else None
             reference = None
