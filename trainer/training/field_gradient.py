@@ -8,9 +8,9 @@ large elements, and the images with the largest gradients, dominate a batch. ``f
 reshapes that gradient on its way back into the U-Net (the loss and its value do not change):
 
 - ``loss``: as it comes (plain end-to-end training);
-- ``sample``: each image's gradient scaled to the same mean |g|, so that every image counts alike;
-- ``sign``: each image's gradient replaced by its signs at that image's mean |g|: the U-Net is
-  trained towards refine's first step, image by image.
+- ``sample``: each image's gradient scaled, so that every image counts alike;
+- ``sign``: each image's gradient replaced by its signs: the U-Net is trained towards refine's
+  first step, image by image.
 
 Both give every image the batch's mean |g|, so the rate means what it did. The whole gradient at the field is
 reshaped, a supervised ``field_weight`` term's included.

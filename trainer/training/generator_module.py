@@ -63,6 +63,7 @@ from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective.ensemble import (ENSEMBLE_MODES, EnsembleTask, draw_member, ensemble_losses,
                                        prepare_ensemble_task)
 from trainer.objective.eot import EOTConfig, FixedTransform, RandomTransforms
+from trainer.objective.field_steps import has_field
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights, reference_fills
 from trainer.objective.metrics import protection_metrics, share_of_gain
@@ -141,7 +142,7 @@ class GeneratorModule(L.LightningModule):
                             encoder_features=encoder_features, bottleneck_blocks=bottleneck_blocks,
                             **({} if widths is None else {"widths": list(widths)}))
         self.net = NoiseUNet(config)
-        check_field_gradient(field_gradient, has_field=self.net.target_encoder is not None)
+        check_field_gradient(field_gradient, has_field=has_field(self.net))
         self.weights = LossWeights(attack_weight, incp_weight, hide_weight)
         # training only: validation and the teacher see the images as saved
         eot_config = EOTConfig.coerce(eot)
