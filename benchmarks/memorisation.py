@@ -2,6 +2,7 @@
 
     python benchmarks/memorisation.py [--generator generator-lama-tiny] [--split train] [--samples 8]
         [--batch N] [--steps 300] [--every 25] [--lr 1e-4] [--free-field-steps 100]
+        [--held-out-seed 1] [--held-out-split val]
 
 Fine-tunes a copy of the generator end to end (the paper's total loss through the frozen
 inpainter, 8-bit straight-through rounding, as stage 3 of the recipe) on exactly the first
@@ -21,6 +22,12 @@ ceiling that the network in front of it is measured against. ``--interpolate A .
 the fields part of the way from the generator's to the optimised one (0: the generator, 1: the
 optimised field) and prints their cosine: how much of that difference a network has to learn
 for a given share.
+
+``--held-out-seed S`` and ``--held-out-split SPLIT`` also score the fitted generator, at every
+report, on samples it is not fitted to: the same photos with the masks of seed ``S``, and the
+first samples of another split. Whether a fit transfers, to other masks on the same photos or
+to other photos, tells a correction the network can learn from data from one it can only
+memorise.
 """
 
 from __future__ import annotations
@@ -105,8 +112,9 @@ def field_path(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, 
 
 
 def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, steps: int, every: int,
-                  lr: float, batch: int) -> None:
-    """Train the generator on the fixed samples (stage 3's loss and rate) and print the share as it goes."""
+                  lr: float, batch: int, held_out: list[tuple[ProtectionTask, Scorer]] = ()) -> None:
+    """Train the generator on the fixed samples (stage 3's loss and rate) and print the share as it goes, on them
+    and on each ``held_out`` set it is not trained on."""
     net.train().requires_grad_(True)
     if net.target_blocks is not None:  # the target's own blocks stay frozen, as in training
         net.target_blocks.requires_grad_(False)
@@ -117,9 +125,9 @@ def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Score
         if step % every == 0 or step == steps:
             net.eval()
             with torch.no_grad():
-                noise = net(task.image, task.mask, task.target)
-            print(f"| generator | {step} | {scorer.share(noise):.3f} | {time.perf_counter() - began:.0f} |",
-                  flush=True)
+                shares = [s.share(net(t.image, t.mask, t.target)) for t, s in [(task, scorer), *held_out]]
+            print(f"| generator | {step} | {' | '.join(f'{v:.3f}' for v in shares)} | "
+                  f"{time.perf_counter() - began:.0f} |", flush=True)
             net.train()
         if step == steps:
             break
@@ -128,6 +136,18 @@ def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Score
         _, raw = net.noise_and_raw(part.image, part.mask, part.target)
         total_loss(inpainter, raw, part, net.config.eps).backward()
         optimiser.step()
+
+
+def fixed_samples(parser: argparse.ArgumentParser, args: argparse.Namespace, inpainter, split: str, seed: int,
+                  count: int, eps: float, photos: int | None = None) -> tuple[ProtectionTask, Scorer]:
+    """The first ``count`` samples of ``split`` with the masks of ``seed``, and their scorer against the optimiser
+    (whose references are run, or read from the cache, for the first ``photos`` photos: default, every one asked)."""
+    asked = {**vars(args), "seed": seed, "photos_per_split": photos or args.photos_per_split}
+    images, masks, runs = split_samples(parser, argparse.Namespace(**asked), inpainter, split)
+    n = min(count, len(images))
+    optimised = next(r for r in runs if r.name == OPTIMISER).protected[:n]
+    task = prepare_task(inpainter, torch.stack(images[:n]), torch.stack(masks[:n]))
+    return task, Scorer(inpainter, task, torch.stack(optimised), eps)
 
 
 def main() -> None:
@@ -144,6 +164,9 @@ def main() -> None:
                         help="with --free-field-steps: score fields these fractions of the way to the optimised one")
     parser.add_argument("--field-lr", type=float, default=FIELD_LR,
                         help="Adam's rate, relative to each field's mean size")
+    parser.add_argument("--held-out-seed", type=int, default=None,
+                        help="also score the fit on the same photos with the masks of this seed")
+    parser.add_argument("--held-out-split", default=None, help="also score the fit on this split's first samples")
     add_sample_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -155,14 +178,22 @@ def main() -> None:
         parser.error(str(err))
     if args.free_field_steps and not has_field(net):
         parser.error("--free-field-steps needs an encoder-gradient generator (head: stem-gradient, head_layers > 1)")
-    images, masks, runs = split_samples(parser, args, inpainter, args.split)
-    n = min(args.samples, len(images))
-    optimised = next(r for r in runs if r.name == OPTIMISER).protected[:n]
-    task = prepare_task(inpainter, torch.stack(images[:n]), torch.stack(masks[:n]))
-    scorer = Scorer(inpainter, task, torch.stack(optimised), net.config.eps)
+    task, scorer = fixed_samples(parser, args, inpainter, args.split, args.seed, args.samples, net.config.eps)
+    n = len(task.image)
+    held_out, columns = [], ["share"]
+    if args.held_out_seed is not None:
+        # only the fitted photos: the optimiser's references for new masks are run here, a minute a sample
+        photos = -(-n // args.masks_per_image)
+        held_out.append(fixed_samples(parser, args, inpainter, args.split, args.held_out_seed, n, net.config.eps,
+                                      photos))
+        columns.append(f"same photos, masks of seed {args.held_out_seed}")
+    if args.held_out_split is not None:
+        held_out.append(fixed_samples(parser, args, inpainter, args.held_out_split, args.seed, args.samples,
+                                      net.config.eps))
+        columns.append(f"{args.held_out_split} (not fitted)")
     print(f"{n} samples of {args.split} ({args.size} px), {args.generator} against {args.inpainter}; share of the "
           f"20-step optimiser's attack gain on these same samples, as saved")
-    print("| fitted | step | share | seconds |\n|---|---:|---:|---:|", flush=True)
+    print(f"| fitted | step | {' | '.join(columns)} | seconds |\n|---|---:|{'---:|' * len(columns)}---:|", flush=True)
     if args.free_field_steps:
         fit_free_field(net, inpainter, task, scorer, args.free_field_steps, args.every, args.field_lr)
     if args.interpolate:
@@ -170,7 +201,7 @@ def main() -> None:
             parser.error("--interpolate needs --free-field-steps")
         field_path(net, inpainter, task, scorer, args.free_field_steps, args.field_lr, args.interpolate)
     fit_generator(copy.deepcopy(net), inpainter, task, scorer, args.steps, args.every, args.lr,
-                  args.batch or n)
+                  args.batch or n, held_out)
 
 
 if __name__ == "__main__":

@@ -28,3 +28,37 @@ def test_benchmark_imports_and_parses_help(script, monkeypatch, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: {script.name}")  # argparse names the script it parsed for
+
+
+def test_averaging_means_pre_tanh_outputs_and_mirrors_back(monkeypatch):
+    """``benchmarks/averaging.py``: one member is the generator itself; a mirrored member is the generator on the
+    mirrored input, mirrored back; two members average their pre-tanh outputs (or their noises)."""
+    import importlib
+
+    import torch
+
+    from generator import load_generator
+    from generator.target import target_colour
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    averaging = importlib.import_module("averaging")
+    net = load_generator("generator-lama-tiny-fast").eval()
+    torch.manual_seed(0)
+    image, mask = torch.rand(1, 3, 48, 64), torch.zeros(1, 1, 48, 64)
+    mask[..., 10:30, 8:40] = 1
+    target = target_colour(image)
+    with torch.no_grad():
+        raw = net.noise_and_raw(image, mask, target)[1]
+        mirrored = net.noise_and_raw(image.flip(-1), mask.flip(-1), target)[1].flip(-1)
+        eps = net.config.eps
+        assert torch.allclose(averaging.averaged([(net, False)])(image, mask),
+                              (image + net(image, mask, target)).clamp(0, 1))
+        assert torch.allclose(averaging.averaged([(net, True)])(image, mask),
+                              (image + eps * torch.tanh(mirrored)).clamp(0, 1))
+        both = [(net, False), (net, True)]
+        assert torch.allclose(averaging.averaged(both)(image, mask),
+                              (image + eps * torch.tanh((raw + mirrored) / 2)).clamp(0, 1), atol=1e-6)
+        assert torch.allclose(averaging.averaged(both, of="noise")(image, mask),
+                              (image + eps * (torch.tanh(raw) + torch.tanh(mirrored)) / 2).clamp(0, 1), atol=1e-6)
+        assert not torch.allclose(raw, mirrored)  # the network is not mirror-symmetric: the member is another answer
+    sys.modules.pop("averaging", None)

@@ -160,3 +160,32 @@ def test_the_field_path_runs_from_the_generator_to_the_stepped_field(parts, monk
     assert float(rows[1][1]) == pytest.approx(scorer.share(stepped), abs=1e-3)
     assert float(rows[1][1]) > float(rows[0][1]) and float(rows[1][2]) == pytest.approx(1.0)
     sys.modules.pop("memorisation", None)
+
+
+def test_a_fit_is_scored_on_the_samples_it_is_not_fitted_to(parts, monkeypatch, capsys):
+    """``memorisation.py --held-out-*``: each held-out column is the share of the network as fitted at that step,
+    on samples it never trains on (their share moves only through what the fit changed)."""
+    import copy
+    import importlib
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    memorisation = importlib.import_module("memorisation")
+    net, inpainter, image, mask = parts
+    net = copy.deepcopy(net)
+    fitted, other = (prepare_task(inpainter, image[i:i + 1], mask[i:i + 1]) for i in (0, 1))
+    scorers = [memorisation.Scorer(inpainter, t, (t.image + field_steps(net, inpainter, t.image, t.mask, 3,
+                                                                        target=t.target)).clamp(0, 1), net.config.eps)
+               for t in (fitted, other)]
+    with torch.no_grad():
+        before = scorers[1].share(net(other.image, other.mask, other.target))
+    memorisation.fit_generator(net, inpainter, fitted, scorers[0], 2, 2, 1e-3, 1, [(other, scorers[1])])
+    rows = [line.split("|")[2:5] for line in capsys.readouterr().out.splitlines() if line.startswith("| generator")]
+    net.eval()
+    with torch.no_grad():
+        after = scorers[1].share(net(other.image, other.mask, other.target))
+    assert [int(r[0]) for r in rows] == [0, 2]
+    assert float(rows[0][2]) == pytest.approx(before, abs=1e-3) and float(rows[1][2]) == pytest.approx(after, abs=1e-3)
+    assert after != before  # the fit changed the network, and the column follows it
+    sys.modules.pop("memorisation", None)
