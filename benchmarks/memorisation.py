@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,14 +80,15 @@ def total_loss(inpainter, raw: Tensor, task: ProtectionTask, eps: float) -> Tens
 
 
 def fit_free_field(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, steps: int, every: int,
-                   lr: float) -> None:
-    """Optimise the encoder head's field directly, from the generator's own, and print the share as it goes."""
+                   lr: float, blank: int = 0) -> None:
+    """Optimise the encoder head's field directly, from the generator's own, and print the share as it goes
+    (``blank``: empty cells for the held-out columns, which a per-sample field has nothing to say about)."""
     began = time.perf_counter()
 
     def report(step: int, noise: Tensor) -> None:
         if step % every == 0 or step == steps:
-            print(f"| free field | {step} | {scorer.share(noise):.3f} | {time.perf_counter() - began:.0f} |",
-                  flush=True)
+            print(f"| free field | {step} | {scorer.share(noise):.3f} | {'- | ' * blank}"
+                  f"{time.perf_counter() - began:.0f} |", flush=True)
 
     field_steps(net, inpainter, task.image, task.mask, steps, lr, task.target, callback=report)
 
@@ -112,7 +114,7 @@ def field_path(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, 
 
 
 def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Scorer, steps: int, every: int,
-                  lr: float, batch: int, held_out: list[tuple[ProtectionTask, Scorer]] = ()) -> None:
+                  lr: float, batch: int, held_out: Sequence[tuple[ProtectionTask, Scorer]] = ()) -> None:
     """Train the generator on the fixed samples (stage 3's loss and rate) and print the share as it goes, on them
     and on each ``held_out`` set it is not trained on."""
     net.train().requires_grad_(True)
@@ -195,7 +197,8 @@ def main() -> None:
           f"20-step optimiser's attack gain on these same samples, as saved")
     print(f"| fitted | step | {' | '.join(columns)} | seconds |\n|---|---:|{'---:|' * len(columns)}---:|", flush=True)
     if args.free_field_steps:
-        fit_free_field(net, inpainter, task, scorer, args.free_field_steps, args.every, args.field_lr)
+        fit_free_field(net, inpainter, task, scorer, args.free_field_steps, args.every, args.field_lr,
+                       len(held_out))
     if args.interpolate:
         if not args.free_field_steps:
             parser.error("--interpolate needs --free-field-steps")
