@@ -115,6 +115,20 @@ def split_samples(parser: argparse.ArgumentParser, args: argparse.Namespace, inp
     return images, masks, reference_runs(inpainter, images, masks, cache)
 
 
+def load_protectors(parser: argparse.ArgumentParser, names: list[str]) -> dict[str, Protector]:
+    """The generators given (shipped names or files), labelled by their short names; a bad or repeated one is one
+    line (shared with ``averaging.py``)."""
+    short = [Path(g).stem if g.endswith(".safetensors") else g for g in names]
+    # a run's export and the shipped file it becomes share a name: label those by what was given
+    labels = [name if short.count(name) == 1 else g for name, g in zip(short, names)]
+    if len(set(labels)) < len(labels):
+        parser.error("a generator is given twice")
+    try:
+        return {label: Protector.from_checkpoint(g) for label, g in zip(labels, names)}
+    except ValueError as err:  # a CheckpointError among them: one line, not a traceback
+        parser.error(str(err))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
@@ -128,15 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
-    short = [Path(g).stem if g.endswith(".safetensors") else g for g in args.generator]
-    # a run's export and the shipped file it becomes share a name: label those by what was given
-    labels = [name if short.count(name) == 1 else g for name, g in zip(short, args.generator)]
-    if len(set(labels)) < len(labels):
-        parser.error("a generator is given twice")
-    try:
-        protectors = {label: Protector.from_checkpoint(g) for label, g in zip(labels, args.generator)}
-    except ValueError as err:  # a CheckpointError among them: one line, not a traceback
-        parser.error(str(err))
+    protectors = load_protectors(parser, args.generator)
     report, shares = [], {}
     for split in args.splits:
         images, masks, runs = split_samples(parser, args, inpainter, split)

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 
-from amortisation import OPTIMISER, add_sample_arguments, split_samples
-from generator.protector import load_generator
+from amortisation import OPTIMISER, add_sample_arguments, load_protectors, split_samples
 from generator.target import target_colour
 from generator.unet import NoiseUNet
 from trainer.evaluation.scoring import markdown, run_method, score_runs
@@ -88,14 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
-    names = args.generator or ["generator-lama-tiny"]
-    labels = [Path(g).stem if g.endswith(".safetensors") else g for g in names]
-    if len(set(labels)) < len(labels):
-        parser.error("a generator is given twice")
-    try:
-        nets = {label: load_generator(g).eval() for label, g in zip(labels, names)}
-    except ValueError as err:  # a CheckpointError: one line
-        parser.error(str(err))
+    protectors = load_protectors(parser, args.generator or ["generator-lama-tiny"])
+    nets = {label: p.net.eval() for label, p in protectors.items()}
     for split in args.splits:
         images, masks, runs = split_samples(parser, args, inpainter, split)
         runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods(nets, args.scale).items()]
