@@ -38,6 +38,20 @@ def test_photo_splits_are_disjoint_and_need_the_photos(tmp_path, monkeypatch):
     assert splits.resolve_images(str(tmp_path)) is None
 
 
+def test_a_photo_subset_is_nested_in_every_larger_one(tmp_path, monkeypatch):
+    for name in [*splits.VAL, *splits.TEST, *(f"p{i}" for i in range(9))]:
+        write_rgb(tmp_path / f"{name}.png", 8, 8)
+    monkeypatch.setattr(splits, "PHOTOS", tmp_path)
+    subsets = [splits.resolve_images(f"split:train:{n}") for n in (2, 5, 9)]
+    assert [len(s) for s in subsets] == [2, 5, 9] and subsets[2] == splits.split_paths("train", tmp_path)
+    assert set(subsets[0]) < set(subsets[1]) < set(subsets[2]) and subsets[1] == sorted(subsets[1])
+    assert subsets[1] != splits.split_paths("train", tmp_path)[:5]  # drawn, not the first names of the folder
+    with pytest.raises(ValueError, match="a subset takes 1 to 9 photos, not 10"):
+        splits.resolve_images("split:train:10")
+    with pytest.raises(ValueError, match="must be a whole number, e.g. split:train:6"):
+        splits.resolve_images("split:train:half")
+
+
 def test_fgsm_is_one_signed_step_down_the_total_loss(tiny_inpainter):
     torch.manual_seed(0)
     image, mask = torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)

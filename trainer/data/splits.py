@@ -11,12 +11,15 @@ scikit-image's five held-out photos, which ship with the package:
 Near-duplicates stay on one side (the Leuven and motorcycle pairs are in train). The
 photos of Debian's ``plasma-workspace-wallpapers`` are in no split: they are reserved for
 independent checks of the project. A config names a split as ``split:NAME`` wherever it
-takes an image folder (``data.train_dir``, ``data.val_dir``).
+takes an image folder (``data.train_dir``, ``data.val_dir``), and ``split:NAME:N`` for N of its photos, drawn in
+a fixed order, so that a smaller subset lies inside every larger one: what a curve of the held-out share
+against the number of training photos needs.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 from trainer.data.images import list_images, sample_images
@@ -47,8 +50,21 @@ def split_paths(name: str, photos: str | os.PathLike | None = None) -> list[Path
     return chosen + (sample_images("val") if name == "test" else [])
 
 
+def subset(paths: list[Path], count: int) -> list[Path]:
+    """``count`` of ``paths``, the first of one seeded shuffle (nested: the 6 lie among the 12), in folder order."""
+    if not 1 <= count <= len(paths):
+        raise ValueError(f"a subset takes 1 to {len(paths)} photos, not {count}")
+    return sorted(random.Random(0).sample(sorted(paths), len(paths))[:count])
+
+
 def resolve_images(folder: str) -> list[Path] | None:
-    """The photos of a ``split:NAME`` reference, or None when ``folder`` is a plain folder."""
+    """The photos of a ``split:NAME`` or ``split:NAME:N`` reference, or None when ``folder`` is a plain folder."""
     if not folder.startswith(PREFIX):
         return None
-    return split_paths(folder[len(PREFIX):])
+    name, _, count = folder[len(PREFIX):].partition(":")
+    paths = split_paths(name)
+    if not count:
+        return paths
+    if not count.isdigit():
+        raise ValueError(f"'{folder}': the count after the split's name must be a whole number, e.g. split:{name}:6")
+    return subset(paths, int(count))
