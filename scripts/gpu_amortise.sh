@@ -16,8 +16,9 @@
 #
 # The device image lacks kornia, jsonargparse and omegaconf: carry them as wheels in .whl (the device tool's
 # README says how); the script installs whatever .whl holds. Without wandb there it logs to CSV (LOGGER=csv, the
-# default when wandb is missing): runs/NAME/NAME/version_0/metrics.csv, copied to the logs as NAME-metrics.csv. Every stage checkpoints under
-# runs/ and each variant copies its export to OUT as it finishes, so a call cut short still returns the others.
+# default when wandb is missing): runs/NAME/NAME/version_0/metrics.csv, copied to the logs as NAME-metrics.csv.
+# Every stage checkpoints under runs/ and each variant copies its export to OUT as it finishes, so a call cut
+# short still returns the others.
 # Budget the times so that the whole call ends inside the device tool's 10-minute command limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,10 @@ WORKERS=${WORKERS:-3}                # data workers per run (four runs share 16 
 VARIANTS=${VARIANTS:-"gpu:three gpu-wide:three:--model.widths=[32,64,128,256] gpu-s3:stage3
     gpu-s3-b64:stage3:--data.batch_size=64+--model.lr=0.0003"}
 PY=${PYTHON:-python3}
+for v in $VARIANTS; do  # a misspelt kind would otherwise never be launched, silently
+    IFS=: read -r _ kind _ <<< "$v"
+    case $kind in three|stage3) ;; *) echo "gpu_amortise.sh: variant '$v': kind must be three or stage3" >&2; exit 2;; esac
+done
 SUFFIX=${SUFFIX:-}                 # run names get it, so that a check never touches the real runs
 CACHE=${CACHE:-runs/gradient-cache-gpu}
 export WANDB_MODE=offline PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -49,14 +54,16 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-}
 LOGGER=${LOGGER:-$($PY -c "import wandb" 2>/dev/null && echo wandb || echo csv)}
 LOGS=runs/gpu-logs$SUFFIX
 mkdir -p "$LOGS"
-pg() { $PY -m trainer.commands.cli "$@"; }
+CLI=("$PY" -m trainer.commands.cli)
+pg() { "${CLI[@]}" "$@"; }
 stamp() { echo "$(date +%T) $*" | tee -a "$LOGS/timeline.log"; }
 if [ "$DEVICE" != cpu ]; then  # the card, and how busy the runs keep it (a sample every 15 s)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$LOGS/gpu.txt" 2>&1 || true
     (nvidia-smi dmon -s um -d 15 > "$LOGS/dmon.log" 2>&1 &) || true
 fi
 
-# stage NAME STEPS_PER_VAL BATCH ARGS...: one training run, its log and curve under LOGS
+# stage NAME STEPS_PER_VAL BATCH ARGS...: one training run, its log and curve under LOGS (and the calling
+# variant's EXTRA arguments last)
 stage() {
     local name=$1 steps_per_val=$2 batch=$3 rc=0; shift 3
     local logger=()
@@ -108,7 +115,7 @@ pids=()
 launch stage3   # these need no cache: they start at once
 
 stamp "cache: growing $CACHE to $COUNT entries, $CACHE_TIME s at most"
-timeout "$CACHE_TIME" $PY -m trainer.commands.cli gradient-cache --out "$CACHE" --count "$COUNT" --device "$DEVICE" \
+timeout "$CACHE_TIME" "${CLI[@]}" gradient-cache --out "$CACHE" --count "$COUNT" --device "$DEVICE" \
     --batch-size 64 > "$LOGS/cache.log" 2>&1 || stamp "cache: stopped at the time limit (whole shards are kept)"
 stamp "cache: $(ls "$CACHE" | grep -c safetensors) shards"
 
