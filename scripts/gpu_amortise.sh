@@ -10,6 +10,11 @@
 #   device run, carry [data/photos, runs/val-teacher-lama-tiny.safetensors, .whl]:
 #     bash scripts/gpu_amortise.sh    # OUT (set by the device tool) receives one export per variant, logs.tar.gz
 #                                     # (timeline, logs, each stage's metrics.csv) and best.tar (val's chosen steps)
+#   the next call (session 30's plan): one stage-3 run given the whole card, from the shipped default, to see
+#   whether the share climbs on towards 0.80 (session 29: +0.01 per 1000 steps of batch 16 at the end, a quarter
+#   of the card each); --trainer.precision=bf16-mixed as a further extra argument runs too (checked on the CPU,
+#   session 30), its speed and its effect on the share unmeasured:
+#     CACHE_TIME=1 S3_ONLY=00:00:08:30 WORKERS=12 VARIANTS="gpu-s3long:stage3" bash scripts/gpu_amortise.sh
 #   on this CPU, as a check of the script itself (seconds per stage):
 #     WHEELS=none PYTHON=.venv/bin/python DEVICE=cpu COUNT=64 CACHE=runs/gc-check SUFFIX=-check S1=00:00:00:20 S2=00:00:00:20 S3=00:00:00:20 \
 #         S3_ONLY=00:00:00:20 OUT=runs/gpu-check bash scripts/gpu_amortise.sh
