@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generator.stem_head import CHANNELS_LAST, StemGradientHead
+from generator.transpose import transpose_stride2
 
 Tensor = torch.Tensor
 
@@ -157,6 +158,6 @@ class EncoderGradientHead(nn.Module):
         g = field.contiguous(memory_format=CHANNELS_LAST)
         for i in range(self.layers - 1, layer - 1, -1):
             # a stride-2 layer's transpose (the fold back of its reflect padding at the border left out)
-            g = F.conv_transpose2d(torch.where(gates[i - 1], g, zero), self._weight(i), stride=2, padding=1,
-                                   output_padding=1)
+            # layer 2's transpose writes the full-resolution field: an export makes it a convolution (transpose.py)
+            g = transpose_stride2(torch.where(gates[i - 1], g, zero), self._weight(i), as_conv=i == 1)
         return g

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generator.transpose import transpose_full
+
 Tensor = torch.Tensor
 CHANNELS_LAST = torch.channels_last
 
@@ -111,4 +113,4 @@ class StemGradientHead(nn.Module):
         # only the image channels are wanted back; the caller's crop leaves out the fold back of the stem's
         # reflect padding, which only touches the pixels 1 to pad rows and columns in from the edge (on a CPU
         # the transpose is faster than the equivalent convolution with the kernel flipped, 3 outputs being few)
-        return F.conv_transpose2d(gated, weight[:, :3])
+        return transpose_full(gated, weight[:, :3])

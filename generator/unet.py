@@ -22,6 +22,7 @@ from torch import nn
 from generator.encoder_head import EncoderGradientHead, Encoding, lama_encoder_widths
 from generator.real_fft import irfft2, rfft2
 from generator.stem_head import StemGradientHead
+from generator.transpose import exporting
 
 Tensor = torch.Tensor
 
@@ -264,7 +265,7 @@ class NoiseUNet(nn.Module):
 
         An export traces one graph for every size, so it keeps the single pass.
         """
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or h * w <= BAND_PIXELS:
+        if exporting() or h * w <= BAND_PIXELS:
             return None
         return max(16, BAND_PIXELS // w)
 
