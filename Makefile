@@ -12,16 +12,18 @@ PAINTGUARD ?= $(BIN)/paintguard
 # ONNX exports are built here from the safetensors checkpoints, never committed (a stale one cannot exist)
 ONNX_DIR := build/onnx
 GENERATORS := generator-lama-tiny generator-lama-tiny-stem generator-lama-tiny-fast generator-lama-tiny-robust
-# the web page runs the fast generator: the gradient heads (default, stem) export as one graph, whose 32-channel
-# full-resolution tensors take 13.2 / 10.5 GB at 3840x2160 in onnxruntime, beyond WebAssembly's 4 GB (torch runs
-# them in bands)
-WEB_GENERATOR ?= generator-lama-tiny-fast
+# the web page runs the default generator up to 6 MP (web/models.json) and the fast one above: the default exports
+# as one graph whose 32-channel full-resolution tensors take 5813 MiB at 3840x2160 in onnxruntime (13128 before
+# generator/transpose.py), beyond WebAssembly's 4 GB (torch runs them in bands)
+WEB_GENERATOR ?= generator-lama-tiny
+WEB_LARGE_GENERATOR ?= generator-lama-tiny-fast
 WEB_DIST := web/dist
 ORT_DIST := web/node_modules/onnxruntime-web/dist
 # the ESM build with WebGPU and its WebAssembly runtime: all the page loads from onnxruntime-web
 ORT_FILES := ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm
-WEB_FILES := web/index.html web/style.css $(wildcard web/src/*.js)
-EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py generator/stem_head.py generator/encoder_head.py
+WEB_FILES := web/index.html web/style.css web/models.json $(wildcard web/src/*.js)
+EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py generator/stem_head.py generator/encoder_head.py \
+	generator/transpose.py
 
 .PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web
 
@@ -45,7 +47,7 @@ $(ONNX_DIR)/%.onnx: checkpoints/%.safetensors $(EXPORT_CODE) | $(STAMP)
 	$(PAINTGUARD) export-onnx $< -o $@
 
 # the in-browser page: its files, onnxruntime-web (npm, versions from web/package-lock.json) and the model
-web: $(WEB_DIST)/model.onnx $(WEB_DIST)/.files
+web: $(WEB_DIST)/model.onnx $(WEB_DIST)/model-large.onnx $(WEB_DIST)/.files
 
 $(ORT_DIST)/ort.min.mjs: web/package.json web/package-lock.json
 	cd web && npm ci --ignore-scripts --no-audit --no-fund
@@ -54,12 +56,16 @@ $(ORT_DIST)/ort.min.mjs: web/package.json web/package-lock.json
 $(WEB_DIST)/.files: $(WEB_FILES) $(ORT_DIST)/ort.min.mjs
 	rm -rf $(WEB_DIST)/src $(WEB_DIST)/ort
 	mkdir -p $(WEB_DIST)/src $(WEB_DIST)/ort
-	cp web/index.html web/style.css $(WEB_DIST)/
+	cp web/index.html web/style.css web/models.json $(WEB_DIST)/
 	cp web/src/*.js $(WEB_DIST)/src/
 	cp $(addprefix $(ORT_DIST)/,$(ORT_FILES)) $(WEB_DIST)/ort/
 	@touch $@
 
 $(WEB_DIST)/model.onnx: $(ONNX_DIR)/$(WEB_GENERATOR).onnx
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(WEB_DIST)/model-large.onnx: $(ONNX_DIR)/$(WEB_LARGE_GENERATOR).onnx
 	@mkdir -p $(@D)
 	cp $< $@
 

@@ -8,7 +8,8 @@ The shipped generator (generator-lama-tiny) at 512x512 and 3840x2160:
   dynamically int8-quantised model; every measurement in a fresh process, so its peak resident memory
   (VmHWM) is its own; the baseline column is the process before the first pass;
 - onnxruntime's graph optimisation levels, thread counts and thread spinning;
-- the web page in headless Chromium (onnxruntime-web, WebAssembly): the time its page reports;
+- the web page in headless Chromium (onnxruntime-web, WebAssembly): the time its page reports, with the generator
+  it ran (web/models.json: the default up to 6 MP, the fast one above);
 - int8 quality: the noise's difference from float32 and each variant's share of the 20-step optimiser's
   gain on the held-out photos of configs/compare/lama-tiny.yaml (5 x 256 px, lama-tiny).
 Measurements of one table are interleaved over ``--rounds`` (medians), so a neighbour's load on a shared
@@ -25,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,8 +34,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SIZES = {"512x512": (512, 512), "3840x2160": (2160, 3840)}
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def peak_rss_mib() -> float:
@@ -185,20 +183,17 @@ def speed_tables(models: dict[str, Path], runs: int, rounds: int) -> str:
 
 def web_times(runs: int) -> str:
     """The page's own timing (network, and everything from pixels to PNG-ready) in headless Chromium."""
-    import shutil
-
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
-    from generator.web_server import SITE, address, check_site, make_server
+    from generator.web_browser import launch_chromium, serve_in_background
+    from generator.web_server import SITE, address, check_site
 
     check_site(SITE)
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    server = make_server(SITE, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_in_background(SITE)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        browser = launch_chromium(p)
         for size, (h, w) in SIZES.items():
             feeds = inputs(h, w)
             image, mask = Path(tmp) / f"{size}.png", Path(tmp) / f"{size}_mask.png"
@@ -220,14 +215,14 @@ def web_times(runs: int) -> str:
                     raise RuntimeError(f"the page failed at {size}: {error}")
                 network.append(float(page.get_attribute("#status", "data-network-ms")) / 1000)
                 total.append(float(page.get_attribute("#status", "data-total-ms")) / 1000)
-            rows.append([size, f"{statistics.median(network):.3f}", f"{statistics.median(total):.3f}",
-                         str(len(network))])
+            rows.append([size, page.get_attribute("#status", "data-generator"), f"{statistics.median(network):.3f}",
+                         f"{statistics.median(total):.3f}", str(len(network))])
             page.close()
         browser.close()
     server.shutdown()
     backend = provider.split(" on ")[-1].split(".")[0] if provider else "?"
     return (f"\nWeb page in headless Chromium (onnxruntime-web, {backend})\n\n"
-            + table(["image", "network (median s)", "pixels to PNG-ready (median s)", "runs"], rows))
+            + table(["image", "generator", "network (median s)", "pixels to PNG-ready (median s)", "runs"], rows))
 
 
 def quality(models: dict[str, Path]) -> str:

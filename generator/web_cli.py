@@ -1,11 +1,11 @@
 """``paintguard web``: serve the in-browser protection page on this computer and print its address.
 
-    make web              # once: npm packages and the exported model into web/dist
+    make web              # once: npm packages and the exported models into web/dist
     paintguard web        # then open the printed address; --port N to choose the port
 
 The page runs the generator in the browser (onnxruntime-web): images never leave
 it, and this server only hands out the page's files. It refuses to start when the
-page is not built or its model is stale (exported from an older checkpoint).
+page is not built or one of its models is stale (exported from an older checkpoint).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be 0-65535, got {args.port}")
-    meta = check_site(args.root)
+    sources = ", then ".join(meta["source"] for meta in check_site(args.root).values())
     try:
         server = make_server(args.root, args.port, args.host)
     except OSError as err:
         raise OSError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from None
-    print(f"paintguard web: serving {args.root} (model from {meta['source']}) at {address(server)} "
+    print(f"paintguard web: serving {args.root} (models from {sources}) at {address(server)} "
           "-- open it in a browser; Ctrl+C stops", flush=True)
     try:
         server.serve_forever()

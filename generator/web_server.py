@@ -9,6 +9,7 @@ WebAssembly threads.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +18,8 @@ from pathlib import Path
 from generator.onnx_meta import check_fresh, read_metadata
 
 SITE = Path(__file__).resolve().parents[1] / "web" / "dist"
-MODEL = "model.onnx"
-REQUIRED = ("index.html", "src/app.js", "ort/ort.min.mjs", MODEL)
+MODELS = "models.json"  # the page's generators, each with the largest image it takes
+REQUIRED = ("index.html", "src/app.js", "ort/ort.min.mjs", MODELS)
 
 
 class SiteError(ValueError):
@@ -48,15 +49,32 @@ class FileHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def check_site(root: str | os.PathLike = SITE) -> dict:
-    """Refuse a page folder that is incomplete or whose model no longer matches its checkpoint; returns its metadata."""
+def site_models(root: str | os.PathLike = SITE) -> list[str]:
+    """The model files the page at ``root`` runs (``models.json``), the default one first."""
+    path = Path(root) / MODELS
+    try:
+        files = [model["file"] for model in json.loads(path.read_text())["models"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SiteError(f"'{path}' does not list the page's models: rebuild the page with 'make web' ({err})") from None
+    if not files:
+        raise SiteError(f"'{path}' lists no model: rebuild the page with 'make web'")
+    return files
+
+
+def check_site(root: str | os.PathLike = SITE) -> dict[str, dict]:
+    """Refuse a page folder that is incomplete or whose models no longer match their checkpoints; returns each
+    model's metadata by file name, the default one first."""
     root = Path(root)
     missing = [name for name in REQUIRED if not (root / name).is_file()]
+    if not missing:  # then models.json is there to say which models the page needs
+        missing = [name for name in site_models(root) if not (root / name).is_file()]
     if missing:
         raise SiteError(f"the web page in '{root}' is not built (missing {', '.join(missing)}): run 'make web'")
-    meta = read_metadata(root / MODEL)
-    check_fresh(meta, str(root / MODEL), rebuild="make web")
-    return meta
+    metas = {}
+    for name in site_models(root):
+        metas[name] = read_metadata(root / name)
+        check_fresh(metas[name], str(root / name), rebuild="make web")
+    return metas
 
 
 def make_server(root: str | os.PathLike = SITE, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:

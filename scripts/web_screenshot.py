@@ -10,10 +10,8 @@ a screenshot of the whole page.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from PIL import Image
@@ -21,23 +19,19 @@ from playwright.sync_api import sync_playwright
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from generator.web_server import SITE, address, check_site, make_server  # noqa: E402
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
-
+from generator.web_browser import launch_chromium, serve_in_background  # noqa: E402
+from generator.web_server import SITE, address, check_site  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", nargs="?", default="web/screenshot.png")
     args = parser.parse_args()
     check_site(SITE)
-    server = make_server(SITE, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_in_background(SITE)
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         photo = Path(tmp) / "astronaut.png"
         Image.fromarray(data.astronaut()).resize((384, 384), Image.LANCZOS).save(photo)  # a photo scikit-image ships
-        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=FLAGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1100, "height": 1000})
         page.goto(address(server))
         page.locator("body[data-model=ready]").wait_for(timeout=120_000)

@@ -6,8 +6,8 @@ skipped, with the reason, only where no Chromium can be found.
 
 from __future__ import annotations
 
+import json
 import shutil
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -18,42 +18,27 @@ from PIL import Image
 
 from generator.io import read_image
 from generator.target import target_colour
-from generator.web_server import SITE, address, check_site, make_server
+from generator.web_browser import find_chromium, launch_chromium, serve_in_background
+from generator.web_server import SITE, address, check_site
 from trainer.commands.cli import main
 
 from .test_bad_files import bomb_png
 from .conftest import write_mask, write_rgb
 
 EPS = 0.025
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 60_000  # model load and WebAssembly compile on a busy 2-core machine
-
-
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = find_chromium()
-    if executable is None:
+    if find_chromium() is None:
         pytest.skip("no Chromium found: install Debian's chromium (apt-get install chromium) to test the web page")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        chromium = launch_chromium(p)
         yield chromium
         chromium.close()
-
-
-def serve(root: Path):
-    server = make_server(root, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +47,7 @@ def site():
         check_site(SITE)
     except ValueError as err:
         pytest.fail(f"{err} (make test builds it)")
-    server = serve(SITE)
+    server = serve_in_background(SITE)
     yield address(server)
     server.shutdown()
     server.server_close()
@@ -137,12 +122,41 @@ def photo(tmp_path, kind: str) -> tuple[Path, Path]:
 def test_page_protects_like_the_onnx_backend(page, site, tmp_path, kind):
     assert page.error() == "" and "onnxruntime-web" in page.text("#model-info")
     image, mask = photo(tmp_path, kind)
+    protect_like_the_cli(page, site, tmp_path, image, mask, model="model.onnx")
+    assert "faster generator" not in page.text("#image-info")
+
+
+def test_images_above_the_first_models_limit_get_the_next_one(browser, tmp_path):
+    # the default generator's graph needs far more memory per pixel than the fast one's, so the page takes the
+    # second model of models.json above the first one's max_pixels: here lowered below the photo's 5063 pixels
+    root = tmp_path / "site"
+    shutil.copytree(SITE, root)
+    (root / "models.json").write_text(json.dumps({"models": [{"file": "model.onnx", "max_pixels": 5000},
+                                                             {"file": "model-large.onnx", "max_pixels": 16777216}]}))
+    server = serve_in_background(root)
+    try:
+        page = Page(browser, address(server))
+        assert "above 0.0 MP a faster one (model-large.onnx)" in page.text("#model-info")
+        image, mask = photo(tmp_path, "png")
+        protect_like_the_cli(page, address(server), tmp_path, image, mask, model="model-large.onnx")
+        assert "the page protects with a faster generator" in page.text("#image-info")
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def protect_like_the_cli(page: Page, site: str, tmp_path: Path, image: Path, mask: Path, model: str) -> None:
+    """Protect ``image`` in the page and check that ``model`` did it, as ``paintguard protect --backend onnx`` does."""
     page.open_image(image)
     page.load_mask(mask)
     assert page.error() == "" and "1,200 px protected" in page.text("#mask-info")
     page.page.click("#protect")
     page.idle()
     assert page.error() == "" and page.text("#status").startswith("Protected in")
+    source = check_site(SITE)[model]["source"]  # the generator the page's model was exported from (the Makefile's)
+    assert page.page.get_attribute("#status", "data-generator") == source
     with page.page.expect_download() as download:
         page.page.click("#download")
     saved = tmp_path / "downloaded.png"
@@ -152,9 +166,8 @@ def test_page_protects_like_the_onnx_backend(page, site, tmp_path, kind):
     moved = (read_image(saved).double() - read_image(image).double()).abs().max().item()
     assert 5 / 255 < moved <= EPS + 1e-9  # the noise is there, within the bound after decoding
     cli = tmp_path / "cli.png"
-    shipped = Path(check_site(SITE)["source"]).stem  # the generator the page was built from (WEB_GENERATOR)
     assert main(["protect", str(image), "--mask", str(mask), "-o", str(cli), "--backend", "onnx",
-                 "--checkpoint", shipped]) == 0
+                 "--checkpoint", Path(source).stem]) == 0
     web, reference = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (saved, cli))
     assert np.abs(web - reference).max() <= 1
     # offline: every request went to the page's own server, and none sent anything
@@ -232,7 +245,7 @@ def test_a_model_that_does_not_load_is_reported(browser, tmp_path):
     root = tmp_path / "site"
     shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("model.onnx"))
     (root / "model.onnx").write_bytes(b"\x08\x07broken")
-    server = serve(root)
+    server = serve_in_background(root)
     try:
         page = Page(browser, address(server))
         assert page.page.get_attribute("body", "data-model") == "failed"
@@ -275,7 +288,8 @@ def test_web_command_serves_files_only_and_prints_the_address(tmp_path):
     try:
         line = proc.stdout.readline()
         assert line.startswith("paintguard web: serving")
-        assert "model from generator-lama-tiny-fast.safetensors" in line  # the Makefile's WEB_GENERATOR
+        # the Makefile's WEB_GENERATOR and WEB_LARGE_GENERATOR
+        assert "models from generator-lama-tiny.safetensors, then generator-lama-tiny-fast.safetensors" in line
         url = next(word for word in line.split() if word.startswith("http://127.0.0.1:"))
         with urllib.request.urlopen(url) as response:
             assert b"PaintGuard" in response.read()
@@ -292,23 +306,28 @@ def test_web_command_serves_files_only_and_prints_the_address(tmp_path):
         proc.wait(timeout=10)
 
 
-def test_web_command_refuses_a_missing_or_stale_page(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("model", ["model.onnx", "model-large.onnx"])
+def test_web_command_refuses_a_missing_or_stale_page(tmp_path, monkeypatch, capsys, model):
     assert main(["web", "--root", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "is not built (missing index.html" in err and "run 'make web'" in err
     root = tmp_path / "site"
-    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("*.wasm"))
+    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("*.wasm", model))
     (root / "ort" / "ort-wasm-simd-threaded.jsep.wasm").write_bytes(b"")
+    assert main(["web", "--root", str(root), "--port", "0"]) == 2  # a model that models.json lists is missing
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"is not built (missing {model})" in err
+    shutil.copy(SITE / model, root / model)
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "generator-lama-tiny-fast.safetensors"
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / check_site(SITE)[model]["source"]
     shutil.copy(shipped, checkpoints)
     with open(checkpoints / shipped.name, "ab") as f:
         f.write(b" ")  # the checkpoint changed since the page's model was exported
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(checkpoints))
     assert main(["web", "--root", str(root), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "model.onnx' is stale" in err and "rebuild it with 'make web'" in err
+    assert err.count("\n") == 0 and f"{model}' is stale" in err and "rebuild it with 'make web'" in err
 
 
 def test_header_sizes_match_pillow(browser, site):
@@ -336,3 +355,13 @@ def test_header_sizes_match_pillow(browser, site):
                             list(data[: len(data) - 10]))
         assert cut["truncated"], name
     context.close()
+
+
+def test_web_command_refuses_a_page_whose_model_list_is_broken(tmp_path, capsys):
+    root = tmp_path / "site"
+    shutil.copytree(SITE, root)
+    for text in ("{", '{"models": []}'):
+        (root / "models.json").write_text(text)
+        assert main(["web", "--root", str(root), "--port", "0"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "models.json' " in err and "'make web'" in err

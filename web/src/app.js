@@ -18,7 +18,11 @@ const FULL_MASK = 'the mask covers the whole image: an inpainter sees none of it
 const NOISE_GAIN = 20;
 
 const $ = (id) => document.getElementById(id);
-const state = { session: null, info: null, provider: null, image: null, result: null, busy: false };
+// the generators of models.json (`make web`), each with the largest image it takes: the default one first
+// (its graph needs far more memory per pixel than the fast one's), a faster one above it. `session` and `info`
+// (eps, source, sha256) are set once a model is loaded; the first one loads with the page, the others when needed.
+const state = { models: [], provider: null, image: null, result: null, busy: false };
+const loaded = () => state.models.length > 0 && state.models[0].session !== null;
 const editor = new MaskEditor($('mask-canvas'));
 
 function showError(message) {
@@ -38,7 +42,7 @@ function setStatus(text) { $('status').textContent = text; }
 function working(on) { document.body.dataset.state = on ? 'working' : 'idle'; }
 
 function refreshButtons() {
-  const ready = state.session && state.image && !state.busy;
+  const ready = loaded() && state.image && !state.busy;
   $('protect').disabled = !ready;
   $('undo').disabled = !state.image || !editor.canUndo() || state.busy;
   $('clear').disabled = !state.image || state.busy;
@@ -56,16 +60,15 @@ async function webgpuAvailable() {
   }
 }
 
-async function loadModel() {
+async function loadModels() {
   ort.env.wasm.wasmPaths = new URL('../ort/', import.meta.url).href;
   // threads need SharedArrayBuffer, i.e. a cross-origin-isolated page (`paintguard web` sends the headers)
   ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(8, navigator.hardwareConcurrency || 1) : 1;
-  let bytes;
   try {
-    const response = await fetch('model.onnx');
-    if (!response.ok) throw new Error(`HTTP ${response.status} for model.onnx`);
-    bytes = new Uint8Array(await response.arrayBuffer());
-    state.info = generatorInfo(bytes);
+    const response = await fetch('models.json');
+    if (!response.ok) throw new Error(`HTTP ${response.status} for models.json`);
+    state.models = (await response.json()).models.map((m) => ({ ...m, session: null, info: null }));
+    if (!state.models.length) throw new Error('models.json lists no model');
   } catch (err) {
     throw new Error(`the model did not load: ${err.message}. Build the page with 'make web' and serve it with 'paintguard web'.`);
   }
@@ -73,22 +76,47 @@ async function loadModel() {
   // WebAssembly runs in a worker (the proxy), so the page stays responsive during a long run; the proxy
   // takes WebAssembly only, so with a GPU both run from the page itself
   ort.env.wasm.proxy = !gpu;
-  const providers = gpu ? ['webgpu', 'wasm'] : ['wasm'];
+  state.providers = gpu ? ['webgpu', 'wasm'] : ['wasm'];
+  await loadSession(state.models[0]);
+  const { eps, source, sha256 } = state.models[0].info;
+  $('eps-levels').textContent = `±${Math.floor(eps * 255)}`;
+  const threads = state.provider === 'wasm' ? `, ${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? 's' : ''}` : '';
+  const others = state.models.slice(1).map((m) => `above ${megapixels(state.models[0].max_pixels)} MP a faster one (${m.file})`);
+  $('model-info').textContent = `Model: ${source} (sha256 ${sha256.slice(0, 12)}…), eps ${eps}${others.length ? `; ${others.join(', ')}` : ''}; `
+    + `onnxruntime-web ${ort.env.versions?.web ?? ''} on ${state.provider}${threads}. Works offline once loaded.`;
+}
+
+/** Fetch one model of models.json and start its onnxruntime session (once). */
+async function loadSession(model) {
+  if (model.session) return model;
+  let bytes;
+  try {
+    const response = await fetch(model.file);
+    if (!response.ok) throw new Error(`HTTP ${response.status} for ${model.file}`);
+    bytes = new Uint8Array(await response.arrayBuffer());
+    model.info = generatorInfo(bytes);
+  } catch (err) {
+    throw new Error(`the model did not load: ${err.message}. Build the page with 'make web' and serve it with 'paintguard web'.`);
+  }
+  const providers = state.provider ? [state.provider] : state.providers;
   for (const provider of providers) {
     try {
-      state.session = await ort.InferenceSession.create(bytes, { executionProviders: [provider], graphOptimizationLevel: 'all' });
+      model.session = await ort.InferenceSession.create(bytes, { executionProviders: [provider], graphOptimizationLevel: 'all' });
       state.provider = provider;
       break;
     } catch (err) {
       if (provider === providers[providers.length - 1]) throw new Error(`the model did not load in onnxruntime-web: ${err.message}`);
     }
   }
-  const { eps, source, sha256 } = state.info;
-  $('eps-levels').textContent = `±${Math.floor(eps * 255)}`;
-  const threads = state.provider === 'wasm' ? `, ${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? 's' : ''}` : '';
-  $('model-info').textContent = `Model: ${source} (sha256 ${sha256.slice(0, 12)}…), eps ${eps}; `
-    + `onnxruntime-web ${ort.env.versions?.web ?? ''} on ${state.provider}${threads}. Works offline once loaded.`;
+  return model;
 }
+
+/** The first model that takes an image of this many pixels (the last one takes any the page opens). */
+function modelFor(pixels) {
+  return state.models.find((m) => pixels <= m.max_pixels) ?? state.models[state.models.length - 1];
+}
+
+const megapixels = (pixels) => (pixels / 1e6).toFixed(1);
 
 // --- opening images ----------------------------------------------------------------------------
 
@@ -152,8 +180,11 @@ async function openImage(file) {
     slider.max = String(Math.max(8, Math.round(Math.min(image.width, image.height) / 2)));
     slider.value = String(Math.max(2, Math.round(Math.min(image.width, image.height) / 12)));
     $('brush-size-value').textContent = slider.value;
-    $('image-info').textContent = `${file.name}: ${head.format}, ${image.width}x${image.height}`;
-    setStatus(state.session ? 'Paint the region to protect, then press Protect.' : 'Loading the model…');
+    const large = loaded() && modelFor(pixels) !== state.models[0]
+      ? `; above ${megapixels(state.models[0].max_pixels)} MP the page protects with a faster generator that keeps less `
+        + 'of the optimiser\'s effect (\'paintguard protect\' runs the default at any size)' : '';
+    $('image-info').textContent = `${file.name}: ${head.format}, ${image.width}x${image.height}${large}`;
+    setStatus(loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…');
   } catch (err) {
     showError(`Cannot open '${file.name}': ${err.message}.`);
   }
@@ -201,6 +232,7 @@ async function protect() {
   await new Promise((resolve) => setTimeout(resolve, 0)); // let the status paint before the work starts
   try {
     const start = performance.now();
+    const model = await loadSession(modelFor(width * height));
     const inputs = networkInputs(rgba, editor.mask, width, height);
     const colour = ['red', 'green', 'blue'][inputs.target.indexOf(1)]; // now: run() hands the buffers to the worker
     const feeds = {
@@ -209,18 +241,20 @@ async function protect() {
       target: new ort.Tensor('float32', inputs.target, [1, 3]),
     };
     const runStart = performance.now();
-    const output = await state.session.run(feeds);
+    const output = await model.session.run(feeds);
     const runEnd = performance.now();
     const noise = output.noise.data;
-    const pixels = protectedPixels(rgba, noise, width, height, state.info.eps);
+    const pixels = protectedPixels(rgba, noise, width, height, model.info.eps);
     output.noise.dispose?.();
     drawTo($('result-canvas'), pixels, width, height);
     drawTo($('noise-canvas'), noiseView(rgba, pixels, NOISE_GAIN), width, height);
     state.result = { pixels, name: `${state.image.name.replace(/\.[^.]*$/, '')}_protected.png` };
     const total = performance.now() - start;
     const seconds = (ms) => (ms / 1000).toFixed(2);
-    setStatus(`Protected in ${seconds(total)} s (network ${seconds(runEnd - runStart)} s on ${state.provider}), `
-      + `target colour ${colour}. Download the PNG: |saved - original| <= ${state.info.eps} on every pixel.`);
+    setStatus(`Protected in ${seconds(total)} s (${model.info.source.replace(/\.safetensors$/, '')}, network `
+      + `${seconds(runEnd - runStart)} s on ${state.provider}), target colour ${colour}. `
+      + `Download the PNG: |saved - original| <= ${model.info.eps} on every pixel.`);
+    $('status').dataset.generator = model.info.source;
     $('status').dataset.networkMs = String(runEnd - runStart);
     $('status').dataset.totalMs = String(total);
   } catch (err) {
@@ -298,7 +332,7 @@ function wire() {
 
 wire();
 working(false);
-loadModel()
+loadModels()
   .then(() => {
     setStatus(state.image ? 'Paint the region to protect, then press Protect.' : 'Open an image to begin.');
     document.body.dataset.model = 'ready';

@@ -1,0 +1,66 @@
+"""How large an image the built web page protects, and how fast: one pass per size in headless Chromium.
+
+    python benchmarks/web_sizes.py [--sizes 1024x1024 2048x1024 2048x2048 3000x2000 3840x2160]
+
+Needs ``make web`` and Debian's chromium. Each size gets a fresh page, a random image and a
+rectangular mask; it prints which generator of ``web/models.json`` the page used, the network's time
+(the page's own figure) and any error the page showed (``std::bad_alloc``: WebAssembly's 4 GB were
+not enough). ``benchmarks/onnx_speed.py`` compares the page with PyTorch and onnxruntime at two sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+def size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=size, nargs="+", default=[(1024, 1024), (2048, 1024), (2048, 2048)],
+                        metavar="WxH")
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    from generator.web_browser import launch_chromium, serve_in_background
+    from generator.web_server import SITE, address, check_site
+
+    check_site(SITE)
+    server = serve_in_background(SITE)
+    print("| image | MP | generator | network (s) | error |\n|---|---:|---|---:|---|")
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        browser = launch_chromium(p)
+        for w, h in args.sizes:
+            image, mask = Path(tmp) / "image.png", Path(tmp) / "mask.png"
+            Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8)).save(image)
+            hole = np.zeros((h, w), np.uint8)
+            hole[h // 3:h // 2, w // 3:w // 2] = 255
+            Image.fromarray(hole).save(mask)
+            page = browser.new_page()
+            page.goto(address(server))
+            page.locator("body[data-model=ready]").wait_for(timeout=120_000)
+            for path, selector in ((image, "#image-input"), (mask, "#mask-input")):
+                page.set_input_files(selector, str(path))
+                page.locator("body[data-state=idle]").wait_for(timeout=120_000)
+            page.click("#protect")
+            page.locator("body[data-state=idle]").wait_for(timeout=1_800_000)
+            network = page.get_attribute("#status", "data-network-ms")
+            error = page.text_content("#error") if page.is_visible("#error") else ""
+            generator = page.get_attribute("#status", "data-generator") if not error else "-"
+            seconds = f"{float(network) / 1000:.1f}" if network and not error else "-"
+            print(f"| {w}x{h} | {w * h / 1e6:.1f} | {generator} | {seconds} | {error} |", flush=True)
+            page.close()
+        browser.close()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
