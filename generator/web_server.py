@@ -66,12 +66,12 @@ def check_site(root: str | os.PathLike = SITE) -> dict[str, dict]:
     model's metadata by file name, the default one first."""
     root = Path(root)
     missing = [name for name in REQUIRED if not (root / name).is_file()]
-    if not missing:  # then models.json is there to say which models the page needs
-        missing = [name for name in site_models(root) if not (root / name).is_file()]
+    models = [] if missing else site_models(root)  # models.json, once it is there, says which models the page needs
+    missing += [name for name in models if not (root / name).is_file()]
     if missing:
         raise SiteError(f"the web page in '{root}' is not built (missing {', '.join(missing)}): run 'make web'")
     metas = {}
-    for name in site_models(root):
+    for name in models:
         metas[name] = read_metadata(root / name)
         check_fresh(metas[name], str(root / name), rebuild="make web")
     return metas

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from generator.web_browser import launch_chromium, serve_in_background  # noqa: E402
 from generator.web_server import SITE, address, check_site  # noqa: E402
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", nargs="?", default="web/screenshot.png")

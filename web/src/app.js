@@ -21,7 +21,7 @@ const $ = (id) => document.getElementById(id);
 // the generators of models.json (`make web`), each with the largest image it takes: the default one first
 // (its graph needs far more memory per pixel than the fast one's), a faster one above it. `session` and `info`
 // (eps, source, sha256) are set once a model is loaded; the first one loads with the page, the others when needed.
-const state = { models: [], provider: null, image: null, result: null, busy: false };
+const state = { models: [], providers: [], provider: null, image: null, result: null, busy: false };
 const loaded = () => state.models.length > 0 && state.models[0].session !== null;
 const editor = new MaskEditor($('mask-canvas'));
 
@@ -81,7 +81,8 @@ async function loadModels() {
   const { eps, source, sha256 } = state.models[0].info;
   $('eps-levels').textContent = `±${Math.floor(eps * 255)}`;
   const threads = state.provider === 'wasm' ? `, ${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? 's' : ''}` : '';
-  const others = state.models.slice(1).map((m) => `above ${megapixels(state.models[0].max_pixels)} MP a faster one (${m.file})`);
+  // each later model takes the images above the limit of the one before it
+  const others = state.models.slice(1).map((m, i) => `above ${megapixels(state.models[i].max_pixels)} MP a faster one (${m.file})`);
   $('model-info').textContent = `Model: ${source} (sha256 ${sha256.slice(0, 12)}…), eps ${eps}${others.length ? `; ${others.join(', ')}` : ''}; `
     + `onnxruntime-web ${ort.env.versions?.web ?? ''} on ${state.provider}${threads}. Works offline once loaded.`;
 }
