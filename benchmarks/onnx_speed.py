@@ -186,8 +186,8 @@ def web_times(runs: int) -> str:
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
-    from generator.web_browser import launch_chromium, serve_in_background
-    from generator.web_server import SITE, address, check_site
+    from generator.web_browser import launch_chromium, open_page, serve_in_background
+    from generator.web_server import SITE, check_site
 
     check_site(SITE)
     server = serve_in_background(SITE)
@@ -199,13 +199,8 @@ def web_times(runs: int) -> str:
             image, mask = Path(tmp) / f"{size}.png", Path(tmp) / f"{size}_mask.png"
             Image.fromarray((feeds["image"][0].transpose(1, 2, 0) * 255).astype(np.uint8)).save(image)
             Image.fromarray((feeds["mask"][0, 0] * 255).astype(np.uint8)).save(mask)
-            page = browser.new_page()
-            page.goto(address(server))
-            page.locator("body[data-model=ready]").wait_for(timeout=120_000)
+            page = open_page(browser, server, image, mask)
             provider = page.text_content("#model-info")
-            for path, selector in ((image, "#image-input"), (mask, "#mask-input")):
-                page.set_input_files(selector, str(path))
-                page.locator("body[data-state=idle]").wait_for(timeout=120_000)
             network, total = [], []
             for _ in range(runs if h * w < 4e6 else 1):
                 page.click("#protect")

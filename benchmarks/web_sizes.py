@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+
 def size(text: str) -> tuple[int, int]:
     w, h = text.lower().split("x")
     return int(w), int(h)
@@ -30,8 +31,8 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from generator.web_browser import launch_chromium, serve_in_background
-    from generator.web_server import SITE, address, check_site
+    from generator.web_browser import launch_chromium, open_page, serve_in_background
+    from generator.web_server import SITE, check_site
 
     check_site(SITE)
     server = serve_in_background(SITE)
@@ -44,12 +45,7 @@ def main() -> None:
             hole = np.zeros((h, w), np.uint8)
             hole[h // 3:h // 2, w // 3:w // 2] = 255
             Image.fromarray(hole).save(mask)
-            page = browser.new_page()
-            page.goto(address(server))
-            page.locator("body[data-model=ready]").wait_for(timeout=120_000)
-            for path, selector in ((image, "#image-input"), (mask, "#mask-input")):
-                page.set_input_files(selector, str(path))
-                page.locator("body[data-state=idle]").wait_for(timeout=120_000)
+            page = open_page(browser, server, image, mask)
             page.click("#protect")
             page.locator("body[data-state=idle]").wait_for(timeout=1_800_000)
             network = page.get_attribute("#status", "data-network-ms")

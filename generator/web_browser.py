@@ -12,7 +12,7 @@ import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from generator.web_server import SITE, make_server
+from generator.web_server import SITE, address, make_server
 
 # a test machine has no sandbox helper, no GPU and no network: keep Chromium from reaching out or waiting on them
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -40,3 +40,16 @@ def serve_in_background(root: str | os.PathLike = SITE) -> ThreadingHTTPServer:
     server = make_server(root, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def open_page(browser, server: ThreadingHTTPServer, image: str | os.PathLike, mask: str | os.PathLike,
+              timeout_ms: int = 120_000):
+    """A new tab of the page ``server`` serves, its model loaded and ``image`` and ``mask`` read in: ready for
+    a click on #protect."""
+    page = browser.new_page()
+    page.goto(address(server))
+    page.locator("body[data-model=ready]").wait_for(timeout=timeout_ms)
+    for path, selector in ((image, "#image-input"), (mask, "#mask-input")):
+        page.set_input_files(selector, str(path))
+        page.locator("body[data-state=idle]").wait_for(timeout=timeout_ms)
+    return page
