@@ -70,7 +70,7 @@ async function loadModels() {
     state.models = (await response.json()).models.map((m) => ({ ...m, session: null, info: null }));
     if (!state.models.length) throw new Error('models.json lists no model');
   } catch (err) {
-    throw new Error(`the model did not load: ${err.message}. Build the page with 'make web' and serve it with 'paintguard web'.`);
+    throw notLoaded(err);
   }
   const gpu = await webgpuAvailable();
   // WebAssembly runs in a worker (the proxy), so the page stays responsive during a long run; the proxy
@@ -87,6 +87,11 @@ async function loadModels() {
     + `onnxruntime-web ${ort.env.versions?.web ?? ''} on ${state.provider}${threads}. Works offline once loaded.`;
 }
 
+/** What the page says when models.json or a model file cannot be fetched. */
+function notLoaded(err) {
+  return new Error(`the model did not load: ${err.message}. Build the page with 'make web' and serve it with 'paintguard web'.`);
+}
+
 /** Fetch one model of models.json and start its onnxruntime session (once). */
 async function loadSession(model) {
   if (model.session) return model;
@@ -97,7 +102,7 @@ async function loadSession(model) {
     bytes = new Uint8Array(await response.arrayBuffer());
     model.info = generatorInfo(bytes);
   } catch (err) {
-    throw new Error(`the model did not load: ${err.message}. Build the page with 'make web' and serve it with 'paintguard web'.`);
+    throw notLoaded(err);
   }
   const providers = state.provider ? [state.provider] : state.providers;
   for (const provider of providers) {
