@@ -154,10 +154,11 @@ class EncoderGradientHead(nn.Module):
     def _back_to(self, layer: int, field: Tensor, gates: list[Tensor]) -> Tensor:
         """The field at layer k sent back to layer ``layer``'s output through the gated transposes of the layers
         between (``gates[i - 1]``: layer i + 1's pattern)."""
-        zero = torch.zeros((), dtype=field.dtype, device=field.device)
         g = field.contiguous(memory_format=CHANNELS_LAST)
         for i in range(self.layers - 1, layer - 1, -1):
+            # in place on the tensors made here (a CPU's where over a bool mask is slower); never on the field
+            g = g.mul_(gates[i - 1]) if i < self.layers - 1 else g * gates[i - 1]
             # a stride-2 layer's transpose (the fold back of its reflect padding at the border left out)
             # layer 2's transpose writes the full-resolution field: an export makes it a convolution (transpose.py)
-            g = transpose_stride2(torch.where(gates[i - 1], g, zero), self._weight(i), as_conv=i == 1)
+            g = transpose_stride2(g, self._weight(i), as_conv=i == 1)
         return g
