@@ -1,7 +1,7 @@
 """How much of the optimiser's gain a generator could keep if it knew the inpainter's inner gradient coarsely.
 
     python benchmarks/stem_bounds.py [--split val] [--pool 4 8] [--layers 1 2 3] [--heads "one field" ...]
-                                     [--deep-heads 2 3]
+                                     [--deep-heads 2 3] [--head-ranks 0.5 0.25]
 
 A one-pass generator cannot compute the inpainter's input gradient g, but it can carry
 the inpainter's first layers and run them backwards exactly (generator/stem_head.py),
@@ -13,7 +13,8 @@ every method of benchmarks/amortisation.py (same samples, 8-bit, share of the 20
 optimiser's gain; k = 1, s = 1 is FGSM). Then the same for the heads a generator can
 afford, at layer 1: two exact stems (the attack's and the incp term's inputs), one gate
 shared by both fields, one field, and no gate at all. ``--deep-heads k``: the one-field head
-carrying layers 1..k instead of the stem alone (the field at layer k's resolution).
+carrying layers 1..k instead of the stem alone (the field at layer k's resolution). ``--head-ranks r``: the
+four-layer head with layers 2..4 kept at that share of their rank (``model.head_rank``), fed the same true field.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from amortisation import OPTIMISER, reference_path, reference_runs, samples
+from generator.encoder_head import EncoderGradientHead, lama_encoder_widths
 from generator.stem_head import StemGradientHead
 from trainer.evaluation.scoring import run_method, score_runs
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
@@ -103,6 +105,21 @@ def deep_head_method(inpainter: Inpainter, k: int, s: int, eps: float = 0.025) -
     return protect
 
 
+def low_rank_head_method(inpainter: Inpainter, rank: float, s: int, eps: float = 0.025
+                         ) -> Callable[[Tensor, Tensor], Tensor]:
+    """The four-layer head at ``rank`` (generator/encoder_head.py) fed lama-tiny's true field at layer 4, pooled: what
+    a generator with that head keeps at best for a field known to s x s blocks of layer 4."""
+    layers = inpainter.encoder_layers(4)
+    head = EncoderGradientHead(lama_encoder_widths(layers[0][0].shape[0], 4), layers[0][0].shape[-1], rank=rank)
+    head.copy_layers(layers)
+
+    def protect(image: Tensor, mask: Tensor) -> Tensor:
+        task, _, _, grad = layer_gradient(inpainter, image, mask, 4)
+        raw = head(-pooled(fgsm.head_field(grad, task), s), image, task.mask)
+        return (image + eps * torch.sign(raw)).clamp(0, 1)
+    return protect
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", default="val")
@@ -112,6 +129,8 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
     parser.add_argument("--deep-heads", type=int, nargs="*", default=[],
                         help="layers k for a one-field head that carries layers 1..k (the attack's gates only)")
+    parser.add_argument("--head-ranks", type=float, nargs="*", default=[],
+                        help="shares of layers 2..4's rank for a four-layer head fed the true field (1: exact)")
     parser.add_argument("--photos-per-split", type=int, default=11)
     parser.add_argument("--masks-per-image", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
@@ -129,6 +148,8 @@ def main() -> None:
     methods.update({f"head: {h}, pooled {s}x{s}": head_method(inpainter, h, s) for h in args.heads for s in args.pool})
     methods.update({f"head carrying layers 1..{k}: one field, incp outside E(m), pooled {s}x{s}":
                     deep_head_method(inpainter, k, s) for k in args.deep_heads for s in args.pool})
+    methods.update({f"head carrying layers 1..4 at rank {r:g}: one field, incp outside E(m), pooled {s}x{s}":
+                    low_rank_head_method(inpainter, r, s) for r in args.head_ranks for s in args.pool})
     runs += [run_method(name, m, images, masks, batch_size=4, warmup=False) for name, m in methods.items()]
     metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
     reference = metrics[OPTIMISER]["attack_gain"]

@@ -125,6 +125,10 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
             v.copy_(state[k])
 
 
+# options that change only the frozen copy of the target's layers (buffers the module already holds, made by
+# copy_layers from the target itself): a network may start from one with another value
+FROZEN_COPY = {"head_rank": "target_encoder."}
+
 # options that add a block which starts as the identity (zero output): a network without it (the option at its
 # "off" value) can start one with it. option -> (the block's key prefix, the option's off value)
 GROWN_BLOCKS = {"encoder_features": (("feature_proj.",), False), "global_context": (("context.",), "none"),
@@ -142,14 +146,17 @@ def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_c
     grown = [f.name for f in fields(config) if f.name in GROWN_BLOCKS
              and getattr(config, f.name) != GROWN_BLOCKS[f.name][1]
              and getattr(source_config, f.name, GROWN_BLOCKS[f.name][1]) == GROWN_BLOCKS[f.name][1]]
+    recopied = [f.name for f in fields(config) if f.name in FROZEN_COPY
+                and getattr(config, f.name) != getattr(source_config, f.name, None)]
     differ = [f"{f.name} {getattr(source_config, f.name)!r} (this model: {getattr(config, f.name)!r})"
               for f in fields(config) if getattr(config, f.name) != getattr(source_config, f.name)
-              and f.name not in grown]
+              and f.name not in grown + recopied]
     if differ:
         raise CheckpointError(f"init_from '{source}' is another architecture: {', '.join(differ)}; "
                               "set the model's options to match it")
     state = dict(source_net.state_dict())
     # a block that starts as the identity keeps its initial weights; every other tensor still comes from the source
-    new = sum((GROWN_BLOCKS[g][0] for g in grown), ())
+    new = sum((GROWN_BLOCKS[g][0] for g in grown), ()) + tuple(FROZEN_COPY[r] for r in recopied)
+    state = {k: v for k, v in state.items() if not k.startswith(new)}
     state.update({k: v for k, v in module.state_dict().items() if k.startswith(new)})
     load_state_strict(module, state, str(source))

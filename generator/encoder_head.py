@@ -53,32 +53,62 @@ class EncoderGradientHead(nn.Module):
     layers (``Inpainter.encoder_layers(k)``) before training.
     """
 
-    def __init__(self, widths: list[int], stem_kernel: int = 7, in_channels: int = 4) -> None:
+    def __init__(self, widths: list[int], stem_kernel: int = 7, in_channels: int = 4, rank: float = 1.0) -> None:
         super().__init__()
+        if not 0 < rank <= 1:
+            raise ValueError(f"rank is the share of each layer's rank the head keeps, in (0, 1], got {rank}")
         self.stem = StemGradientHead(widths[0], stem_kernel, in_channels)
+        self.ranks = [widths[i] if rank == 1 else max(1, round(widths[i] * rank)) for i in range(len(widths))]
         for i in range(1, len(widths)):
-            self.register_buffer(f"weight{i}", torch.zeros(widths[i], widths[i - 1], 3, 3))
+            if rank == 1:
+                self.register_buffer(f"weight{i}", torch.zeros(widths[i], widths[i - 1], 3, 3))
+            else:  # the layer as a 3x3 convolution down to rank r and a 1x1 one back up (its truncated SVD)
+                self.register_buffer(f"weight{i}", torch.zeros(self.ranks[i], widths[i - 1], 3, 3))
+                self.register_buffer(f"mix{i}", torch.zeros(widths[i], self.ranks[i], 1, 1))
             self.register_buffer(f"shift{i}", torch.zeros(widths[i]))
         self.layers = len(widths)
+        self.factored = rank < 1
 
     @torch.no_grad()
     def copy_layers(self, layers: list[tuple[Tensor, Tensor, Tensor]]) -> None:
-        """Take the target's layers as (convolution weight, BatchNorm scale, BatchNorm shift)."""
+        """Take the target's layers as (convolution weight, BatchNorm scale, shift); with ``rank`` < 1, layers
+        2..k are kept as the best rank-r approximation of each (truncated SVD of the weight as a matrix)."""
         if len(layers) < self.layers:
             raise ValueError(f"the head carries {self.layers} layers, the inpainter gave {len(layers)}")
         self.stem.copy_layers(layers)
         for i, (weight, scale, shift) in enumerate(layers[1:self.layers], start=1):
             mine = getattr(self, f"weight{i}")
-            if weight.shape != mine.shape:
+            expected = (getattr(self, f"mix{i}").shape[0], *mine.shape[1:]) if self.factored else mine.shape
+            if weight.shape != expected:
                 raise ValueError(f"the inpainter's layer {i + 1} has shape {tuple(weight.shape)}, the head "
-                                 f"{tuple(mine.shape)}: set stem_channels and head_layers to match it")
-            mine.copy_(weight * scale[:, None, None, None])  # BatchNorm's scale folded in: one pass per layer
+                                 f"{tuple(expected)}: set stem_channels and head_layers to match it")
+            folded = weight * scale[:, None, None, None]  # BatchNorm's scale folded in: one pass per layer
+            if self.factored:
+                u, s, vh = torch.linalg.svd(folded.flatten(1), full_matrices=False)
+                r = self.ranks[i]
+                mine.copy_(vh[:r].reshape(mine.shape))
+                getattr(self, f"mix{i}").copy_((u[:, :r] * s[:r])[..., None, None])
+            else:
+                mine.copy_(folded)
             getattr(self, f"shift{i}").copy_(shift)
 
     def _weight(self, i: int) -> Tensor:
         # channels last, as in the stem head: the CPU's convolutions then skip their layout copies (a 3x faster
         # transpose at 512 px)
         return getattr(self, f"weight{i}").contiguous(memory_format=CHANNELS_LAST)
+
+    def _down(self, i: int, x: Tensor) -> Tensor:
+        """Layer i + 1's preactivation on its (padded) input ``x``."""
+        if not self.factored:
+            return F.conv2d(x, self._weight(i), getattr(self, f"shift{i}"), stride=2)
+        return F.conv2d(F.conv2d(x, self._weight(i), stride=2), self._mix(i), getattr(self, f"shift{i}"))
+
+    def _mix(self, i: int) -> Tensor:
+        return getattr(self, f"mix{i}").contiguous(memory_format=CHANNELS_LAST)
+
+    def _unmix(self, i: int, g: Tensor) -> Tensor:
+        """A field at layer i + 1's output taken to the input of its 3x3 transpose (the 1x1 part's transpose)."""
+        return F.conv2d(g, self._mix(i).transpose(0, 1)) if self.factored else g
 
     @torch.no_grad()
     def encode(self, image: Tensor, mask: Tensor, rows: int | None = None) -> Encoding:
@@ -109,7 +139,7 @@ class EncoderGradientHead(nn.Module):
             return self.stem.banded(lambda a, b: field[..., a:b, :], image, mask, rows)
         h = image.shape[-2]
         gates = (encoding or self.encode(image, mask, rows)).gates
-        g2 = self._back_to(2, field, gates).mul_(gates[0])  # in place: a 64-channel tensor at half resolution
+        g2 = self._unmix(1, self._back_to(2, field, gates).mul_(gates[0]))  # in place: 64 channels, half resolution
 
         def field_rows(a: int, b: int) -> Tensor:  # rows a..b-1 of layer 2's transpose (the field at the stem)
             lo, hi = max(0, (a - 1) // 2), min(h // 2, b // 2 + 1)
@@ -133,7 +163,7 @@ class EncoderGradientHead(nn.Module):
             top = stem_rows[..., 1:2, :] if j0 == 0 else stem_rows[..., :0, :]
             bottom = stem_rows[..., -2:-1, :] if 2 * j1 + 1 > h else stem_rows[..., :0, :]
             stem_rows = F.pad(torch.cat([top, stem_rows, bottom], dim=-2), (1, 1, 0, 0), mode="reflect")
-            band = F.conv2d(stem_rows, self._weight(1), self.shift1, stride=2)
+            band = self._down(1, stem_rows)
             if z2 is None:  # filled band by band: no list of bands and a copy of them all at the end
                 z2 = band.new_empty((*band.shape[:2], h // 2, band.shape[-1])).contiguous(
                     memory_format=CHANNELS_LAST)
@@ -145,8 +175,7 @@ class EncoderGradientHead(nn.Module):
         layer start's output ``h``, and layer k's output."""
         gates = []
         for i in range(start, self.layers):
-            z = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), self._weight(i), getattr(self, f"shift{i}"),
-                         stride=2)
+            z = self._down(i, F.pad(h, (1, 1, 1, 1), mode="reflect"))
             gates.append(z > 0)
             h = z.relu_()
         return gates, h
@@ -160,5 +189,5 @@ class EncoderGradientHead(nn.Module):
             g = g.mul_(gates[i - 1]) if i < self.layers - 1 else g * gates[i - 1]
             # a stride-2 layer's transpose (the fold back of its reflect padding at the border left out)
             # layer 2's transpose writes the full-resolution field: an export makes it a convolution (transpose.py)
-            g = transpose_stride2(g, self._weight(i), as_conv=i == 1)
+            g = transpose_stride2(self._unmix(i, g), self._weight(i), as_conv=i == 1)
         return g

@@ -45,6 +45,9 @@ class UNetConfig:
     # how many of the target's layers the stem-gradient head carries: 1, the stem (generator/stem_head.py); k > 1,
     # the encoder down to layer k (generator/encoder_head.py), the U-Net then predicting the field at 1/2^(k-1)
     head_layers: int = 1
+    # below 1, an encoder-gradient head keeps that share of the rank of each of the target's layers 2..k (their
+    # truncated SVD, generator/encoder_head.py): fewer FLOPs, gates and transposes only approximately the target's
+    head_rank: float = 1.0
     # an encoder-gradient head's generator also reads the target's own layer-k activations (computed exactly by
     # the head's frozen layers): the gradient it predicts at layer k is a function of them
     encoder_features: bool = False
@@ -154,7 +157,7 @@ class NoiseUNet(nn.Module):
         elif deep:  # the field at layer k's resolution, from the U-Net level there
             widths = lama_encoder_widths(cfg.stem_channels, cfg.head_layers)
             self.head = nn.Sequential(nn.Conv2d(w[self.field_level], widths[-1], 1))
-            self.target_encoder = EncoderGradientHead(widths, cfg.stem_kernel)
+            self.target_encoder = EncoderGradientHead(widths, cfg.stem_kernel, rank=cfg.head_rank)
             if cfg.encoder_features:  # added to the U-Net's level at layer k's resolution; zero: starts as without
                 self.feature_proj = nn.Conv2d(widths[-1], w[self.field_level], 1)
                 nn.init.zeros_(self.feature_proj.weight)

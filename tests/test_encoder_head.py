@@ -105,3 +105,62 @@ def test_encoder_features_start_as_the_generator_without_them_and_learn(tiny_inp
         copy_weights(plain, config, grown, grown_config, "grown")  # a block is never dropped silently
     with pytest.raises(ValueError, match="encoder_features needs head: stem-gradient with head_layers > 1"):
         NoiseUNet(UNetConfig(widths=[8, 16], head="stem-gradient", encoder_features=True))
+
+
+def test_low_rank_head_runs_the_truncated_layers(tiny_inpainter):
+    # head_rank < 1 keeps each of layers 2..k as its best rank-r approximation, run as a 3x3 convolution to r
+    # channels and a 1x1 one back: the same function as the exact head carrying those truncated weights
+    widths = lama_encoder_widths(8, 4)
+    layers = tiny_inpainter.encoder_layers(4)
+    low = EncoderGradientHead(widths, rank=0.5)
+    low.copy_layers(layers)
+    assert low.ranks[1:] == [8, 16, 32] and low.weight3.shape == (32, 32, 3, 3) and low.mix3.shape == (64, 32, 1, 1)
+    truncated = []
+    for weight, scale, shift in layers:
+        folded = weight * scale[:, None, None, None]
+        if len(truncated):
+            u, s, vh = torch.linalg.svd(folded.flatten(1), full_matrices=False)
+            r = folded.shape[0] // 2
+            folded = ((u[:, :r] * s[:r]) @ vh[:r]).reshape(folded.shape)
+        truncated.append((folded, torch.ones_like(scale), shift))
+    truncated[0] = layers[0]
+    exact = EncoderGradientHead(widths)
+    exact.copy_layers(truncated)
+    image, mask = _batch(64)
+    field = torch.randn(2, 64, 8, 8, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(low.encode(image, mask).last, exact.encode(image, mask).last, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(low(field, image, mask), exact(field, image, mask), rtol=1e-4, atol=1e-5)
+    full = EncoderGradientHead(widths)
+    full.copy_layers(layers)
+    assert (low(field, image, mask) - full(field, image, mask)).abs().max() > 1e-3  # it is an approximation
+    with pytest.raises(ValueError, match=r"in \(0, 1\], got 0"):
+        EncoderGradientHead(widths, rank=0)
+
+
+def test_generator_starts_from_one_with_another_head_rank(tiny_inpainter, tmp_path):
+    # the rank changes only the frozen copy of the target's layers, which comes from the target: a generator
+    # trained with the exact head starts a low-rank one (and back) with every U-Net weight copied
+    from generator.checkpoint import copy_weights
+    from generator.protector import load_generator, save_generator
+
+    config = UNetConfig(widths=[8, 16, 16, 32], head="stem-gradient", stem_channels=8, head_layers=4,
+                        encoder_features=True)
+    exact = NoiseUNet(config)
+    exact.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
+    with torch.no_grad():
+        exact.head[0].weight.normal_(std=0.3)
+    low_config = UNetConfig(**{**config.to_dict(), "head_rank": 0.25})
+    low = NoiseUNet(low_config)
+    low.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
+    copy_weights(low, low_config, exact, config, "exact")
+    torch.testing.assert_close(low.head[0].weight, exact.head[0].weight)
+    assert low.target_encoder.weight3.shape == (16, 32, 3, 3)
+    image, mask = _batch(64)
+    target = torch.rand(2, 3)
+    loaded = load_generator(save_generator(low, tmp_path / "low.safetensors"))
+    assert loaded.config.head_rank == 0.25
+    torch.testing.assert_close(loaded(image, mask, target), low(image, mask, target))
+    back = NoiseUNet(config)
+    back.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
+    copy_weights(back, config, low, low_config, "low")
+    torch.testing.assert_close(back(image, mask, target), exact(image, mask, target))

@@ -216,11 +216,12 @@ def test_missing_extra_names_the_install_command(tmp_path, generator, capsys, mo
     one_line_error(capsys, EXTRA)
 
 
-def test_generator_reading_encoder_features_exports_the_same_function(tmp_path, tiny_inpainter, capsys):
+@pytest.mark.parametrize("head_rank", [1.0, 0.5])
+def test_generator_reading_encoder_features_exports_the_same_function(tmp_path, tiny_inpainter, capsys, head_rank):
     # the encoder head's frozen layers run once per pass and feed both the U-Net and the head: the traced graph
-    # must keep both uses (at any size, since the export traces one graph)
+    # must keep both uses (at any size, since the export traces one graph); a low-rank head exports its factors
     net = NoiseUNet(UNetConfig(widths=[8, 16, 16, 32], groups=4, head="stem-gradient", stem_channels=8,
-                               head_layers=4, encoder_features=True))
+                               head_layers=4, encoder_features=True, head_rank=head_rank))
     net.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
     with torch.no_grad():
         net.head[0].weight.normal_(std=0.3)

@@ -81,8 +81,8 @@ def test_pixel_shuffled_conv_is_the_shuffle_of_the_convolution():
 
 
 @pytest.mark.parametrize("size", [(48, 40), (50, 70), (96, 80)])
-@pytest.mark.parametrize("head_layers,features", [(1, False), (4, False), (4, True)])
-def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_layers, features):
+@pytest.mark.parametrize("head_layers,features,rank", [(1, False, 1.0), (4, False, 1.0), (4, True, 1.0), (4, True, 0.5)])
+def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_layers, features, rank):
     # large images run the head over bands of rows (their 32-channel tensors would take gigabytes at 4K):
     # every band size, aligned with the field's 2x2 cells or not, must give the one-pass noise and gradient;
     # the encoder head (generator/encoder_head.py) also meets LaMa's reflect padding at the top and bottom bands,
@@ -91,7 +91,7 @@ def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_lay
 
     widths = [8, 16] if head_layers == 1 else [8, 16, 16, 32]
     net = NoiseUNet(UNetConfig(widths=widths, head="stem-gradient", stem_channels=8, head_layers=head_layers,
-                               encoder_features=features))
+                               encoder_features=features, head_rank=rank))
     net.target_head.copy_layers(tiny_inpainter.encoder_layers(head_layers))
     with torch.no_grad():
         net.head[0].weight.normal_(std=0.3)
@@ -115,5 +115,6 @@ def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_lay
         monkeypatch.setattr(unet, "BAND_PIXELS", rows * padded_w)
         assert net.band_rows(h + (-h % net.size_multiple), padded_w) == rows
         noise, grad = noise_and_grad()
-        torch.testing.assert_close(noise, whole, rtol=0, atol=1e-7)
+        # a low-rank head's 1x1 factor runs on bands: float rounding in another order, far below one 8-bit level
+        torch.testing.assert_close(noise, whole, rtol=0, atol=1e-7 if rank == 1 else 1e-6)
         torch.testing.assert_close(grad, whole_grad, rtol=1e-5, atol=1e-7)

@@ -119,6 +119,7 @@ class GeneratorModule(L.LightningModule):
         stem_channels: int = 32,
         stem_kernel: int = 7,
         head_layers: int = 1,
+        head_rank: float = 1.0,
         field_weight: float = 0.0,
         encoder_features: bool = False,
         bottleneck_blocks: int = 0,
@@ -139,7 +140,7 @@ class GeneratorModule(L.LightningModule):
                              "and no eot")
         config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
                             head=head, stem_channels=stem_channels, stem_kernel=stem_kernel, head_layers=head_layers,
-                            encoder_features=encoder_features, bottleneck_blocks=bottleneck_blocks,
+                            head_rank=head_rank, encoder_features=encoder_features, bottleneck_blocks=bottleneck_blocks,
                             **({} if widths is None else {"widths": list(widths)}))
         self.net = NoiseUNet(config)
         check_field_gradient(field_gradient, has_field=has_field(self.net))
