@@ -164,3 +164,16 @@ def test_generator_starts_from_one_with_another_head_rank(tiny_inpainter, tmp_pa
     back.target_encoder.copy_layers(tiny_inpainter.encoder_layers(4))
     copy_weights(back, config, low, low_config, "low")
     torch.testing.assert_close(back(image, mask, target), exact(image, mask, target))
+
+
+@pytest.mark.parametrize("rank", [1.0, 0.5])
+def test_head_is_differentiable_in_its_field(tiny_inpainter, rank):
+    # training backpropagates through the head into the U-Net, and the head gates in place on its own tensors:
+    # autograd's gradient must be the numerical one (the head is linear in the field, away from exact zeros)
+    head = EncoderGradientHead(lama_encoder_widths(8, 3), rank=rank)
+    head.copy_layers(tiny_inpainter.encoder_layers(3))
+    head = head.double()
+    image, mask = (t.double() for t in _batch(16))
+    field = torch.randn(2, 32, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0),
+                        requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f: head(f, image, mask), (field,), eps=1e-6, atol=1e-5)
