@@ -58,7 +58,8 @@ class EncoderGradientHead(nn.Module):
         if not 0 < rank <= 1:
             raise ValueError(f"rank is the share of each layer's rank the head keeps, in (0, 1], got {rank}")
         self.stem = StemGradientHead(widths[0], stem_kernel, in_channels)
-        self.ranks = [widths[i] if rank == 1 else max(1, round(widths[i] * rank)) for i in range(len(widths))]
+        # each layer's rank; the stem (layer 1) stays exact: it is the layer the share depends on most (model card)
+        self.ranks = [widths[0]] + [w if rank == 1 else max(1, round(w * rank)) for w in widths[1:]]
         for i in range(1, len(widths)):
             if rank == 1:
                 self.register_buffer(f"weight{i}", torch.zeros(widths[i], widths[i - 1], 3, 3))

@@ -114,7 +114,7 @@ def test_low_rank_head_runs_the_truncated_layers(tiny_inpainter):
     layers = tiny_inpainter.encoder_layers(4)
     low = EncoderGradientHead(widths, rank=0.5)
     low.copy_layers(layers)
-    assert low.ranks[1:] == [8, 16, 32] and low.weight3.shape == (32, 32, 3, 3) and low.mix3.shape == (64, 32, 1, 1)
+    assert low.ranks == [8, 8, 16, 32] and low.weight3.shape == (32, 32, 3, 3) and low.mix3.shape == (64, 32, 1, 1)
     truncated = []
     for weight, scale, shift in layers:
         folded = weight * scale[:, None, None, None]
