@@ -155,7 +155,8 @@ def copy_weights(module: nn.Module, config: Any, source_net: nn.Module, source_c
         raise CheckpointError(f"init_from '{source}' is another architecture: {', '.join(differ)}; "
                               "set the model's options to match it")
     state = dict(source_net.state_dict())
-    # a block that starts as the identity keeps its initial weights; every other tensor still comes from the source
+    # a block that starts as the identity keeps its initial weights, and so does a frozen copy made for another
+    # option value (from the target itself); every other tensor still comes from the source
     new = sum((GROWN_BLOCKS[g][0] for g in grown), ()) + tuple(FROZEN_COPY[r] for r in recopied)
     state = {k: v for k, v in state.items() if not k.startswith(new)}
     state.update({k: v for k, v in module.state_dict().items() if k.startswith(new)})

@@ -60,15 +60,14 @@ class EncoderGradientHead(nn.Module):
         self.stem = StemGradientHead(widths[0], stem_kernel, in_channels)
         # each layer's rank; the stem (layer 1) stays exact: it is the layer the share depends on most (model card)
         self.ranks = [widths[0]] + [w if rank == 1 else max(1, round(w * rank)) for w in widths[1:]]
+        self.factored = rank < 1
         for i in range(1, len(widths)):
-            if rank == 1:
-                self.register_buffer(f"weight{i}", torch.zeros(widths[i], widths[i - 1], 3, 3))
-            else:  # the layer as a 3x3 convolution down to rank r and a 1x1 one back up (its truncated SVD)
-                self.register_buffer(f"weight{i}", torch.zeros(self.ranks[i], widths[i - 1], 3, 3))
+            # factored: the layer as a 3x3 convolution down to rank r and a 1x1 one back up (its truncated SVD)
+            self.register_buffer(f"weight{i}", torch.zeros(self.ranks[i], widths[i - 1], 3, 3))
+            if self.factored:
                 self.register_buffer(f"mix{i}", torch.zeros(widths[i], self.ranks[i], 1, 1))
             self.register_buffer(f"shift{i}", torch.zeros(widths[i]))
         self.layers = len(widths)
-        self.factored = rank < 1
 
     @torch.no_grad()
     def copy_layers(self, layers: list[tuple[Tensor, Tensor, Tensor]]) -> None:
@@ -79,7 +78,7 @@ class EncoderGradientHead(nn.Module):
         self.stem.copy_layers(layers)
         for i, (weight, scale, shift) in enumerate(layers[1:self.layers], start=1):
             mine = getattr(self, f"weight{i}")
-            expected = (getattr(self, f"mix{i}").shape[0], *mine.shape[1:]) if self.factored else mine.shape
+            expected = (len(getattr(self, f"shift{i}")), *mine.shape[1:])  # the layer's own shape, at any rank
             if weight.shape != expected:
                 raise ValueError(f"the inpainter's layer {i + 1} has shape {tuple(weight.shape)}, the head "
                                  f"{tuple(expected)}: set stem_channels and head_layers to match it")
