@@ -185,6 +185,20 @@ def test_datamodule_on_sample_set():
     assert not torch.equal(next(iter(loader))["mask"], batch["mask"])
 
 
+def test_train_seed_draws_other_crops_on_the_same_validation_set():
+    def first_batches(**seeds):
+        dm = ImageMaskDataModule(size=64, batch_size=4, val_batch_size=3, samples_per_epoch=8, **seeds)
+        dm.setup("fit")
+        return next(iter(dm.train_dataloader())), next(iter(dm.val_dataloader()))
+
+    train, val = first_batches()
+    same_train, _ = first_batches(train_seed=0)
+    other_train, other_val = first_batches(train_seed=35)
+    assert torch.equal(same_train["image"], train["image"]) and torch.equal(same_train["mask"], train["mask"])
+    assert not torch.equal(other_train["mask"], train["mask"])
+    assert torch.equal(other_val["image"], val["image"]) and torch.equal(other_val["mask"], val["mask"])
+
+
 def test_datamodule_folders(tmp_path, solid_images):
     folder = str(solid_images[0].parent)
     dm = ImageMaskDataModule(

@@ -260,7 +260,10 @@ class ImageMaskDataModule(L.LightningDataModule):
 
     ``train_dir`` / ``val_dir`` default to the embedded ``skimage.data`` sample
     splits, so training runs with no dataset on disk. ``val_size`` (default:
-    ``size``) sets the validation crop size.
+    ``size``) sets the validation crop size. ``train_seed`` (default: ``seed``)
+    seeds the training crops alone: a run that goes on from another run's weights
+    with the same ``seed`` would draw the very crops that run trained on, and
+    changing ``seed`` would change the validation set too.
     """
 
     def __init__(
@@ -275,11 +278,13 @@ class ImageMaskDataModule(L.LightningDataModule):
         masks_per_val_image: int = 2,
         seed: int = 0,
         val_size: int | None = None,
+        train_seed: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.train_dir, self.val_dir = train_dir, val_dir
         self.size, self.seed = size, seed
+        self.train_seed = seed if train_seed is None else train_seed
         # fully convolutional models can train on small crops and be judged on larger ones
         self.val_size = val_size or size
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
@@ -294,7 +299,7 @@ class ImageMaskDataModule(L.LightningDataModule):
                 images_or_samples(self.train_dir, "train"),
                 size=self.size,
                 samples_per_epoch=self.samples_per_epoch,
-                seed=self.seed,
+                seed=self.train_seed,
             )
         if self.val_set is None and stage in (None, "fit", "validate"):
             self.val_set = FixedCropDataset(
@@ -315,7 +320,7 @@ class ImageMaskDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup('fit') first"
-        sampler = EpochSampler(len(self.train_set), shuffle=True, seed=self.seed)
+        sampler = EpochSampler(len(self.train_set), shuffle=True, seed=self.train_seed)
         return self._loader(self.train_set, self.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
