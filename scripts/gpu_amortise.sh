@@ -35,6 +35,7 @@ S1=${S1:-00:00:01:20}              # wall time of the supervised stage
 S2=${S2:-00:00:02:30}              # ... of the end-to-end stage at 128 px
 S3=${S3:-00:00:01:40}              # ... of the end-to-end stage at 256 px
 S3_ONLY=${S3_ONLY:-00:00:07:00}    # ... of a stage-3-only variant
+S3_SEED=${S3_SEED:-1}              # its training crops: not seed 0's, which the shipped default trained on
 B1=${B1:-64} B2=${B2:-16} B3=${B3:-16}               # batch sizes of the three stages
 VAL1=${VAL1:-500} VAL2=${VAL2:-400} VAL3=${VAL3:-200}  # steps between validations in each stage
 WORKERS=${WORKERS:-3}                # data workers per run (four runs share 16 cores)
@@ -97,7 +98,8 @@ variant() {
         stage "$name-s3" "$VAL3" "$B3" "${s3[@]}" --model.init_from "runs/$name-s2/$name-s2.safetensors" \
             --trainer.max_time "$S3" || return 1
     else
-        stage "$name-s3" "$VAL3" "$B3" "${s3[@]}" --model.init_from "$from" --trainer.max_time "$S3_ONLY" || return 1
+        stage "$name-s3" "$VAL3" "$B3" "${s3[@]}" --model.init_from "$from" --data.train_seed "$S3_SEED" \
+            --trainer.max_time "$S3_ONLY" || return 1
     fi
     cp "runs/$name-s3/$name-s3.safetensors" "$OUT/$name.safetensors"
     # the step val chose, in case it is not the last: a tar of the small ones (the device tool brings back 8 files)
