@@ -59,7 +59,7 @@ class EncoderGradientHead(nn.Module):
             raise ValueError(f"rank is the share of each layer's rank the head keeps, in (0, 1], got {rank}")
         self.stem = StemGradientHead(widths[0], stem_kernel, in_channels)
         # each layer's rank; the stem (layer 1) stays exact: it is the layer the share depends on most (model card)
-        self.ranks = [widths[0]] + [w if rank == 1 else max(1, round(w * rank)) for w in widths[1:]]
+        self.ranks = [widths[0]] + [max(1, round(w * rank)) for w in widths[1:]]
         self.factored = rank < 1
         for i in range(1, len(widths)):
             # factored: the layer as a 3x3 convolution down to rank r and a 1x1 one back up (its truncated SVD)
