@@ -13,7 +13,9 @@ k steps on its own field (``trainer/objective/field_steps.py``);
 every result is rounded to 8 bits within the bound (a saved PNG) and scored against
 the inpainter. It prints, per split, the full metric table and a summary row per method:
 share of the optimiser's attack gain, hide PSNR, noise PSNR and time per image, then
-one line per method with the three shares side by side. Recipes and stopping steps
+one line per method with the three shares side by side. With several generators, a last table gives
+each one's share minus the first's on the same samples, with a 95% interval over them: the samples'
+difficulty cancels in the differences, so it tells checkpoints apart that the shares alone cannot. Recipes and stopping steps
 are chosen on "val"; "test" is for the final figures only.
 
 The none / optimiser / FGSM results do not depend on the generator, so they are kept
@@ -37,6 +39,7 @@ from trainer.data.splits import split_paths
 from trainer.evaluation.scoring import (
     MethodRun,
     MethodScore,
+    Summary,
     colour_push_method,
     fgsm_method,
     generator_method,
@@ -45,6 +48,7 @@ from trainer.evaluation.scoring import (
     markdown,
     markdown_table,
     no_protection,
+    paired_share_difference,
     refine_method,
     run_method,
     score_runs,
@@ -129,6 +133,10 @@ def load_protectors(parser: argparse.ArgumentParser, names: list[str]) -> dict[s
         parser.error(str(err))
 
 
+def _interval(s: Summary | None) -> str:
+    return "nan" if s is None else f"{s.mean:+.3f} [{s.low:+.3f}, {s.high:+.3f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
@@ -143,10 +151,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
     protectors = load_protectors(parser, args.generator)
-    report, shares = [], {}
+    report, shares, paired = [], {}, {}
     for split in args.splits:
         images, masks, runs = split_samples(parser, args, inpainter, split)
-        first = next(iter(protectors.values()))
+        first_name, first = next(iter(protectors.items()))
         methods = {"colour push (no network)": colour_push_method()}
         methods.update({name: generator_method(p) for name, p in protectors.items()})
         methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})
@@ -159,13 +167,20 @@ def main() -> None:
         ref = metrics[OPTIMISER]["attack_gain"]
         for r in results:
             shares.setdefault(r.name, {})[split] = share_of_gain(r.metrics["attack_gain"], ref)
+        for name in list(protectors)[1:]:
+            paired.setdefault(name, {})[split] = paired_share_difference(
+                metrics[name]["attack_gain"], metrics[first_name]["attack_gain"], ref)
         photos = len(images) // args.masks_per_image  # a split may hold fewer photos than asked for
         report += [f"## {split}: {len(images)} samples ({photos} photos x {args.masks_per_image} "
                    f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
         print("\n\n".join(report[-2:]), flush=True)
     rows = [[name, *(f"{shares[name].get(s, float('nan')):.2f}" for s in args.splits)] for name in shares]
     report += ["## Share of the 20-step optimiser's attack gain", markdown(["method", *args.splits], rows)]
-    print("\n\n" + "\n\n".join(report[-2:]))
+    if paired:  # a difference between checkpoints smaller than the spread across samples can still be real
+        rows = [[name, *(_interval(paired[name].get(s)) for s in args.splits)] for name in paired]
+        report += [f"## Share minus {first_name}'s, on the same samples (mean [95% interval])",
+                   markdown(["generator", *args.splits], rows)]
+    print("\n\n" + "\n\n".join(report[-4 if paired else -2:]))
     if args.out:
         Path(args.out).write_text("\n\n".join(report) + "\n")
 

@@ -19,8 +19,9 @@ from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main as cli_main
 from trainer.data.images import FixedCropDataset, sample_images
 from trainer.evaluation.comparison import eot_from_config, load_config, load_samples
-from trainer.evaluation.scoring import batches, run_method, summarise
+from trainer.evaluation.scoring import batches, paired_share_difference, run_method, summarise
 from trainer.inpainting.inpainter import build_inpainter, save_inpainter
+from trainer.objective.metrics import share_of_gain
 from trainer.objective.transforms import TRANSFORMS, get_transform
 from trainer.training.wandb_logger import read_offline_run
 
@@ -99,6 +100,17 @@ def test_summary_mean_median_and_t_interval():
     half = 2.7764451 * math.sqrt(12.5) / math.sqrt(5)  # t(0.975, 4) * sample std / sqrt(n)
     assert (s.low, s.high) == pytest.approx((4.0 - half, 4.0 + half))
     assert math.isnan(summarise(torch.tensor([2.0])).low)
+
+
+def test_paired_share_difference_sees_a_shift_smaller_than_the_spread_across_samples():
+    teacher = torch.tensor([1.0, 4.0, 2.0, 3.0])
+    base = torch.tensor([0.5, 3.0, 1.2, 2.4])
+    better = base + torch.tensor([0.05, 0.07, 0.06, 0.06])  # +0.024 of the teacher's mean gain, on every sample
+    d = paired_share_difference(better, base, teacher)
+    assert d.mean == pytest.approx(share_of_gain(better, teacher) - share_of_gain(base, teacher), abs=1e-6)
+    assert 0 < d.low < d.high  # significant, though the shares' spread over samples is far wider
+    same = paired_share_difference(base, base, teacher)
+    assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)
 
 
 def test_run_method_warms_up_batches_by_shape_and_times_every_call():

@@ -267,6 +267,15 @@ def summarise(values: Tensor, confidence: float = CONFIDENCE) -> Summary:
     return Summary(mean, median, mean - half, mean + half)
 
 
+def paired_share_difference(gain: Tensor, baseline_gain: Tensor, teacher_gain: Tensor) -> Summary:
+    """``share_of_gain(gain) - share_of_gain(baseline_gain)`` on the same samples, with a t interval over them.
+
+    The samples' difficulty cancels in the per-sample differences, so two checkpoints whose shares differ by less
+    than the spread across samples can still be told apart, or shown not to be.
+    """
+    return summarise((gain - baseline_gain) / teacher_gain.mean())
+
+
 # metric key -> (column label, format of one value); the columns of the main table, in order
 MAIN_METRICS: dict[str, tuple[str, str]] = {
     "attack_psnr": ("attack PSNR (dB)", ".2f"),
