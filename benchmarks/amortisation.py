@@ -15,8 +15,8 @@ the inpainter. It prints, per split, the full metric table and a summary row per
 share of the optimiser's attack gain, hide PSNR, noise PSNR and time per image, then
 one line per method with the three shares side by side. With several generators, a last table gives
 each one's share minus the first's on the same samples, with a 95% interval over them: the samples'
-difficulty cancels in the differences, so it tells checkpoints apart that the shares alone cannot. Recipes and stopping steps
-are chosen on "val"; "test" is for the final figures only.
+difficulty cancels in the differences, so it tells checkpoints apart that the shares alone cannot.
+Recipes and stopping steps are chosen on "val"; "test" is for the final figures only.
 
 The none / optimiser / FGSM results do not depend on the generator, so they are kept
 in ``--reference-dir`` (one file per split, keyed by the inpainter's weight fingerprint
