@@ -133,8 +133,8 @@ def load_protectors(parser: argparse.ArgumentParser, names: list[str]) -> dict[s
         parser.error(str(err))
 
 
-def _interval(s: Summary | None) -> str:
-    return "nan" if s is None else f"{s.mean:+.3f} [{s.low:+.3f}, {s.high:+.3f}]"
+def _interval(s: Summary) -> str:
+    return f"{s.mean:+.3f} [{s.low:+.3f}, {s.high:+.3f}]"
 
 
 def main() -> None:
@@ -177,7 +177,7 @@ def main() -> None:
     rows = [[name, *(f"{shares[name].get(s, float('nan')):.2f}" for s in args.splits)] for name in shares]
     report += ["## Share of the 20-step optimiser's attack gain", markdown(["method", *args.splits], rows)]
     if paired:  # a difference between checkpoints smaller than the spread across samples can still be real
-        rows = [[name, *(_interval(paired[name].get(s)) for s in args.splits)] for name in paired]
+        rows = [[name, *(_interval(paired[name][s]) for s in args.splits)] for name in paired]
         report += [f"## Share minus {first_name}'s, on the same samples (mean [95% interval])",
                    markdown(["generator", *args.splits], rows)]
     print("\n\n" + "\n\n".join(report[-4 if paired else -2:]))
