@@ -62,8 +62,10 @@ def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike]
         raise ValueError(f"output '{out}' exists; pass --overwrite to replace it")
     if not out.parent.exists():
         raise ValueError(f"output folder '{out.parent}' does not exist")
-    if out.suffix.lower() not in LOSSLESS | {".jpg", ".jpeg", ".webp"}:
-        raise ValueError(f"unsupported output format '{out.suffix}'; use .png")
+    supported = LOSSLESS | {".jpg", ".jpeg", ".webp"}
+    if out.suffix.lower() not in supported:
+        others = ", ".join(sorted(supported - {".png"}))
+        raise ValueError(f"unsupported output format '{out.suffix}'; use .png (or {others})")
     return out
 
 

@@ -46,3 +46,5 @@ def test_output_path_checks(tmp_path):
     assert check_output_path(existing, [src], overwrite=True) == existing
     with pytest.raises(ValueError, match="does not exist"):
         check_output_path(tmp_path / "nope" / "o.png", [src], overwrite=False)
+    with pytest.raises(ValueError, match=r"'\.gif'; use \.png \(or .*\.webp\)"):
+        check_output_path(tmp_path / "o.gif", [src], overwrite=False)
