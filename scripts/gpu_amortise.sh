@@ -19,8 +19,9 @@
 #     WHEELS=none PYTHON=.venv/bin/python DEVICE=cpu COUNT=64 CACHE=runs/gc-check SUFFIX=-check S1=00:00:00:20 S2=00:00:00:20 S3=00:00:00:20 \
 #         S3_ONLY=00:00:00:20 OUT=runs/gpu-check bash scripts/gpu_amortise.sh
 #
-# The device image lacks kornia, jsonargparse and omegaconf: carry them as wheels in .whl (the device tool's
-# README says how); the script installs whatever .whl holds. Without wandb there it logs to CSV (LOGGER=csv, the
+# The device image lacks kornia, jsonargparse and omegaconf: carry them as wheels in .whl, which
+# scripts/gpu_wheels.sh fills here, at this checkout's versions, before the first call; the script installs whatever
+# .whl holds. Without wandb there it logs to CSV (LOGGER=csv, the
 # default when wandb is missing): runs/NAME/NAME/version_0/metrics.csv, copied to the logs as NAME-metrics.csv.
 # Every stage checkpoints under runs/ and each variant copies its export to OUT as it finishes, so a call cut
 # short still returns the others.
