@@ -20,9 +20,9 @@
 #         S3_ONLY=00:00:00:20 OUT=runs/gpu-check bash scripts/gpu_amortise.sh
 #
 # The device image lacks kornia, jsonargparse and omegaconf: carry them as wheels in .whl, which
-# scripts/gpu_wheels.sh fills here, at this checkout's versions, before the first call; the script installs whatever
-# .whl holds. Without wandb there it logs to CSV (LOGGER=csv, the
-# default when wandb is missing): runs/NAME/NAME/version_0/metrics.csv, copied to the logs as NAME-metrics.csv.
+# scripts/gpu_wheels.sh fills here, at this checkout's versions, before the first call; the script installs
+# whatever .whl holds. Without wandb there it logs to CSV (LOGGER=csv, the default when wandb is missing):
+# runs/NAME/NAME/version_0/metrics.csv, copied to the logs as NAME-metrics.csv.
 # Every stage checkpoints under runs/ and each variant copies its export to OUT as it finishes, so a call cut
 # short still returns the others.
 # Budget the times so that the whole call ends inside the device tool's 10-minute command limit.

@@ -14,8 +14,8 @@ PACKAGES=${PACKAGES:-"kornia kornia_rs jsonargparse docstring_parser typeshed_cl
     lightning-utilities"}
 pins=()
 for name in $PACKAGES; do
-    version=$($PY -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')
-    [ -n "$version" ] || { echo "gpu_wheels.sh: '$name' is not installed in $PY's environment (run make setup)" >&2; exit 2; }
+    version=$($PY -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
+    [ -n "$version" ] || { echo "gpu_wheels.sh: '$name' is not installed in $PY (run make setup)" >&2; exit 2; }
     pins+=("$name==$version")
 done
 mkdir -p "$DEST"
