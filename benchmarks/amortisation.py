@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -78,11 +79,14 @@ def reference_path(folder: str | Path, inpainter, split: str, photos: int, masks
 
 
 def reference_runs(inpainter, images: list, masks: list, cache: Path) -> list[MethodRun]:
-    """none, the optimiser and FGSM on these samples: from ``cache`` when it matches, else run and stored."""
+    """none, the optimiser and FGSM on these samples: from ``cache`` when it matches, else run and stored.
+
+    Cached runs come back untimed (seconds NaN): their times were taken in an earlier run, under another load, and a
+    speed-up against them would compare two machines' moods (``compare_speed.py`` times both in one run)."""
     if cache.is_file():
         stored = load_file(str(cache))
-        return [MethodRun(name, list(stored[name].float().div(255).unbind()), [float(s) for s in stored[f"{name}/s"]],
-                          [float(s) for s in stored[f"{name}/s"]], float(stored[f"{name}/s"].sum()), len(images))
+        untimed = [math.nan] * len(images)
+        return [MethodRun(name, list(stored[name].float().div(255).unbind()), untimed, untimed, math.nan, 0)
                 for name in REFERENCES]
     methods = {"none": no_protection(), OPTIMISER: iterative_method(inpainter, IterativeConfig(steps=20)),
                "FGSM (1 step)": fgsm_method(inpainter)}
@@ -173,6 +177,9 @@ def main() -> None:
         photos = len(images) // args.masks_per_image  # a split may hold fewer photos than asked for
         report += [f"## {split}: {len(images)} samples ({photos} photos x {args.masks_per_image} "
                    f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
+        if runs[0].timed_images == 0:
+            report[-1] += (f"\n\nnone, optimiser and FGSM: cached in {args.reference_dir}, so untimed here and no "
+                           "speed-up; benchmarks/compare_speed.py times the optimiser and a generator in one run.")
         print("\n\n".join(report[-2:]), flush=True)
     rows = [[name, *(f"{shares[name].get(s, float('nan')):.2f}" for s in args.splits)] for name in shares]
     report += ["## Share of the 20-step optimiser's attack gain", markdown(["method", *args.splits], rows)]

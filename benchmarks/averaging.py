@@ -22,6 +22,7 @@ the 20-step optimiser's attack gain:
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -95,7 +96,8 @@ def main() -> None:
         reference = metrics[OPTIMISER]["attack_gain"]
         rows = [[r.name, f"{share_of_gain(metrics[r.name]['attack_gain'], reference):.3f}",
                  f"{metrics[r.name]['hide_psnr'].mean():.2f}", f"{metrics[r.name]['noise_psnr'].mean():.2f}",
-                 f"{r.seconds_per_image:.3f}"] for r in runs if r.name != "none"]
+                 f"{r.seconds_per_image:.3f}" if math.isfinite(r.seconds_per_image) else "-"]  # cached: untimed
+                for r in runs if r.name != "none"]
         print(f"## {split}: {len(images)} samples ({args.size} px) against {args.inpainter}\n")
         print(markdown(["method", "share of the optimiser's gain", "hide PSNR (dB)", "noise PSNR (dB)",
                         "s / image"], rows), flush=True)

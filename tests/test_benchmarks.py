@@ -62,3 +62,30 @@ def test_averaging_means_pre_tanh_outputs_and_mirrors_back(monkeypatch):
                               (image + eps * (torch.tanh(raw) + torch.tanh(mirrored)) / 2).clamp(0, 1), atol=1e-6)
         assert not torch.allclose(raw, mirrored)  # the network is not mirror-symmetric: the member is another answer
     sys.modules.pop("averaging", None)
+
+
+def test_cached_references_come_back_untimed(monkeypatch, tmp_path, steerable_inpainter):
+    """``benchmarks/amortisation.py``: the none / optimiser / FGSM runs are timed when computed, and come back from
+    the cache with the same images but no time, so no speed-up is printed against a time from another run."""
+    import importlib
+    import math
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    amortisation = importlib.import_module("amortisation")
+    torch.manual_seed(0)
+    images = [torch.rand(3, 32, 32) for _ in range(2)]
+    masks = [torch.zeros(1, 32, 32) for _ in range(2)]
+    for m in masks:
+        m[:, 8:20, 10:24] = 1
+    cache = tmp_path / "val-ref.safetensors"
+    fresh = amortisation.reference_runs(steerable_inpainter, images, masks, cache)
+    cached = amortisation.reference_runs(steerable_inpainter, images, masks, cache)
+    assert [r.name for r in fresh] == [r.name for r in cached] == list(amortisation.REFERENCES)
+    for a, b in zip(fresh, cached):
+        assert a.timed_images == 2 and math.isfinite(a.seconds_per_image)
+        assert b.timed_images == 0 and math.isnan(b.seconds_per_image) and math.isnan(b.total_seconds)
+        for x, y in zip(a.protected, b.protected):  # stored as 8-bit, as the saved PNG is scored
+            assert torch.allclose(x, y, atol=0.5 / 255)
+    sys.modules.pop("amortisation", None)
