@@ -81,8 +81,8 @@ def reference_path(folder: str | Path, inpainter, split: str, photos: int, masks
 def reference_runs(inpainter, images: list, masks: list, cache: Path) -> list[MethodRun]:
     """none, the optimiser and FGSM on these samples: from ``cache`` when it matches, else run and stored.
 
-    Cached runs come back untimed (seconds NaN): their times were taken in an earlier run, under another load, and a
-    speed-up against them would compare two machines' moods (``compare_speed.py`` times both in one run)."""
+    Cached runs come back untimed (seconds NaN), and their times are not stored: taken in an earlier run, under
+    another load, they would give speed-ups no one run measured (``compare_speed.py`` times both in one run)."""
     if cache.is_file():
         stored = load_file(str(cache))
         untimed = [math.nan] * len(images)
@@ -91,10 +91,7 @@ def reference_runs(inpainter, images: list, masks: list, cache: Path) -> list[Me
     methods = {"none": no_protection(), OPTIMISER: iterative_method(inpainter, IterativeConfig(steps=20)),
                "FGSM (1 step)": fgsm_method(inpainter)}
     runs = [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
-    tensors = {}
-    for run in runs:
-        tensors[run.name] = (torch.stack(run.protected) * 255).round().to(torch.uint8)
-        tensors[f"{run.name}/s"] = torch.tensor(run.image_seconds)
+    tensors = {run.name: (torch.stack(run.protected) * 255).round().to(torch.uint8) for run in runs}
     cache.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(cache))
     return runs
