@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -85,9 +84,7 @@ def reference_runs(inpainter, images: list, masks: list, cache: Path) -> list[Me
     another load, they would give speed-ups no one run measured (``compare_speed.py`` times both in one run)."""
     if cache.is_file():
         stored = load_file(str(cache))
-        untimed = [math.nan] * len(images)
-        return [MethodRun(name, list(stored[name].float().div(255).unbind()), untimed, untimed, math.nan, 0)
-                for name in REFERENCES]
+        return [MethodRun.untimed(name, list(stored[name].float().div(255).unbind())) for name in REFERENCES]
     methods = {"none": no_protection(), OPTIMISER: iterative_method(inpainter, IterativeConfig(steps=20)),
                "FGSM (1 step)": fgsm_method(inpainter)}
     runs = [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]

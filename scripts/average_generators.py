@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from generator.checkpoint import CheckpointError, load, save
-
-KIND = "generator"
+from generator.protector import KIND
 
 
 def average(paths: list[str | Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

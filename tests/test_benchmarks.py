@@ -86,6 +86,7 @@ def test_cached_references_come_back_untimed(monkeypatch, tmp_path, steerable_in
     for a, b in zip(fresh, cached):
         assert a.timed_images == 2 and math.isfinite(a.seconds_per_image)
         assert b.timed_images == 0 and math.isnan(b.seconds_per_image) and math.isnan(b.total_seconds)
+        assert math.isnan(b.images_per_second)  # not infinitely fast: not timed at all
         for x, y in zip(a.protected, b.protected):  # stored as 8-bit, as the saved PNG is scored
             assert torch.allclose(x, y, atol=0.5 / 255)
     sys.modules.pop("amortisation", None)

@@ -138,12 +138,19 @@ class MethodRun:
     total_seconds: float  # all timed calls
     timed_images: int  # images over all timed calls
 
+    @classmethod
+    def untimed(cls, name: str, protected: list[Tensor]) -> MethodRun:
+        """A run whose images were made elsewhere (e.g. read from a cache): no time of it belongs to this run."""
+        return cls(name, protected, [math.nan] * len(protected), [math.nan], math.nan, 0)
+
     @property
     def seconds_per_image(self) -> float:
         return statistics.median(self.call_seconds)
 
     @property
     def images_per_second(self) -> float:
+        if not self.timed_images:
+            return math.nan
         return self.timed_images / self.total_seconds if self.total_seconds > 0 else math.inf
 
 
