@@ -38,15 +38,20 @@ def _offline_and_one_thread(monkeypatch):
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def tiny_inpainter() -> Inpainter:
+def reactive_inpainter(seed: int) -> Inpainter:
     """A random FFC-ResNet, small enough for CPU tests, with BatchNorm gains raised so it reacts to its input."""
-    inpainter = build_inpainter(TINY, seed=0)
+    inpainter = build_inpainter(TINY, seed=seed)
     with torch.no_grad():
         for module in inpainter.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.weight.mul_(4)
     return inpainter
+
+
+@pytest.fixture
+def tiny_inpainter() -> Inpainter:
+    """Seed 0's reactive tiny inpainter."""
+    return reactive_inpainter(0)
 
 
 @pytest.fixture

@@ -9,33 +9,21 @@ from PIL import Image
 from torch import nn
 
 from trainer.commands.cli import main
-from trainer.inpainting.inpainter import build_inpainter, save_inpainter
+from trainer.inpainting.inpainter import save_inpainter
 from trainer.objective.ensemble import draw_member, ensemble_losses, prepare_ensemble_task
 from trainer.objective.eot import RandomTransforms
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights, prepare_task, protection_losses, transform_task
 
-from .conftest import TINY, write_mask, write_rgb
+from .conftest import reactive_inpainter, write_mask, write_rgb
 from .conftest import masked_batch as batch
 
 KEYS = ("attack", "incp", "hide", "total")
 
 
-def reactive(seed: int) -> nn.Module:
-    """A tiny random FFC-ResNet with raised BatchNorm gains, so that it reacts to its input (as tiny_inpainter)."""
-    inpainter = build_inpainter(TINY, seed=seed)
-    with torch.no_grad():
-        for module in inpainter.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.mul_(4)
-    return inpainter
-
-
 @pytest.fixture
 def pair(tiny_inpainter) -> list[nn.Module]:
-    return [tiny_inpainter, reactive(1)]
-
-
+    return [tiny_inpainter, reactive_inpainter(1)]
 
 
 def test_ensemble_losses_are_the_mean_of_each_models_own_losses(pair):
