@@ -18,6 +18,8 @@
 #   on this CPU, as a check of the script itself (seconds per stage):
 #     WHEELS=none PYTHON=.venv/bin/python DEVICE=cpu COUNT=64 CACHE=runs/gc-check SUFFIX=-check S1=00:00:00:20 S2=00:00:00:20 S3=00:00:00:20 \
 #         S3_ONLY=00:00:00:20 OUT=runs/gpu-check bash scripts/gpu_amortise.sh
+#   (12 minutes at 2 cores, session 39; the batch-64 variant needs about 17 GB at 256 px and a 24 GiB machine kills
+#   it beside the other three: the timeline then says FAILED for it and the call returns the other three exports)
 #
 # The device image lacks kornia, jsonargparse and omegaconf: carry them as wheels in .whl, which
 # scripts/gpu_wheels.sh fills here, at this checkout's versions, before the first call; the script installs
