@@ -203,3 +203,17 @@ def test_last_checkpoint_is_the_newest_snapshot(name):
 
     checkpoints = [c for c in parse_generator_config(name).trainer.callbacks if isinstance(c, ModelCheckpoint)]
     assert [c._every_n_train_steps > 0 for c in checkpoints if c.save_last] == [True]
+
+
+def test_the_readme_s_keep_every_snapshot_callback_builds_on_the_generator_configs():
+    """The README's appended ModelCheckpoint must not clash with the configs' own 100-step snapshot."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    fragment = readme.split("append a checkpoint callback: `", 1)[1].split("`", 1)[0].split()
+    checkpoints = [c for c in parse_generator_config("lama-tiny-256.yaml", *fragment).trainer.callbacks
+                   if isinstance(c, ModelCheckpoint)]
+    keep_all = [c for c in checkpoints if c.save_top_k == -1]
+    assert len(keep_all) == 1 and keep_all[0]._every_n_train_steps == 100
+    assert Path(keep_all[0].dirpath).parts[-3:] == ("runs", "RUN", "snapshots")
+    assert len({c.state_key for c in checkpoints}) == len(checkpoints)
