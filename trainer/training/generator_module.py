@@ -6,37 +6,32 @@ the same (image, mask) pair (the teacher cache). Validation reports the protecti
 on the same images, so the amortisation gap is visible in every run, with the training time so far
 (``val/train_minutes``, kept across resumes) for the curve of held-out share against time.
 
-Supervised terms on cached entries need no inpainter call: ``gradient_weight``
-towards the direction of a cached input gradient g (normalised to mean |g| = 1;
-one FGSM step is ``d = -eps * sign(g)``), and ``teacher_weight`` with
-``teacher_loss: sign`` towards the teacher noise's signs (``mse``: the squared
-error to it). Both sign terms are a hinge on the pre-tanh output, weighted per pixel
-by |g| (or 1): ``|g| * relu(margin - s * raw)`` with s the wanted sign. The plain
-linearised objective ``mean(g * d) / eps`` (logged as ``train/linearised``; optimum
--1) drives tanh into saturation: after 500 steps the noise sat at 0.99996 eps with a
-median |raw| of 8.3, its gradient vanished and the objective stalled at -0.5; the
-hinge stops pushing a pixel once its sign is right by ``supervised_margin``
-(tanh(2) = 0.96), which keeps the end-to-end stage's gradient alive.
-``field_weight`` (an encoder-gradient generator and a cache built with ``field_layers``)
-adds ``1 - cos`` between the field the U-Net predicts and the cached true field at the
-target's layer k: the head turns that field into the noise exactly, so the field is the one
-thing the generator has to learn, and a dense target that does not saturate. With
-``e2e_weight: 0`` training is supervised only (a pretraining stage); with both, the
-supervised terms regularise the end-to-end loss.
+Supervised terms on cached entries need no inpainter call: ``gradient_weight`` towards the direction of a cached
+input gradient g (normalised to mean |g| = 1; one FGSM step is ``d = -eps * sign(g)``), and ``teacher_weight`` with
+``teacher_loss: sign`` towards the teacher noise's signs (``mse``: the squared error to it). Both sign terms are a
+hinge on the pre-tanh output, weighted per pixel by |g| (or 1): ``|g| * relu(margin - s * raw)`` with s the wanted
+sign. The plain linearised objective ``mean(g * d) / eps`` (logged as ``train/linearised``; optimum -1) drives tanh
+into saturation: after 500 steps the noise sat at 0.99996 eps with a median |raw| of 8.3, its gradient vanished and
+the objective stalled at -0.5; the hinge stops pushing a pixel once its sign is right by ``supervised_margin``
+(tanh(2) = 0.96), which keeps the end-to-end stage's gradient alive. ``field_weight`` (an encoder-gradient
+generator and a cache built with ``field_layers``) adds ``1 - cos`` between the field the U-Net predicts and the
+cached true field at the target's layer k: the head turns that field into the noise exactly, so the field is the
+one thing the generator has to learn, and a dense target that does not saturate. With ``e2e_weight: 0`` training is
+supervised only (a pretraining stage); with both, the supervised terms regularise the end-to-end loss.
 
-With ``eot`` (trainer/objective/eot.py), every training batch passes through a random
-chain of differentiable transformations (JPEG, resize, blur, noise, shift, colour
-jitter) between x' and the inpainter: the generator learns a protection that
-survives them. Validation stays untransformed; ``val_jpeg_quality`` adds the same
-metrics after a real (Pillow) JPEG round trip, for ours and the teacher.
+With ``eot`` (trainer/objective/eot.py), every training batch passes through a random chain of differentiable
+transformations (JPEG, resize, blur, noise, shift, colour jitter) between x' and the inpainter: the generator
+learns a protection that survives them. Validation stays untransformed; ``val_jpeg_quality`` adds the same metrics
+after a real (Pillow) JPEG round trip, for ours and the teacher.
 
-With ``inpainters`` (a list of sources), the generator is trained against all of them
-at once: the mean of the per-model losses, each with its own hide reference
-(``trainer.objective.ensemble``; ``ensemble: random`` draws one model per batch
-instead). Validation and its teacher (the ensemble optimiser) score the same mean.
+With ``inpainters`` (a list of sources), the generator is trained against all of them at once: the mean of the
+per-model losses, each with its own hide reference (``trainer.objective.ensemble``; ``ensemble: random`` draws one
+model per batch instead). Validation and its teacher (the ensemble optimiser) score the same mean.
 ``output_weight`` (a cache with teacher noises) adds output distillation on the cached entries: the squared
-distance of the protected image's fills of m and E(m) to those of the teacher's protected image, a reachable
-target next to the solid colour (``trainer.objective.losses.reference_fills``; one extra forward without gradients).
+distance of the protected image's fills of m and E(m) to those of the teacher's protected image, a reachable target
+next to the solid colour (``trainer.objective.losses.reference_fills``; one extra forward without gradients).
+``teacher_generator`` (a generator file): its noise for every training crop, made on the fly, is the teacher that
+``teacher_weight`` distils towards (trainer/training/generator_teacher.py): a small student taught by a larger one.
 ``lr_decay_steps`` > 0: a cosine decay of the rate to ``lr_final`` (trainer/training/lr_schedule.py).
 ``field_gradient`` (an encoder-gradient generator): how the loss's gradient reaches the U-Net through its field
 (trainer/training/field_gradient.py).
@@ -69,6 +64,7 @@ from trainer.objective.losses import LossWeights, reference_fills
 from trainer.objective.metrics import protection_metrics, share_of_gain
 from trainer.objective.transforms import jpeg
 from trainer.training.field_gradient import check_field_gradient, reshape_field_gradient
+from trainer.training.generator_teacher import GeneratorTeacher
 from trainer.training.lr_schedule import adamw, check_decay
 from trainer.training.supervised_terms import field_cosine, over_entries, supervised_term
 
@@ -125,6 +121,7 @@ class GeneratorModule(L.LightningModule):
         bottleneck_blocks: int = 0,
         output_weight: float = 0.0,
         field_gradient: str = "loss",
+        teacher_generator: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -153,6 +150,7 @@ class GeneratorModule(L.LightningModule):
         self.val_jpeg = None if val_jpeg_quality is None else FixedTransform(partial(jpeg, quality=val_jpeg_quality))
         # held in a list so that nn.Module does not register it: frozen, and kept out of checkpoints
         self._frozen: list[Inpainter] = []
+        self._teacher_net = [GeneratorTeacher(teacher_generator, eps, teacher_weight)] if teacher_generator else []
         self._teacher_val: dict[str, dict[str, Tensor]] = {}
         self._teacher_recipe: str | None = None
         self._val_rows: list[dict[str, Tensor]] = []
@@ -221,6 +219,8 @@ class GeneratorModule(L.LightningModule):
     # --- training ---------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         hp, b = self.hparams, batch["image"].shape[0]
+        for teacher in self._teacher_net:
+            batch = teacher(batch)
         loss = torch.zeros((), device=self.device)
         raw = None
         with_field = hp.field_weight > 0 and "field" in batch
