@@ -28,7 +28,6 @@ class GeneratorTeacher:
         if abs(self.net.config.eps - eps) > 1e-9:
             raise ValueError(f"the teacher generator '{source}' makes noise within {self.net.config.eps}, "
                              f"the student within {eps}: distil between equal bounds")
-        self.source = str(source)
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
