@@ -12,8 +12,7 @@ import os
 
 import torch
 
-from generator.protector import load_generator
-from generator.target import target_colour
+from generator.protector import Protector
 
 Tensor = torch.Tensor
 
@@ -24,19 +23,17 @@ class GeneratorTeacher:
     def __init__(self, source: str | os.PathLike, eps: float, weight: float) -> None:
         if weight <= 0:
             raise ValueError("model.teacher_generator is distilled towards with model.teacher_weight: set it above 0")
-        self.net = load_generator(source)
-        if abs(self.net.config.eps - eps) > 1e-9:
-            raise ValueError(f"the teacher generator '{source}' makes noise within {self.net.config.eps}, "
+        self.protector = Protector.from_checkpoint(source)
+        if abs(self.protector.eps - eps) > 1e-9:
+            raise ValueError(f"the teacher generator '{source}' makes noise within {self.protector.eps}, "
                              f"the student within {eps}: distil between equal bounds")
 
-    @torch.no_grad()
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         if "teacher_noise" in batch:
             raise ValueError("a batch from a teacher cache already carries teacher noises: "
                              "use data.teacher_cache or model.teacher_generator, not both")
         image = batch["image"]
-        net = self.net.to(image.device, image.dtype)
-        mask = (batch["mask"] > 0).to(image.dtype)
-        noise = net(image, mask, target_colour(image))
+        # Protector.noise runs in inference mode; a clone made outside it can enter the student's autograd graph
+        noise = self.protector.to(image.device, image.dtype).noise(image, batch["mask"]).clone()
         ones = torch.ones(image.shape[0], dtype=image.dtype, device=image.device)
         return {**batch, "teacher_noise": noise, "has_teacher": ones}
