@@ -56,9 +56,9 @@ class PaddedUNet(nn.Module):
         h, w = image.shape[-2:]
         m = self.net.size_multiple
         pad = (0, (-w) % m, 0, (-h) % m)
-        image = F.pad(image, pad, mode="replicate")
-        mask = F.pad(mask, pad, mode="replicate")
-        return self.net.config.eps * torch.tanh(self.net.raw(image, mask, target)[..., :h, :w])
+        padded = F.pad(mask, pad, mode="replicate")
+        raw = self.net.raw(F.pad(image, pad, mode="replicate"), padded, target)[..., :h, :w]
+        return self.net.bounded(raw, mask)
 
 
 def random_inputs(batch: int, h: int, w: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:

@@ -7,7 +7,8 @@ channels (pixel unshuffle) so that no convolution runs at full resolution:
 that is what makes a 512x512 image cheap on a CPU. With ``head: stem-gradient`` the
 last stage is instead a frozen copy of the target inpainter's first layer, run backwards
 (generator/stem_head.py): two full-resolution convolutions that give the noise the
-per-pixel structure of the inpainter's own input gradient.
+per-pixel structure of the inpainter's own input gradient. Either way the noise is zero in the
+hole, which the inpainter never sees: the heads give that by construction, ``head: direct`` by its mask.
 """
 
 from __future__ import annotations
@@ -277,12 +278,22 @@ class NoiseUNet(nn.Module):
         h, w = image.shape[-2:]
         m = self.size_multiple
         ph, pw = -h % m, -w % m
+        padded = mask
         if ph or pw:
             # replicate, not reflect: reflection needs the pad to be smaller than the image
             image = F.pad(image, (0, pw, 0, ph), mode="replicate")
-            mask = F.pad(mask, (0, pw, 0, ph), mode="replicate")
-        raw = self.raw(image, mask, target)[..., :h, :w]
-        return self.config.eps * torch.tanh(raw), raw
+            padded = F.pad(mask, (0, pw, 0, ph), mode="replicate")
+        raw = self.raw(image, padded, target)[..., :h, :w]
+        return self.bounded(raw, mask), raw
+
+    def bounded(self, raw: Tensor, mask: Tensor) -> Tensor:
+        """The noise from the pre-tanh output: within eps by construction, and zero where ``mask`` is set."""
+        noise = self.config.eps * torch.tanh(raw)
+        if self.config.head == "direct":
+            # the inpainter's input is image * (1 - mask): noise in the hole steers none of its fills and only
+            # shows, on the very region being protected. The gradient heads give zero there by construction
+            noise = noise * (mask <= 0).to(noise.dtype)
+        return noise
 
     def forward(self, image: Tensor, mask: Tensor, target: Tensor) -> Tensor:
         return self.noise_and_raw(image, mask, target)[0]

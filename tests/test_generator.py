@@ -36,7 +36,8 @@ def test_no_batchnorm_and_target_changes_the_noise():
     torch.manual_seed(0)
     net = loud(NoiseUNet(SMALL))
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-    image, mask = torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32)
+    image, mask = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
     assert not torch.allclose(net(image, mask, torch.tensor([[0.0, 1, 0]])), net(image, mask, torch.tensor([[1.0, 0, 0]])))
 
 

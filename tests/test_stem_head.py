@@ -118,3 +118,20 @@ def test_banded_head_equals_one_pass(tiny_inpainter, monkeypatch, size, head_lay
         # a low-rank head's 1x1 factor runs on bands: float rounding in another order, far below one 8-bit level
         torch.testing.assert_close(noise, whole, rtol=0, atol=1e-7 if rank == 1 else 1e-6)
         torch.testing.assert_close(grad, whole_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("head,head_layers", [("direct", 1), ("stem-gradient", 1), ("stem-gradient", 4)])
+def test_no_head_puts_noise_in_the_hole(tiny_inpainter, head, head_layers):
+    # the inpainter sees image * (1 - mask): noise in the hole steers nothing and only shows on the protected
+    # region. The gradient heads leave it untouched by construction, the direct one by its mask
+    widths = [8, 16] if head_layers == 1 else [8, 16, 16, 32]
+    net = NoiseUNet(UNetConfig(widths=widths, head=head, stem_channels=8, head_layers=head_layers))
+    if net.target_head is not None:
+        net.target_head.copy_layers(tiny_inpainter.encoder_layers(head_layers))
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=1.0)
+    image, mask = _batch(30)  # padded to the U-Net's multiple: the hole must be cut from the unpadded mask
+    noise = net(image, mask, torch.rand(2, 3))
+    hole = mask.expand_as(noise) > 0
+    assert noise[hole].abs().max() == 0
+    assert noise[~hole].abs().mean() > 0.1 * net.config.eps

@@ -204,7 +204,7 @@ class GeneratorModule(L.LightningModule):
         """The noise, its pre-tanh value and, ``with_field``, the encoder-gradient head's field (else None)."""
         if with_field:
             field, raw = self.net.field_and_raw(image, mask, target)
-            return self.hparams.eps * torch.tanh(raw), raw, field
+            return self.net.bounded(raw, mask), raw, field
         noise, raw = self.net.noise_and_raw(image, mask, target)
         return noise, raw, None
 
