@@ -50,12 +50,15 @@ def raw_output(net: NoiseUNet, image: Tensor, mask: Tensor, mirrored: bool) -> T
 
 def averaged(members: Sequence[Member], of: str = "raw", scale: float = 1.0) -> Callable[[Tensor, Tensor], Tensor]:
     """A protect method: the members' mean pre-tanh output (``of="raw"``) or mean noise (``of="noise"``)."""
-    eps = members[0][0].config.eps
+    first = members[0][0]
 
     @torch.no_grad()
     def protect(image: Tensor, mask: Tensor) -> Tensor:
-        raws = torch.stack([raw_output(net, image, mask, mirrored) for net, mirrored in members])
-        noise = eps * (torch.tanh(scale * raws.mean(0)) if of == "raw" else torch.tanh(scale * raws).mean(0))
+        raws = [raw_output(net, image, mask, mirrored) for net, mirrored in members]
+        if of == "raw":
+            noise = first.bounded(scale * torch.stack(raws).mean(0), mask)
+        else:
+            noise = torch.stack([net.bounded(scale * raw, mask) for (net, _), raw in zip(members, raws)]).mean(0)
         return (image + noise).clamp(0, 1)
     return protect
 

@@ -73,9 +73,9 @@ class Scorer:
         return share_of_gain(self.clean - attack_loss(self.inpainter, saved, self.task), self.reference)
 
 
-def total_loss(inpainter, raw: Tensor, task: ProtectionTask, eps: float) -> Tensor:
-    """The paper's total loss of the noise ``eps * tanh(raw)``, rounded to 8 bits straight through."""
-    protected = round_to_8bit((task.image + eps * torch.tanh(raw)).clamp(0, 1))
+def total_loss(inpainter, noise: Tensor, task: ProtectionTask) -> Tensor:
+    """The paper's total loss of the noise, rounded to 8 bits straight through."""
+    protected = round_to_8bit((task.image + noise).clamp(0, 1))
     return protection_losses(inpainter, protected, task)["total"].mean()
 
 
@@ -135,8 +135,7 @@ def fit_generator(net: NoiseUNet, inpainter, task: ProtectionTask, scorer: Score
             break
         optimiser.zero_grad()
         part = select_task(task, order[step * batch:(step + 1) * batch])
-        _, raw = net.noise_and_raw(part.image, part.mask, part.target)
-        total_loss(inpainter, raw, part, net.config.eps).backward()
+        total_loss(inpainter, net(part.image, part.mask, part.target), part).backward()
         optimiser.step()
 
 
