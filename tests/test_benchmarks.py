@@ -65,6 +65,37 @@ def test_averaging_means_pre_tanh_outputs_and_mirrors_back(monkeypatch):
     sys.modules.pop("averaging", None)
 
 
+def test_hole_noise_compares_the_cut_with_the_uncut_noise_of_the_same_pass(monkeypatch, capsys):
+    """``benchmarks/hole_noise.py``: "uncut" is the direct head's noise before the cut, hole included, and equal to
+    the shipped noise outside the hole; a gradient-head generator, with nothing to cut, is refused in one line."""
+    import importlib
+
+    import torch
+
+    from generator import load_generator
+    from generator.target import target_colour
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    hole_noise = importlib.import_module("hole_noise")
+    net = load_generator("generator-lama-tiny-fast")
+    torch.manual_seed(0)
+    image, mask = torch.rand(1, 3, 48, 64), torch.zeros(1, 1, 48, 64)
+    mask[..., 10:30, 8:40] = 1
+    target = target_colour(image)
+    with torch.no_grad():
+        cut, uncut = net(image, mask, target), hole_noise.Uncut(net)(image, mask, target)
+    hole = mask.expand_as(cut) > 0
+    assert cut[hole].abs().max() == 0 and uncut[hole].abs().mean() > 0.1 * net.config.eps
+    torch.testing.assert_close(uncut[~hole], cut[~hole])
+    monkeypatch.setattr(sys, "argv", ["hole_noise.py", "--generator", "generator-lama-tiny"])
+    with pytest.raises(SystemExit) as exit_:
+        hole_noise.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "stem-gradient head, whose noise is zero in the hole anyway" in err
+    sys.modules.pop("hole_noise", None)
+
+
 def test_cached_references_come_back_untimed(monkeypatch, tmp_path, steerable_inpainter):
     """``benchmarks/amortisation.py``: the none / optimiser / FGSM runs are timed when computed, and come back from
     the cache with the same images but no time, so no speed-up is printed against a time from another run."""
