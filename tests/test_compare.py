@@ -221,7 +221,7 @@ def test_compare_runs_as_a_subprocess_on_the_ci_config(tmp_path, checkpoints):
     assert len(read_csv(out / "per_image.csv")) == 2 * len(METHODS)
 
 
-def test_compare_runs_the_eot_optimiser_and_a_second_generator(tmp_path, checkpoints, capsys):
+def test_compare_runs_the_eot_optimiser_and_more_generators(tmp_path, checkpoints, capsys):
     config = yaml.safe_load(CI_CONFIG.read_text())
     config.update(transforms=["jpeg75"], methods={
         "none": None,
@@ -229,12 +229,13 @@ def test_compare_runs_the_eot_optimiser_and_a_second_generator(tmp_path, checkpo
         "optimiser_eot": {"steps": 2, "samples": 2,
                           "eot_config": str(ROOT / "configs" / "generator" / "lama-tiny-robust.yaml")},
         "generator_robust": {"checkpoint": str(checkpoints / "generator-lama-tiny.safetensors")},
+        "generator_fast": {"checkpoint": str(checkpoints / "generator-lama-tiny.safetensors")},
     })
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(config))
     assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "report.md").read_text()
-    for name in ["optimiser EOT (2 steps x 2)", "generator (robust)"]:
+    for name in ["optimiser EOT (2 steps x 2)", "generator (robust)", "generator (fast)"]:
         assert f"| {name} |" in report and f"| jpeg75 | {name} |" in report
     rows = [r for r in read_csv(tmp_path / "out" / "per_image.csv") if r["method"] == "optimiser EOT (2 steps x 2)"]
     assert len(rows) == 2 and all(0 < float(r["linf"]) <= 0.025 + 1e-6 for r in rows)
@@ -293,6 +294,7 @@ def test_shipped_configs_load():
     assert cfg.masks.size == 256 and cfg.methods.hybrid.k == [2, 5] and cfg.methods.none is not None
     assert cfg.methods.refine.k == [1, 2] and cfg.methods.refine.checkpoint is None
     assert cfg.inpainter == "lama-tiny" and cfg.methods.generator.checkpoint == "generator-lama-tiny"
+    assert cfg.methods.generator_fast.checkpoint == "generator-lama-tiny-fast"
     assert cfg.transforms == list(TRANSFORMS)
     assert load_config(CI_CONFIG).max_samples == 2
 
@@ -301,6 +303,7 @@ def test_shipped_robustness_config_loads_the_robust_generators_transformations(m
     monkeypatch.chdir(ROOT)  # its paths are relative to the repository root
     cfg = load_config(ROOT / "configs" / "compare" / "robustness.yaml")
     assert cfg.methods.generator_robust.checkpoint == "generator-lama-tiny-robust"
+    assert cfg.methods.generator_fast.checkpoint == "generator-lama-tiny-fast"
     eot = eot_from_config(cfg.methods.optimiser_eot.eot_config)
     assert eot.enabled and eot.jpeg_p > 0 and eot.jpeg_quality == (50.0, 95.0)
 

@@ -7,6 +7,7 @@ a bad field is one ``ConfigError`` line).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import typing
@@ -84,6 +85,11 @@ class RobustGeneratorSpec:
 
 
 @dataclass
+class FastGeneratorSpec:
+    checkpoint: str = "generator-lama-tiny-fast"
+
+
+@dataclass
 class OptimiserEnsembleSpec:
     """The optimiser against several inpainters at once (trainer/objective/ensemble.py): each step on the mean of
     their losses (mode "mean") or on one drawn per step ("random")."""
@@ -123,6 +129,7 @@ class MethodsConfig:
     optimiser_eot: OptimiserEOTSpec | None = None
     generator: GeneratorSpec | None = None
     generator_robust: RobustGeneratorSpec | None = None
+    generator_fast: FastGeneratorSpec | None = None
     hybrid: HybridSpec | None = None
     refine: RefineSpec | None = None
     # lists, for leave-one-out (one entry per left-out inpainter); a single mapping is one entry
@@ -356,8 +363,7 @@ def generator_inpainters(name_or_path: str) -> list[str]:
 
 
 def generator_ensemble_mode(name_or_path: str) -> str:
-    """How an ensemble generator met its models (``mean`` or ``random``), from its ``ensemble`` note; exports
-    before the note was written were all trained on the mean."""
+    """How an ensemble generator met its models (``mean`` or ``random``, its ``ensemble`` note; older: mean)."""
     return checkpoint.read_metadata(checkpoint.resolve(name_or_path, "generator")).get("ensemble", "mean")
 
 
@@ -365,12 +371,10 @@ def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool 
     """The configured methods against ``inpainter`` (the ensembles against theirs, loaded through ``pool``)."""
     spec, device = cfg.methods, torch.device(cfg.device)
     pool = pool or InpainterPool(device)
-    protectors: dict[str, Protector] = {}
 
+    @functools.cache  # one Protector per checkpoint, shared by the methods that use it
     def protector(name: str) -> Protector:
-        if name not in protectors:
-            protectors[name] = Protector.from_checkpoint(name, device=device)
-        return protectors[name]
+        return Protector.from_checkpoint(name, device=device)
 
     methods: dict[str, Method] = {}
     against: dict[str, list[str]] = {}
@@ -397,24 +401,20 @@ def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool 
         config = IterativeConfig(steps=ens.steps, ensemble=ens.mode)
         add(f"optimiser ensemble ({ens.steps} steps{mode}) [{'+'.join(ens.inpainters)}]",
             iterative_method([pool(s) for s in ens.inpainters], config, seed=cfg.seed), list(ens.inpainters))
-    if spec.generator is not None:
-        add("generator", generator_method(protector(spec.generator.checkpoint)),
-            generator_inpainters(spec.generator.checkpoint))
-    if spec.generator_robust is not None:
-        add("generator (robust)", generator_method(protector(spec.generator_robust.checkpoint)),
-            generator_inpainters(spec.generator_robust.checkpoint))
+    plain = {"generator": spec.generator, "generator (robust)": spec.generator_robust,
+             "generator (fast)": spec.generator_fast}
+    for name, gen in plain.items():
+        if gen is not None:
+            add(name, generator_method(protector(gen.checkpoint)), generator_inpainters(gen.checkpoint))
     for gen in spec.generator_ensemble or []:
         members = gen.inpainters if gen.inpainters is not None else generator_inpainters(gen.checkpoint)
         mode = generator_ensemble_mode(gen.checkpoint)
         mode = "" if mode == "mean" else f" ({mode} member per batch)"
         add(f"generator ensemble{mode} [{'+'.join(members) or gen.checkpoint}]",
             generator_method(protector(gen.checkpoint)), list(members))
-    if spec.hybrid is not None:
-        generator = spec.hybrid.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
-        for k in spec.hybrid.k:
-            add(f"hybrid (k={k})", hybrid_method(protector(generator), inpainter, k), [cfg.inpainter])
-    if spec.refine is not None:
-        generator = spec.refine.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
-        for k in spec.refine.k:
-            add(f"refine (k={k})", refine_method(protector(generator), inpainter, k), [cfg.inpainter])
+    for kind, steps, make in (("hybrid", spec.hybrid, hybrid_method), ("refine", spec.refine, refine_method)):
+        if steps is not None:
+            generator = steps.checkpoint or (spec.generator or GeneratorSpec()).checkpoint
+            for k in steps.k:
+                add(f"{kind} (k={k})", make(protector(generator), inpainter, k), [cfg.inpainter])
     return MethodSet(methods, reference, against)
