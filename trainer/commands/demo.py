@@ -1,9 +1,10 @@
 """``paintguard demo``: the main job on the embedded defaults, in a few minutes on a CPU.
 
 1. trains a small generator against lama-tiny for a few minutes (W&B offline),
-2. protects the held-out sample photos with the shipped generator, the one just
-   trained and the 20-step optimiser, and prints their metrics and times side by
-   side, with each method's share of the optimiser's gain,
+2. protects the held-out sample photos with the shipped generators (the default
+   and the fast one), the one just trained and the 20-step optimiser, and prints
+   their metrics and times side by side, with each method's share of the
+   optimiser's gain,
 3. writes the protected images and a picture of what an inpainter then does.
 """
 
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="outputs/demo", help="folder for the pictures and the report")
     parser.add_argument("--inpainter", default="lama-tiny")
     parser.add_argument("--generator", default="generator-lama-tiny", help="the shipped generator to compare")
+    parser.add_argument("--fast-generator", default="generator-lama-tiny-fast",
+                        help="a second, faster shipped generator to compare ('' skips it)")
     parser.add_argument("--train-minutes", type=float, default=3.0, help="budget of the demo training (0 skips it)")
     parser.add_argument("--size", type=int, default=256, help="evaluation crop size")
     return parser
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = {"none": no_protection()}
     inpainter = load_inpainter(args.inpainter)
     methods["generator (shipped)"] = generator_method(Protector.from_checkpoint(args.generator))
+    if args.fast_generator:
+        methods["generator (shipped fast)"] = generator_method(Protector.from_checkpoint(args.fast_generator))
     if args.train_minutes > 0:
         print(f"== training a demo generator for {args.train_minutes:g} minutes (W&B offline, {DEMO_RUN}) ==")
         methods["generator (demo run)"] = generator_method(Protector.from_checkpoint(train_demo_generator(
