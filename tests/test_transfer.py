@@ -143,6 +143,7 @@ def test_ensemble_methods_accept_a_mapping_or_a_list_and_check_their_fields(tmp_
     assert cfg.methods.optimiser_ensemble[0].mode == "mean" and cfg.methods.generator_ensemble[0].inpainters is None
     cfg = load_config(ROOT / "configs" / "compare" / "transfer.yaml")
     assert cfg.targets == TARGETS and len(cfg.methods.optimiser_ensemble) == 3
+    assert generator_inpainters(cfg.methods.generator_fast.checkpoint) == ["lama-tiny"]
     assert [e.inpainters for e in cfg.methods.generator_ensemble] == [
         ["lama-tiny-ft", "lama-tiny-seed1"], ["lama-tiny", "lama-tiny-seed1"], ["lama-tiny", "lama-tiny-ft"]]
     # leave-one-out: each ensemble leaves out exactly one target
