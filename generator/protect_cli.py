@@ -31,7 +31,7 @@ from tqdm import tqdm
 from generator.cli_parser import ArgumentParser
 from generator.io import find_image_mask_pairs, read_image, read_mask
 from generator.messages import one_line
-from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, OPTIMISED, Protector
+from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, DTYPES, FULL_MASK, METHODS, OPTIMISED, Protector
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
 MIN_SIDE = 16  # below this the 17x17 ring around the mask and the U-Net's 16x downsampling do not fit
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the generator with torch or onnxruntime (CPU; pip install paintguard[onnx])")
     parser.add_argument("--onnx-model", help="--backend onnx: an exported .onnx file of --checkpoint (checked "
                                              "against its fingerprint); default: export in memory")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="the generator's (torch backend): "
+                        "bfloat16 takes about half the time on CPUs with bfloat16 instructions")
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default {DEFAULT_STEPS})")
     parser.add_argument("--inpainter", default="lama-tiny",
                         help="for iterative/hybrid/refine: name, file or LaMa folder")
@@ -397,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels > 0")
     if not Path(args.input).exists():
         raise ValueError(f"cannot read image '{args.input}': No such file or directory")
-    if args.method == "iterative" and args.backend != "torch":
-        raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
+    if args.method == "iterative" and (args.backend != "torch" or args.dtype != "float32"):
+        raise ValueError("--backend onnx and --dtype set the generator, which --method iterative does not use")
     if args.method == "refine" and args.backend != "torch":
         raise ValueError("--method refine steps the generator's own field, which needs --backend torch")
     if args.onnx_model and args.backend != "onnx":
@@ -409,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         protector = Protector.iterative(args.inpainter)
     else:
         inpainter = args.inpainter if args.method in OPTIMISED else None
-        protector = Protector.from_checkpoint(args.checkpoint, device="cpu", inpainter=inpainter,
-                                              backend=args.backend, onnx_model=args.onnx_model)
+        protector = Protector.from_checkpoint(args.checkpoint, device="cpu", dtype=getattr(torch, args.dtype),
+                                              inpainter=inpainter, backend=args.backend, onnx_model=args.onnx_model)
     steps = DEFAULT_STEPS.get(args.method, 0) if args.steps is None else args.steps
     if Path(args.input).is_dir():
         return protect_folder(args, protector, steps, start)

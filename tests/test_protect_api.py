@@ -224,6 +224,30 @@ def test_device_and_dtype(tmp_path):
     assert single.to(dtype=torch.float64).dtype == torch.float64
 
 
+def test_bfloat16_generator_keeps_the_image_precision_and_the_exact_bound(tmp_path, steerable_inpainter):
+    path = save_generator(loud_net(), tmp_path / "g.safetensors")
+    single = Protector.from_checkpoint(path, inpainter=steerable_inpainter)
+    half = Protector.from_checkpoint(path, dtype=torch.bfloat16, inpainter=steerable_inpainter)
+    assert next(half.net.parameters()).dtype == torch.bfloat16
+    torch.manual_seed(0)
+    image, mask = torch.rand(2, 3, 24, 40), torch.zeros(2, 1, 24, 40)
+    mask[..., 4:12, 6:20] = 1
+    out = half.protect(image, mask)
+    # the sum is taken in float32: bfloat16 (8 significant bits) would move pixels by up to 2e-3 more, and its
+    # eps rounds up to 0.02502, so only a clamp in the image's precision keeps the bound exact
+    assert half.noise(image, mask).abs().max() <= EPS
+    assert out.dtype == torch.float32 and (out - image).abs().max() <= EPS + 1e-6  # float32's own rounding
+    reference = single.protect(image, mask)
+    # the same noise but where it crosses zero: there bfloat16 may flip its sign (1.3% of the default's pixels)
+    moved = (out - reference).abs()
+    assert moved.mean() < 0.05 * EPS and (moved > 0.1 * EPS).float().mean() < 0.05 and moved.max() > 0
+    # the optimiser still starts from the bfloat16 generator's noise, in float32
+    hybrid = half.protect(image, mask, method="hybrid", steps=1)
+    assert hybrid.dtype == torch.float32 and (hybrid - image).abs().max() <= EPS + 1e-6
+    with pytest.raises(ValueError, match="needs the torch backend"):
+        Protector.from_checkpoint(path, dtype=torch.bfloat16, backend="onnx")
+
+
 def test_bound_holds_after_the_png_round_trip_seeded_property(tmp_path, protector):
     """~50 random sizes and contents, 8-bit and 16-bit sources, extremes included: the saved PNG keeps the bound."""
     rng = np.random.default_rng(2024)

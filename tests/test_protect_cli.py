@@ -63,6 +63,30 @@ def test_single_image(tmp_path, pair, generator_path, capsys):
     assert "1 image written, 0 failed" in printed and f"wrote {out}" in printed
 
 
+def test_bfloat16_generator(tmp_path, pair, generator_path, capsys):
+    image, mask = pair
+    out, full = tmp_path / "half.png", tmp_path / "full.png"
+    assert protect(image, "--mask", mask, "-o", out, "--checkpoint", generator_path, "--dtype", "bfloat16") == 0
+    assert protect(image, "--mask", mask, "-o", full, "--checkpoint", generator_path) == 0
+    assert bound_kept(out, image) > 5 / 255
+    # the same protection but where the noise crosses zero (there bfloat16 may flip its sign)
+    differs = (read_image(out) - read_image(full)).abs() > 1.5 / 255
+    assert differs.float().mean() < 0.05
+    src = tmp_path / "in"  # a folder runs the bfloat16 generator inside Lightning's predict loop
+    make_folder(src, [(24, 24), (20, 28)])
+    assert protect(src, "-o", tmp_path / "folder", "--checkpoint", generator_path, "--dtype", "bfloat16") == 0
+    bound_kept(tmp_path / "folder" / "im0.png", src / "im0.png")
+    capsys.readouterr()
+    for extra, pattern in [(["--method", "iterative"], "--method iterative does not use"),
+                           (["--backend", "onnx"], "needs the torch backend"),
+                           (["--dtype", "float16"], "invalid choice")]:
+        bad = tmp_path / "bad.png"
+        args = ["--dtype", "bfloat16", *extra] if extra[0] != "--dtype" else extra
+        assert protect(image, "--mask", mask, "-o", bad, "--checkpoint", generator_path, *args) == 2
+        one_line_error(capsys, pattern)
+        assert not bad.exists()
+
+
 def test_formats_icc_and_metadata(tmp_path, generator_path, capsys):
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = Image.Exif()
