@@ -2,7 +2,7 @@
 
     python benchmarks/amortisation.py --generator generator-lama-tiny [--generator FILE ...]
         [--splits train val test] [--photos-per-split 11] [--masks-per-image 2] [--size 256] [--k 1 2]
-        [--refine-k 1 2] [--refine-lr 0.2]
+        [--refine-k 1 2] [--refine-lr 0.2] [--dtypes float32 bfloat16] [--optimiser-bfloat16]
 
 For each split (``trainer/data/splits.py``; needs ``make photos``) it protects centre
 crops with seeded LaMa masks by: no noise, the 20-step optimiser (the reference), one
@@ -16,6 +16,8 @@ share of the optimiser's attack gain, hide PSNR, noise PSNR and time per image, 
 one line per method with the three shares side by side. With several generators, a last table gives
 each one's share minus the first's on the same samples, with a 95% interval over them: the samples'
 difficulty cancels in the differences, so it tells checkpoints apart that the shares alone cannot.
+``--dtypes`` runs every generator in each precision (``paintguard protect --dtype``), labelled by it;
+``--optimiser-bfloat16`` adds the 20-step optimiser with the inpainter's convolutions in bfloat16 (autocast).
 Recipes and stopping steps are chosen on "val"; "test" is for the final figures only.
 
 The none / optimiser / FGSM results do not depend on the generator, so they are kept
@@ -33,12 +35,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from generator.protector import Protector
+from generator.protector import DTYPES, Protector
 from trainer.data.images import FixedCropDataset
 from trainer.data.splits import split_paths
 from trainer.evaluation.scoring import (
     MethodRun,
     MethodScore,
+    autocast_method,
     Summary,
     colour_push_method,
     fgsm_method,
@@ -117,16 +120,19 @@ def split_samples(parser: argparse.ArgumentParser, args: argparse.Namespace, inp
     return images, masks, reference_runs(inpainter, images, masks, cache)
 
 
-def load_protectors(parser: argparse.ArgumentParser, names: list[str]) -> dict[str, Protector]:
-    """The generators given (shipped names or files), labelled by their short names; a bad or repeated one is one
-    line (shared with ``averaging.py``)."""
+def load_protectors(parser: argparse.ArgumentParser, names: list[str], dtypes: tuple[str, ...] = ("float32",)
+                    ) -> dict[str, Protector]:
+    """The generators given (shipped names or files) in each of ``dtypes``, labelled by their short names (and the
+    dtype, if not float32); a bad or repeated one is one line (shared with ``averaging.py``)."""
     short = [Path(g).stem if g.endswith(".safetensors") else g for g in names]
     # a run's export and the shipped file it becomes share a name: label those by what was given
     labels = [name if short.count(name) == 1 else g for name, g in zip(short, names)]
     if len(set(labels)) < len(labels):
         parser.error("a generator is given twice")
     try:
-        return {label: Protector.from_checkpoint(g) for label, g in zip(labels, names)}
+        return {label if dtype == "float32" else f"{label} ({dtype})":
+                Protector.from_checkpoint(g, dtype=getattr(torch, dtype))
+                for label, g in zip(labels, names) for dtype in dtypes}
     except ValueError as err:  # a CheckpointError among them: one line, not a traceback
         parser.error(str(err))
 
@@ -143,17 +149,24 @@ def main() -> None:
     parser.add_argument("--refine-k", type=int, nargs="*", default=[1, 2],
                         help="steps of 'refine' on the first generator's field (encoder-gradient generators only)")
     parser.add_argument("--refine-lr", type=float, default=FIELD_LR, help="its rate, relative to each field's size")
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32"],
+                        help="run every generator in each of these precisions")
+    parser.add_argument("--optimiser-bfloat16", action="store_true",
+                        help="also the optimiser with the inpainter's convolutions in bfloat16")
     parser.add_argument("--out", default=None, help="also write the report (Markdown) here")
     add_sample_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
-    protectors = load_protectors(parser, args.generator)
+    protectors = load_protectors(parser, args.generator, tuple(args.dtypes))
     report, shares, paired = [], {}, {}
     for split in args.splits:
         images, masks, runs = split_samples(parser, args, inpainter, split)
         first_name, first = next(iter(protectors.items()))
         methods = {"colour push (no network)": colour_push_method()}
+        if args.optimiser_bfloat16:
+            methods["optimiser (20 steps, bfloat16)"] = autocast_method(
+                iterative_method(inpainter, IterativeConfig(steps=20)), torch.bfloat16)
         methods.update({name: generator_method(p) for name, p in protectors.items()})
         methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})
         if has_field(first.net):

@@ -2,10 +2,14 @@
 
     python benchmarks/compare_speed.py [--inpainter lama-tiny] [--generator generator-lama-tiny]
                                        [--size 256] [--images 3] [--k 2 5] [--repeats 1] [--device cpu]
+                                       [--dtypes float32 bfloat16] [--optimiser-bfloat16]
 
 Every method protects the same held-out photos (centre crops, seeded masks), one
 image per call, after a warm-up call; the time per image is the median over the
-calls. Prints the times and each method's speed-up over the 20-step optimiser.
+calls. Prints the times and each method's speed-up over the 20-step optimiser (float32, first).
+``--dtypes`` times the generator in each precision (``paintguard protect --dtype``); ``--optimiser-bfloat16``
+also the optimiser with the inpainter's convolutions in bfloat16 (autocast), the like-for-like reference for a
+bfloat16 generator (``amortisation.py --optimiser-bfloat16`` scores its strength).
 Only speed: ``paintguard compare`` measures how strong each method is.
 """
 
@@ -15,9 +19,9 @@ import argparse
 
 import torch
 
-from generator.protector import Protector
+from generator.protector import DTYPES, Protector
 from trainer.data.images import FixedCropDataset, sample_images
-from trainer.evaluation.scoring import generator_method, hybrid_method, iterative_method, run_method
+from trainer.evaluation.scoring import autocast_method, generator_method, hybrid_method, iterative_method, run_method
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.iterative import IterativeConfig
 
@@ -32,17 +36,24 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="*", default=[2, 5], help="optimiser steps of the hybrids")
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per image")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32"], help="the generator's precisions")
+    parser.add_argument("--optimiser-bfloat16", action="store_true", help="also time the optimiser in bfloat16")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     inpainter = load_inpainter(args.inpainter, device=args.device)
-    protector = Protector.from_checkpoint(args.generator, device=args.device)
+    protectors = {dtype: Protector.from_checkpoint(args.generator, device=args.device, dtype=getattr(torch, dtype))
+                  for dtype in args.dtypes}
+    protector = protectors[args.dtypes[0]]
     images, masks = FixedCropDataset(sample_images("val")[:args.images], size=args.size).batch()
     images, masks = list(images), list(masks)
     optimiser = f"optimiser ({args.steps} steps)"
-    methods = {optimiser: iterative_method(inpainter, IterativeConfig(steps=args.steps)),
-               "generator": generator_method(protector)}
+    methods = {optimiser: iterative_method(inpainter, IterativeConfig(steps=args.steps))}
+    if args.optimiser_bfloat16:
+        methods[f"optimiser ({args.steps} steps, bfloat16)"] = autocast_method(methods[optimiser], torch.bfloat16)
+    methods.update({"generator" if dtype == "float32" else f"generator ({dtype})": generator_method(p)
+                    for dtype, p in protectors.items()})
     methods.update({f"hybrid (k={k})": hybrid_method(protector, inpainter, k) for k in args.k})
 
     print(f"torch {torch.__version__}, {args.device}, {args.threads} CPU thread(s), {len(images)} images of "

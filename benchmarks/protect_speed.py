@@ -2,13 +2,15 @@
 
     python benchmarks/protect_speed.py [--checkpoint generator-lama-tiny] [--compare-to generator-lama-tiny-fast]
         [--runs 5] [--threads N] [--folder-images 20] [--backend torch|onnx] [--sizes 512x512 3840x2160]
+        [--dtypes float32 bfloat16]
 
 Times the architecture of ``--checkpoint`` (a shipped name or a file; the default
 generator unless told) with its own weights: speed does not depend on their values. Each image size is timed in a
 fresh process, so its peak resident memory (``ru_maxrss``) belongs to that size
 alone; the baseline column is the same process before the first pass (Python,
 torch and the model). The folder figure runs the real CLI on generated 512 px
-images and reads the images/s of its summary line (model loading included).
+images and reads the images/s of its summary line (model loading included). With several ``--dtypes`` every
+generator is timed in each precision (``paintguard protect --dtype``).
 On a machine whose cores are busy with other work, ``--threads 1`` gives steadier
 figures: a parallel region waits for its slowest thread.
 """
@@ -32,19 +34,24 @@ import torch
 from PIL import Image
 
 from generator import Protector
-from generator.protector import load_generator
+from generator.protector import DTYPES, load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ["512x512", "3840x2160"]
+
+
+def label(name: str, dtype: str) -> str:
+    return name if dtype == "float32" else f"{name} ({dtype})"
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def one_size(checkpoint: str, h: int, w: int, runs: int, backend: str = "torch") -> dict[str, float]:
+def one_size(checkpoint: str, h: int, w: int, runs: int, backend: str = "torch", dtype: str = "float32"
+             ) -> dict[str, float]:
     """Median seconds of ``runs`` warm passes at h x w, and peak memory; run in its own process."""
-    protector = Protector.from_checkpoint(checkpoint, backend=backend)
+    protector = Protector.from_checkpoint(checkpoint, backend=backend, dtype=getattr(torch, dtype))
     image, mask = torch.rand(1, 3, h, w), torch.zeros(1, 1, h, w)
     mask[..., h // 4: h // 2, w // 4: w // 2] = 1
     baseline = peak_rss_mib()
@@ -58,7 +65,8 @@ def one_size(checkpoint: str, h: int, w: int, runs: int, backend: str = "torch")
             "peak_mib": peak_rss_mib()}
 
 
-def folder_throughput(checkpoint: str, count: int, size: int, threads: int, backend: str = "torch") -> float:
+def folder_throughput(checkpoint: str, count: int, size: int, threads: int, backend: str = "torch",
+                      dtype: str = "float32") -> float:
     """images/s of ``paintguard protect DIR -o OUT`` on ``count`` generated size x size images."""
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +78,8 @@ def folder_throughput(checkpoint: str, count: int, size: int, threads: int, back
             mask[size // 4: size // 2, size // 4: 3 * size // 4] = 255
             Image.fromarray(mask).save(src / f"img{i:02d}_mask.png")
         proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "protect", str(src), "-o", str(Path(tmp) / "out"),
-                               "--checkpoint", str(checkpoint), "--backend", backend], capture_output=True, text=True,
+                               "--checkpoint", str(checkpoint), "--backend", backend, "--dtype", dtype],
+                              capture_output=True, text=True,
                               cwd=ROOT,
                               env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         found = re.search(r"\(([\d.]+) images/s\)", proc.stdout)
@@ -90,11 +99,15 @@ def main() -> None:
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                         help="the network through PyTorch or onnxruntime (exported in memory, as protect does)")
     parser.add_argument("--sizes", nargs="+", default=SIZES, metavar="WxH", help="image sizes to time")
+    parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32"],
+                        help="the generators' precisions (torch backend), each timed, interleaved")
     parser.add_argument("--one", type=int, nargs=2, metavar=("H", "W"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.backend == "onnx" and args.dtypes != ["float32"]:
+        parser.error("--dtypes other than float32 need --backend torch: the ONNX export runs in float32")
     if args.one:
-        print(json.dumps(one_size(args.checkpoint, *args.one, args.runs, args.backend)))
+        print(json.dumps(one_size(args.checkpoint, *args.one, args.runs, args.backend, args.dtypes[0])))
         return
 
     print(f"torch {torch.__version__}, {args.backend} backend, {args.threads} threads, median of {args.runs} warm runs")
@@ -109,22 +122,25 @@ def main() -> None:
         if head == "stem-gradient":
             head += f" over {net.config.head_layers} of the inpainter's layers"
         print(f"- {name}: widths {net.config.widths}, head {head} ({params / 1e6:.2f} M parameters)")
+    runs = [(name, dtype) for name in names for dtype in args.dtypes]
     print("\n| generator | image | one pass (median s) | time / first | peak RSS (MiB) | of which before the pass |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes:
         w, h = (int(side) for side in size.lower().split("x"))
         first = None
-        for name in names:
+        for name, dtype in runs:
             out = subprocess.run([sys.executable, __file__, "--one", str(h), str(w), "--runs", str(args.runs),
-                                  "--threads", str(args.threads), "--checkpoint", name, "--backend", args.backend],
-                                 capture_output=True, text=True, check=True, cwd=ROOT)
+                                  "--threads", str(args.threads), "--checkpoint", name, "--backend", args.backend,
+                                  "--dtypes", dtype], capture_output=True, text=True, check=True, cwd=ROOT)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             first = first or r["median_s"]
-            print(f"| {name} | {w}x{h} | {r['median_s']:.3f} | {r['median_s'] / first:.2f} | {r['peak_mib']:.0f} "
+            print(f"| {label(name, dtype)} | {w}x{h} | {r['median_s']:.3f} | {r['median_s'] / first:.2f} "
+                  f"| {r['peak_mib']:.0f} "
                   f"| {r['baseline_mib']:.0f} |", flush=True)
-    if args.folder_images:
-        rate = folder_throughput(args.checkpoint, args.folder_images, 512, args.threads, args.backend)
-        print(f"| {args.checkpoint} | folder of {args.folder_images} x 512x512 (`paintguard protect DIR`) "
+    for dtype in args.dtypes if args.folder_images else []:
+        rate = folder_throughput(args.checkpoint, args.folder_images, 512, args.threads, args.backend, dtype)
+        print(f"| {label(args.checkpoint, dtype)} | folder of {args.folder_images} x 512x512 "
+              f"(`paintguard protect DIR`) "
               f"| {rate:.2f} images/s | | | |")
 
 if __name__ == "__main__":

@@ -122,3 +122,41 @@ def test_cached_references_come_back_untimed(monkeypatch, tmp_path, steerable_in
         for x, y in zip(a.protected, b.protected):  # stored as 8-bit, as the saved PNG is scored
             assert torch.allclose(x, y, atol=0.5 / 255)
     sys.modules.pop("amortisation", None)
+
+
+def test_precisions_are_labelled_and_the_optimiser_runs_in_bfloat16(monkeypatch, tmp_path, tiny_inpainter):
+    """``--dtypes``: each generator once per precision, labelled by it; ``autocast_method``: the optimiser with the
+    inpainter's convolutions in bfloat16 gives other float32 images within the bound; ``protect_speed.py``
+    times a bfloat16 pass and refuses one through onnxruntime in one line."""
+    import argparse
+    import importlib
+
+    import torch
+
+    from trainer.evaluation.scoring import autocast_method, iterative_method
+    from trainer.objective.iterative import IterativeConfig
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    amortisation = importlib.import_module("amortisation")
+    protectors = amortisation.load_protectors(argparse.ArgumentParser(), ["generator-lama-tiny-fast"],
+                                              ("float32", "bfloat16"))
+    assert list(protectors) == ["generator-lama-tiny-fast", "generator-lama-tiny-fast (bfloat16)"]
+    assert [next(p.net.parameters()).dtype for p in protectors.values()] == [torch.float32, torch.bfloat16]
+
+    torch.manual_seed(0)
+    image, mask = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 10:24] = 1
+    optimiser = iterative_method(tiny_inpainter, IterativeConfig(steps=2))
+    full, half = optimiser(image, mask), autocast_method(optimiser, torch.bfloat16)(image, mask)
+    assert half.dtype == torch.float32 and (half - image).abs().max() <= 0.025 + 1e-6
+    assert not torch.equal(half, full)  # the convolutions did run in bfloat16
+
+    protect_speed = importlib.import_module("protect_speed")
+    timed = protect_speed.one_size("generator-lama-tiny-fast", 32, 32, runs=1, dtype="bfloat16")
+    assert timed["median_s"] > 0 and timed["peak_mib"] >= timed["baseline_mib"]
+    monkeypatch.setattr(sys, "argv", ["protect_speed.py", "--backend", "onnx", "--dtypes", "bfloat16"])
+    with pytest.raises(SystemExit) as exit_:
+        protect_speed.main()
+    assert exit_.value.code == 2
+    for name in ("amortisation", "protect_speed"):
+        sys.modules.pop(name, None)

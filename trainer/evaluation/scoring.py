@@ -62,6 +62,15 @@ def iterative_method(inpainter: Inpainter | Sequence[Inpainter], config: Iterati
     return protect
 
 
+def autocast_method(method: Method, dtype: torch.dtype) -> Method:
+    """``method`` with the convolutions of whatever it runs (the inpainter's, forwards and backwards) in ``dtype``
+    (``torch.autocast``); the result back in float32."""
+    def protect(image: Tensor, mask: Tensor) -> Tensor:
+        with torch.autocast(image.device.type, dtype=dtype):
+            return method(image, mask).float()
+    return protect
+
+
 def fgsm_method(inpainter: Inpainter, eps: float = 0.025) -> Method:
     """One signed gradient step of the total loss (``trainer.objective.fgsm``)."""
     return lambda image, mask: protect_fgsm(inpainter, image, mask, eps)
