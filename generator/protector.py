@@ -28,7 +28,7 @@ Tensor = torch.Tensor
 KIND = "generator"
 DEFAULT = "generator-lama-tiny"
 BACKENDS = ("torch", "onnx")
-DTYPES = ("float32", "bfloat16")  # the CLI's choices for the generator; float16 took 70 times as long on a CPU
+DTYPES = ("float32", "bfloat16")  # the CLI's choices for the generator; float16 took 31 times as long on a CPU
 
 
 def save_generator(net: NoiseUNet, path: str | os.PathLike, **notes: str) -> Path:
