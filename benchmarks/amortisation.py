@@ -16,7 +16,8 @@ share of the optimiser's attack gain, hide PSNR, noise PSNR and time per image, 
 one line per method with the three shares side by side. With several generators, a last table gives
 each one's share minus the first's on the same samples, with a 95% interval over them: the samples'
 difficulty cancels in the differences, so it tells checkpoints apart that the shares alone cannot.
-``--dtypes`` runs every generator in each precision (``paintguard protect --dtype``), labelled by it;
+``--dtypes`` runs every generator in each precision (``paintguard protect --dtype``), labelled by it, and the
+hybrids' and refine's steps in the first one's;
 ``--optimiser-bfloat16`` adds the 20-step optimiser with the inpainter's convolutions in bfloat16 (autocast).
 Recipes and stopping steps are chosen on "val"; "test" is for the final figures only.
 
@@ -168,10 +169,13 @@ def main() -> None:
             methods["optimiser (20 steps, bfloat16)"] = autocast_method(
                 iterative_method(inpainter, IterativeConfig(steps=20)), torch.bfloat16)
         methods.update({name: generator_method(p) for name, p in protectors.items()})
-        methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})
+        stepped = {f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k}
         if has_field(first.net):
-            methods.update({f"refine (k={k})": refine_method(first, inpainter, k, args.refine_lr)
+            stepped.update({f"refine (k={k})": refine_method(first, inpainter, k, args.refine_lr)
                             for k in args.refine_k})
+        # their optimiser steps in the first generator's precision, as Protector takes them
+        half = first.dtype in (torch.bfloat16, torch.float16)
+        methods.update({name: autocast_method(m, first.dtype) if half else m for name, m in stepped.items()})
         runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
         metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
         results = [MethodScore(r.name, r.seconds_per_image, metrics[r.name]) for r in runs]

@@ -7,7 +7,8 @@
 Every method protects the same held-out photos (centre crops, seeded masks), one
 image per call, after a warm-up call; the time per image is the median over the
 calls. Prints the times and each method's speed-up over the 20-step optimiser (float32, first).
-``--dtypes`` times the generator in each precision (``paintguard protect --dtype``); ``--optimiser-bfloat16``
+``--dtypes`` times the generator and the hybrids in each precision (``paintguard protect --dtype``; the
+hybrid's optimiser steps with their convolutions in it); ``--optimiser-bfloat16``
 also the optimiser with the inpainter's convolutions in bfloat16 (autocast), the like-for-like reference for a
 bfloat16 generator (``amortisation.py --optimiser-bfloat16`` scores its strength).
 Only speed: ``paintguard compare`` measures how strong each method is.
@@ -45,7 +46,6 @@ def main() -> None:
     inpainter = load_inpainter(args.inpainter, device=args.device)
     protectors = {dtype: Protector.from_checkpoint(args.generator, device=args.device, dtype=getattr(torch, dtype))
                   for dtype in args.dtypes}
-    protector = protectors[args.dtypes[0]]
     images, masks = FixedCropDataset(sample_images("val")[:args.images], size=args.size).batch()
     images, masks = list(images), list(masks)
     optimiser = f"optimiser ({args.steps} steps)"
@@ -54,7 +54,11 @@ def main() -> None:
         methods[f"optimiser ({args.steps} steps, bfloat16)"] = autocast_method(methods[optimiser], torch.bfloat16)
     methods.update({"generator" if dtype == "float32" else f"generator ({dtype})": generator_method(p)
                     for dtype, p in protectors.items()})
-    methods.update({f"hybrid (k={k})": hybrid_method(protector, inpainter, k) for k in args.k})
+    for dtype, p in protectors.items():  # the hybrid's steps in its generator's precision, as Protector takes them
+        for k in args.k:
+            hybrid = hybrid_method(p, inpainter, k)
+            methods[f"hybrid (k={k})" if dtype == "float32" else f"hybrid (k={k}, {dtype})"] = (
+                hybrid if dtype == "float32" else autocast_method(hybrid, p.dtype))
 
     print(f"torch {torch.__version__}, {args.device}, {args.threads} CPU thread(s), {len(images)} images of "
           f"{args.size}x{args.size}, one per call, {args.repeats} timed call(s) each after a warm-up")

@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the generator with torch or onnxruntime (CPU; pip install paintguard[onnx])")
     parser.add_argument("--onnx-model", help="--backend onnx: an exported .onnx file of --checkpoint (checked "
                                              "against its fingerprint); default: export in memory")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="the generator's (torch backend): "
-                        "bfloat16 takes about half the time on CPUs with bfloat16 instructions")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="the networks' convolutions (torch "
+                        "backend): bfloat16 is faster on CPUs with bfloat16 instructions")
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default {DEFAULT_STEPS})")
     parser.add_argument("--inpainter", default="lama-tiny",
                         help="for iterative/hybrid/refine: name, file or LaMa folder")
@@ -399,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels > 0")
     if not Path(args.input).exists():
         raise ValueError(f"cannot read image '{args.input}': No such file or directory")
-    if args.method == "iterative" and (args.backend != "torch" or args.dtype != "float32"):
-        raise ValueError("--backend onnx and --dtype set the generator, which --method iterative does not use")
+    if args.method == "iterative" and args.backend != "torch":
+        raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
     if args.method == "refine" and args.backend != "torch":
         raise ValueError("--method refine steps the generator's own field, which needs --backend torch")
     if args.onnx_model and args.backend != "onnx":
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, int(args.max_pixels))
     if args.method == "iterative":  # the optimiser alone: no generator to load
-        protector = Protector.iterative(args.inpainter)
+        protector = Protector.iterative(args.inpainter, dtype=getattr(torch, args.dtype))
     else:
         inpainter = args.inpainter if args.method in OPTIMISED else None
         protector = Protector.from_checkpoint(args.checkpoint, device="cpu", dtype=getattr(torch, args.dtype),

@@ -28,7 +28,7 @@ Tensor = torch.Tensor
 KIND = "generator"
 DEFAULT = "generator-lama-tiny"
 BACKENDS = ("torch", "onnx")
-DTYPES = ("float32", "bfloat16")  # the CLI's choices for the generator; float16 took 31 times as long on a CPU
+DTYPES = ("float32", "bfloat16")  # --dtype's choices: float16 took 31 times as long as float32 on a CPU
 
 
 def save_generator(net: NoiseUNet, path: str | os.PathLike, **notes: str) -> Path:
@@ -69,9 +69,10 @@ class Protector:
 
     ``device`` and ``dtype`` apply to the generator, whose noise is added to the image in the image's own
     precision: ``dtype=torch.bfloat16`` runs it in about half the time on CPUs with bfloat16 instructions
-    (AVX512-BF16, AMX) at the same share of the optimiser's gain (README, "Performance"). The optimiser
-    (methods "iterative", "hybrid" and "refine") runs in float32 on ``device`` and needs ``inpainter``, the
-    frozen model it attacks (e.g. ``trainer.inpainting.inpainter.load_inpainter("lama-tiny")``).
+    (AVX512-BF16, AMX) at the same share of the optimiser's gain (README, "bfloat16"). The optimiser (methods
+    "iterative", "hybrid" and "refine") runs on ``device`` and needs ``inpainter``, the frozen model it attacks
+    (e.g. ``trainer.inpainting.inpainter.load_inpainter("lama-tiny")``); with a bfloat16 or float16 ``dtype``
+    the convolutions of its steps run in that type (``torch.autocast``), its noise and the bound in float32.
     ``net`` None gives a Protector for the "iterative" method only (``Protector.iterative``).
     """
 
@@ -110,9 +111,9 @@ class Protector:
 
     @classmethod
     def iterative(cls, inpainter: str | os.PathLike | nn.Module = "lama-tiny",
-                  device: str | torch.device = "cpu") -> "Protector":
+                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "Protector":
         """The paper's optimiser alone, no generator loaded: ``protect(image, mask, method="iterative")``."""
-        return cls(None, device, inpainter=_inpainter(inpainter))
+        return cls(None, device, dtype, inpainter=_inpainter(inpainter))
 
     @property
     def eps(self) -> float:
@@ -210,8 +211,13 @@ class Protector:
             raise ValueError(f"{NO_FIELD}; use 'hybrid' with this one")
         self._require_inpainter()
         net = self.net if self.dtype == torch.float32 else copy.deepcopy(self.net).float()  # steps run in float32
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), self._autocast():
             return field_steps(net, self.inpainter.to(self.device), image.float().clone(), mask.float().clone(), steps)
+
+    def _autocast(self) -> torch.autocast:
+        """The optimiser's convolutions in a half ``dtype``; autocast leaves the float32 noise and its update be."""
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype in (torch.bfloat16,
+                                                                                         torch.float16))
 
     def _require_inpainter(self) -> None:
         if self.inpainter is None:
@@ -228,7 +234,7 @@ class Protector:
         generator = torch.Generator(self.device).manual_seed(0)  # the same input gives the same noise
         # the optimiser needs autograd even when called under inference_mode (e.g. Lightning's predict);
         # clones turn inference tensors into ordinary ones that backward may save
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), self._autocast():
             init = None if init_noise is None else init_noise.float().clone()
             result = protect_iterative(self.inpainter.to(self.device), image.float().clone(), mask.float().clone(),
                                        config, init_noise=init, generator=generator)

@@ -224,7 +224,8 @@ def test_device_and_dtype(tmp_path):
     assert single.to(dtype=torch.float64).dtype == torch.float64
 
 
-def test_bfloat16_generator_keeps_the_image_precision_and_the_exact_bound(tmp_path, steerable_inpainter):
+def test_bfloat16_generator_keeps_the_image_precision_and_the_exact_bound(tmp_path, steerable_inpainter,
+                                                                          tiny_inpainter):
     path = save_generator(loud_net(), tmp_path / "g.safetensors")
     single = Protector.from_checkpoint(path, inpainter=steerable_inpainter)
     half = Protector.from_checkpoint(path, dtype=torch.bfloat16, inpainter=steerable_inpainter)
@@ -244,6 +245,12 @@ def test_bfloat16_generator_keeps_the_image_precision_and_the_exact_bound(tmp_pa
     # the optimiser still starts from the bfloat16 generator's noise, in float32
     hybrid = half.protect(image, mask, method="hybrid", steps=1)
     assert hybrid.dtype == torch.float32 and (hybrid - image).abs().max() <= EPS + 1e-6
+    # the optimiser's convolutions (here an FFC inpainter's) run in bfloat16 too; its noise and the bound in float32
+    full_opt = Protector.iterative(tiny_inpainter).protect(image, mask, method="iterative", steps=2)
+    half_opt = Protector.iterative(tiny_inpainter, dtype=torch.bfloat16).protect(image, mask, method="iterative",
+                                                                                 steps=2)
+    assert half_opt.dtype == torch.float32 and (half_opt - image).abs().max() <= EPS + 1e-6
+    assert not torch.equal(half_opt, full_opt)
     with pytest.raises(ValueError, match="needs the torch backend"):
         Protector.from_checkpoint(path, dtype=torch.bfloat16, backend="onnx")
 

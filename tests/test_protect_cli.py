@@ -63,7 +63,7 @@ def test_single_image(tmp_path, pair, generator_path, capsys):
     assert "1 image written, 0 failed" in printed and f"wrote {out}" in printed
 
 
-def test_bfloat16_generator(tmp_path, pair, generator_path, capsys):
+def test_bfloat16_generator_and_optimiser(tmp_path, pair, generator_path, tiny_inpainter, capsys):
     image, mask = pair
     out, full = tmp_path / "half.png", tmp_path / "full.png"
     assert protect(image, "--mask", mask, "-o", out, "--checkpoint", generator_path, "--dtype", "bfloat16") == 0
@@ -76,12 +76,14 @@ def test_bfloat16_generator(tmp_path, pair, generator_path, capsys):
     make_folder(src, [(24, 24), (20, 28)])
     assert protect(src, "-o", tmp_path / "folder", "--checkpoint", generator_path, "--dtype", "bfloat16") == 0
     bound_kept(tmp_path / "folder" / "im0.png", src / "im0.png")
+    inpainter = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")  # the optimiser in bfloat16 too
+    assert protect(image, "--mask", mask, "-o", tmp_path / "it.png", "--method", "iterative", "--steps", "1",
+                   "--inpainter", inpainter, "--dtype", "bfloat16") == 0
+    bound_kept(tmp_path / "it.png", image)
     capsys.readouterr()
-    for extra, pattern in [(["--method", "iterative"], "--method iterative does not use"),
-                           (["--backend", "onnx"], "needs the torch backend"),
-                           (["--dtype", "float16"], "invalid choice")]:
+    for args, pattern in [(["--dtype", "bfloat16", "--backend", "onnx"], "needs the torch backend"),
+                          (["--dtype", "float16"], "invalid choice")]:
         bad = tmp_path / "bad.png"
-        args = ["--dtype", "bfloat16", *extra] if extra[0] != "--dtype" else extra
         assert protect(image, "--mask", mask, "-o", bad, "--checkpoint", generator_path, *args) == 2
         one_line_error(capsys, pattern)
         assert not bad.exists()
