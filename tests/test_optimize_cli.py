@@ -39,6 +39,12 @@ def test_optimize_writes_a_bounded_png_and_prints_losses(tmp_path, files, capsys
     assert back.shape == pixels.shape
     assert np.abs(back - pixels).max() <= 6  # 0.025 * 255 = 6.375 levels
     assert np.abs(back - pixels).max() > 0  # the noise is really there
+    # the inpainter's convolutions in bfloat16: other noise, the same bound
+    half = tmp_path / "half.png"
+    assert main(["optimize", str(image), str(mask), "-o", str(half), "--inpainter", str(inpainter),
+                 "--steps", "3", "--dtype", "bfloat16"]) == 0
+    other = np.asarray(Image.open(half)).astype(np.int16)
+    assert np.abs(other - pixels).max() <= 6 and not np.array_equal(other, back)
 
 
 @pytest.mark.parametrize("case,pattern", [
