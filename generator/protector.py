@@ -210,7 +210,8 @@ class Protector:
         if not has_field(self.net):
             raise ValueError(f"{NO_FIELD}; use 'hybrid' with this one")
         self._require_inpainter()
-        net = self.net if self.dtype == torch.float32 else copy.deepcopy(self.net).float()  # steps run in float32
+        # the field and its steps in float32; a half dtype reaches only the convolutions, through autocast
+        net = self.net if self.dtype == torch.float32 else copy.deepcopy(self.net).float()
         with torch.inference_mode(False), torch.enable_grad(), self._autocast():
             return field_steps(net, self.inpainter.to(self.device), image.float().clone(), mask.float().clone(), steps)
 
