@@ -1,0 +1,59 @@
+"""What each term of the paper's loss costs the attack: one FGSM step under each weighting, on the same samples.
+
+    python benchmarks/fgsm_weights.py [--splits val test] [--threads N]
+
+The share the amortisation issue counts is the attack loss's drop, but the generator and the optimiser both
+minimise attack + incp + 2 hide. One signed gradient step (``trainer.objective.fgsm``) of the attack term alone,
+of attack + incp, of attack + 2 hide and of the paper's total shows how far the other terms pull the first
+step's direction away from the attack: each row prints its share of the 20-step optimiser's attack gain and the
+incp and hide PSNR it leaves. Samples and cached references as in ``amortisation.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from amortisation import OPTIMISER, add_sample_arguments, split_samples
+from trainer.evaluation.scoring import markdown, run_method, score_runs
+from trainer.inpainting.inpainter import load_inpainter
+from trainer.objective.fgsm import protect_fgsm
+from trainer.objective.losses import LossWeights
+from trainer.objective.metrics import share_of_gain
+
+WEIGHTINGS = {
+    "attack + incp + 2 hide (the paper's)": LossWeights(),
+    "attack + incp": LossWeights(hide=0),
+    "attack + 2 hide": LossWeights(incp=0),
+    "attack alone": LossWeights(incp=0, hide=0),
+}
+
+
+def fgsm_step(inpainter, weights: LossWeights):
+    return lambda image, mask: protect_fgsm(inpainter, image, mask, 0.025, weights)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--splits", nargs="+", default=["val", "test"])
+    add_sample_arguments(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    inpainter = load_inpainter(args.inpainter)
+    for split in args.splits:
+        images, masks, runs = split_samples(parser, args, inpainter, split)
+        runs += [run_method(f"FGSM, {name}", fgsm_step(inpainter, w), images, masks, batch_size=1)
+                 for name, w in WEIGHTINGS.items()]
+        metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
+        reference = metrics[OPTIMISER]["attack_gain"]
+        rows = [[r.name, f"{share_of_gain(metrics[r.name]['attack_gain'], reference):.3f}",
+                 f"{metrics[r.name]['incp_psnr'].mean():.2f}", f"{metrics[r.name]['hide_psnr'].mean():.2f}"]
+                for r in runs]
+        print(f"## {split}: {len(images)} samples\n")
+        print(markdown(["method", "share of the optimiser's attack gain", "incp PSNR (dB)", "hide PSNR (dB)"], rows),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
