@@ -169,13 +169,10 @@ def main() -> None:
             methods["optimiser (20 steps, bfloat16)"] = autocast_method(
                 iterative_method(inpainter, IterativeConfig(steps=20)), torch.bfloat16)
         methods.update({name: generator_method(p) for name, p in protectors.items()})
-        stepped = {f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k}
+        methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})
         if has_field(first.net):
-            stepped.update({f"refine (k={k})": refine_method(first, inpainter, k, args.refine_lr)
+            methods.update({f"refine (k={k})": refine_method(first, inpainter, k, args.refine_lr)
                             for k in args.refine_k})
-        # their optimiser steps in the first generator's precision, as Protector takes them
-        half = first.dtype in (torch.bfloat16, torch.float16)
-        methods.update({name: autocast_method(m, first.dtype) if half else m for name, m in stepped.items()})
         runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
         metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
         results = [MethodScore(r.name, r.seconds_per_image, metrics[r.name]) for r in runs]

@@ -54,11 +54,8 @@ def main() -> None:
         methods[f"optimiser ({args.steps} steps, bfloat16)"] = autocast_method(methods[optimiser], torch.bfloat16)
     methods.update({"generator" if dtype == "float32" else f"generator ({dtype})": generator_method(p)
                     for dtype, p in protectors.items()})
-    for dtype, p in protectors.items():  # the hybrid's steps in its generator's precision, as Protector takes them
-        for k in args.k:
-            hybrid = hybrid_method(p, inpainter, k)
-            methods[f"hybrid (k={k})" if dtype == "float32" else f"hybrid (k={k}, {dtype})"] = (
-                hybrid if dtype == "float32" else autocast_method(hybrid, p.dtype))
+    methods.update({f"hybrid (k={k})" if dtype == "float32" else f"hybrid (k={k}, {dtype})":
+                    hybrid_method(p, inpainter, k) for dtype, p in protectors.items() for k in args.k})
 
     print(f"torch {torch.__version__}, {args.device}, {args.threads} CPU thread(s), {len(images)} images of "
           f"{args.size}x{args.size}, one per call, {args.repeats} timed call(s) each after a warm-up")

@@ -212,11 +212,12 @@ class Protector:
         self._require_inpainter()
         # the field and its steps in float32; a half dtype reaches only the convolutions, through autocast
         net = self.net if self.dtype == torch.float32 else copy.deepcopy(self.net).float()
-        with torch.inference_mode(False), torch.enable_grad(), self._autocast():
+        with torch.inference_mode(False), torch.enable_grad(), self.autocast():
             return field_steps(net, self.inpainter.to(self.device), image.float().clone(), mask.float().clone(), steps)
 
-    def _autocast(self) -> torch.autocast:
-        """The optimiser's convolutions in a half ``dtype``; autocast leaves the float32 noise and its update be."""
+    def autocast(self) -> torch.autocast:
+        """Where the optimiser's steps run: their convolutions in a half ``dtype`` (bfloat16, float16), the float32
+        noise and its update left be; off for float32 and float64."""
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype in (torch.bfloat16,
                                                                                          torch.float16))
 
@@ -235,7 +236,7 @@ class Protector:
         generator = torch.Generator(self.device).manual_seed(0)  # the same input gives the same noise
         # the optimiser needs autograd even when called under inference_mode (e.g. Lightning's predict);
         # clones turn inference tensors into ordinary ones that backward may save
-        with torch.inference_mode(False), torch.enable_grad(), self._autocast():
+        with torch.inference_mode(False), torch.enable_grad(), self.autocast():
             init = None if init_noise is None else init_noise.float().clone()
             result = protect_iterative(self.inpainter.to(self.device), image.float().clone(), mask.float().clone(),
                                        config, init_noise=init, generator=generator)

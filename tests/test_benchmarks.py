@@ -150,6 +150,14 @@ def test_precisions_are_labelled_and_the_optimiser_runs_in_bfloat16(monkeypatch,
     full, half = optimiser(image, mask), autocast_method(optimiser, torch.bfloat16)(image, mask)
     assert half.dtype == torch.float32 and (half - image).abs().max() <= 0.025 + 1e-6
     assert not torch.equal(half, full)  # the convolutions did run in bfloat16
+    # the benchmarks' hybrid and refine take their steps in the generator's precision, exactly as Protector does
+    from generator import Protector
+    from trainer.evaluation.scoring import hybrid_method, refine_method
+    for name, method, make in (("generator-lama-tiny-fast", "hybrid", hybrid_method),
+                               ("generator-lama-tiny", "refine", refine_method)):
+        protector = Protector.from_checkpoint(name, dtype=torch.bfloat16, inpainter=tiny_inpainter)
+        torch.testing.assert_close(make(protector, tiny_inpainter, 1)(image, mask),
+                                   protector.protect_batch(image, mask, method, 1), rtol=0, atol=0)
 
     protect_speed = importlib.import_module("protect_speed")
     timed = protect_speed.one_size("generator-lama-tiny-fast", 32, 32, runs=1, dtype="bfloat16")

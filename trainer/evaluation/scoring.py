@@ -95,7 +95,8 @@ def hybrid_method(protector: Protector, inpainter: Inpainter, steps: int,
     def protect(image: Tensor, mask: Tensor) -> Tensor:
         # clone: the generator runs under inference_mode, and autograd cannot save inference tensors
         init = protector.noise(image, mask).to(image).clone()
-        return protect_iterative(inpainter, image, mask, cfg, init_noise=init).protected
+        with protector.autocast():  # the steps in the generator's precision, as Protector.protect takes them
+            return protect_iterative(inpainter, image, mask, cfg, init_noise=init).protected
     return protect
 
 
@@ -106,7 +107,7 @@ def refine_method(protector: Protector, inpainter: Inpainter, steps: int, lr: fl
         raise ValueError(NO_FIELD)
 
     def protect(image: Tensor, mask: Tensor) -> Tensor:
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), protector.autocast():
             noise = field_steps(protector.net, inpainter, image.clone(), mask.clone(), steps, lr)
         return (image + noise).clamp(0, 1)
     return protect
