@@ -90,7 +90,7 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
         grey = torch.from_numpy(_high_bit_to_float(img))
         return grey.expand(3, -1, -1).contiguous()
     rgb = np.array(_to_rgb(img))  # a writable copy for torch
-    return kornia.utils.image_to_tensor(rgb, keepdim=True).float().div_(255.0)
+    return kornia.image.image_to_tensor(rgb, keepdim=True).float().div_(255.0)
 
 
 def mask_region(img: Image.Image) -> np.ndarray:

@@ -65,7 +65,7 @@ def write_per_image(path: Path, samples: list[Sample], runs: list[MethodRun], re
 
 def save_grid(path: Path, title: str, rows: list[list[Tensor]]) -> Path:
     """A figure with one row of (3,H,W) images per sample and the GRID_COLUMNS as titles."""
-    from kornia.utils import tensor_to_image
+    from kornia.image import tensor_to_image
     from matplotlib.figure import (
         Figure,  # no pyplot: no global state, and the Agg canvas is used for PNG
     )
