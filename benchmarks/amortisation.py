@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from generator.protector import DTYPES, Protector
+from generator.precision import DTYPES
+from generator.protector import Protector
 from trainer.data.images import FixedCropDataset
 from trainer.data.splits import split_paths
 from trainer.evaluation.scoring import (

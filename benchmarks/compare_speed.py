@@ -20,7 +20,8 @@ import argparse
 
 import torch
 
-from generator.protector import DTYPES, Protector
+from generator.precision import DTYPES
+from generator.protector import Protector
 from trainer.data.images import FixedCropDataset, sample_images
 from trainer.evaluation.scoring import autocast_method, generator_method, hybrid_method, iterative_method, run_method
 from trainer.inpainting.inpainter import load_inpainter

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from generator.protector import DTYPES
+from generator.precision import DTYPES
 from trainer.inpainting.ffc import FFCResNetConfig
 from trainer.inpainting.inpainter import build_inpainter
 from trainer.objective.iterative import IterativeConfig, protect_iterative

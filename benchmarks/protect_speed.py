@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 
 from generator import Protector
-from generator.protector import DTYPES, load_generator
+from generator.precision import DTYPES
+from generator.protector import load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ["512x512", "3840x2160"]

@@ -7,8 +7,10 @@
 It imports ``trainer`` only lazily, for the optimiser-backed methods ("iterative", "hybrid").
 """
 
+from generator.precision import native_bfloat16, resolve_dtype
 from generator.protector import Protector, load_generator, save_generator
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 
-__all__ = ["NoiseUNet", "Protector", "UNetConfig", "load_generator", "save_generator", "target_colour"]
+__all__ = ["NoiseUNet", "Protector", "UNetConfig", "load_generator", "native_bfloat16", "resolve_dtype",
+           "save_generator", "target_colour"]

@@ -31,7 +31,8 @@ from tqdm import tqdm
 from generator.cli_parser import ArgumentParser
 from generator.io import find_image_mask_pairs, read_image, read_mask
 from generator.messages import one_line
-from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, DTYPES, FULL_MASK, METHODS, OPTIMISED, Protector
+from generator.precision import CHOICES, resolve_dtype
+from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, FULL_MASK, METHODS, OPTIMISED, Protector
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
 MIN_SIDE = 16  # below this the 17x17 ring around the mask and the U-Net's 16x downsampling do not fit
@@ -52,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the generator with torch or onnxruntime (CPU; pip install paintguard[onnx])")
     parser.add_argument("--onnx-model", help="--backend onnx: an exported .onnx file of --checkpoint (checked "
                                              "against its fingerprint); default: export in memory")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="the networks' convolutions (torch "
-                        "backend): bfloat16 is faster on CPUs with bfloat16 instructions")
+    parser.add_argument("--dtype", choices=CHOICES, default="float32", help="the networks' convolutions (torch "
+                        "backend): bfloat16 is faster on CPUs with bfloat16 instructions; auto uses it there")
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default {DEFAULT_STEPS})")
     parser.add_argument("--inpainter", default="lama-tiny",
                         help="for iterative/hybrid/refine: name, file or LaMa folder")
@@ -315,8 +316,6 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> 
 
 def accelerator(device: str) -> tuple[str, int | list[int] | None]:
     """Lightning's accelerator (and device index, if one is named) for a torch device string."""
-    if device == "cpu":
-        return "cpu", None
     if device.startswith("cuda") or device == "gpu":
         index = device.partition(":")[2]
         return "gpu", [int(index)] if index else None
@@ -407,11 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--onnx-model needs --backend onnx")
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, int(args.max_pixels))
+    dtype = resolve_dtype(args.dtype, args.device)
     if args.method == "iterative":  # the optimiser alone: no generator to load
-        protector = Protector.iterative(args.inpainter, dtype=getattr(torch, args.dtype))
+        protector = Protector.iterative(args.inpainter, dtype=dtype)
     else:
         inpainter = args.inpainter if args.method in OPTIMISED else None
-        protector = Protector.from_checkpoint(args.checkpoint, device="cpu", dtype=getattr(torch, args.dtype),
+        protector = Protector.from_checkpoint(args.checkpoint, device="cpu", dtype=dtype,
                                               inpainter=inpainter, backend=args.backend, onnx_model=args.onnx_model)
     steps = DEFAULT_STEPS.get(args.method, 0) if args.steps is None else args.steps
     if Path(args.input).is_dir():

@@ -18,6 +18,7 @@ from torch import nn
 
 from generator import checkpoint, convert
 from generator.convert import ImageLike
+from generator.precision import warn_if_emulated
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 
@@ -28,7 +29,6 @@ Tensor = torch.Tensor
 KIND = "generator"
 DEFAULT = "generator-lama-tiny"
 BACKENDS = ("torch", "onnx")
-DTYPES = ("float32", "bfloat16")  # --dtype's choices: float16 took 31 times as long as float32 on a CPU
 
 
 def save_generator(net: NoiseUNet, path: str | os.PathLike, **notes: str) -> Path:
@@ -69,7 +69,8 @@ class Protector:
 
     ``device`` and ``dtype`` apply to the generator, whose noise is added to the image in the image's own
     precision: ``dtype=torch.bfloat16`` runs it in about half the time on CPUs with bfloat16 instructions
-    (AVX512-BF16, AMX) at the same share of the optimiser's gain (README, "bfloat16"). The optimiser (methods
+    (AVX512-BF16, AMX) at the same share of the optimiser's gain (README, "bfloat16"), and warns on others, which
+    emulate it many times slower (``generator.resolve_dtype("auto")`` picks for you). The optimiser (methods
     "iterative", "hybrid" and "refine") runs on ``device`` and needs ``inpainter``, the frozen model it attacks
     (e.g. ``trainer.inpainting.inpainter.load_inpainter("lama-tiny")``); with a bfloat16 or float16 ``dtype``
     the convolutions of its steps run in that type (``torch.autocast``), its noise and the bound in float32.
@@ -81,6 +82,7 @@ class Protector:
         self.net = None if net is None else net.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
         self.inpainter = inpainter
+        warn_if_emulated(dtype, device)
 
     @classmethod
     def from_checkpoint(cls, name_or_path: str | os.PathLike = DEFAULT, device: str | torch.device = "cpu",
@@ -122,8 +124,11 @@ class Protector:
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Protector":
         """Move the generator (and the inpainter) to another device or dtype, in place."""
+        old = self.device, self.dtype
         self.device = torch.device(device) if device is not None else self.device
         self.dtype = dtype or self.dtype
+        if (self.device, self.dtype) != old:
+            warn_if_emulated(self.dtype, self.device)
         if self.net is not None:
             self.net.to(device=self.device, dtype=self.dtype)
         if self.inpainter is not None:

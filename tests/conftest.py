@@ -99,6 +99,14 @@ def write_mask(path, h: int, w: int, box: tuple[int, int, int, int]) -> None:
     Image.fromarray(m).save(path)
 
 
+@pytest.fixture(params=[True, False], ids=["native", "emulated"])
+def native(request, monkeypatch):
+    """This CPU as one with bfloat16 instructions, or as one without (which emulates them)."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: request.param)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    return request.param
+
+
 @pytest.fixture
 def ci_config(tmp_path, tiny_inpainter) -> Path:
     """configs/ci.yaml with every path moved under tmp_path and the tiny test inpainter."""

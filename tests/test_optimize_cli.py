@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -45,6 +46,19 @@ def test_optimize_writes_a_bounded_png_and_prints_losses(tmp_path, files, capsys
                  "--steps", "3", "--dtype", "bfloat16"]) == 0
     other = np.asarray(Image.open(half)).astype(np.int16)
     assert np.abs(other - pixels).max() <= 6 and not np.array_equal(other, back)
+
+
+def test_optimize_dtype_auto(tmp_path, files, native, capsys):
+    """auto: bfloat16 where the CPU has it, float32 elsewhere; bfloat16 asked for where it is emulated warns."""
+    image, mask, inpainter, _ = files
+    outs = {dtype: tmp_path / f"{dtype}.png" for dtype in ("float32", "bfloat16", "auto")}
+    with nullcontext() if native else pytest.warns(UserWarning, match="no bfloat16 instructions"):
+        for dtype, out in outs.items():
+            assert main(["optimize", str(image), str(mask), "-o", str(out), "--inpainter", str(inpainter),
+                         "--steps", "2", "--dtype", dtype]) == 0
+    read = {dtype: np.asarray(Image.open(out)) for dtype, out in outs.items()}
+    assert np.array_equal(read["auto"], read["bfloat16" if native else "float32"])
+    assert not np.array_equal(read["float32"], read["bfloat16"])  # so the line above tells which one auto ran
 
 
 @pytest.mark.parametrize("case,pattern", [

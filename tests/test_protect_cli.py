@@ -1,8 +1,10 @@
 """``paintguard protect``: one image, a folder, several processes, and every kind of bad input."""
 
+import importlib
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -87,6 +89,32 @@ def test_bfloat16_generator_and_optimiser(tmp_path, pair, generator_path, tiny_i
         assert protect(image, "--mask", mask, "-o", bad, "--checkpoint", generator_path, *args) == 2
         one_line_error(capsys, pattern)
         assert not bad.exists()
+
+
+def test_dtype_auto_and_the_one_line_warning(tmp_path, pair, generator_path, native, capsys, monkeypatch):
+    """auto runs bfloat16 where the CPU has it, else float32; asking for bfloat16 elsewhere warns on one line."""
+    image, mask = pair
+    # print warnings as a plain run does (pytest records them instead), through the format the command sets
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
+                        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
+    monkeypatch.setattr(warnings, "filters", [("always", None, Warning, None, 0)])
+    outs = {dtype: tmp_path / f"{dtype}.png" for dtype in ("float32", "bfloat16", "auto")}
+    importlib.import_module("generator.protect_cli")  # Lightning sets its own warning format on import
+    before = warnings.formatwarning
+    for dtype, out in outs.items():
+        assert protect(image, "--mask", mask, "-o", out, "--checkpoint", generator_path, "--dtype", dtype) == 0
+    err = capsys.readouterr().err.strip()
+    if native:
+        assert err == ""
+    else:  # asking for bfloat16 warns on one line, no source excerpt; auto chose float32 and does not
+        assert err == ("paintguard: warning: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bfloat16 "
+                       "runs emulated, 2 to 44 times as long as float32 on the CPUs measured; use float32, or "
+                       "'auto' to pick")
+    assert warnings.formatwarning is before  # the one-line format ends with the command
+    chosen = outs["bfloat16" if native else "float32"]
+    assert torch.equal(read_image(outs["auto"]), read_image(chosen))
+    # the two precisions differ, so the comparison above tells which one auto ran
+    assert not torch.equal(read_image(outs["float32"]), read_image(outs["bfloat16"]))
 
 
 def test_formats_icc_and_metadata(tmp_path, generator_path, capsys):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 from generator.cli_parser import exit_code
+from generator.messages import one_line
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "protect": ("generator.protect_cli", "protect an image or a folder in one pass (--devices N: several processes)"),
@@ -57,6 +59,11 @@ def run_guarded(func, *args) -> int:
         return fail(text[0] if text else type(err).__name__)
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Python warnings as the commands' own notes: one line, no source excerpt."""
+    return f"paintguard: warning: {one_line(message)}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -66,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         return fail(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     module = importlib.import_module(COMMANDS[name][0])
-    return run_guarded(module.main, rest)
+    previous, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    try:
+        return run_guarded(module.main, rest)
+    finally:
+        warnings.formatwarning = previous
 
 
 if __name__ == "__main__":

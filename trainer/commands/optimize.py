@@ -14,7 +14,7 @@ import torch
 
 from generator.cli_parser import ArgumentParser
 from generator.io import read_image, read_mask
-from generator.protector import DTYPES
+from generator.precision import CHOICES, resolve_dtype, warn_if_emulated
 from generator.save import check_output_path, save_protected
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.ensemble import ENSEMBLE_MODES, ensemble_losses, prepare_ensemble_task
@@ -34,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--eps", type=float, default=0.025, help="L_inf bound on the noise")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32",
-                        help="the inpainters' convolutions (torch.autocast); the noise and its bound stay float32")
+    parser.add_argument("--dtype", choices=CHOICES, default="float32",
+                        help="the inpainters' convolutions (torch.autocast; auto: bfloat16 where the device has it); "
+                             "the noise and its bound stay float32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
@@ -60,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     task = prepare_ensemble_task(inpainters, image[None].to(args.device), mask[None].to(args.device),
                                  dilation=config.dilation)
-    with torch.autocast(torch.device(args.device).type, dtype=getattr(torch, args.dtype),
-                        enabled=args.dtype != "float32"):
+    dtype = resolve_dtype(args.dtype, args.device)
+    warn_if_emulated(dtype, args.device)
+    with torch.autocast(torch.device(args.device).type, dtype=dtype, enabled=dtype != torch.float32):
         result = protect_iterative(inpainters, task.image, task.mask, config, generator=generator, task=task)
     seconds = time.perf_counter() - start
     with torch.no_grad():
