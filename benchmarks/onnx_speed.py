@@ -226,7 +226,8 @@ def quality(models: dict[str, Path]) -> str:
 
     from generator import Protector
     from generator.onnx_backend import OnnxGenerator
-    from trainer.evaluation.comparison import load_config, load_samples
+    from trainer.evaluation.compare_config import load_config
+    from trainer.evaluation.comparison import load_samples
     from trainer.evaluation.scoring import generator_method, iterative_method, main_records, no_protection, \
         score_methods
     from trainer.inpainting.inpainter import load_inpainter

@@ -18,7 +18,9 @@ from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main as cli_main
 from trainer.data.images import FixedCropDataset, sample_images
-from trainer.evaluation.comparison import eot_from_config, load_config, load_samples
+from trainer.evaluation.compare_config import eot_from_config, load_config
+from trainer.evaluation.comparison import build_methods, load_samples
+from trainer.evaluation.report import dtype_note
 from trainer.evaluation.scoring import batches, paired_share_difference, run_method, summarise
 from trainer.inpainting.inpainter import build_inpainter, save_inpainter
 from trainer.objective.metrics import share_of_gain
@@ -241,6 +243,30 @@ def test_compare_runs_the_eot_optimiser_and_more_generators(tmp_path, checkpoint
     assert len(rows) == 2 and all(0 < float(r["linf"]) <= 0.025 + 1e-6 for r in rows)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "auto"])
+@pytest.mark.filterwarnings("ignore:this CPU has no bfloat16")  # tests/test_precision.py checks that warning
+def test_dtype_runs_every_method_in_that_precision(tmp_path, checkpoints, native, tiny_inpainter, dtype):
+    """``dtype: bfloat16`` puts the generators in bfloat16 and the optimisers' convolutions under autocast, as
+    ``paintguard protect --dtype`` does; ``auto`` does so only where the CPU has bfloat16 instructions."""
+    def build(value: str) -> dict:
+        path = tmp_path / f"{value}.yaml"
+        path.write_text(yaml.safe_dump({"dtype": value, "methods": {"optimiser": {"steps": 2}, "generator": None,
+                                                                     "hybrid": {"k": [1]}}}))
+        cfg = load_config(path)
+        return cfg, build_methods(cfg, tiny_inpainter).methods
+    image, mask = photo(32), torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 10:24] = 1
+    (full_cfg, full), (cfg, half) = build("float32"), build(dtype)
+    chosen = torch.bfloat16 if dtype == "bfloat16" or native else torch.float32
+    assert half["generator"].__self__.dtype == chosen and full["generator"].__self__.dtype == torch.float32
+    for name in full:
+        a, b = full[name](image, mask), half[name](image, mask)
+        assert b.dtype == torch.float32 and (b - image).abs().max() <= 0.025 + 1e-6
+        assert torch.equal(a, b) == (chosen == torch.float32), name  # bfloat16 gives other, bounded images
+    assert dtype_note(full_cfg) == ""
+    assert dtype_note(cfg) == f", networks in {str(chosen)[6:]} (dtype `{dtype}`)"
+
+
 def test_eot_optimiser_needs_a_config_with_transformations(tmp_path, capsys):
     plain = ROOT / "configs" / "generator" / "lama-tiny.yaml"  # a generator config without model.eot
     path = tmp_path / "bad.yaml"
@@ -270,6 +296,7 @@ BAD_CONFIGS = {
     "methods: {generator_ensemble: [{inpainters: [a]}]}\n": "generator_ensemble[0].checkpoint is missing",
     "targets: [a, a]\n": "targets must be distinct",
     "targets: lama-tiny\n": "targets must be a list",
+    "dtype: float16\n": "dtype must be one of float32, bfloat16, auto, got 'float16'",
 }
 
 

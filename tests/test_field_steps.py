@@ -6,7 +6,8 @@ import yaml
 
 from generator.protector import Protector, load_generator
 from trainer.commands.cli import main
-from trainer.evaluation.comparison import InpainterPool, build_methods, load_config
+from trainer.evaluation.compare_config import load_config
+from trainer.evaluation.comparison import InpainterPool, build_methods
 from trainer.evaluation.scoring import refine_method
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.field_steps import field_steps, has_field

@@ -17,7 +17,8 @@ from generator.checkpoint import read_metadata
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main as cli_main
-from trainer.evaluation.comparison import InpainterPool, build_methods, generator_inpainters, load_config
+from trainer.evaluation.compare_config import load_config
+from trainer.evaluation.comparison import InpainterPool, build_methods, generator_inpainters
 from trainer.inpainting.inpainter import build_inpainter, save_inpainter
 from trainer.training.wandb_logger import read_offline_run
 

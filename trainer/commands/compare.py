@@ -28,15 +28,8 @@ import torch
 
 from generator.cli_parser import ArgumentParser
 from generator.save import atomic_write
-from trainer.evaluation.comparison import (
-    EPS,
-    TRANSFER,
-    CompareConfig,
-    InpainterPool,
-    build_methods,
-    load_config,
-    load_samples,
-)
+from trainer.evaluation.compare_config import CompareConfig, load_config
+from trainer.evaluation.comparison import EPS, TRANSFER, InpainterPool, build_methods, load_samples
 from trainer.evaluation.report import (
     build_report,
     log_progress,

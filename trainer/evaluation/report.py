@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 
+from generator.precision import resolve_dtype
 from generator.save import atomic_write
-from trainer.evaluation.comparison import TRANSFER, CompareConfig, Sample
+from trainer.evaluation.compare_config import CompareConfig
+from trainer.evaluation.comparison import TRANSFER, Sample
 from trainer.evaluation.scoring import (
     ROBUSTNESS_METRICS,
     SAVED,
@@ -125,6 +127,12 @@ def save_figures(folder: Path, samples: list[Sample], runs: list[MethodRun], inp
     return paths
 
 
+def dtype_note(cfg: CompareConfig) -> str:
+    """The networks' precision where the config sets one other than float32 (``auto``: what it chose here)."""
+    chosen = str(resolve_dtype(cfg.dtype, cfg.device)).removeprefix("torch.")
+    return "" if cfg.dtype == "float32" else f", networks in {chosen} (dtype `{cfg.dtype}`)"
+
+
 def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], results: list[MethodScore],
                  reference: str | None, transforms: list[str], figures: list[Path], out: Path,
                  transfer: list[str] = ()) -> tuple[str, str]:
@@ -136,7 +144,7 @@ def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], r
     intro = [
         "# PaintGuard: protection methods compared",
         f"Config `{config_path}`: {len(samples)} samples from `{cfg.images}` with {masks}; inpainter attacked "
-        f"`{cfg.inpainter}`; device `{cfg.device}`, torch {torch.__version__} with {torch.get_num_threads()} CPU "
+        f"`{cfg.inpainter}`; device `{cfg.device}`{dtype_note(cfg)}, torch {torch.__version__} with {torch.get_num_threads()} CPU "
         f"thread(s), batch size {cfg.batch_size}, {cfg.repeats} timed run(s) per batch.",
         "Every protected image is rounded to 8 bits within the bound (what a saved PNG holds) before it is scored. "
         "Values are means ± the half-width of a 95% Student-t interval over samples. Share of gain: the drop of "
