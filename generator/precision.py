@@ -44,5 +44,5 @@ def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
         device = torch.device(device)
         what = ("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)" if device.type == "cpu"
                 else f"{device} has no native bfloat16")
-        warnings.warn(f"{what}: bfloat16 runs emulated, 2 to 44 times as long as float32 on the CPUs measured; "
-                      "use float32, or 'auto' to pick", stacklevel=3)
+        warnings.warn(f"{what}: bfloat16 runs emulated, 2 to 44 times as long as float32 on the instruction sets "
+                      "measured; use float32, or 'auto' to pick", stacklevel=3)

@@ -108,8 +108,8 @@ def test_dtype_auto_and_the_one_line_warning(tmp_path, pair, generator_path, nat
         assert err == ""
     else:  # asking for bfloat16 warns on one line, no source excerpt; auto chose float32 and does not
         assert err == ("paintguard: warning: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bfloat16 "
-                       "runs emulated, 2 to 44 times as long as float32 on the CPUs measured; use float32, or "
-                       "'auto' to pick")
+                       "runs emulated, 2 to 44 times as long as float32 on the instruction sets measured; use "
+                       "float32, or 'auto' to pick")
     assert warnings.formatwarning is before  # the one-line format ends with the command
     chosen = outs["bfloat16" if native else "float32"]
     assert torch.equal(read_image(outs["auto"]), read_image(chosen))
