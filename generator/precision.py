@@ -29,10 +29,11 @@ def native_bfloat16(device: str | torch.device = "cpu") -> bool:
     return False
 
 
-def resolve_dtype(name: str, device: str | torch.device = "cpu") -> torch.dtype:
-    """The torch dtype for a ``--dtype`` choice: ``"auto"`` is bfloat16 where ``device`` has it natively."""
+def resolve_dtype(name: str, device: str | torch.device = "cpu", backend: str = "torch") -> torch.dtype:
+    """The torch dtype for a ``--dtype`` choice: ``"auto"`` is bfloat16 where ``device`` has it natively and the
+    backend runs it (the ONNX export runs in float32)."""
     if name == "auto":
-        return torch.bfloat16 if native_bfloat16(device) else torch.float32
+        return torch.bfloat16 if backend == "torch" and native_bfloat16(device) else torch.float32
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; choose from {', '.join(CHOICES)}")
     return getattr(torch, name)

@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--onnx-model needs --backend onnx")
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, int(args.max_pixels))
-    dtype = resolve_dtype(args.dtype, args.device)
+    dtype = resolve_dtype(args.dtype, args.device, args.backend)
     if args.method == "iterative":  # the optimiser alone: no generator to load
         protector = Protector.iterative(args.inpainter, dtype=dtype)
     else:

@@ -112,6 +112,9 @@ def test_dtype_auto_and_the_one_line_warning(tmp_path, pair, generator_path, nat
                        "float32, or 'auto' to pick")
     assert warnings.formatwarning is before  # the one-line format ends with the command
     chosen = outs["bfloat16" if native else "float32"]
+    if native:  # through onnxruntime, which runs the float32 export, auto is float32
+        assert protect(image, "--mask", mask, "-o", tmp_path / "onnx.png", "--checkpoint", generator_path,
+                       "--dtype", "auto", "--backend", "onnx") == 0
     assert torch.equal(read_image(outs["auto"]), read_image(chosen))
     # the two precisions differ, so the comparison above tells which one auto ran
     assert not torch.equal(read_image(outs["float32"]), read_image(outs["bfloat16"]))
