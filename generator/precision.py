@@ -9,7 +9,10 @@ elsewhere warns.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -46,4 +49,13 @@ def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
         what = ("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)" if device.type == "cpu"
                 else f"{device} has no native bfloat16")
         warnings.warn(f"{what}: bfloat16 runs emulated, 2 to 44 times as long as float32 on the instruction sets "
-                      "measured; use float32, or 'auto' to pick", stacklevel=3)
+                      "measured; use float32, or 'auto' to pick", stacklevel=_outside_package())
+
+
+def _outside_package() -> int:
+    """The stack level for ``warn_if_emulated``'s warning: the first frame outside ``generator``, the user's line
+    (Python 3.12's ``skip_file_prefixes``)."""
+    package, frame, level = str(Path(__file__).parent) + os.sep, sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -26,6 +26,7 @@ def test_emulated_bfloat16_warns_once_where_it_is_asked_for(native):
         Protector(net, dtype=torch.float32)
         Protector(net, dtype=torch.bfloat16).to("cpu")  # moving to the same place does not warn again
         Protector(net).to(dtype=torch.bfloat16)
+        Protector.iterative(torch.nn.Identity(), dtype=torch.bfloat16)  # from a class method, two frames down
     assert [str(w.message).split(":")[0] for w in caught] == (
-        [] if native else ["this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)"] * 2)
+        [] if native else ["this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)"] * 3)
     assert all(w.filename == __file__ for w in caught)  # it points at the caller's line
