@@ -2,7 +2,7 @@
 
     python benchmarks/protect_speed.py [--checkpoint generator-lama-tiny] [--compare-to generator-lama-tiny-fast]
         [--runs 5] [--threads N] [--folder-images 20] [--backend torch|onnx] [--sizes 512x512 3840x2160]
-        [--dtypes float32 bfloat16]
+        [--dtypes float32 bfloat16] [--compile]
 
 Times the architecture of ``--checkpoint`` (a shipped name or a file; the default
 generator unless told) with its own weights: speed does not depend on their values. Each image size is timed in a
@@ -10,7 +10,8 @@ fresh process, so its peak resident memory (``ru_maxrss``) belongs to that size
 alone; the baseline column is the same process before the first pass (Python,
 torch and the model). The folder figure runs the real CLI on generated 512 px
 images and reads the images/s of its summary line (model loading included). With several ``--dtypes`` every
-generator is timed in each precision (``paintguard protect --dtype``).
+generator is timed in each precision (``paintguard protect --dtype``); ``--compile`` times each also through
+``torch.compile`` (after its first pass, which compiles for that image size; its time is listed below the table).
 On a machine whose cores are busy with other work, ``--threads 1`` gives steadier
 figures: a parallel region waits for its slowest thread.
 """
@@ -41,28 +42,33 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = ["512x512", "3840x2160"]
 
 
-def label(name: str, dtype: str) -> str:
-    return name if dtype == "float32" else f"{name} ({dtype})"
+def label(name: str, dtype: str, compiled: bool = False) -> str:
+    notes = [note for note, on in ((dtype, dtype != "float32"), ("torch.compile", compiled)) if on]
+    return f"{name} ({', '.join(notes)})" if notes else name
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def one_size(checkpoint: str, h: int, w: int, runs: int, backend: str = "torch", dtype: str = "float32"
-             ) -> dict[str, float]:
-    """Median seconds of ``runs`` warm passes at h x w, and peak memory; run in its own process."""
+def one_size(checkpoint: str, h: int, w: int, runs: int, backend: str = "torch", dtype: str = "float32",
+             compiled: bool = False) -> dict[str, float]:
+    """Median seconds of ``runs`` warm passes at h x w, the first pass's, and peak memory; run in its own process."""
     protector = Protector.from_checkpoint(checkpoint, backend=backend, dtype=getattr(torch, dtype))
+    if compiled:
+        protector.net = torch.compile(protector.net)
     image, mask = torch.rand(1, 3, h, w), torch.zeros(1, 1, h, w)
     mask[..., h // 4: h // 2, w // 4: w // 2] = 1
     baseline = peak_rss_mib()
-    protector.protect(image, mask)  # warm-up
+    start = time.perf_counter()
+    protector.protect(image, mask)  # warm-up (and compilation)
+    first = time.perf_counter() - start
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         protector.protect(image, mask)
         times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "baseline_mib": baseline,
+    return {"median_s": statistics.median(times), "min_s": min(times), "first_s": first, "baseline_mib": baseline,
             "peak_mib": peak_rss_mib()}
 
 
@@ -102,13 +108,15 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=SIZES, metavar="WxH", help="image sizes to time")
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32"],
                         help="the generators' precisions (torch backend), each timed, interleaved")
+    parser.add_argument("--compile", action="store_true", help="also time each generator through torch.compile")
     parser.add_argument("--one", type=int, nargs=2, metavar=("H", "W"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.backend == "onnx" and args.dtypes != ["float32"]:
-        parser.error("--dtypes other than float32 need --backend torch: the ONNX export runs in float32")
+    if args.backend == "onnx" and (args.dtypes != ["float32"] or args.compile):
+        parser.error("--dtypes other than float32 and --compile need --backend torch: onnxruntime runs the export")
     if args.one:
-        print(json.dumps(one_size(args.checkpoint, *args.one, args.runs, args.backend, args.dtypes[0])))
+        print(json.dumps(one_size(args.checkpoint, *args.one, args.runs, args.backend, args.dtypes[0],
+                                  args.compile)))
         return
 
     print(f"torch {torch.__version__}, {args.backend} backend, {args.threads} threads, median of {args.runs} warm runs")
@@ -123,19 +131,24 @@ def main() -> None:
         if head == "stem-gradient":
             head += f" over {net.config.head_layers} of the inpainter's layers"
         print(f"- {name}: widths {net.config.widths}, head {head} ({params / 1e6:.2f} M parameters)")
-    runs = [(name, dtype) for name in names for dtype in args.dtypes]
+    runs = [(name, dtype, compiled) for name in names for dtype in args.dtypes
+            for compiled in ([False, True] if args.compile else [False])]
+    compile_notes = []
     print("\n| generator | image | one pass (median s) | time / first | peak RSS (MiB) | of which before the pass |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes:
         w, h = (int(side) for side in size.lower().split("x"))
         first = None
-        for name, dtype in runs:
+        for name, dtype, compiled in runs:
             out = subprocess.run([sys.executable, __file__, "--one", str(h), str(w), "--runs", str(args.runs),
                                   "--threads", str(args.threads), "--checkpoint", name, "--backend", args.backend,
-                                  "--dtypes", dtype], capture_output=True, text=True, check=True, cwd=ROOT)
+                                  "--dtypes", dtype, *(["--compile"] if compiled else [])],
+                                 capture_output=True, text=True, check=True, cwd=ROOT)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             first = first or r["median_s"]
-            print(f"| {label(name, dtype)} | {w}x{h} | {r['median_s']:.3f} | {r['median_s'] / first:.2f} "
+            if compiled:
+                compile_notes.append(f"- {label(name, dtype, compiled)} at {w}x{h}: first pass {r['first_s']:.1f} s")
+            print(f"| {label(name, dtype, compiled)} | {w}x{h} | {r['median_s']:.3f} | {r['median_s'] / first:.2f} "
                   f"| {r['peak_mib']:.0f} "
                   f"| {r['baseline_mib']:.0f} |", flush=True)
     for dtype in args.dtypes if args.folder_images else []:
@@ -143,6 +156,9 @@ def main() -> None:
         print(f"| {label(args.checkpoint, dtype)} | folder of {args.folder_images} x 512x512 "
               f"(`paintguard protect DIR`) "
               f"| {rate:.2f} images/s | | | |")
+    if compile_notes:
+        print("\ntorch.compile's first pass at each size (compilation included, cached on disk for later runs):")
+        print("\n".join(compile_notes))
 
 if __name__ == "__main__":
     main()

@@ -162,9 +162,13 @@ def test_precisions_are_labelled_and_the_optimiser_runs_in_bfloat16(monkeypatch,
     protect_speed = importlib.import_module("protect_speed")
     timed = protect_speed.one_size("generator-lama-tiny-fast", 32, 32, runs=1, dtype="bfloat16")
     assert timed["median_s"] > 0 and timed["peak_mib"] >= timed["baseline_mib"]
-    monkeypatch.setattr(sys, "argv", ["protect_speed.py", "--backend", "onnx", "--dtypes", "bfloat16"])
-    with pytest.raises(SystemExit) as exit_:
-        protect_speed.main()
-    assert exit_.value.code == 2
+    for extra in (["--dtypes", "bfloat16"], ["--compile"]):  # onnxruntime runs the float32 export, uncompiled
+        monkeypatch.setattr(sys, "argv", ["protect_speed.py", "--backend", "onnx", *extra])
+        with pytest.raises(SystemExit) as exit_:
+            protect_speed.main()
+        assert exit_.value.code == 2
+    assert [protect_speed.label("g", dtype, compiled) for dtype, compiled in
+            (("float32", False), ("float32", True), ("bfloat16", True))] == [
+        "g", "g (torch.compile)", "g (bfloat16, torch.compile)"]
     for name in ("amortisation", "protect_speed"):
         sys.modules.pop(name, None)
