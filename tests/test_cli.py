@@ -2,7 +2,7 @@
 
 import pytest
 
-from trainer.commands.cli import COMMANDS, main
+from trainer.commands.cli import COMMANDS, main, one_line_warning
 
 # (argv, a piece of the one-line message)
 BAD_ARGUMENTS = [
@@ -44,3 +44,17 @@ def test_help_exits_0(capsys):
 def test_unknown_command_names_the_choices(capsys):
     assert main(["protec"]) == 2
     assert capsys.readouterr().err.strip() == f"paintguard: error: unknown command 'protec'; choose from {', '.join(COMMANDS)}"
+
+
+def test_paintguard_warnings_are_one_line_and_a_librarys_keep_their_format():
+    import lightning
+    import generator.save
+
+    def fallback(message, category, filename, lineno, line=None):
+        return f"{filename}:{lineno}: {category.__name__}: {message}\n"
+
+    own, library = generator.save.__file__, lightning.__file__
+    assert one_line_warning("lossy:\n  prefer PNG", UserWarning, own, 7, fallback=fallback) == (
+        "paintguard: warning: lossy: prefer PNG\n")
+    assert one_line_warning("deprecated", UserWarning, library, 3, fallback=fallback) == (
+        f"{library}:3: UserWarning: deprecated\n")

@@ -7,10 +7,12 @@ set ``PAINTGUARD_DEBUG=1`` to see the traceback of an unexpected error.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from generator.cli_parser import exit_code
 from generator.messages import one_line
@@ -59,9 +61,15 @@ def run_guarded(func, *args) -> int:
         return fail(text[0] if text else type(err).__name__)
 
 
-def one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """Python warnings as the commands' own notes: one line, no source excerpt."""
-    return f"paintguard: warning: {one_line(message)}\n"
+# PaintGuard's own packages: their warnings are the commands' notes; a library's keeps its own format
+OWN = tuple(str(Path(__file__).resolve().parents[2] / package) + os.sep for package in ("generator", "trainer"))
+
+
+def one_line_warning(message, category, filename, lineno, line=None, *, fallback) -> str:
+    """PaintGuard's warnings as the commands' own notes, one line without a source excerpt; others by ``fallback``."""
+    if str(Path(filename).resolve()).startswith(OWN):
+        return f"paintguard: warning: {one_line(message)}\n"
+    return fallback(message, category, filename, lineno, line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         return fail(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     module = importlib.import_module(COMMANDS[name][0])
-    previous, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    previous = warnings.formatwarning
+    warnings.formatwarning = functools.partial(one_line_warning, fallback=previous)
     try:
         return run_guarded(module.main, rest)
     finally:
