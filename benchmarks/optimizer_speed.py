@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from generator.precision import DTYPES
+from generator.precision import DTYPES, autocast
 from trainer.inpainting.ffc import FFCResNetConfig
 from trainer.inpainting.inpainter import build_inpainter
 from trainer.objective.iterative import IterativeConfig, protect_iterative
@@ -32,7 +32,7 @@ FORWARD_REPEATS = 10  # one forward pass is ~0.1 s: a single timing is at the me
 
 def time_optimizer(config: FFCResNetConfig, size: int, steps: int, dtype: str = "float32") -> tuple[float, float]:
     """Seconds for one image: (20-step optimiser, median time of one inpainter forward pass)."""
-    with torch.autocast("cpu", dtype=getattr(torch, dtype), enabled=dtype != "float32"):
+    with autocast("cpu", getattr(torch, dtype)):
         return _time_optimizer(build_inpainter(config), size, steps)
 
 

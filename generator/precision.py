@@ -42,6 +42,12 @@ def resolve_dtype(name: str, device: str | torch.device = "cpu", backend: str = 
     return getattr(torch, name)
 
 
+def autocast(device: str | torch.device, dtype: torch.dtype) -> torch.autocast:
+    """Where an inpainter's convolutions run, forwards and backwards: in a half ``dtype`` (bfloat16, float16) under
+    ``torch.autocast``, whatever holds the noise and its update left in float32; off for float32 and float64."""
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype in (torch.bfloat16, torch.float16))
+
+
 def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
     """Warn when ``dtype`` is bfloat16 on a device that would emulate it, many times slower than float32."""
     if dtype == torch.bfloat16 and not native_bfloat16(device):

@@ -18,6 +18,7 @@ from torch import nn
 
 from generator import checkpoint, convert
 from generator.convert import ImageLike
+from generator import precision
 from generator.precision import warn_if_emulated
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
@@ -221,10 +222,8 @@ class Protector:
             return field_steps(net, self.inpainter.to(self.device), image.float().clone(), mask.float().clone(), steps)
 
     def autocast(self) -> torch.autocast:
-        """Where the optimiser's steps run: their convolutions in a half ``dtype`` (bfloat16, float16), the float32
-        noise and its update left be; off for float32 and float64."""
-        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype in (torch.bfloat16,
-                                                                                         torch.float16))
+        """Where the optimiser's steps run: ``generator.precision.autocast`` in this Protector's device and dtype."""
+        return precision.autocast(self.device, self.dtype)
 
     def _require_inpainter(self) -> None:
         if self.inpainter is None:

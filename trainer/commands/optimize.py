@@ -14,7 +14,7 @@ import torch
 
 from generator.cli_parser import ArgumentParser
 from generator.io import read_image, read_mask
-from generator.precision import CHOICES, resolve_dtype, warn_if_emulated
+from generator.precision import CHOICES, autocast, resolve_dtype, warn_if_emulated
 from generator.save import check_output_path, save_protected
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.ensemble import ENSEMBLE_MODES, ensemble_losses, prepare_ensemble_task
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                                  dilation=config.dilation)
     dtype = resolve_dtype(args.dtype, args.device)
     warn_if_emulated(dtype, args.device)
-    with torch.autocast(torch.device(args.device).type, dtype=dtype, enabled=dtype != torch.float32):
+    with autocast(args.device, dtype):
         result = protect_iterative(inpainters, task.image, task.mask, config, generator=generator, task=task)
     seconds = time.perf_counter() - start
     with torch.no_grad():

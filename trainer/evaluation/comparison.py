@@ -122,8 +122,7 @@ def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool 
 
     def optimiser(inpainters: Inpainter | list[Inpainter], config: IterativeConfig) -> Method:
         """The optimiser with its convolutions in ``dtype``, as ``paintguard protect --dtype`` runs it."""
-        method = iterative_method(inpainters, config, seed=cfg.seed)
-        return method if dtype == torch.float32 else autocast_method(method, dtype)
+        return autocast_method(iterative_method(inpainters, config, seed=cfg.seed), dtype)
 
     methods: dict[str, Method] = {}
     against: dict[str, list[str]] = {}

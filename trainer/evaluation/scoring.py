@@ -26,6 +26,7 @@ import kornia
 import numpy as np
 import torch
 
+from generator.precision import autocast
 from generator.protector import Protector
 from generator.save import quantize_within_bound
 from generator.target import target_colour
@@ -64,9 +65,9 @@ def iterative_method(inpainter: Inpainter | Sequence[Inpainter], config: Iterati
 
 def autocast_method(method: Method, dtype: torch.dtype) -> Method:
     """``method`` with the convolutions of whatever it runs (the inpainter's, forwards and backwards) in ``dtype``
-    (``torch.autocast``); the result back in float32."""
+    (``generator.precision.autocast``: unchanged for float32); the result back in float32."""
     def protect(image: Tensor, mask: Tensor) -> Tensor:
-        with torch.autocast(image.device.type, dtype=dtype):
+        with autocast(image.device, dtype):
             return method(image, mask).float()
     return protect
 
