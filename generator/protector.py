@@ -70,8 +70,8 @@ class Protector:
 
     ``device`` and ``dtype`` apply to the generator, whose noise is added to the image in the image's own
     precision: ``dtype=torch.bfloat16`` runs it in about half the time on CPUs with bfloat16 instructions
-    (AVX512-BF16, AMX) at the same share of the optimiser's gain (README, "bfloat16"), and warns on others, which
-    emulate it many times slower (``generator.resolve_dtype("auto")`` picks for you). The optimiser (methods
+    (AVX512-BF16, AMX) at the same share of the optimiser's gain (README, "bfloat16"), and warns when first used on
+    others, which emulate it many times slower (``generator.resolve_dtype("auto")`` picks for you). The optimiser (methods
     "iterative", "hybrid" and "refine") runs on ``device`` and needs ``inpainter``, the frozen model it attacks
     (e.g. ``trainer.inpainting.inpainter.load_inpainter("lama-tiny")``); with a bfloat16 or float16 ``dtype``
     the convolutions of its steps run in that type (``torch.autocast``), its noise and the bound in float32.
@@ -83,7 +83,7 @@ class Protector:
         self.net = None if net is None else net.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
         self.inpainter = inpainter
-        warn_if_emulated(dtype, device)
+        self._checked: set[tuple[torch.device, torch.dtype]] = set()  # where the emulation warning was considered
 
     @classmethod
     def from_checkpoint(cls, name_or_path: str | os.PathLike = DEFAULT, device: str | torch.device = "cpu",
@@ -125,29 +125,27 @@ class Protector:
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Protector":
         """Move the generator (and the inpainter) to another device or dtype, in place."""
-        old = self.device, self.dtype
         self.device = torch.device(device) if device is not None else self.device
         self.dtype = dtype or self.dtype
-        if (self.device, self.dtype) != old:
-            warn_if_emulated(self.dtype, self.device)
         if self.net is not None:
             self.net.to(device=self.device, dtype=self.dtype)
         if self.inpainter is not None:
             self.inpainter.to(self.device)
         return self
 
-    @torch.inference_mode()
     def noise(self, image: Tensor, mask: Tensor, target: Tensor | None = None) -> Tensor:
         """The bounded noise for image (B,3,H,W) in [0,1] and mask (B,1,H,W); target colours default to the paper's."""
         if self.net is None:
             raise ValueError("this Protector has no generator (Protector.iterative): the 'generator', 'hybrid' "
                              "and 'refine' methods need one, Protector.from_checkpoint(...)")
-        image = image.to(self.device)
-        # the target from the image as given: in bfloat16 the mean colour would lose its 8-bit levels
-        target = target_colour(image) if target is None else target.to(self.device)
-        noise = self.net(image.to(self.dtype), (mask.to(self.device) > 0).to(self.dtype), target.to(self.dtype))
-        # back in the image's precision, clamped: in bfloat16 eps itself rounds up (0.025 -> 0.02502)
-        return noise.to(image.dtype).clamp(-self.eps, self.eps)
+        self._warn_if_emulated()  # outside inference_mode's wrapper, so that the warning finds the caller's line
+        with torch.inference_mode():
+            image = image.to(self.device)
+            # the target from the image as given: in bfloat16 the mean colour would lose its 8-bit levels
+            target = target_colour(image) if target is None else target.to(self.device)
+            noise = self.net(image.to(self.dtype), (mask.to(self.device) > 0).to(self.dtype), target.to(self.dtype))
+            # back in the image's precision, clamped: in bfloat16 eps itself rounds up (0.025 -> 0.02502)
+            return noise.to(image.dtype).clamp(-self.eps, self.eps)
 
     def protect(self, image: ImageLike, mask: ImageLike, method: str = "generator", steps: int | None = None) -> Any:
         """Protect the masked region of ``image``; returns the same kind of image it was given.
@@ -216,10 +214,17 @@ class Protector:
         if not has_field(self.net):
             raise ValueError(f"{NO_FIELD}; use 'hybrid' with this one")
         self._require_inpainter()
+        self._warn_if_emulated()
         # the field and its steps in float32; a half dtype reaches only the convolutions, through autocast
         net = self.net if self.dtype == torch.float32 else copy.deepcopy(self.net).float()
         with torch.inference_mode(False), torch.enable_grad(), self.autocast():
             return field_steps(net, self.inpainter.to(self.device), image.float().clone(), mask.float().clone(), steps)
+
+    def _warn_if_emulated(self) -> None:
+        # on first use, not when built: the CLI builds on the CPU and moves to --device, where it runs
+        if (self.device, self.dtype) not in self._checked:
+            self._checked.add((self.device, self.dtype))
+            warn_if_emulated(self.dtype, self.device)
 
     def autocast(self) -> torch.autocast:
         """Where the optimiser's steps run: ``generator.precision.autocast`` in this Protector's device and dtype."""
@@ -234,6 +239,7 @@ class Protector:
     def _optimise(self, image: Tensor, mask: Tensor, steps: int, init_noise: Tensor | None) -> Tensor:
         """The noise of the 20-step optimiser (``trainer.objective.iterative``), from ``init_noise`` when given."""
         self._require_inpainter()
+        self._warn_if_emulated()
         from trainer.objective.iterative import IterativeConfig, protect_iterative  # lazy: trainer imports generator
 
         config = IterativeConfig(steps=steps, eps=self.eps)
