@@ -14,3 +14,12 @@ def dilate(mask: Tensor, size: int = 17) -> Tensor:
         raise ValueError(f"dilation size must be a positive odd number, got {size}")
     # a max-pool over the window is exactly binary dilation by a square, and much cheaper than unfold
     return F.max_pool2d((mask > 0).to(mask.dtype), size, stride=1, padding=size // 2)
+
+
+def erode(mask: Tensor, size: int) -> Tensor:
+    """Binary erosion by a size x size square (centred, odd size); outside the image counts as masked, so a mask
+    that reaches the border is not eaten from it."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"erosion size must be a positive odd number, got {size}")
+    # max_pool pads with -inf, which the negation makes +inf: the border never erodes
+    return -F.max_pool2d(-(mask > 0).to(mask.dtype), size, stride=1, padding=size // 2)

@@ -32,6 +32,7 @@ from .conftest import TINY, write_mask, write_rgb
 ROOT = Path(__file__).resolve().parents[1]
 CI_CONFIG = ROOT / "configs" / "compare" / "ci.yaml"
 METHODS = ["none", "optimiser (2 steps)", "generator", "hybrid (k=1)"]
+EDITOR = ["mask-dilate-9", "mask-shift-8"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -159,7 +160,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_compare_writes_report_csv_figures_and_a_wandb_run(tmp_path, checkpoints, capsys):
     config = yaml.safe_load(CI_CONFIG.read_text())
-    config.update(transfer="other-inpainter", wandb=True)
+    config.update(transfer="other-inpainter", wandb=True, editor_masks=EDITOR)
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
@@ -174,6 +175,9 @@ def test_compare_writes_report_csv_figures_and_a_wandb_run(tmp_path, checkpoints
     robustness = report.split("## Robustness")[1].split("##")[0]
     for transform in TRANSFORMS:
         assert sum(f"| {transform} | {name} |" in robustness for name in METHODS) == len(METHODS)
+    editor = report.split("## The editor's mask")[1].split("##")[0]
+    for name in EDITOR:
+        assert sum(f"| {name} | {method} |" in editor for method in METHODS) == len(METHODS)
     assert "## Transfer: the same saved images against other-inpainter" in report
     assert "| transfer | optimiser (2 steps) |" in report
     assert "## Robustness" in printed and "| hybrid (k=1) |" in printed and "## Spread" not in printed
@@ -185,7 +189,10 @@ def test_compare_writes_report_csv_figures_and_a_wandb_run(tmp_path, checkpoints
     for r in by_method["none"]:
         # no noise: no gain, under every transformation (the seeded noise is the same for both images)
         assert float(r["noise_psnr"]) == 100 and float(r["linf"]) == 0
-        assert all(float(r[f"{t}/attack_gain"]) == 0 for t in TRANSFORMS if t != "png")
+        assert all(float(r[f"{t}/attack_gain"]) == 0 for t in [*TRANSFORMS, *EDITOR] if t != "png")
+    for name in EDITOR:  # the edit of another mask: most of the gain goes with it, not all
+        gain = np.mean([float(r[f"{name}/attack_gain"]) for r in by_method["optimiser (2 steps)"]])
+        assert gain != np.mean([float(r["attack_gain"]) for r in by_method["optimiser (2 steps)"]])
     for name in METHODS[1:]:
         for r in by_method[name]:
             assert 0 < float(r["linf"]) <= 0.025 + 1e-6 and float(r["seconds"]) > 0
@@ -207,7 +214,7 @@ def test_compare_writes_report_csv_figures_and_a_wandb_run(tmp_path, checkpoints
     logged = read_offline_run(runs[0])
     assert logged.finished
     assert logged.summary["compare/main/_type"] == "table-file" and logged.summary["compare/main/nrows"] == 4
-    assert logged.summary["compare/robustness/nrows"] == 4 * len(TRANSFORMS) + 4  # and the transfer rows
+    assert logged.summary["compare/robustness/nrows"] == 4 * (len(TRANSFORMS) + len(EDITOR)) + 4  # and transfer
     assert logged.summary["figures/speed-vs-strength/_type"] == "image-file"
     table = json.loads((runs[0] / "files" / logged.summary["compare/main/path"]).read_text())
     assert "share_of_gain" in table["columns"] and [row[0] for row in table["data"]] == METHODS
@@ -297,6 +304,7 @@ BAD_CONFIGS = {
     "targets: [a, a]\n": "targets must be distinct",
     "targets: lama-tiny\n": "targets must be a list",
     "dtype: float16\n": "dtype must be one of float32, bfloat16, auto, got 'float16'",
+    "editor_masks: [box]\n": "unknown editor mask 'box'; choose from mask-erode-9, mask-dilate-9",
 }
 
 
@@ -308,6 +316,17 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith(f"paintguard: error: config '{path}'")
     assert BAD_CONFIGS[text] in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_editor_mask_that_leaves_nothing_is_refused_before_any_method_runs(tmp_path, checkpoints, capsys):
+    config = yaml.safe_load(CI_CONFIG.read_text())
+    config["editor_masks"] = ["mask-erode-9"]  # the first 32 px sample's mask is thinner than 9 px
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == ("paintguard: error: editor mask 'mask-erode-9' leaves nothing of the "
+                                               "mask of sample 'astronaut' to edit")
     assert not (tmp_path / "out").exists()
 
 

@@ -6,7 +6,8 @@ steps on an encoder-gradient generator's own field) on the same images and
 masks, and scores what a saved PNG of each holds: against the attacked
 inpainter, after the transformations of ``trainer.objective.transforms`` (JPEG, resizing,
 blur, noise), and optionally against a second "transfer" inpainter the
-generator was not trained against. With ``targets``, a transfer matrix: every
+generator was not trained against, and against masks an editor might draw instead of
+the protected one (``editor_masks``). With ``targets``, a transfer matrix: every
 method's saved images scored against each target inpainter, next to the white-box
 optimiser on that target (OUTDIR/transfer_per_image.csv, figures/transfer-matrix.png).
 Writes OUTDIR/report.md, OUTDIR/per_image.csv and OUTDIR/figures/*.png and prints
@@ -30,6 +31,7 @@ from generator.cli_parser import ArgumentParser
 from generator.save import atomic_write
 from trainer.evaluation.compare_config import CompareConfig, load_config
 from trainer.evaluation.comparison import EPS, TRANSFER, InpainterPool, build_methods, load_samples
+from trainer.evaluation.editor_masks import get_editor_mask
 from trainer.evaluation.report import (
     build_report,
     log_progress,
@@ -90,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--out '{out}' is a file, not a folder")
     device = torch.device(cfg.device)
     samples = load_samples(cfg)
+    editor_masks = list(dict.fromkeys(cfg.editor_masks))
+    for name in editor_masks:  # now, not after the methods have run
+        empty = [s.name for s in samples if not get_editor_mask(name)(s.mask[None]).any()]
+        if empty:
+            raise ValueError(f"editor mask '{name}' leaves nothing of the mask of sample '{empty[0]}' to edit"
+                             + (f" ({len(empty) - 1} more)" if len(empty) > 1 else ""))
     pool = InpainterPool(device)
     inpainter = pool(cfg.inpainter)
     transfer = pool(cfg.transfer) if cfg.transfer else None
@@ -112,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     saved = score(inpainter, SAVED)  # protected images are already 8-bit: the PNG round trip is exact
     transforms = [t for t in dict.fromkeys(cfg.transforms) if t != SAVED]
     conditions = {t: score(inpainter, t) for t in transforms}
+    if editor_masks:
+        log_progress(f"== scoring against {cfg.inpainter}: {len(editor_masks)} masks an editor might draw instead ==")
+    for name in editor_masks:
+        conditions[name] = score_runs(inpainter, images, masks, runs, None, cfg.batch_size, cfg.seed, device,
+                                      editor_mask=get_editor_mask(name))
     if transfer is not None:
         log_progress(f"== scoring against the transfer inpainter {cfg.transfer} ==")
         conditions[TRANSFER] = score(transfer, SAVED)
@@ -132,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         write_transfer_csv(out / "transfer_per_image.csv", samples, matrix)
         sections = transfer_sections(matrix)
     report, tables = build_report(cfg, Path(args.config), samples, results, reference, transforms, figures, out,
-                                  sections)
+                                  sections, editor_masks)
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
     print(tables)
     if cfg.wandb:
-        folder = log_to_wandb(cfg, out, results, reference, transforms, figures, matrix)
+        folder = log_to_wandb(cfg, out, results, reference, transforms + editor_masks, figures, matrix)
         log_progress(f"== W&B run: {folder} ==")
     log_progress(f"wrote {out / 'report.md'}, {out / 'per_image.csv'} and {len(figures)} figures in {out / 'figures'} "
          f"({time.perf_counter() - start:.0f} s)")

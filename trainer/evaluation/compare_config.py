@@ -16,6 +16,7 @@ import yaml
 
 from generator.messages import one_line
 from generator.precision import CHOICES
+from trainer.evaluation.editor_masks import EDITOR_MASKS
 from trainer.objective.ensemble import ENSEMBLE_MODES
 from trainer.objective.eot import EOTConfig
 from trainer.objective.transforms import TRANSFORMS
@@ -137,6 +138,7 @@ class CompareConfig:
     methods: MethodsConfig = field(default_factory=lambda: MethodsConfig(
         none=NoneSpec(), optimiser=OptimiserSpec(), generator=GeneratorSpec(), hybrid=HybridSpec()))
     transforms: list[str] = field(default_factory=lambda: list(TRANSFORMS))
+    editor_masks: list[str] = field(default_factory=list)  # trainer/evaluation/editor_masks.py: none by default
     batch_size: int = 1
     repeats: int = 1
     device: str = "cpu"
@@ -229,6 +231,8 @@ def _check(cfg: CompareConfig) -> None:
             f"targets must be distinct, non-empty inpainter names, got {cfg.targets}")
     for name in cfg.transforms:
         require(name in TRANSFORMS, f"unknown transform '{name}'; choose from {', '.join(TRANSFORMS)}")
+    for name in cfg.editor_masks:
+        require(name in EDITOR_MASKS, f"unknown editor mask '{name}'; choose from {', '.join(EDITOR_MASKS)}")
     require(cfg.batch_size >= 1 and cfg.repeats >= 1, "batch_size and repeats must be >= 1")
     require(cfg.dtype in CHOICES, f"dtype must be one of {', '.join(CHOICES)}, got '{cfg.dtype}'")
     require(cfg.figure_rows >= 0, f"figure_rows must be >= 0, got {cfg.figure_rows}")

@@ -135,7 +135,7 @@ def dtype_note(cfg: CompareConfig) -> str:
 
 def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], results: list[MethodScore],
                  reference: str | None, transforms: list[str], figures: list[Path], out: Path,
-                 transfer: list[str] = ()) -> tuple[str, str]:
+                 transfer: list[str] = (), editor_masks: list[str] = ()) -> tuple[str, str]:
     """report.md, and its tables for stdout (main, robustness, transfer)."""
     masks = (f"seeded LaMa-style masks (seed {cfg.masks.seed}, {cfg.masks.per_image} per image) on "
              f"{cfg.masks.size} px centre crops" if cfg.masks.kind == "seeded"
@@ -159,6 +159,13 @@ def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], r
         "image, and the share is of the reference's gain on the untouched PNG (how much of it survives).",
         condition_table(results, [SAVED, *transforms], reference),
     ]
+    if editor_masks:
+        tables += ["## The editor's mask: an edit of another mask than the protected one",
+                   "The inpainter fills the editor's mask on the saved image (attack), its 17 x 17 dilation (incp) "
+                   "and its ring (hide); the gain is measured from the unprotected image under the same mask, and the "
+                   "share is of the reference's gain under the protected mask (how much survives a mask drawn "
+                   "tighter, looser or off). `trainer/evaluation/editor_masks.py` defines each.",
+                   condition_table(results, list(editor_masks), reference)]
     if cfg.transfer:
         tables += [f"## Transfer: the same saved images against {cfg.transfer}",
                    "An inpainter the generator was not trained against; the share is of the reference's gain on it.",

@@ -219,13 +219,15 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
 @torch.no_grad()
 def score_runs(inpainter: Inpainter, images: Sequence[Tensor], masks: Sequence[Tensor], runs: Sequence[MethodRun],
                transform: Transform | None = None, batch_size: int = 4, seed: int = 0,
-               device: str | torch.device = "cpu") -> dict[str, dict[str, Tensor]]:
+               device: str | torch.device = "cpu", editor_mask: Callable[[Tensor], Tensor] | None = None
+               ) -> dict[str, dict[str, Tensor]]:
     """Per-image metrics (method name -> metric -> (N,)) of every run's protected images against ``inpainter``.
 
-    With ``transform``, the protected images and the unprotected ones (the baseline
-    of the gain) are transformed first; random transforms draw the same values for
-    every method (one seeded generator per batch and call). The target colour, masks
-    and the clean ring edit always come from the original image.
+    With ``transform``, the protected images and the unprotected ones (the baseline of the gain) are transformed
+    first; random transforms draw the same values for every method (one seeded generator per batch and call). The
+    target colour, masks and the clean ring edit always come from the original image. With ``editor_mask``
+    (``trainer.evaluation.editor_masks``), the edits are of the mask it makes of each protected one: attack on
+    it, incp on its dilation, hide on its ring.
     """
     out: dict[str, dict[str, list[Tensor]]] = {run.name: {} for run in runs}
     for b, idx in enumerate(batches(images, batch_size)):
@@ -237,7 +239,7 @@ def score_runs(inpainter: Inpainter, images: Sequence[Tensor], masks: Sequence[T
                 return batch
             return transform(batch, generator=torch.Generator(device=batch.device).manual_seed(seed + b))
 
-        task = prepare_task(inpainter, x, m)
+        task = prepare_task(inpainter, x, m if editor_mask is None else editor_mask(m))
         clean = protection_losses(inpainter, attacked(x), task)
         for run in runs:
             p = attacked(torch.stack([run.protected[i] for i in idx]).to(device))
@@ -273,9 +275,7 @@ class Summary:
 
 
 def summarise(values: Tensor, confidence: float = CONFIDENCE) -> Summary:
-    from scipy import (
-        stats,  # scipy comes with scikit-image; imported here to keep module import light
-    )
+    from scipy import stats  # scipy comes with scikit-image; imported here to keep module import light
 
     v = values.detach().double().cpu().numpy()
     mean, median = float(v.mean()), float(np.median(v))
