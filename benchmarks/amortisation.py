@@ -3,6 +3,7 @@
     python benchmarks/amortisation.py --generator generator-lama-tiny [--generator FILE ...]
         [--splits train val test] [--photos-per-split 11] [--masks-per-image 2] [--size 256] [--k 1 2]
         [--refine-k 1 2] [--refine-lr 0.2] [--dtypes float32 bfloat16] [--optimiser-bfloat16]
+        [--editor-masks mask-erode-9 mask-dilate-33 ...]
 
 For each split (``trainer/data/splits.py``; needs ``make photos``) it protects centre
 crops with seeded LaMa masks by: no noise, the 20-step optimiser (the reference), one
@@ -19,6 +20,9 @@ difficulty cancels in the differences, so it tells checkpoints apart that the sh
 ``--dtypes`` runs every generator in each precision (``paintguard protect --dtype``), labelled by it, and the
 hybrids' and refine's steps in the first one's;
 ``--optimiser-bfloat16`` adds the 20-step optimiser with the inpainter's convolutions in bfloat16 (autocast).
+``--editor-masks`` also scores every method when the editor inpaints another mask than the protected one
+(``trainer/evaluation/editor_masks.py``): the share of the optimiser's gain under the protected mask that survives,
+and, in brackets, the share of the optimiser's own gain under that mask.
 Recipes and stopping steps are chosen on "val"; "test" is for the final figures only.
 
 The none / optimiser / FGSM results do not depend on the generator, so they are kept
@@ -40,6 +44,7 @@ from generator.precision import DTYPES
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset
 from trainer.data.splits import split_paths
+from trainer.evaluation.editor_masks import EDITOR_MASKS, emptied, get_editor_mask
 from trainer.evaluation.scoring import (
     MethodRun,
     MethodScore,
@@ -143,6 +148,23 @@ def _interval(s: Summary) -> str:
     return f"{s.mean:+.3f} [{s.low:+.3f}, {s.high:+.3f}]"
 
 
+def editor_mask_table(inpainter, images: list, masks: list, runs: list[MethodRun], names: list[str]) -> str:
+    """Each method's share of the optimiser's gain under the protected mask that survives each editor's mask, and
+    in brackets its share of the optimiser's own gain under that mask."""
+    def gains(editor_mask=None) -> dict[str, torch.Tensor]:
+        scored = score_runs(inpainter, images, masks, runs, batch_size=4, editor_mask=editor_mask)
+        return {run.name: scored[run.name]["attack_gain"] for run in runs}
+
+    protected = gains()
+    columns = {name: gains(get_editor_mask(name)) for name in names}
+    rows = [[run.name, f"{share_of_gain(protected[run.name], protected[OPTIMISER]):.2f}",
+             *(f"{share_of_gain(g[run.name], protected[OPTIMISER]):.2f} "
+               f"({share_of_gain(g[run.name], g[OPTIMISER]):.2f})" for g in columns.values())] for run in runs]
+    return ("Under the editor's mask: the share of the optimiser's gain under the protected mask that survives (in "
+            "brackets: of the optimiser's own gain under the editor's mask)\n\n"
+            + markdown(["method", "protected mask", *names], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
@@ -155,6 +177,8 @@ def main() -> None:
                         help="run every generator in each of these precisions")
     parser.add_argument("--optimiser-bfloat16", action="store_true",
                         help="also the optimiser with the inpainter's convolutions in bfloat16")
+    parser.add_argument("--editor-masks", nargs="*", choices=list(EDITOR_MASKS), default=[],
+                        help="also score under these masks an editor might draw instead of the protected one")
     parser.add_argument("--out", default=None, help="also write the report (Markdown) here")
     add_sample_arguments(parser)
     args = parser.parse_args()
@@ -164,6 +188,9 @@ def main() -> None:
     report, shares, paired = [], {}, {}
     for split in args.splits:
         images, masks, runs = split_samples(parser, args, inpainter, split)
+        for name in args.editor_masks:  # before any method runs
+            if emptied(name, masks):
+                parser.error(f"--editor-masks {name} leaves nothing of {len(emptied(name, masks))} of {split}'s masks")
         first_name, first = next(iter(protectors.items()))
         methods = {"colour push (no network)": colour_push_method()}
         if args.optimiser_bfloat16:
@@ -186,6 +213,8 @@ def main() -> None:
         photos = len(images) // args.masks_per_image  # a split may hold fewer photos than asked for
         report += [f"## {split}: {len(images)} samples ({photos} photos x {args.masks_per_image} "
                    f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
+        if args.editor_masks:
+            report[-1] += "\n\n" + editor_mask_table(inpainter, images, masks, runs, args.editor_masks)
         if runs[0].timed_images == 0:
             report[-1] += (f"\n\nnone, optimiser and FGSM: cached in {args.reference_dir}, so untimed here and no "
                            "speed-up; benchmarks/compare_speed.py times the optimiser and a generator in one run.")

@@ -15,6 +15,17 @@ import pytest
 SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
 
 
+def two_samples() -> tuple[list, list]:
+    """Two seeded 32 px images with the same box mask."""
+    import torch
+
+    torch.manual_seed(0)
+    masks = [torch.zeros(1, 32, 32) for _ in range(2)]
+    for m in masks:
+        m[:, 8:20, 10:24] = 1
+    return [torch.rand(3, 32, 32) for _ in range(2)], masks
+
+
 def test_every_benchmark_is_listed():
     assert len(SCRIPTS) >= 10 and "amortisation.py" in {p.name for p in SCRIPTS}
 
@@ -106,11 +117,7 @@ def test_cached_references_come_back_untimed(monkeypatch, tmp_path, steerable_in
 
     monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
     amortisation = importlib.import_module("amortisation")
-    torch.manual_seed(0)
-    images = [torch.rand(3, 32, 32) for _ in range(2)]
-    masks = [torch.zeros(1, 32, 32) for _ in range(2)]
-    for m in masks:
-        m[:, 8:20, 10:24] = 1
+    images, masks = two_samples()
     cache = tmp_path / "val-ref.safetensors"
     fresh = amortisation.reference_runs(steerable_inpainter, images, masks, cache)
     cached = amortisation.reference_runs(steerable_inpainter, images, masks, cache)
@@ -172,3 +179,30 @@ def test_precisions_are_labelled_and_the_optimiser_runs_in_bfloat16(monkeypatch,
         "g", "g (torch.compile)", "g (bfloat16, torch.compile)"]
     for name in ("amortisation", "protect_speed"):
         sys.modules.pop(name, None)
+
+
+def test_amortisation_scores_the_editors_masks(monkeypatch, steerable_inpainter):
+    """``--editor-masks``: per method, the share of the optimiser's gain under the protected mask, and under each
+    editor's mask the share that survives with, in brackets, the share of the optimiser's own gain there."""
+    import importlib
+
+    import torch
+
+    from trainer.evaluation.scoring import MethodRun
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    amortisation = importlib.import_module("amortisation")
+    images, masks = two_samples()
+    half = [(x + 0.0125 * torch.randn_like(x).sign()).clamp(0, 1) for x in images]
+    noisy = [(x + 0.025 * torch.randn_like(x).sign()).clamp(0, 1) for x in images]
+    runs = [MethodRun.untimed(name, protected) for name, protected in
+            [("none", images), (amortisation.OPTIMISER, noisy), ("half", half)]]
+    table = amortisation.editor_mask_table(steerable_inpainter, images, masks, runs, ["mask-dilate-9"])
+    rows = {line.split(" | ")[0].strip("| "): line.strip("| ").split(" | ")[1:]
+            for line in table.splitlines() if line.startswith("| ") and "method" not in line}
+    assert "| method | protected mask | mask-dilate-9 |" in table
+    assert rows["none"] == ["0.00", "0.00 (0.00)"]
+    assert rows[amortisation.OPTIMISER][0] == "1.00" and rows[amortisation.OPTIMISER][1].endswith("(1.00)")
+    assert rows[amortisation.OPTIMISER][1] != "1.00 (1.00)"  # another mask keeps another gain
+    assert rows["half"][0] != "0.00"
+    sys.modules.pop("amortisation", None)

@@ -31,7 +31,7 @@ from generator.cli_parser import ArgumentParser
 from generator.save import atomic_write
 from trainer.evaluation.compare_config import CompareConfig, load_config
 from trainer.evaluation.comparison import EPS, TRANSFER, InpainterPool, build_methods, load_samples
-from trainer.evaluation.editor_masks import get_editor_mask
+from trainer.evaluation.editor_masks import emptied, get_editor_mask
 from trainer.evaluation.report import (
     build_report,
     log_progress,
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = load_samples(cfg)
     editor_masks = list(dict.fromkeys(cfg.editor_masks))
     for name in editor_masks:  # now, not after the methods have run
-        empty = [s.name for s in samples if not get_editor_mask(name)(s.mask[None]).any()]
+        empty = [samples[i].name for i in emptied(name, [s.mask for s in samples])]
         if empty:
             raise ValueError(f"editor mask '{name}' leaves nothing of the mask of sample '{empty[0]}' to edit"
                              + (f" ({len(empty) - 1} more)" if len(empty) > 1 else ""))

@@ -39,3 +39,9 @@ def get_editor_mask(name: str) -> EditorMask:
     if name not in EDITOR_MASKS:
         raise ValueError(f"unknown editor mask '{name}'; choose from {', '.join(EDITOR_MASKS)}")
     return EDITOR_MASKS[name]
+
+
+def emptied(name: str, masks: list[Tensor]) -> list[int]:
+    """The indices of the protected masks (each (1,H,W)) of which editor's mask ``name`` leaves nothing to edit."""
+    edit = get_editor_mask(name)
+    return [i for i, mask in enumerate(masks) if not edit(mask[None]).any()]
