@@ -206,3 +206,26 @@ def test_amortisation_scores_the_editors_masks(monkeypatch, steerable_inpainter)
     assert rows[amortisation.OPTIMISER][1] != "1.00 (1.00)"  # another mask keeps another gain
     assert rows["half"][0] != "0.00"
     sys.modules.pop("amortisation", None)
+
+
+def test_the_family_optimiser_steps_on_every_mask_of_the_family(monkeypatch, steerable_inpainter):
+    """``editor_mask_objective.py``: the optimiser over m and its family stays within the bound and makes another
+    noise than the paper's, which sees m alone."""
+    import importlib
+
+    import torch
+
+    from trainer.evaluation.scoring import iterative_method
+    from trainer.objective.iterative import IterativeConfig
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    objective = importlib.import_module("editor_mask_objective")
+    images, masks = two_samples()
+    x, m = torch.stack(images), torch.stack(masks)
+    family = objective.family_optimiser(steerable_inpainter, steps=3)(x, m)
+    paper = iterative_method(steerable_inpainter, IterativeConfig(steps=3))(x, m)
+    assert (family - x).abs().max() <= 0.025 + 1e-6 and not torch.allclose(family, paper)
+    # none of the family is a mask the editor is scored on
+    assert all(not torch.equal(f(m), e(m)) for f in objective.FAMILY.values() for e in objective.EDITOR_MASKS.values())
+    sys.modules.pop("editor_mask_objective", None)
+    sys.modules.pop("amortisation", None)
