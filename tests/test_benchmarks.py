@@ -229,3 +229,29 @@ def test_the_family_optimiser_steps_on_every_mask_of_the_family(monkeypatch, ste
     assert all(not torch.equal(f(m), e(m)) for f in objective.FAMILY.values() for e in objective.EDITOR_MASKS.values())
     sys.modules.pop("editor_mask_objective", None)
     sys.modules.pop("amortisation", None)
+
+
+def test_the_push_in_the_hole_leaves_the_attacking_edits_alone(monkeypatch, tiny_inpainter):
+    """``hole_push``: only the hole's pixels move (by eps towards the target colour), so the attack and incp
+    losses, whose edits never see the hole, are unchanged; the hide edit, which sees it, changes."""
+    import importlib
+
+    import torch
+
+    from trainer.objective.losses import prepare_task, protection_losses
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    objective = importlib.import_module("editor_mask_objective")
+    images, masks = two_samples()
+    x, m = torch.stack(images), torch.stack(masks)
+    noisy = lambda image, mask: (image + 0.01).clamp(0, 1)  # noqa: E731
+    pushed = objective.hole_push(noisy)(x, m)
+    assert torch.equal(pushed * (1 - m), noisy(x, m) * (1 - m))
+    assert torch.allclose(((pushed - x) * m).abs().amax(), torch.tensor(0.025))
+    task = prepare_task(tiny_inpainter, x, m)
+    before, after = (protection_losses(tiny_inpainter, p, task) for p in (noisy(x, m), pushed))
+    for term in ("attack", "incp"):
+        assert torch.allclose(before[term], after[term], atol=1e-6), term
+    assert not torch.allclose(before["hide"], after["hide"])
+    sys.modules.pop("editor_mask_objective", None)
+    sys.modules.pop("amortisation", None)
