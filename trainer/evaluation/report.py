@@ -136,7 +136,7 @@ def dtype_note(cfg: CompareConfig) -> str:
 def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], results: list[MethodScore],
                  reference: str | None, transforms: list[str], figures: list[Path], out: Path,
                  transfer: list[str] = (), editor_masks: list[str] = ()) -> tuple[str, str]:
-    """report.md, and its tables for stdout (main, robustness, transfer)."""
+    """report.md, and its tables for stdout (main, robustness, editor's masks, transfer)."""
     masks = (f"seeded LaMa-style masks (seed {cfg.masks.seed}, {cfg.masks.per_image} per image) on "
              f"{cfg.masks.size} px centre crops" if cfg.masks.kind == "seeded"
              else f"mask files *{cfg.masks.suffix}*.png")
