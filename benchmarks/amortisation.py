@@ -148,15 +148,17 @@ def _interval(s: Summary) -> str:
     return f"{s.mean:+.3f} [{s.low:+.3f}, {s.high:+.3f}]"
 
 
-def editor_mask_table(inpainter, images: list, masks: list, runs: list[MethodRun], names: list[str]) -> str:
+def editor_mask_table(inpainter, images: list, masks: list, runs: list[MethodRun], names: list[str],
+                      saved: dict[str, dict[str, torch.Tensor]]) -> str:
     """Each method's share of the optimiser's gain under the protected mask that survives each editor's mask, and
-    in brackets its share of the optimiser's own gain under that mask."""
-    def gains(editor_mask=None) -> dict[str, torch.Tensor]:
-        scored = score_runs(inpainter, images, masks, runs, batch_size=4, editor_mask=editor_mask)
+    in brackets its share of the optimiser's own gain under that mask; ``saved``: ``score_runs`` of the same runs
+    under the protected mask, which the caller has already made."""
+    def gains(scored: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {run.name: scored[run.name]["attack_gain"] for run in runs}
 
-    protected = gains()
-    columns = {name: gains(get_editor_mask(name)) for name in names}
+    protected = gains(saved)
+    columns = {name: gains(score_runs(inpainter, images, masks, runs, batch_size=4,
+                                      editor_mask=get_editor_mask(name))) for name in names}
     rows = [[run.name, f"{share_of_gain(protected[run.name], protected[OPTIMISER]):.2f}",
              *(f"{share_of_gain(g[run.name], protected[OPTIMISER]):.2f} "
                f"({share_of_gain(g[run.name], g[OPTIMISER]):.2f})" for g in columns.values())] for run in runs]
@@ -189,8 +191,8 @@ def main() -> None:
     for split in args.splits:
         images, masks, runs = split_samples(parser, args, inpainter, split)
         for name in args.editor_masks:  # before any method runs
-            if emptied(name, masks):
-                parser.error(f"--editor-masks {name} leaves nothing of {len(emptied(name, masks))} of {split}'s masks")
+            if empty := emptied(name, masks):
+                parser.error(f"--editor-masks {name} leaves nothing of {len(empty)} of {split}'s masks")
         first_name, first = next(iter(protectors.items()))
         methods = {"colour push (no network)": colour_push_method()}
         if args.optimiser_bfloat16:
@@ -214,7 +216,7 @@ def main() -> None:
         report += [f"## {split}: {len(images)} samples ({photos} photos x {args.masks_per_image} "
                    f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
         if args.editor_masks:
-            report[-1] += "\n\n" + editor_mask_table(inpainter, images, masks, runs, args.editor_masks)
+            report[-1] += "\n\n" + editor_mask_table(inpainter, images, masks, runs, args.editor_masks, metrics)
         if runs[0].timed_images == 0:
             report[-1] += (f"\n\nnone, optimiser and FGSM: cached in {args.reference_dir}, so untimed here and no "
                            "speed-up; benchmarks/compare_speed.py times the optimiser and a generator in one run.")

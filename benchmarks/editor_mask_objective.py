@@ -12,7 +12,7 @@ with its own dilation, ring and clean ring edit. It prints each method's share o
 under the protected mask and what survives each editor's mask.
 
 The other way costs no step: every method's hole pixels moved by eps towards the target colour, the colour push
-(``colour_push_method``) inside m only (``hole_push``). Neither of the attacking edits sees the hole, so their
+(``colour_push_method``) inside m only (``push_hole``). Neither of the attacking edits sees the hole, so their
 losses stay as they were; a tighter or shifted mask shows the inpainter pushed pixels; the benign ring edit, which
 sees the hole, pays for it. A second table gives every method's hide and noise PSNR under the protected mask.
 Samples and cached references as in ``amortisation.py``.
@@ -28,8 +28,15 @@ import torch
 from amortisation import OPTIMISER, add_sample_arguments, editor_mask_table, load_protectors, split_samples
 from generator.masks import dilate, erode
 from trainer.evaluation.editor_masks import EDITOR_MASKS, shift
-from trainer.evaluation.scoring import (MethodRun, as_saved, colour_push_method, generator_method, markdown, run_method,
-                                        score_runs)
+from trainer.evaluation.scoring import (
+    MethodRun,
+    as_saved,
+    colour_push_method,
+    generator_method,
+    markdown,
+    run_method,
+    score_runs,
+)
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.ensemble import EnsembleTask
 from trainer.objective.iterative import IterativeConfig, protect_iterative
@@ -39,6 +46,7 @@ from trainer.objective.losses import prepare_task
 # 4 and 16 px looser and 8 px off: none is in the family)
 FAMILY = {"2 px tighter": partial(erode, size=5), "6 px looser": partial(dilate, size=13),
           "4 px off": partial(shift, pixels=4)}
+EPS = IterativeConfig().eps
 
 
 def family_optimiser(inpainter, steps: int = 20, seed: int = 0):
@@ -51,13 +59,16 @@ def family_optimiser(inpainter, steps: int = 20, seed: int = 0):
     return protect
 
 
-def hole_push(method, eps: float = 0.025):
-    """``method``'s image with the hole's pixels moved by eps towards the target colour: the attack and incp edits
-    never see them, so their losses stay as they were, while a tighter editor's mask shows the pushed band."""
-    def protect(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        pushed = colour_push_method(eps)(image, mask)
-        return torch.where(mask > 0, pushed, method(image, mask))
-    return protect
+def push_hole(protected: torch.Tensor, image: torch.Tensor, mask: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """``protected`` with the hole's pixels moved by eps from ``image`` towards the target colour: the attack and
+    incp edits never see them, so their losses stay as they were, while a tighter editor's mask shows the pushed
+    band."""
+    return torch.where(mask > 0, colour_push_method(eps)(image, mask), protected)
+
+
+def hole_push(method, eps: float = EPS):
+    """``method`` followed by :func:`push_hole`."""
+    return lambda image, mask: push_hole(method(image, mask), image, mask, eps)
 
 
 def main() -> None:
@@ -74,18 +85,17 @@ def main() -> None:
         images, masks, runs = split_samples(parser, args, inpainter, split)
         runs += [run_method(name, generator_method(p), images, masks, batch_size=1) for name, p in protectors.items()]
         paper = {run.name: run for run in runs}[OPTIMISER]
-        pushed = [hole_push(lambda x, m, p=p: p[None])(x[None], m[None])
-                  for p, x, m in zip(paper.protected, images, masks)]
-        runs.append(MethodRun.untimed(f"{OPTIMISER} + push in the hole",
-                                      [as_saved(p, x[None], 0.025)[0] for p, x in zip(pushed, images)]))
+        runs.append(MethodRun.untimed(f"{OPTIMISER} + push in the hole", [
+            as_saved(push_hole(p[None], x[None], m[None]), x[None], EPS)[0]
+            for p, x, m in zip(paper.protected, images, masks)]))
         runs += [run_method(f"{name} + push in the hole", hole_push(generator_method(p)), images, masks, batch_size=1)
                  for name, p in protectors.items()]
         if not args.skip_family:
             label = f"optimiser over m, {', '.join(FAMILY)} (20 steps)"
             runs.append(run_method(label, family_optimiser(inpainter), images, masks, batch_size=1))
         print(f"## {split}: {len(images)} samples\n")
-        print(editor_mask_table(inpainter, images, masks, runs, list(EDITOR_MASKS)), flush=True)
         hide = score_runs(inpainter, images, masks, runs, batch_size=4)
+        print(editor_mask_table(inpainter, images, masks, runs, list(EDITOR_MASKS), hide), flush=True)
         print("\n" + markdown(["method", "hide PSNR (dB)", "noise PSNR (dB)"], [
             [run.name, f"{hide[run.name]['hide_psnr'].mean():.2f}", f"{hide[run.name]['noise_psnr'].mean():.2f}"]
             for run in runs]), flush=True)

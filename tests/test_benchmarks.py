@@ -188,7 +188,7 @@ def test_amortisation_scores_the_editors_masks(monkeypatch, steerable_inpainter)
 
     import torch
 
-    from trainer.evaluation.scoring import MethodRun
+    from trainer.evaluation.scoring import MethodRun, score_runs
 
     monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
     amortisation = importlib.import_module("amortisation")
@@ -197,7 +197,8 @@ def test_amortisation_scores_the_editors_masks(monkeypatch, steerable_inpainter)
     noisy = [(x + 0.025 * torch.randn_like(x).sign()).clamp(0, 1) for x in images]
     runs = [MethodRun.untimed(name, protected) for name, protected in
             [("none", images), (amortisation.OPTIMISER, noisy), ("half", half)]]
-    table = amortisation.editor_mask_table(steerable_inpainter, images, masks, runs, ["mask-dilate-9"])
+    saved = score_runs(steerable_inpainter, images, masks, runs, batch_size=4)
+    table = amortisation.editor_mask_table(steerable_inpainter, images, masks, runs, ["mask-dilate-9"], saved)
     rows = {line.split(" | ")[0].strip("| "): line.strip("| ").split(" | ")[1:]
             for line in table.splitlines() if line.startswith("| ") and "method" not in line}
     assert "| method | protected mask | mask-dilate-9 |" in table

@@ -40,7 +40,7 @@ class Copy(torch.nn.Module):
         return image * (1 - mask) + image.mean(dim=(1, 2, 3), keepdim=True) * mask
 
 
-def test_emulated_bfloat16_warns_once_where_it_runs(native, monkeypatch):
+def test_emulated_bfloat16_warns_once_where_it_runs(native):
     image, mask = torch.rand(1, 3, 16, 16), torch.zeros(1, 1, 16, 16)
     mask[..., 4:8, 4:8] = 1
     with warnings.catch_warnings(record=True) as caught:

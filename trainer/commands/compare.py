@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         log_progress(f"== {name}: protecting {len(samples)} samples on {device} ==")
         runs.append(run_method(name, method, images, masks, cfg.batch_size, cfg.repeats, EPS, device))
 
-    def score(target: Inpainter, transform: str) -> dict[str, dict[str, Tensor]]:
-        return score_runs(target, images, masks, runs, get_transform(transform), cfg.batch_size, cfg.seed, device)
+    def score(target: Inpainter, transform: str, editor_mask: str | None = None) -> dict[str, dict[str, Tensor]]:
+        return score_runs(target, images, masks, runs, get_transform(transform), cfg.batch_size, cfg.seed, device,
+                          None if editor_mask is None else get_editor_mask(editor_mask))
 
     log_progress(f"== scoring against {cfg.inpainter}: saved PNG and {len(cfg.transforms)} transformations ==")
     saved = score(inpainter, SAVED)  # protected images are already 8-bit: the PNG round trip is exact
@@ -122,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     conditions = {t: score(inpainter, t) for t in transforms}
     if editor_masks:
         log_progress(f"== scoring against {cfg.inpainter}: {len(editor_masks)} masks an editor might draw instead ==")
-    for name in editor_masks:
-        conditions[name] = score_runs(inpainter, images, masks, runs, None, cfg.batch_size, cfg.seed, device,
-                                      editor_mask=get_editor_mask(name))
+    for name in editor_masks:  # the saved PNG as it is (its round trip is exact), another mask edited
+        conditions[name] = score(inpainter, SAVED, name)
     if transfer is not None:
         log_progress(f"== scoring against the transfer inpainter {cfg.transfer} ==")
         conditions[TRANSFER] = score(transfer, SAVED)
