@@ -149,10 +149,11 @@ def _interval(s: Summary) -> str:
 
 
 def editor_mask_table(inpainter, images: list, masks: list, runs: list[MethodRun], names: list[str],
-                      saved: dict[str, dict[str, torch.Tensor]]) -> str:
+                      saved: dict[str, dict[str, torch.Tensor]], paired: list[str] | None = None) -> str:
     """Each method's share of the optimiser's gain under the protected mask that survives each editor's mask, and
     in brackets its share of the optimiser's own gain under that mask; ``saved``: ``score_runs`` of the same runs
-    under the protected mask, which the caller has already made."""
+    under the protected mask, which the caller has already made. With ``paired`` (method names, two or more),
+    also each one's share minus the first's under every mask, on the same samples."""
     def gains(scored: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {run.name: scored[run.name]["attack_gain"] for run in runs}
 
@@ -162,9 +163,15 @@ def editor_mask_table(inpainter, images: list, masks: list, runs: list[MethodRun
     rows = [[run.name, f"{share_of_gain(protected[run.name], protected[OPTIMISER]):.2f}",
              *(f"{share_of_gain(g[run.name], protected[OPTIMISER]):.2f} "
                f"({share_of_gain(g[run.name], g[OPTIMISER]):.2f})" for g in columns.values())] for run in runs]
-    return ("Under the editor's mask: the share of the optimiser's gain under the protected mask that survives (in "
-            "brackets: of the optimiser's own gain under the editor's mask)\n\n"
-            + markdown(["method", "protected mask", *names], rows))
+    table = ("Under the editor's mask: the share of the optimiser's gain under the protected mask that survives (in "
+             "brackets: of the optimiser's own gain under the editor's mask)\n\n"
+             + markdown(["method", "protected mask", *names], rows))
+    if paired and len(paired) > 1:
+        rows = [[name, *(_interval(paired_share_difference(g[name], g[paired[0]], protected[OPTIMISER]))
+                         for g in [protected, *columns.values()])] for name in paired[1:]]
+        table += (f"\n\nUnder the editor's mask, share minus {paired[0]}'s on the same samples (mean [95% "
+                  "interval])\n\n" + markdown(["generator", "protected mask", *names], rows))
+    return table
 
 
 def main() -> None:
@@ -216,7 +223,8 @@ def main() -> None:
         report += [f"## {split}: {len(images)} samples ({photos} photos x {args.masks_per_image} "
                    f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
         if args.editor_masks:
-            report[-1] += "\n\n" + editor_mask_table(inpainter, images, masks, runs, args.editor_masks, metrics)
+            report[-1] += "\n\n" + editor_mask_table(inpainter, images, masks, runs, args.editor_masks, metrics,
+                                                     paired=list(protectors))
         if runs[0].timed_images == 0:
             report[-1] += (f"\n\nnone, optimiser and FGSM: cached in {args.reference_dir}, so untimed here and no "
                            "speed-up; benchmarks/compare_speed.py times the optimiser and a generator in one run.")

@@ -21,13 +21,11 @@ Samples and cached references as in ``amortisation.py``.
 from __future__ import annotations
 
 import argparse
-from functools import partial
 
 import torch
 
 from amortisation import OPTIMISER, add_sample_arguments, editor_mask_table, load_protectors, split_samples
-from generator.masks import dilate, erode
-from trainer.evaluation.editor_masks import EDITOR_MASKS, shift
+from trainer.evaluation.editor_masks import EDITOR_MASKS
 from trainer.evaluation.scoring import (
     MethodRun,
     as_saved,
@@ -41,11 +39,8 @@ from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.ensemble import EnsembleTask
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import prepare_task
+from trainer.objective.mask_family import FAMILY
 
-# the masks optimised over besides m: 2 px tighter, 6 px looser, 4 px off (the editor's masks are 4 px tighter,
-# 4 and 16 px looser and 8 px off: none is in the family)
-FAMILY = {"2 px tighter": partial(erode, size=5), "6 px looser": partial(dilate, size=13),
-          "4 px off": partial(shift, pixels=4)}
 EPS = IterativeConfig().eps
 
 

@@ -23,3 +23,9 @@ def erode(mask: Tensor, size: int) -> Tensor:
         raise ValueError(f"erosion size must be a positive odd number, got {size}")
     # max_pool pads with -inf, which the negation makes +inf: the border never erodes
     return -F.max_pool2d(-(mask > 0).to(mask.dtype), size, stride=1, padding=size // 2)
+
+
+def shift(mask: Tensor, pixels: int) -> Tensor:
+    """The mask moved ``pixels`` right and down; what leaves the image is lost, what enters is unmasked."""
+    h, w = mask.shape[-2:]
+    return F.pad(mask, (pixels, 0, pixels, 0))[..., :h, :w]

@@ -193,6 +193,21 @@ def test_validation_teacher_is_computed_once_across_runs(tmp_path, ci_config, mo
     assert sum(calls) > first  # another teacher recipe is another key
 
 
+def test_teacher_metrics_are_keyed_by_pixels_mask_and_recipe_and_persist(tmp_path):
+    from trainer.training.teacher_metrics import TeacherMetrics
+
+    image, mask = torch.randint(0, 256, (2, 3, 8, 8)) / 255, torch.zeros(2, 1, 8, 8)
+    mask[0, :, 2:4, 2:4] = 1
+    keys = TeacherMetrics.keys("recipe", image, mask)
+    assert keys == TeacherMetrics.keys("recipe", image + 0.0001, mask)  # the same 8-bit pixels
+    assert len({*keys, *TeacherMetrics.keys("other", image, mask), *TeacherMetrics.keys("recipe", image, 1 - mask)}) == 6
+    store = TeacherMetrics(str(tmp_path / "t.safetensors"))
+    assert store.missing(keys) == [0, 1]
+    store.add(keys[1:], {"attack_psnr": torch.tensor([12.5])})
+    again = TeacherMetrics(str(tmp_path / "t.safetensors"))
+    assert again.missing(keys) == [0] and again.stack(keys[1:])["attack_psnr"].tolist() == [12.5]
+
+
 def test_colour_push_moves_every_pixel_by_eps_towards_the_target():
     from generator.target import target_colour
     from trainer.evaluation.scoring import colour_push_method

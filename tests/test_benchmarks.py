@@ -206,6 +206,13 @@ def test_amortisation_scores_the_editors_masks(monkeypatch, steerable_inpainter)
     assert rows[amortisation.OPTIMISER][0] == "1.00" and rows[amortisation.OPTIMISER][1].endswith("(1.00)")
     assert rows[amortisation.OPTIMISER][1] != "1.00 (1.00)"  # another mask keeps another gain
     assert rows["half"][0] != "0.00"
+    assert "share minus" not in table  # one method: nothing to pair
+    table = amortisation.editor_mask_table(steerable_inpainter, images, masks, runs, ["mask-dilate-9"], saved,
+                                           paired=["none", "half"])
+    paired = table.split("share minus none's")[1]
+    row = next(line for line in paired.splitlines() if line.startswith("| half"))
+    difference = float(row.split(" | ")[1].split()[0])  # under the protected mask: half's share minus none's (0)
+    assert abs(difference - float(rows["half"][0])) <= 0.006
     sys.modules.pop("amortisation", None)
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from generator.masks import dilate, erode
-from trainer.evaluation.editor_masks import EDITOR_MASKS, get_editor_mask, shift
+from generator.masks import dilate, erode, shift
+from trainer.evaluation.editor_masks import EDITOR_MASKS, get_editor_mask
 from trainer.evaluation.scoring import MethodRun, score_runs
 from trainer.objective.losses import prepare_task
 

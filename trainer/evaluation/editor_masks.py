@@ -12,18 +12,11 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 
-from generator.masks import dilate, erode
+from generator.masks import dilate, erode, shift
 
 Tensor = torch.Tensor
 EditorMask = Callable[[Tensor], Tensor]
-
-
-def shift(mask: Tensor, pixels: int) -> Tensor:
-    """The mask moved ``pixels`` right and down; what leaves the image is lost, what enters is unmasked."""
-    h, w = mask.shape[-2:]
-    return F.pad(mask, (pixels, 0, pixels, 0))[..., :h, :w]
 
 
 EDITOR_MASKS: dict[str, EditorMask] = {

@@ -10,10 +10,7 @@ Supervised terms on cached entries need no inpainter call: ``gradient_weight`` t
 input gradient g (normalised to mean |g| = 1; one FGSM step is ``d = -eps * sign(g)``), and ``teacher_weight`` with
 ``teacher_loss: sign`` towards the teacher noise's signs (``mse``: the squared error to it). Both sign terms are a
 hinge on the pre-tanh output, weighted per pixel by |g| (or 1): ``|g| * relu(margin - s * raw)`` with s the wanted
-sign. The plain linearised objective ``mean(g * d) / eps`` (logged as ``train/linearised``; optimum -1) drives tanh
-into saturation: after 500 steps the noise sat at 0.99996 eps with a median |raw| of 8.3, its gradient vanished and
-the objective stalled at -0.5; the hinge stops pushing a pixel once its sign is right by ``supervised_margin``
-(tanh(2) = 0.96), which keeps the end-to-end stage's gradient alive. ``field_weight`` (an encoder-gradient
+sign (why a hinge: trainer/training/supervised_terms.py). ``field_weight`` (an encoder-gradient
 generator and a cache built with ``field_layers``) adds ``1 - cos`` between the field the U-Net predicts and the
 cached true field at the target's layer k: the head turns that field into the noise exactly, so the field is the
 one thing the generator has to learn, and a dense target that does not saturate. With ``e2e_weight: 0`` training is
@@ -22,7 +19,9 @@ supervised only (a pretraining stage); with both, the supervised terms regularis
 With ``eot`` (trainer/objective/eot.py), every training batch passes through a random chain of differentiable
 transformations (JPEG, resize, blur, noise, shift, colour jitter) between x' and the inpainter: the generator
 learns a protection that survives them. Validation stays untransformed; ``val_jpeg_quality`` adds the same metrics
-after a real (Pillow) JPEG round trip, for ours and the teacher.
+after a real (Pillow) JPEG round trip, for ours and the teacher. With ``family_p`` > 0 the edits are, per image
+and with that probability, of a mask near m (trainer/objective/mask_family.py) while the generator reads m: a
+protection that holds when the editor draws a slightly different mask. Validation keeps m.
 
 With ``inpainters`` (a list of sources), the generator is trained against all of them at once: the mean of the
 per-model losses, each with its own hide reference (``trainer.objective.ensemble``; ``ensemble: random`` draws one
@@ -39,7 +38,6 @@ next to the solid colour (``trainer.objective.losses.reference_fills``; one extr
 
 from __future__ import annotations
 
-import hashlib
 import time
 from functools import partial
 from pathlib import Path
@@ -47,10 +45,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from safetensors.torch import load_file, save_file
 
 from generator.protector import save_generator
-from generator.save import atomic_write
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 from generator.widen import start_from
@@ -61,12 +57,14 @@ from trainer.objective.eot import EOTConfig, FixedTransform, RandomTransforms
 from trainer.objective.field_steps import has_field
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights, reference_fills
+from trainer.objective.mask_family import draw_family
 from trainer.objective.metrics import protection_metrics, share_of_gain
 from trainer.objective.transforms import jpeg
 from trainer.training.field_gradient import check_field_gradient, reshape_field_gradient
 from trainer.training.generator_teacher import GeneratorTeacher
 from trainer.training.lr_schedule import adamw, check_decay
 from trainer.training.supervised_terms import field_cosine, over_entries, supervised_term
+from trainer.training.teacher_metrics import TeacherMetrics
 
 Tensor = torch.Tensor
 TEACHER_LOSSES = ("mse", "sign")
@@ -122,6 +120,7 @@ class GeneratorModule(L.LightningModule):
         output_weight: float = 0.0,
         field_gradient: str = "loss",
         teacher_generator: str | None = None,
+        family_p: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -132,6 +131,8 @@ class GeneratorModule(L.LightningModule):
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
         check_decay(lr, lr_decay_steps, lr_final)
+        if not 0.0 <= family_p <= 1.0:
+            raise ValueError(f"family_p is a probability, in [0, 1]; got {family_p}")
         if output_weight > 0 and (e2e_weight <= 0 or eot):
             raise ValueError("output_weight compares the fills of the end-to-end pass: it needs e2e_weight > 0 "
                              "and no eot")
@@ -151,7 +152,7 @@ class GeneratorModule(L.LightningModule):
         # held in a list so that nn.Module does not register it: frozen, and kept out of checkpoints
         self._frozen: list[Inpainter] = []
         self._teacher_net = [GeneratorTeacher(teacher_generator, eps, teacher_weight)] if teacher_generator else []
-        self._teacher_val: dict[str, dict[str, Tensor]] = {}
+        self._teacher_val = TeacherMetrics(val_teacher_cache)
         self._teacher_recipe: str | None = None
         self._val_rows: list[dict[str, Tensor]] = []
         self.train_seconds = 0.0  # wall time spent in fit so far, across resumes (saved in checkpoints)
@@ -208,9 +209,11 @@ class GeneratorModule(L.LightningModule):
         noise, raw = self.net.noise_and_raw(image, mask, target)
         return noise, raw, None
 
-    def _protect(self, task: EnsembleTask, straight_through: bool, with_field: bool = False
-                 ) -> tuple[Tensor, Tensor, Tensor | None]:
-        noise, _, field = self._noise(task.image, task.mask, task.target, with_field)
+    def _protect(self, task: EnsembleTask, straight_through: bool, with_field: bool = False,
+                 mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The protected images of ``mask`` (default: the task's, the edited one)."""
+        mask = task.mask if mask is None else (mask > 0).to(task.image.dtype)
+        noise, _, field = self._noise(task.image, mask, task.target, with_field)
         protected = (task.image + noise).clamp(0, 1)
         if self.hparams.quantize or not straight_through:
             protected = round_to_8bit(protected, straight_through)
@@ -225,9 +228,11 @@ class GeneratorModule(L.LightningModule):
         raw = None
         with_field = hp.field_weight > 0 and "field" in batch
         if hp.e2e_weight > 0:
-            task = prepare_ensemble_task(self.inpainters, batch["image"], batch["mask"], dilation=hp.dilation)
+            edited = draw_family(batch["mask"], hp.family_p)  # m itself unless family_p > 0
+            task = prepare_ensemble_task(self.inpainters, batch["image"], edited, dilation=hp.dilation)
             reshape = hp.field_gradient != "loss"  # the U-Net learns from a reshaped gradient at its field
-            protected, noise, field = self._protect(task, straight_through=True, with_field=with_field or reshape)
+            protected, noise, field = self._protect(task, straight_through=True, with_field=with_field or reshape,
+                                                    mask=batch["mask"])
             if reshape:
                 reshape_field_gradient(field, hp.field_gradient)
             # "random": one model per batch, drawn from torch's generator (seeded by seed_everything)
@@ -299,37 +304,16 @@ class GeneratorModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_rows = []
 
-    def _teacher_keys(self, task: EnsembleTask) -> list[str]:
-        """Per image, a digest of everything the teacher's metrics depend on: pixels, mask, inpainters, recipe."""
+    def _teacher(self, task: EnsembleTask) -> dict[str, Tensor]:
+        """The 20-step optimiser's metrics on these validation images, computed once per image and kept
+        (trainer/training/teacher_metrics.py; with ``val_teacher_cache`` in a file that later runs reuse)."""
         if self._teacher_recipe is None:  # the frozen weights and the recipe do not change: hash them once
             hp = self.hparams
             self._teacher_recipe = repr([[m.fingerprint() for m in self.inpainters], hp.teacher_steps, hp.eps,
                                          hp.dilation, list(vars(self.weights).values()), hp.val_jpeg_quality,
                                          hp.ensemble])
-        keys = []
-        for image, mask in zip(task.image, task.mask):
-            digest = hashlib.sha256(self._teacher_recipe.encode())
-            digest.update((image * 255).round().to(torch.uint8).cpu().numpy().tobytes())
-            digest.update((mask > 0).cpu().numpy().tobytes())
-            keys.append(digest.hexdigest()[:24])
-        return keys
-
-    def _load_teacher_file(self) -> None:
-        path = self.hparams.val_teacher_cache
-        if path and not self._teacher_val and Path(path).is_file():
-            for name, value in load_file(path).items():
-                key, metric = name.split("/", 1)
-                self._teacher_val.setdefault(key, {})[metric] = value.to(self.device)
-
-    def _teacher(self, task: EnsembleTask) -> dict[str, Tensor]:
-        """The 20-step optimiser's metrics on these validation images, computed once per image and kept.
-
-        Kept in memory, and with ``val_teacher_cache`` in a file that later runs reuse (keyed
-        by a digest of the image, mask, inpainter weights and teacher recipe).
-        """
-        self._load_teacher_file()
-        keys = self._teacher_keys(task)
-        missing = [i for i, k in enumerate(keys) if k not in self._teacher_val]
+        keys = TeacherMetrics.keys(self._teacher_recipe, task.image, task.mask)
+        missing = self._teacher_val.missing(keys, self.device)
         if missing:
             sub = task.select(missing)
             config = IterativeConfig(steps=self.hparams.teacher_steps, eps=self.hparams.eps,
@@ -342,15 +326,8 @@ class GeneratorModule(L.LightningModule):
             metrics = protection_metrics(losses, teacher - sub.image)
             if self.val_jpeg is not None:
                 metrics.update(self._jpeg_metrics(teacher, sub))
-            for j, i in enumerate(missing):
-                self._teacher_val[keys[i]] = {k: v[j].detach() for k, v in metrics.items()}
-            if self.hparams.val_teacher_cache and self.global_rank == 0:
-                flat = {f"{key}/{m}": v.cpu().contiguous() for key, row in self._teacher_val.items()
-                        for m, v in row.items()}
-                Path(self.hparams.val_teacher_cache).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(self.hparams.val_teacher_cache, lambda tmp: save_file(flat, str(tmp)))
-        rows = [self._teacher_val[k] for k in keys]
-        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+            self._teacher_val.add([keys[i] for i in missing], metrics, save=self.global_rank == 0)
+        return self._teacher_val.stack(keys)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         if torch.is_inference_mode_enabled():
