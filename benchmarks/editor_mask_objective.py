@@ -87,7 +87,10 @@ def main() -> None:
                  for name, p in protectors.items()]
         if not args.skip_family:
             label = f"optimiser over m, {', '.join(FAMILY)} (20 steps)"
-            runs.append(run_method(label, family_optimiser(inpainter), images, masks, batch_size=1))
+            family = run_method(label, family_optimiser(inpainter), images, masks, batch_size=1)
+            # what a protector whose noise is zero in the hole (the gradient heads') could keep of it at best
+            runs += [family, MethodRun.untimed("the same, its noise in the hole cut", [
+                torch.where(m > 0, x, p) for p, x, m in zip(family.protected, images, masks)])]
         print(f"## {split}: {len(images)} samples\n")
         hide = score_runs(inpainter, images, masks, runs, batch_size=4)
         print(editor_mask_table(inpainter, images, masks, runs, list(EDITOR_MASKS), hide), flush=True)
