@@ -152,25 +152,28 @@ def editor_mask_table(inpainter, images: list, masks: list, runs: list[MethodRun
                       saved: dict[str, dict[str, torch.Tensor]], paired: list[str] | None = None) -> str:
     """Each method's share of the optimiser's gain under the protected mask that survives each editor's mask, and
     in brackets its share of the optimiser's own gain under that mask; ``saved``: ``score_runs`` of the same runs
-    under the protected mask, which the caller has already made. With ``paired`` (method names, two or more),
-    also each one's share minus the first's under every mask, on the same samples."""
+    under the protected mask, which the caller has already made. The last column is the mean over all the masks,
+    the protected one included: the share when the editor draws any of them equally often. With ``paired``
+    (method names, two or more), also each one's share minus the first's under every mask, on the same samples."""
     def gains(scored: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {run.name: scored[run.name]["attack_gain"] for run in runs}
 
     protected = gains(saved)
-    columns = {name: gains(score_runs(inpainter, images, masks, runs, batch_size=4,
-                                      editor_mask=get_editor_mask(name))) for name in names}
+    columns = [protected, *(gains(score_runs(inpainter, images, masks, runs, batch_size=4,
+                                             editor_mask=get_editor_mask(name))) for name in names)]
+    columns.append({run.name: sum(g[run.name] for g in columns) / len(columns) for run in runs})
     rows = [[run.name, f"{share_of_gain(protected[run.name], protected[OPTIMISER]):.2f}",
              *(f"{share_of_gain(g[run.name], protected[OPTIMISER]):.2f} "
-               f"({share_of_gain(g[run.name], g[OPTIMISER]):.2f})" for g in columns.values())] for run in runs]
+               f"({share_of_gain(g[run.name], g[OPTIMISER]):.2f})" for g in columns[1:])] for run in runs]
+    header = ["protected mask", *names, "mean"]
     table = ("Under the editor's mask: the share of the optimiser's gain under the protected mask that survives (in "
              "brackets: of the optimiser's own gain under the editor's mask)\n\n"
-             + markdown(["method", "protected mask", *names], rows))
+             + markdown(["method", *header], rows))
     if paired and len(paired) > 1:
         rows = [[name, *(_interval(paired_share_difference(g[name], g[paired[0]], protected[OPTIMISER]))
-                         for g in [protected, *columns.values()])] for name in paired[1:]]
+                         for g in columns)] for name in paired[1:]]
         table += (f"\n\nUnder the editor's mask, share minus {paired[0]}'s on the same samples (mean [95% "
-                  "interval])\n\n" + markdown(["generator", "protected mask", *names], rows))
+                  "interval])\n\n" + markdown(["generator", *header], rows))
     return table
 
 

@@ -201,8 +201,10 @@ def test_amortisation_scores_the_editors_masks(monkeypatch, steerable_inpainter)
     table = amortisation.editor_mask_table(steerable_inpainter, images, masks, runs, ["mask-dilate-9"], saved)
     rows = {line.split(" | ")[0].strip("| "): line.strip("| ").split(" | ")[1:]
             for line in table.splitlines() if line.startswith("| ") and "method" not in line}
-    assert "| method | protected mask | mask-dilate-9 |" in table
-    assert rows["none"] == ["0.00", "0.00 (0.00)"]
+    assert "| method | protected mask | mask-dilate-9 | mean |" in table
+    assert rows["none"] == ["0.00", "0.00 (0.00)", "0.00 (0.00)"]
+    mean = float(rows["half"][2].split()[0])  # the mean of the two masks' shares, each rounded to 0.005
+    assert abs(mean - (float(rows["half"][0]) + float(rows["half"][1].split()[0])) / 2) <= 0.011
     assert rows[amortisation.OPTIMISER][0] == "1.00" and rows[amortisation.OPTIMISER][1].endswith("(1.00)")
     assert rows[amortisation.OPTIMISER][1] != "1.00 (1.00)"  # another mask keeps another gain
     assert rows["half"][0] != "0.00"
