@@ -1,7 +1,7 @@
 """Two ways to protect against the editor's own mask: optimising over a few masks, and pushing the hole's pixels.
 
     python benchmarks/editor_mask_objective.py [--splits val] [--generator generator-lama-tiny] [--skip-family]
-        [--threads N]
+        [--push 1.0 0.5 0.25] [--threads N]
 
 The paper's objective covers the protected mask m and its 17 x 17 dilation; ``--editor-masks`` of
 ``amortisation.py`` shows how little of the optimiser's gain survives when the editor inpaints a mask 4 px
@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", default=["val"])
     parser.add_argument("--generator", action="append", default=[], help="also score these generators")
     parser.add_argument("--skip-family", action="store_true", help="without the optimiser over a family of masks")
+    parser.add_argument("--push", type=float, nargs="+", default=[1.0],
+                        help="how far the hole's pixels move, as fractions of eps (one set of runs each)")
     add_sample_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,11 +82,13 @@ def main() -> None:
         images, masks, runs = split_samples(parser, args, inpainter, split)
         runs += [run_method(name, generator_method(p), images, masks, batch_size=1) for name, p in protectors.items()]
         paper = {run.name: run for run in runs}[OPTIMISER]
-        runs.append(MethodRun.untimed(f"{OPTIMISER} + push in the hole", [
-            as_saved(push_hole(p[None], x[None], m[None]), x[None], EPS)[0]
-            for p, x, m in zip(paper.protected, images, masks)]))
-        runs += [run_method(f"{name} + push in the hole", hole_push(generator_method(p)), images, masks, batch_size=1)
-                 for name, p in protectors.items()]
+        for fraction in args.push:
+            push = "push in the hole" + ("" if fraction == 1 else f" ({fraction:g} eps)")
+            runs.append(MethodRun.untimed(f"{OPTIMISER} + {push}", [
+                as_saved(push_hole(p[None], x[None], m[None], fraction * EPS), x[None], EPS)[0]
+                for p, x, m in zip(paper.protected, images, masks)]))
+            runs += [run_method(f"{name} + {push}", hole_push(generator_method(p), fraction * EPS), images, masks,
+                                batch_size=1) for name, p in protectors.items()]
         if not args.skip_family:
             label = f"optimiser over m, {', '.join(FAMILY)} (20 steps)"
             family = run_method(label, family_optimiser(inpainter), images, masks, batch_size=1)

@@ -258,6 +258,9 @@ def test_the_push_in_the_hole_leaves_the_attacking_edits_alone(monkeypatch, tiny
     pushed = objective.hole_push(noisy)(x, m)
     assert torch.equal(pushed * (1 - m), noisy(x, m) * (1 - m))
     assert torch.allclose(((pushed - x) * m).abs().amax(), torch.tensor(0.025))
+    half = objective.hole_push(noisy, 0.0125)(x, m)  # --push 0.5: half as far, the rest as before
+    assert torch.allclose(((half - x) * m).abs().amax(), torch.tensor(0.0125))
+    assert torch.equal(half * (1 - m), pushed * (1 - m))
     task = prepare_task(tiny_inpainter, x, m)
     before, after = (protection_losses(tiny_inpainter, p, task) for p in (noisy(x, m), pushed))
     for term in ("attack", "incp"):
