@@ -27,14 +27,19 @@ FAMILY: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+def check_family_p(p: float) -> None:
+    """Refuse a probability of drawing a family member outside [0, 1]."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"family_p is a probability, in [0, 1]; got {p}")
+
+
 def draw_family(mask: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
     """Per mask of the batch (B,1,H,W), with probability ``p`` a uniformly drawn ``FAMILY`` member of it instead.
 
     A member that would leave nothing of its mask keeps the mask itself. ``p = 3/4`` weighs m and each member
     equally, as the optimiser's mean over the four does. With ``p = 0`` no random number is drawn.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"the family's probability must be in [0, 1], got {p}")
+    check_family_p(p)
     mask = (mask > 0).to(mask.dtype)
     if p == 0:
         return mask
@@ -52,4 +57,4 @@ def draw_family(mask: Tensor, p: float, generator: torch.Generator | None = None
     return out
 
 
-__all__ = ["FAMILY", "draw_family"]
+__all__ = ["FAMILY", "check_family_p", "draw_family"]

@@ -57,7 +57,7 @@ from trainer.objective.eot import EOTConfig, FixedTransform, RandomTransforms
 from trainer.objective.field_steps import has_field
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights, reference_fills
-from trainer.objective.mask_family import draw_family
+from trainer.objective.mask_family import check_family_p, draw_family
 from trainer.objective.metrics import protection_metrics, share_of_gain
 from trainer.objective.transforms import jpeg
 from trainer.training.field_gradient import check_field_gradient, reshape_field_gradient
@@ -131,8 +131,7 @@ class GeneratorModule(L.LightningModule):
         if ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
         check_decay(lr, lr_decay_steps, lr_final)
-        if not 0.0 <= family_p <= 1.0:
-            raise ValueError(f"family_p is a probability, in [0, 1]; got {family_p}")
+        check_family_p(family_p)
         if output_weight > 0 and (e2e_weight <= 0 or eot):
             raise ValueError("output_weight compares the fills of the end-to-end pass: it needs e2e_weight > 0 "
                              "and no eot")
