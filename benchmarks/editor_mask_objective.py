@@ -96,10 +96,10 @@ def main() -> None:
             runs += [family, MethodRun.untimed("the same, its noise in the hole cut", [
                 torch.where(m > 0, x, p) for p, x, m in zip(family.protected, images, masks)])]
         print(f"## {split}: {len(images)} samples\n")
-        hide = score_runs(inpainter, images, masks, runs, batch_size=4)
-        print(editor_mask_table(inpainter, images, masks, runs, list(EDITOR_MASKS), hide), flush=True)
+        metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
+        print(editor_mask_table(inpainter, images, masks, runs, list(EDITOR_MASKS), metrics), flush=True)
         print("\n" + markdown(["method", "hide PSNR (dB)", "noise PSNR (dB)"], [
-            [run.name, f"{hide[run.name]['hide_psnr'].mean():.2f}", f"{hide[run.name]['noise_psnr'].mean():.2f}"]
+            [run.name, *(f"{metrics[run.name][k].mean():.2f}" for k in ("hide_psnr", "noise_psnr"))]
             for run in runs]), flush=True)
 
 

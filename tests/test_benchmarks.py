@@ -268,3 +268,35 @@ def test_the_push_in_the_hole_leaves_the_attacking_edits_alone(monkeypatch, tiny
     assert not torch.allclose(before["hide"], after["hide"])
     sys.modules.pop("editor_mask_objective", None)
     sys.modules.pop("amortisation", None)
+
+
+def test_noise_views_rounds_away_from_zero_and_keeps_the_unsaved_floats(monkeypatch):
+    """``benchmarks/noise_views.py``: rounding away from zero lands on whole 8-bit levels no nearer zero than the
+    noise (so the save only clips it to the bound); the unsaved run keeps the method's floats, off the grid."""
+    import importlib
+
+    import torch
+
+    from generator.protector import Protector
+    from trainer.evaluation.scoring import as_saved
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    monkeypatch.setattr(sys, "argv", ["noise_views.py"])
+    noise_views = importlib.import_module("noise_views")
+    protector = Protector.from_checkpoint("generator-lama-tiny-fast")
+    torch.manual_seed(0)
+    image, mask = torch.round(torch.rand(1, 3, 48, 64) * 255) / 255, torch.zeros(1, 1, 48, 64)
+    mask[..., 10:30, 8:40] = 1
+    with torch.no_grad():
+        d = protector.protect(image, mask) - image
+        levels = (noise_views.away_from_zero(protector)(image, mask) - image) * 255
+    inside = (image > 8 / 255) & (image < 247 / 255)  # away from the clamp to [0, 1]
+    assert torch.allclose(levels, levels.round(), atol=1e-3)
+    assert (levels[inside].abs() >= d[inside].abs() * 255 - 1e-3).all()
+    assert (levels[inside].abs() <= d[inside].abs() * 255 + 1 + 1e-3).all()
+    assert (levels.abs() > d.abs() * 255 + 0.25).any()  # not the nearest rounding
+    run = noise_views.unsaved("g", protector.protect, [image[0]], [mask[0]])
+    assert torch.equal(run.protected[0], protector.protect(image, mask)[0].clamp(0, 1))
+    saved = as_saved(run.protected[0][None], image, protector.eps)[0]
+    assert not torch.allclose(run.protected[0], saved) and (saved - image[0]).abs().max() <= 6 / 255 + 1e-6
+    sys.modules.pop("noise_views", None)
