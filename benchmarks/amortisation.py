@@ -49,20 +49,17 @@ from trainer.evaluation.scoring import (
     MethodRun,
     MethodScore,
     autocast_method,
-    Summary,
     colour_push_method,
     fgsm_method,
     generator_method,
     hybrid_method,
     iterative_method,
-    markdown,
-    markdown_table,
     no_protection,
-    paired_share_difference,
     refine_method,
     run_method,
     score_runs,
 )
+from trainer.evaluation.tables import Summary, markdown, markdown_table, paired_share_difference
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.field_steps import FIELD_LR, has_field
 from trainer.objective.iterative import IterativeConfig

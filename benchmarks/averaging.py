@@ -30,7 +30,8 @@ import torch
 from amortisation import OPTIMISER, add_sample_arguments, load_protectors, split_samples
 from generator.target import target_colour
 from generator.unet import NoiseUNet
-from trainer.evaluation.scoring import markdown, run_method, score_runs
+from trainer.evaluation.scoring import run_method, score_runs
+from trainer.evaluation.tables import markdown
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.metrics import share_of_gain
 

@@ -26,15 +26,8 @@ import torch
 
 from amortisation import OPTIMISER, add_sample_arguments, editor_mask_table, load_protectors, split_samples
 from trainer.evaluation.editor_masks import EDITOR_MASKS
-from trainer.evaluation.scoring import (
-    MethodRun,
-    as_saved,
-    colour_push_method,
-    generator_method,
-    markdown,
-    run_method,
-    score_runs,
-)
+from trainer.evaluation.scoring import MethodRun, as_saved, colour_push_method, generator_method, run_method, score_runs
+from trainer.evaluation.tables import markdown
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.ensemble import EnsembleTask
 from trainer.objective.iterative import IterativeConfig, protect_iterative

@@ -16,7 +16,8 @@ import argparse
 import torch
 
 from amortisation import OPTIMISER, add_sample_arguments, split_samples
-from trainer.evaluation.scoring import markdown, run_method, score_runs
+from trainer.evaluation.scoring import run_method, score_runs
+from trainer.evaluation.tables import markdown
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.fgsm import protect_fgsm
 from trainer.objective.losses import LossWeights

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from amortisation import OPTIMISER, add_sample_arguments, split_samples
 from generator.protector import Protector
-from trainer.evaluation.scoring import generator_method, paired_share_difference, run_method, score_runs
+from trainer.evaluation.scoring import generator_method, run_method, score_runs
+from trainer.evaluation.tables import paired_share_difference
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.metrics import share_of_gain
 from trainer.objective.transforms import get_transform

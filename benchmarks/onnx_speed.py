@@ -228,8 +228,8 @@ def quality(models: dict[str, Path]) -> str:
     from generator.onnx_backend import OnnxGenerator
     from trainer.evaluation.compare_config import load_config
     from trainer.evaluation.comparison import load_samples
-    from trainer.evaluation.scoring import generator_method, iterative_method, main_records, no_protection, \
-        score_methods
+    from trainer.evaluation.scoring import generator_method, iterative_method, no_protection, score_methods
+    from trainer.evaluation.tables import main_records
     from trainer.inpainting.inpainter import load_inpainter
     from trainer.objective.iterative import IterativeConfig
 

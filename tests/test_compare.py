@@ -21,7 +21,8 @@ from trainer.data.images import FixedCropDataset, sample_images
 from trainer.evaluation.compare_config import eot_from_config, load_config
 from trainer.evaluation.comparison import build_methods, load_samples
 from trainer.evaluation.report import dtype_note
-from trainer.evaluation.scoring import batches, paired_share_difference, run_method, summarise
+from trainer.evaluation.scoring import batches, run_method
+from trainer.evaluation.tables import paired_share_difference, summarise
 from trainer.inpainting.inpainter import build_inpainter, save_inpainter
 from trainer.objective.metrics import share_of_gain
 from trainer.objective.transforms import TRANSFORMS, get_transform

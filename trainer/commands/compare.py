@@ -41,7 +41,8 @@ from trainer.evaluation.report import (
     write_per_image,
     write_transfer_csv,
 )
-from trainer.evaluation.scoring import SAVED, MethodScore, condition_records, main_records, run_method, score_runs
+from trainer.evaluation.scoring import MethodScore, run_method, score_runs
+from trainer.evaluation.tables import SAVED, condition_records, main_records
 from trainer.evaluation.transfer import TransferResult, run_transfer, transfer_records
 from trainer.inpainting.inpainter import Inpainter
 from trainer.objective.transforms import get_transform

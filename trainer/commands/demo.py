@@ -21,7 +21,8 @@ from generator.protector import Protector
 from generator.save import save_protected
 from trainer.commands.train import main as train_main
 from trainer.data.images import FixedCropDataset, sample_images
-from trainer.evaluation.scoring import generator_method, iterative_method, markdown_table, no_protection, score_methods
+from trainer.evaluation.scoring import generator_method, iterative_method, no_protection, score_methods
+from trainer.evaluation.tables import markdown_table
 from trainer.inpainting.inpainter import load_inpainter
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "generator" / "demo.yaml"

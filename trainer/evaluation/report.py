@@ -15,11 +15,10 @@ from generator.precision import resolve_dtype
 from generator.save import atomic_write
 from trainer.evaluation.compare_config import CompareConfig
 from trainer.evaluation.comparison import TRANSFER, Sample
-from trainer.evaluation.scoring import (
+from trainer.evaluation.scoring import MethodRun, MethodScore
+from trainer.evaluation.tables import (
     ROBUSTNESS_METRICS,
     SAVED,
-    MethodRun,
-    MethodScore,
     condition_table,
     markdown,
     markdown_table,
