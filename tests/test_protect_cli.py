@@ -357,7 +357,7 @@ def test_registered_in_the_dispatcher(capsys):
 def test_every_process_gets_a_batch_even_with_fewer_images_than_processes(tmp_path):
     from types import SimpleNamespace
 
-    from generator.protect_cli import FolderData, Item
+    from generator.protect_folder import FolderData, Item
 
     data = FolderData([[Item(tmp_path / "a.png", [], tmp_path / "o.png")]], 1e6, False, 0)
     shares = []

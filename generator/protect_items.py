@@ -1,0 +1,109 @@
+"""One image for ``paintguard protect``: read and check it with its masks, write it within the bound, report it."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from generator.io import read_image, read_mask
+from generator.protector import FULL_MASK
+from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
+
+FORMATS = {"png": ".png", "webp": ".webp", "jpg": ".jpg", "tif": ".tif"}  # --format -> the suffix written
+MIN_SIDE = 16  # below this the 17x17 ring around the mask and the U-Net's 16x downsampling do not fit
+# WebP is written losslessly, so it keeps the bound like PNG; JPEG re-quantises every pixel.
+SAVE_OPTIONS = {".webp": {"lossless": True, "exact": True}, ".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
+
+
+@dataclass
+class Item:
+    """One image to protect, as it goes through reading, protection and writing."""
+
+    image_path: Path
+    mask_paths: list[Path]
+    output: Path
+    image: torch.Tensor | None = None  # (3,H,W) in [0,1]
+    mask: torch.Tensor | None = None  # (1,H,W) in {0,1}
+    icc: bytes | None = None
+    protected: torch.Tensor | None = None
+    error: str | None = None
+    empty: bool = False
+
+
+def peek(path: Path) -> tuple[tuple[int, int], bytes | None] | None:
+    """(upright (W, H), RGB ICC profile) from the header alone; None if unreadable (read_image says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                # EXIF orientations 5-8 turn the image by 90 degrees
+                turned = img.getexif().get(0x0112) in (5, 6, 7, 8)
+                icc = img.info.get("icc_profile")
+    except Image.DecompressionBombError:
+        raise ValueError(f"image '{path}' exceeds Pillow's decompression-bomb limit") from None
+    except Exception:
+        return None
+    # a colour profile only fits the RGB output if it describes RGB (not grey or CMYK sources)
+    return ((h, w) if turned else (w, h)), (icc if icc and icc[16:20] == b"RGB " else None)
+
+
+def load(item: Item, max_pixels: float, overwrite: bool) -> Item:
+    """Read and check one image and its masks (union); raises ValueError/OSError with a one-line reason."""
+    check_output_path(item.output, [item.image_path, *item.mask_paths], overwrite)
+    if not item.mask_paths:
+        raise ValueError(f"no mask for '{item.image_path}'")
+    header = peek(item.image_path)
+    if header is not None:
+        (w, h), item.icc = header
+        if w * h > max_pixels:
+            raise ValueError(f"image '{item.image_path}' is {w}x{h} = {w * h / 1e6:.1f} MP, above --max-pixels "
+                             f"{max_pixels / 1e6:g} MP")
+        if min(w, h) < MIN_SIDE:
+            raise ValueError(f"image '{item.image_path}' is {w}x{h}; at least {MIN_SIDE} px on each side are needed")
+    item.image = read_image(item.image_path)
+    size = tuple(item.image.shape[-2:])
+    item.mask = torch.stack([read_mask(p, size=size) for p in item.mask_paths]).amax(0)
+    if item.mask.all():
+        raise ValueError(f"'{item.image_path}': {FULL_MASK}; leave some of the image unmasked")
+    item.empty = not item.mask.any()
+    return item
+
+
+def write(item: Item, eps: float) -> Path:
+    """Write ``item.protected`` (or the image itself for an empty mask), rounded within the bound, atomically."""
+    protected = item.image if item.empty else item.protected
+    pixels = quantize_within_bound(protected, item.image, eps)
+    options = dict(SAVE_OPTIONS.get(item.output.suffix.lower(), {}))
+    if item.icc:
+        options["icc_profile"] = item.icc
+    return write_atomic(Image.fromarray(pixels), item.output, **options)
+
+
+def say(kind: str, message: str) -> None:
+    """One line on stderr that does not break a progress bar."""
+    tqdm.write(f"paintguard: {kind}: {message}", file=sys.stderr)
+
+
+def warn_empty(item: Item) -> None:
+    say("warning", f"the mask of '{item.image_path}' is empty; wrote the image unchanged")
+
+
+def warn_lossy(suffix: str) -> None:
+    if suffix.lower() not in LOSSLESS | {".webp"}:
+        say("warning", f"{suffix} is lossy: compression changes pixels after the bound is applied and weakens the "
+                       "protection; prefer PNG or WebP (written losslessly)")
+
+
+def summary(written: int, unchanged: int, failed: int, seconds: float, processes: int) -> str:
+    rate = written / seconds if seconds > 0 else 0.0
+    extra = f" ({unchanged} unchanged: empty mask)" if unchanged else ""
+    procs = f" on {processes} processes" if processes > 1 else ""
+    images = f"{written} image{'s' * (written != 1)}"
+    return f"paintguard protect: {images} written{extra}, {failed} failed, {seconds:.1f} s ({rate:.2f} images/s){procs}"
