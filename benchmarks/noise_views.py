@@ -83,14 +83,13 @@ def main() -> None:
         methods[f"mean over {name}, then sign"] = noise_method(protector, views, 0.0)
     methods["as it is, rounded away from zero"] = away_from_zero(protector)
     runs += [run_method(name, m, images, masks, batch_size=1) for name, m in methods.items()]
+    # the generator's own images, before the 8-bit save the scored runs went through: its noise's size, and a run
+    plain = unsaved("generator, before the save", protector.protect, images, masks)
     if args.before_save:
-        runs += [unsaved("generator, before the save", protector.protect, images, masks),
-                 unsaved("optimiser, before the save", iterative_method(inpainter, IterativeConfig(steps=20)),
-                         images, masks)]
+        runs += [plain, unsaved("optimiser, before the save", iterative_method(inpainter, IterativeConfig(steps=20)),
+                                images, masks)]
     metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
-    with torch.no_grad():  # the generator's own noise, before the 8-bit save the scored runs went through
-        size = torch.stack([((protector.protect(i[None], m[None]) - i).abs() / protector.eps).mean()
-                            for i, m in zip(images, masks)]).mean()
+    size = torch.stack([((p - i).abs() / protector.eps).mean() for p, i in zip(plain.protected, images)]).mean()
     ref = metrics[OPTIMISER]["attack_gain"]
     print(f"{args.generator} on {args.split} ({len(images)} samples, {args.size} px): mean |d| = {size:.2f} eps")
     print("| noise | share of the optimiser's gain |\n|---|---:|")
