@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from generator.precision import DTYPES
+from generator.precision import DTYPES, labelled
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset
 from trainer.data.splits import split_paths
@@ -134,7 +134,7 @@ def load_protectors(parser: argparse.ArgumentParser, names: list[str], dtypes: t
     if len(set(labels)) < len(labels):
         parser.error("a generator is given twice")
     try:
-        return {label if dtype == "float32" else f"{label} ({dtype})":
+        return {labelled(label, dtype):
                 Protector.from_checkpoint(g, dtype=getattr(torch, dtype))
                 for label, g in zip(labels, names) for dtype in dtypes}
     except ValueError as err:  # a CheckpointError among them: one line, not a traceback
@@ -203,7 +203,7 @@ def main() -> None:
         first_name, first = next(iter(protectors.items()))
         methods = {"colour push (no network)": colour_push_method()}
         if args.optimiser_bfloat16:
-            methods["optimiser (20 steps, bfloat16)"] = autocast_method(
+            methods[labelled("optimiser", "20 steps", "bfloat16")] = autocast_method(
                 iterative_method(inpainter, IterativeConfig(steps=20)), torch.bfloat16)
         methods.update({name: generator_method(p) for name, p in protectors.items()})
         methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})

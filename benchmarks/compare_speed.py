@@ -20,7 +20,7 @@ import argparse
 
 import torch
 
-from generator.precision import DTYPES
+from generator.precision import DTYPES, labelled
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset, sample_images
 from trainer.evaluation.scoring import autocast_method, generator_method, hybrid_method, iterative_method, run_method
@@ -52,10 +52,11 @@ def main() -> None:
     optimiser = f"optimiser ({args.steps} steps)"
     methods = {optimiser: iterative_method(inpainter, IterativeConfig(steps=args.steps))}
     if args.optimiser_bfloat16:
-        methods[f"optimiser ({args.steps} steps, bfloat16)"] = autocast_method(methods[optimiser], torch.bfloat16)
-    methods.update({"generator" if dtype == "float32" else f"generator ({dtype})": generator_method(p)
+        methods[labelled("optimiser", f"{args.steps} steps", "bfloat16")] = autocast_method(methods[optimiser],
+                                                                                          torch.bfloat16)
+    methods.update({labelled("generator", dtype): generator_method(p)
                     for dtype, p in protectors.items()})
-    methods.update({f"hybrid (k={k})" if dtype == "float32" else f"hybrid (k={k}, {dtype})":
+    methods.update({labelled("hybrid", f"k={k}", dtype):
                     hybrid_method(p, inpainter, k) for dtype, p in protectors.items() for k in args.k})
 
     print(f"torch {torch.__version__}, {args.device}, {args.threads} CPU thread(s), {len(images)} images of "

@@ -35,16 +35,11 @@ import torch
 from PIL import Image
 
 from generator import Protector
-from generator.precision import DTYPES
+from generator.precision import DTYPES, labelled
 from generator.protector import load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ["512x512", "3840x2160"]
-
-
-def label(name: str, dtype: str, compiled: bool = False) -> str:
-    notes = [note for note, on in ((dtype, dtype != "float32"), ("torch.compile", compiled)) if on]
-    return f"{name} ({', '.join(notes)})" if notes else name
 
 
 def peak_rss_mib() -> float:
@@ -146,14 +141,15 @@ def main() -> None:
                                  capture_output=True, text=True, check=True, cwd=ROOT)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             first = first or r["median_s"]
+            row = labelled(name, dtype, "torch.compile" if compiled else "")
             if compiled:
-                compile_notes.append(f"- {label(name, dtype, compiled)} at {w}x{h}: first pass {r['first_s']:.1f} s")
-            print(f"| {label(name, dtype, compiled)} | {w}x{h} | {r['median_s']:.3f} | {r['median_s'] / first:.2f} "
+                compile_notes.append(f"- {row} at {w}x{h}: first pass {r['first_s']:.1f} s")
+            print(f"| {row} | {w}x{h} | {r['median_s']:.3f} | {r['median_s'] / first:.2f} "
                   f"| {r['peak_mib']:.0f} "
                   f"| {r['baseline_mib']:.0f} |", flush=True)
     for dtype in args.dtypes if args.folder_images else []:
         rate = folder_throughput(args.checkpoint, args.folder_images, 512, args.threads, args.backend, dtype)
-        print(f"| {label(args.checkpoint, dtype)} | folder of {args.folder_images} x 512x512 "
+        print(f"| {labelled(args.checkpoint, dtype)} | folder of {args.folder_images} x 512x512 "
               f"(`paintguard protect DIR`) "
               f"| {rate:.2f} images/s | | | |")
     if compile_notes:

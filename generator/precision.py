@@ -42,6 +42,14 @@ def resolve_dtype(name: str, device: str | torch.device = "cpu", backend: str = 
     return getattr(torch, name)
 
 
+def labelled(name: str, *notes: str) -> str:
+    """A table row's name with its settings in brackets, float32 (the default precision) and empty notes left out:
+    ``labelled("hybrid", "k=1", "bfloat16")`` is "hybrid (k=1, bfloat16)", ``labelled("generator", "float32")``
+    is "generator". One rule for every benchmark that runs a method in several precisions."""
+    shown = [note for note in notes if note and note != "float32"]
+    return f"{name} ({', '.join(shown)})" if shown else name
+
+
 def autocast(device: str | torch.device, dtype: torch.dtype) -> torch.autocast:
     """Where an inpainter's convolutions run, forwards and backwards: in a half ``dtype`` (bfloat16, float16) under
     ``torch.autocast``, whatever holds the noise and its update left in float32; off for float32 and float64."""

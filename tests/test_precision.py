@@ -1,11 +1,12 @@
-"""``--dtype auto`` and the warning for emulated bfloat16: bfloat16 is fast only where the hardware has it."""
+"""``--dtype auto``, the warning for emulated bfloat16 (fast only where the hardware has it), and the benchmarks'
+one rule for labelling a row by its precision."""
 
 import warnings
 
 import pytest
 import torch
 
-from generator.precision import native_bfloat16, resolve_dtype
+from generator.precision import labelled, native_bfloat16, resolve_dtype
 from generator.protector import Protector
 from generator.unet import UNetConfig
 
@@ -18,6 +19,14 @@ def test_auto_picks_bfloat16_only_where_it_is_native(native):
     assert not native_bfloat16("meta")
     with pytest.raises(ValueError, match="unknown dtype 'float16'; choose from float32, bfloat16, auto"):
         resolve_dtype("float16")
+
+
+def test_rows_are_labelled_by_their_settings_float32_left_out():
+    assert [labelled("g", dtype, "torch.compile" if compiled else "") for dtype, compiled in
+            (("float32", False), ("float32", True), ("bfloat16", False), ("bfloat16", True))] == [
+        "g", "g (torch.compile)", "g (bfloat16)", "g (bfloat16, torch.compile)"]
+    assert labelled("hybrid", "k=2", "bfloat16") == "hybrid (k=2, bfloat16)"
+    assert labelled("optimiser", "20 steps", "float32") == "optimiser (20 steps)"
 
 
 class Zero(torch.nn.Module):
