@@ -2,7 +2,7 @@
 
     python benchmarks/amortisation.py --generator generator-lama-tiny [--generator FILE ...]
         [--splits train val test] [--photos-per-split 11] [--masks-per-image 2] [--size 256] [--k 1 2]
-        [--refine-k 1 2] [--refine-lr 0.2] [--dtypes float32 bfloat16] [--optimiser-bfloat16]
+        [--refine-k 1 2] [--refine-lr 0.2] [--dtypes float32 bfloat16] [--optimiser-bfloat16] [--optimiser-seeds 1 2]
         [--editor-masks mask-erode-9 mask-dilate-33 ...]
 
 For each split (``trainer/data/splits.py``; needs ``make photos``) it protects centre
@@ -20,6 +20,8 @@ difficulty cancels in the differences, so it tells checkpoints apart that the sh
 ``--dtypes`` runs every generator in each precision (``paintguard protect --dtype``), labelled by it, and the
 hybrids' and refine's steps in the first one's;
 ``--optimiser-bfloat16`` adds the 20-step optimiser with the inpainter's convolutions in bfloat16 (autocast).
+``--optimiser-seeds`` adds it from other random starts (the reference starts from seed 0's): how much of its gain
+the same optimiser keeps with another start is the spread any share is measured against.
 ``--editor-masks`` also scores every method when the editor inpaints another mask than the protected one
 (``trainer/evaluation/editor_masks.py``): the share of the optimiser's gain under the protected mask that survives,
 and, in brackets, the share of the optimiser's own gain under that mask.
@@ -186,15 +188,19 @@ def main() -> None:
                         help="run every generator in each of these precisions")
     parser.add_argument("--optimiser-bfloat16", action="store_true",
                         help="also the optimiser with the inpainter's convolutions in bfloat16")
+    parser.add_argument("--optimiser-seeds", type=int, nargs="*", default=[],
+                        help="also the optimiser from these seeds' random starts (the reference: seed 0)")
     parser.add_argument("--editor-masks", nargs="*", choices=list(EDITOR_MASKS), default=[],
                         help="also score under these masks an editor might draw instead of the protected one")
     parser.add_argument("--out", default=None, help="also write the report (Markdown) here")
     add_sample_arguments(parser)
     args = parser.parse_args()
+    if 0 in args.optimiser_seeds:
+        parser.error("--optimiser-seeds 0 is the reference's own start")
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
     protectors = load_protectors(parser, args.generator, tuple(args.dtypes))
-    report, shares, paired = [], {}, {}
+    report, shares, paired, spread = [], {}, {}, {}
     for split in args.splits:
         images, masks, runs = split_samples(parser, args, inpainter, split)
         for name in args.editor_masks:  # before any method runs
@@ -205,6 +211,9 @@ def main() -> None:
         if args.optimiser_bfloat16:
             methods[labelled("optimiser", "20 steps", "bfloat16")] = autocast_method(
                 iterative_method(inpainter, IterativeConfig(steps=20)), torch.bfloat16)
+        starts = {labelled("optimiser", "20 steps", f"seed {seed}"):
+                  iterative_method(inpainter, IterativeConfig(steps=20), seed=seed) for seed in args.optimiser_seeds}
+        methods.update(starts)
         methods.update({name: generator_method(p) for name, p in protectors.items()})
         methods.update({f"hybrid (k={k})": hybrid_method(first, inpainter, k) for k in args.k})
         if has_field(first.net):
@@ -219,6 +228,8 @@ def main() -> None:
         for name in list(protectors)[1:]:
             paired.setdefault(name, {})[split] = paired_share_difference(
                 metrics[name]["attack_gain"], metrics[first_name]["attack_gain"], ref)
+        for name in starts:
+            spread.setdefault(name, {})[split] = paired_share_difference(metrics[name]["attack_gain"], ref, ref)
         photos = len(images) // args.masks_per_image  # a split may hold fewer photos than asked for
         report += [f"## {split}: {len(images)} samples ({photos} photos x {args.masks_per_image} "
                    f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
@@ -235,7 +246,11 @@ def main() -> None:
         rows = [[name, *(_interval(paired[name][s]) for s in args.splits)] for name in paired]
         report += [f"## Share minus {first_name}'s, on the same samples (mean [95% interval])",
                    markdown(["generator", *args.splits], rows)]
-    print("\n\n" + "\n\n".join(report[-4 if paired else -2:]))
+    if spread:  # the reference's own start is one draw: what another start gives is the floor of any comparison
+        rows = [[name, *(_interval(spread[name][s]) for s in args.splits)] for name in spread]
+        report += ["## The optimiser from other random starts: share minus the reference's 1.00, on the same "
+                   "samples (mean [95% interval])", markdown(["method", *args.splits], rows)]
+    print("\n\n" + "\n\n".join(report[-2 - 2 * bool(paired) - 2 * bool(spread):]))
     if args.out:
         Path(args.out).write_text("\n\n".join(report) + "\n")
 

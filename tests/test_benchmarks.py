@@ -131,6 +131,37 @@ def test_cached_references_come_back_untimed(monkeypatch, tmp_path, steerable_in
     sys.modules.pop("amortisation", None)
 
 
+def test_the_optimiser_from_other_starts_is_scored_against_the_reference(monkeypatch, tmp_path, capsys,
+                                                                         steerable_inpainter):
+    """``--optimiser-seeds``: the 20-step optimiser from other random starts, each a row of its own and a paired
+    difference from the reference (seed 0's start); seed 0 itself is refused in one line."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    amortisation = importlib.import_module("amortisation")
+    images, masks = two_samples()
+    references = amortisation.reference_runs(steerable_inpainter, images, masks, tmp_path / "ref.safetensors")
+    monkeypatch.setattr(amortisation, "load_inpainter", lambda name: steerable_inpainter)
+    monkeypatch.setattr(amortisation, "split_samples", lambda *args: (images, masks, list(references)))
+    argv = ["amortisation.py", "--generator", "generator-lama-tiny-fast", "--splits", "val", "--k", "--refine-k",
+            "--threads", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--optimiser-seeds", "0"])
+    with pytest.raises(SystemExit) as exit_:
+        amortisation.main()
+    assert exit_.value.code == 2 and "--optimiser-seeds 0 is the reference's own start" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", [*argv, "--optimiser-seeds", "1", "2"])
+    amortisation.main()
+    out = capsys.readouterr().out
+    shares = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in
+              out.split("## Share of the 20-step optimiser's attack gain")[1].splitlines() if row.startswith("| ")}
+    assert shares[amortisation.OPTIMISER] == "1.00"
+    assert {"optimiser (20 steps, seed 1)", "optimiser (20 steps, seed 2)"} <= set(shares)
+    spread = out.split("## The optimiser from other random starts")[1]
+    rows = [row for row in spread.splitlines() if row.startswith("| optimiser (20 steps, seed")]
+    assert len(rows) == 2 and all("[" in row for row in rows)  # mean [95% interval] per split
+    sys.modules.pop("amortisation", None)
+
+
 def test_precisions_are_labelled_and_the_optimiser_runs_in_bfloat16(monkeypatch, tmp_path, tiny_inpainter):
     """``--dtypes``: each generator once per precision, labelled by it; ``autocast_method``: the optimiser with the
     inpainter's convolutions in bfloat16 gives other float32 images within the bound; ``protect_speed.py``
