@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import NoReturn
 
+import torch
+
 from generator.messages import one_line
 
 
@@ -25,3 +27,13 @@ class ArgumentParser(argparse.ArgumentParser):
 def exit_code(exit_: SystemExit) -> int:
     """The status a ``sys.exit`` asked for: argparse's --help (0) or usage error (2, already printed)."""
     return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+
+
+def device_option(name: str) -> str:
+    """``--device``: a device this torch can allocate on, checked before anything is loaded or written (a CPU-only
+    build has no 'cuda'; an absent GPU index fails only on first use)."""
+    try:
+        torch.empty(0, device=torch.device("cuda" if name == "gpu" else name))  # Lightning's name for it too
+    except (RuntimeError, AssertionError, ValueError) as err:  # CUDA's lazy init asserts on a CPU-only build
+        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: {one_line(str(err))}") from None
+    return name

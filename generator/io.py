@@ -34,6 +34,11 @@ class ImageReadError(ValueError):
     """An image or mask file that is missing, unreadable, corrupt or of the wrong size."""
 
 
+def bomb_error(path: PathLike) -> ImageReadError:
+    """The one line for an image above Pillow's decompression-bomb limit, whichever read finds it."""
+    return ImageReadError(f"image '{os.fspath(path)}' exceeds Pillow's decompression-bomb limit")
+
+
 def _open(path: PathLike) -> Image.Image:
     """Fully decode ``path`` in its own mode, upright per its EXIF orientation."""
     try:
@@ -43,6 +48,8 @@ def _open(path: PathLike) -> Image.Image:
             img = ImageOps.exif_transpose(img)
             img.load()
             return img
+    except Image.DecompressionBombError:
+        raise bomb_error(path) from None
     except Exception as err:  # PIL decoders raise OSError, SyntaxError, struct.error, ...
         reason = one_line(getattr(err, "strerror", None) or err)
         raise ImageReadError(f"cannot read image '{os.fspath(path)}': {reason}") from None
@@ -133,12 +140,13 @@ def find_image_mask_pairs(
     ``dir/NAME.jpg`` (any of ``IMAGE_SUFFIXES``) goes with the PNG files
     ``dir/NAME{mask_suffix}*.png`` beside it. Files whose name contains
     ``mask_suffix`` are masks, never images. Images without masks are kept,
-    with an empty list, so the caller decides what that means. Sorted by path.
+    with an empty list, so the caller decides what that means; so are links to
+    nothing, which the caller then fails to read and reports. Sorted by path.
     """
     root = Path(folder)
     pairs = []
     for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or mask_suffix in path.name or not path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES or mask_suffix in path.name or path.is_dir():
             continue
         masks = sorted(
             m for m in path.parent.glob(glob_escape(f"{path.stem}{mask_suffix}") + "*")
@@ -146,3 +154,11 @@ def find_image_mask_pairs(
         )
         pairs.append((path, masks))
     return pairs
+
+
+def unpaired_masks(folder: str | os.PathLike, pairs: list[tuple[Path, list[Path]]],
+                   mask_suffix: str = "_mask") -> list[Path]:
+    """The masks under ``folder`` that no image of ``pairs`` claims: their image is missing or misnamed."""
+    claimed = {mask for _, masks in pairs for mask in masks}
+    return [path for path in sorted(Path(folder).rglob("*")) if mask_suffix in path.name
+            and path.suffix.lower() == ".png" and path.is_file() and path not in claimed]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from generator.cli_parser import ArgumentParser
+from generator.cli_parser import ArgumentParser, device_option
 from generator.precision import CHOICES, resolve_dtype
 from generator.protect_folder import protect_folder
 from generator.protect_items import FORMATS, Item, load, summary, warn_empty, warn_lossy, write
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=DEFAULT, help="generator: shipped name or .safetensors file")
     parser.add_argument("--method", choices=METHODS, default="generator")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="run the generator with torch or onnxruntime (CPU; pip install paintguard[onnx])")
+                        help="run the generator with torch or onnxruntime (CPU; pip install -e '.[onnx]')")
     parser.add_argument("--onnx-model", help="--backend onnx: an exported .onnx file of --checkpoint (checked "
                                              "against its fingerprint); default: export in memory")
     parser.add_argument("--dtype", choices=CHOICES, default="float32", help="the networks' convolutions (torch "
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default {DEFAULT_STEPS})")
     parser.add_argument("--inpainter", default="lama-tiny",
                         help="for iterative/hybrid/refine: name, file or LaMa folder")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (folder mode: one per process)")
+    parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda, cuda:1, ... (folder mode: one per process)")
     parser.add_argument("--devices", type=int, default=1, help="folder mode: processes (devices) per node")
     parser.add_argument("--num-nodes", type=int, default=1, help="folder mode: machines")
     parser.add_argument("--strategy", default="auto", help="folder mode: Lightning strategy (auto = ddp if several)")

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from generator.io import find_image_mask_pairs
+from generator.io import IMAGE_SUFFIXES, find_image_mask_pairs, unpaired_masks
 from generator.messages import one_line
 from generator.protect_items import FORMATS, Item, load, peek, say, summary, warn_empty, warn_lossy, write
 from generator.protector import Protector
@@ -130,7 +131,7 @@ class Writer(BasePredictionWriter):
         self.bar: tqdm | None = None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and sys.stderr.isatty():  # in a log, a bar's carriage returns garble the lines
             total = sum(len(g) for g in trainer.datamodule.groups[0::trainer.world_size])
             label = "protect" if trainer.world_size == 1 else f"protect (process 0 of {trainer.world_size})"
             self.bar = tqdm(total=total, desc=label, unit="img", file=sys.stderr, dynamic_ncols=True)
@@ -168,7 +169,12 @@ class Writer(BasePredictionWriter):
 def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> list[Item]:
     """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored)."""
     items, seen = [], {}
-    for image, masks in find_image_mask_pairs(folder, mask_suffix):
+    pairs = find_image_mask_pairs(folder, mask_suffix)
+    for mask in unpaired_masks(folder, pairs, mask_suffix):
+        if out_dir not in mask.parents:
+            say("warning", f"mask '{mask}' has no image beside it (NAME{', NAME'.join(IMAGE_SUFFIXES)} for "
+                           f"NAME{mask_suffix}*.png); skipped")
+    for image, masks in pairs:
         if out_dir in image.parents:
             continue  # outputs of an earlier run inside the input folder are not inputs
         item = Item(image, masks, out_dir / image.relative_to(folder).with_suffix(suffix))
@@ -207,23 +213,29 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int, s
     folder, out_dir = Path(args.input), Path(args.output)
     if out_dir.resolve() == folder.resolve():
         raise ValueError(f"output folder '{out_dir}' is the input folder; choose another")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output '{out_dir}' is a file; a folder's outputs go to a folder")
     items = folder_items(folder, out_dir, FORMATS[args.format], args.mask_suffix)
     if not items:
         raise ValueError(f"no images ({', '.join(sorted({'.jpg', '.jpeg', '.png', '.webp'}))}) under '{folder}'")
-    for parent in sorted({item.output.parent for item in items}):
-        parent.mkdir(parents=True, exist_ok=True)
-    warn_lossy(FORMATS[args.format])
-
     groups = group_by_size(items, args.batch_size)
     data = FolderData(groups, args.max_pixels, args.overwrite, args.workers)
     accel, index = accelerator(args.device)
     writer = Writer(start)
     with quiet_lightning():
-        trainer = pl.Trainer(accelerator=accel, devices=index or args.devices, num_nodes=args.num_nodes,
-                             strategy=args.strategy, logger=False, enable_checkpointing=False,
-                             enable_model_summary=False, enable_progress_bar=False, use_distributed_sampler=False,
-                             inference_mode=args.method == "generator",  # the optimiser needs autograd
-                             callbacks=[writer])
+        try:  # before any folder is made: e.g. more --devices than the machine has
+            trainer = pl.Trainer(accelerator=accel, devices=index or args.devices, num_nodes=args.num_nodes,
+                                 strategy=args.strategy, logger=False, enable_checkpointing=False,
+                                 enable_model_summary=False, enable_progress_bar=False,
+                                 use_distributed_sampler=False,
+                                 inference_mode=args.method == "generator",  # the optimiser needs autograd
+                                 callbacks=[writer])
+        except MisconfigurationException as err:
+            raise ValueError(f"--device {args.device} --devices {args.devices} --num-nodes {args.num_nodes} "
+                             f"--strategy {args.strategy}: {one_line(str(err))}") from None
+        for parent in sorted({item.output.parent for item in items}):
+            parent.mkdir(parents=True, exist_ok=True)
+        warn_lossy(FORMATS[args.format])
         trainer.predict(ProtectModule(protector, args.method, steps), datamodule=data, return_predictions=False)
     written, unchanged, failed = writer.counts
     if trainer.is_global_zero:

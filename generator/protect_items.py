@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from generator.io import read_image, read_mask
+from generator.io import bomb_error, read_image, read_mask
 from generator.protector import FULL_MASK
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
@@ -47,7 +47,7 @@ def peek(path: Path) -> tuple[tuple[int, int], bytes | None] | None:
                 turned = img.getexif().get(0x0112) in (5, 6, 7, 8)
                 icc = img.info.get("icc_profile")
     except Image.DecompressionBombError:
-        raise ValueError(f"image '{path}' exceeds Pillow's decompression-bomb limit") from None
+        raise bomb_error(path) from None
     except Exception:
         return None
     # a colour profile only fits the RGB output if it describes RGB (not grey or CMYK sources)

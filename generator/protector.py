@@ -94,7 +94,7 @@ class Protector:
 
         ``inpainter`` (a name such as ``"lama-tiny"``, a file, a LaMa directory or a module)
         enables the "iterative", "hybrid" and "refine" methods. ``backend="onnx"`` runs the generator
-        through onnxruntime on the CPU (``pip install paintguard[onnx]``): from ``onnx_model``,
+        through onnxruntime on the CPU (``pip install -e ".[onnx]"`` in the clone): from ``onnx_model``,
         an export checked against the checkpoint's fingerprint, from an ``.onnx`` checkpoint,
         or else exported in memory (``generator.onnx_backend.load_onnx_generator``).
         """
@@ -115,7 +115,7 @@ class Protector:
     @classmethod
     def iterative(cls, inpainter: str | os.PathLike | nn.Module = "lama-tiny",
                   device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "Protector":
-        """The paper's optimiser alone, no generator loaded: ``protect(image, mask, method="iterative")``."""
+        """The paper's optimiser alone, no generator loaded: ``protect(image, mask)`` runs it."""
         return cls(None, device, dtype, inpainter=_inpainter(inpainter))
 
     @property
@@ -147,13 +147,14 @@ class Protector:
             # back in the image's precision, clamped: in bfloat16 eps itself rounds up (0.025 -> 0.02502)
             return noise.to(image.dtype).clamp(-self.eps, self.eps)
 
-    def protect(self, image: ImageLike, mask: ImageLike, method: str = "generator", steps: int | None = None) -> Any:
+    def protect(self, image: ImageLike, mask: ImageLike, method: str | None = None, steps: int | None = None) -> Any:
         """Protect the masked region of ``image``; returns the same kind of image it was given.
 
         image: a float tensor (B,3,H,W) or (3,H,W) in [0,1], a PIL image, a numpy array
         ((H,W,3) uint8 or float in [0,1], (H,W) grey) or a file path (read upright per EXIF).
         mask: the same kinds, of the same size; any non-zero pixel is protected.
-        method: "generator" (one forward pass), "iterative" (the paper's 20-step optimiser),
+        method: "generator" (one forward pass; the default, or "iterative" for ``Protector.iterative``),
+        "iterative" (the paper's 20-step optimiser),
         "hybrid" (the optimiser started from the generator's noise, ``steps`` default 5) or
         "refine" (``steps`` optimiser steps on an encoder-gradient generator's own field, default 2;
         unlike "hybrid" it keeps the benign edit as well as the optimiser does,
@@ -167,6 +168,7 @@ class Protector:
         warns: the inpainter sees none of the image, so no noise can steer it
         (``paintguard protect`` refuses such masks).
         """
+        method = method or ("generator" if self.net is not None else "iterative")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         if steps is not None and (method == "generator" or steps < 0):

@@ -67,6 +67,8 @@ def test_optimize_dtype_auto(tmp_path, files, native, capsys):
     ("wrong keys", "do not fit the architecture"),
     ("unknown inpainter", "no inpainter checkpoint 'nope'"),
     ("empty mask", "is empty"),
+    ("full mask", "the mask covers the whole image"),
+    ("no such device", "argument --device: 'nonsense' cannot be used here"),
     ("output is input", "is the input file"),
     ("output exists", "pass --overwrite"),
 ])
@@ -90,13 +92,16 @@ def test_optimize_bad_input_gives_one_line_error(tmp_path, files, capsys, case, 
     elif case == "empty mask":
         Image.fromarray(np.zeros((40, 52), np.uint8)).save(tmp_path / "empty.png")
         args["mask"] = str(tmp_path / "empty.png")
+    elif case == "full mask":
+        Image.fromarray(np.full((40, 52), 255, np.uint8)).save(tmp_path / "full.png")
+        args["mask"] = str(tmp_path / "full.png")
     elif case == "output is input":
         args["-o"] = str(image)
     elif case == "output exists":
         out.write_bytes(b"keep me")
     before = image.read_bytes()
     argv = ["optimize", args["image"], args["mask"], "-o", args["-o"], "--inpainter", args["--inpainter"],
-            "--steps", "1"]
+            "--steps", "1", *(["--device", "nonsense"] if case == "no such device" else [])]
     assert main(argv) == 2
     assert pattern in one_line_error(capsys)
     assert image.read_bytes() == before  # the input is never touched

@@ -206,6 +206,9 @@ def test_optimiser_alone_needs_no_generator(steerable_inpainter):
     assert alone.net is None and alone.eps == with_generator.eps == EPS
     torch.testing.assert_close(alone.protect(image, mask, method="iterative", steps=2),
                                with_generator.protect(image, mask, method="iterative", steps=2))
+    # its default method is the optimiser; a Protector with a generator defaults to one pass of it
+    torch.testing.assert_close(alone.protect(image, mask, steps=2), alone.protect(image, mask, "iterative", steps=2))
+    torch.testing.assert_close(with_generator.protect(image, mask), with_generator.protect(image, mask, "generator"))
     for method in ("generator", "hybrid"):
         with pytest.raises(ValueError, match="has no generator"):
             alone.protect(image, mask, method=method)

@@ -179,6 +179,8 @@ BAD = {
     "inpainter as generator": "expected a checkpoint of kind 'generator'",
     "no mask option": "--mask is required",
     "steps with generator": "--steps must be >= 0 and only applies",
+    "no such device": "argument --device: 'nonsense' cannot be used here",
+    **({} if torch.cuda.is_available() else {"no CUDA": "argument --device: 'cuda' cannot be used here"}),
 }
 
 
@@ -220,6 +222,8 @@ def test_bad_input_one_line_error_and_nothing_written(tmp_path, pair, generator_
         del args["--mask"]
     elif case == "steps with generator":
         extra = ["--steps", "3"]
+    elif case in ("no such device", "no CUDA"):
+        extra = ["--device", "nonsense" if case == "no such device" else "cuda"]
     before = image.read_bytes()
     argv = [args.pop("image")] + [v for kv in args.items() for v in kv] + extra
     assert protect(*argv) == 2
@@ -285,6 +289,32 @@ def test_folder_mode_reports_failures_and_goes_on(tmp_path, generator_path, caps
         if path.name != "im1.png":
             bound_kept(dst / path.relative_to(src), path)
     np.testing.assert_array_equal(np.asarray(Image.open(dst / "empty.png")), np.asarray(Image.open(src / "empty.png")))
+
+
+def test_folder_reports_what_it_cannot_pair_and_makes_nothing_it_cannot_fill(tmp_path, generator_path, capsys):
+    """A link to nothing is a failed image and a mask without its image a warning, each one line naming the file;
+    no progress bar where stderr is not a terminal; an output that is a file, or a Lightning setting it refuses,
+    is one line before any folder is made."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    make_folder(src, [(20, 24)])
+    write_mask(src / "orphan_mask.png", 20, 24, (0, 0, 4, 4))
+    (src / "gone.png").symlink_to(tmp_path / "nothing.png")
+    write_mask(src / "gone_mask.png", 20, 24, (0, 0, 4, 4))
+    assert protect(src, "-o", dst, "--checkpoint", generator_path) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "\r" not in err and "img/s" not in err, err
+    assert "paintguard: warning: mask '" in err and "orphan_mask.png' has no image beside it" in err
+    assert "paintguard: error: cannot read image '" in err and "gone.png'" in err
+    assert sorted(p.name for p in dst.iterdir()) == ["im0.png"]
+
+    (src / "orphan_mask.png").unlink()
+    (tmp_path / "file.png").write_bytes(b"keep me")
+    assert protect(src, "-o", tmp_path / "file.png", "--checkpoint", generator_path) == 2
+    one_line_error(capsys, "file.png' is a file; a folder's outputs go to a folder")
+    assert (tmp_path / "file.png").read_bytes() == b"keep me"
+    assert protect(src, "-o", tmp_path / "new", "--checkpoint", generator_path, "--strategy", "nonsense") == 2
+    one_line_error(capsys, "invalid strategy name")
+    assert not (tmp_path / "new").exists()
 
 
 def test_folder_batches_match_single_images_and_mask_suffix(tmp_path, generator_path, capsys):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from generator.cli_parser import ArgumentParser
+from generator.cli_parser import ArgumentParser, device_option
 from trainer.data.images import FixedCropDataset, list_images, sample_images
 from trainer.evaluation.attackability import SUCCESS_DB, protection_strength, steering_gain
 from trainer.inpainting.inpainter import load_inpainter
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", help="folder of held-out images (default: the embedded sample val split)")
     parser.add_argument("--attack", action="store_true", help="also probe how attackable the inpainter is (slower)")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_option, default="cpu")
     return parser
 
 

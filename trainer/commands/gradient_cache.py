@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from generator.cli_parser import ArgumentParser
+from generator.cli_parser import ArgumentParser, device_option
 from trainer.training.gradient_cache import GradientCache, build_gradient_cache
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_option, default="cpu")
     args = parser.parse_args(argv)
     folder = build_gradient_cache(args.out, args.inpainter, args.images, args.count, args.size, args.seed,
                                   args.teacher_steps, args.shard_size, args.batch_size, args.device,

@@ -12,9 +12,10 @@ import time
 
 import torch
 
-from generator.cli_parser import ArgumentParser
+from generator.cli_parser import ArgumentParser, device_option
 from generator.io import read_image, read_mask
 from generator.precision import CHOICES, autocast, resolve_dtype, warn_if_emulated
+from generator.protector import FULL_MASK
 from generator.save import check_output_path, save_protected
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.ensemble import ENSEMBLE_MODES, ensemble_losses, prepare_ensemble_task
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with several inpainters: step on the mean of their losses, or on one drawn per step")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--eps", type=float, default=0.025, help="L_inf bound on the noise")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_option, default="cpu")
     parser.add_argument("--dtype", choices=CHOICES, default="float32",
                         help="the inpainters' convolutions (torch.autocast; auto: bfloat16 where the device has it); "
                              "the noise and its bound stay float32")
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     mask = read_mask(args.mask, size=tuple(image.shape[-2:]))
     if not mask.any():
         raise ValueError(f"mask '{args.mask}' is empty: nothing to protect")
+    if mask.all():  # as paintguard protect refuses it
+        raise ValueError(f"mask '{args.mask}': {FULL_MASK}; leave some of the image unmasked")
     sources = [s.strip() for s in args.inpainter.split(",")]
     if not all(sources):
         raise ValueError(f"--inpainter '{args.inpainter}' has an empty entry; give names separated by commas")

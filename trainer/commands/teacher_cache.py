@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from generator.cli_parser import ArgumentParser
+from generator.cli_parser import ArgumentParser, device_option
 from trainer.training.teacher_cache import build_teacher_cache
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_option, default="cpu")
     args = parser.parse_args(argv)
     if args.count < 1 or args.size < 16:
         raise ValueError("--count must be >= 1 and --size >= 16")
