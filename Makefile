@@ -44,7 +44,7 @@ onnx: $(GENERATORS:%=$(ONNX_DIR)/%.onnx)
 
 $(ONNX_DIR)/%.onnx: checkpoints/%.safetensors $(EXPORT_CODE) | $(STAMP)
 	@mkdir -p $(@D)
-	$(PAINTGUARD) export-onnx $< -o $@
+	$(PAINTGUARD) export-onnx $< -o $@ --overwrite
 
 # the in-browser page: its files, onnxruntime-web (npm, versions from web/package-lock.json) and the model
 web: $(WEB_DIST)/model.onnx $(WEB_DIST)/model-large.onnx $(WEB_DIST)/.files

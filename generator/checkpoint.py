@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
+
+from generator.messages import one_line
 
 FORMAT = "paintguard"
 SUFFIX = ".safetensors"
@@ -68,12 +71,24 @@ def resolve(name_or_path: str | os.PathLike, kind: str) -> Path:
     raise CheckpointError(f"no {kind} checkpoint {str(name_or_path)!r}: not a file, and not a shipped name ({names})")
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of a PaintGuard safetensors file, with ``config`` decoded from JSON."""
+def _article(word: str) -> str:
+    """``word`` with its indefinite article: "an inpainter", "a generator"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """The metadata of a PaintGuard safetensors file, with ``config`` decoded from JSON.
+
+    ``kind`` (what the caller expects) only shapes the error for an ONNX export given as a checkpoint.
+    """
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as err:
+        if Path(path).suffix.lower() == ".onnx" and Path(path).is_file():
+            # safetensors reads an ONNX file's first bytes as a header length ("header too large"): say what it is
+            hint = "; pass --backend onnx to run it" if kind == "generator" else ""
+            raise CheckpointError(f"'{path}' is an ONNX export, not a safetensors checkpoint{hint}") from None
         raise CheckpointError(f"cannot read checkpoint '{path}': {err}") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is a safetensors file but not a PaintGuard checkpoint (no format metadata)")
@@ -100,10 +115,36 @@ def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, con
 
 def load(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint of the expected kind; returns (state dict, metadata)."""
-    meta = read_metadata(path)
+    meta = read_metadata(path, kind)
     if meta.get("kind") != kind:
-        raise CheckpointError(f"'{path}' is a {meta.get('kind', 'unknown')} checkpoint, expected a checkpoint of kind '{kind}'")
+        raise CheckpointError(f"'{path}' is {_article(str(meta.get('kind', 'unknown')))} checkpoint, "
+                              f"expected a checkpoint of kind '{kind}'")
     return load_file(str(path)), meta
+
+
+def torch_load(path: str | os.PathLike, what: str = "checkpoint", allowed: list[Any] | tuple = (),
+               **kwargs: Any) -> Any:
+    """``torch.load`` with ``weights_only=True`` (no code from the file runs) onto the CPU; ``allowed``: extra
+    ``safe_globals``. Any failure is a one-line CheckpointError naming the file and the ``what`` it should be."""
+    try:
+        with torch.serialization.safe_globals(list(allowed)), warnings.catch_warnings():
+            # torch warns (two lines) about a pickle protocol it did not write, mostly for files that then fail
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+    except OSError as err:
+        raise CheckpointError(f"cannot read {what} '{path}': {err.strerror or one_line(err)}") from None
+    except Exception as err:  # a damaged file trips the unpickler anywhere: KeyError, struct.error, EOFError, ...
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        refused = next((line for line in lines if "Unsupported global" in line), None)
+        if refused:
+            raise CheckpointError(f"cannot read {what} '{path}' safely: {one_line(refused, 300)}") from None
+        # "Weights only load failed" heads every unpickler error, with advice to drop weights_only: skip to the cause
+        cause = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
+        module = type(err).__module__.lstrip("_")
+        label = type(err).__name__ if module == "builtins" else f"{module}.{type(err).__name__}"  # struct.error
+        detail = f"{label}: {cause}" if cause else label
+        raise CheckpointError(f"cannot read {what} '{path}': not a PyTorch checkpoint, or a damaged one "
+                              f"({one_line(detail, 200)})") from None
 
 
 def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -3,18 +3,20 @@
     paintguard export-onnx -o generator-lama-tiny.onnx                  # the default shipped generator
     paintguard export-onnx generator-lama-tiny-robust -o robust.onnx
     paintguard export-onnx runs/my-generator.safetensors -o my.onnx
+    paintguard export-onnx -o generator-lama-tiny.onnx --overwrite     # rebuild an existing export
 
 The model's metadata properties hold eps, the architecture (JSON) and the source
 checkpoint's file name and SHA-256; loaders compare that fingerprint with the
 checkpoint and refuse a stale export. Every export is checked on the spot:
 onnxruntime must match PyTorch within 1e-4 on random odd and non-square sizes.
-Needs the onnx extra: pip install paintguard[onnx].
+Needs the onnx extra: pip install -e ".[onnx]" in the clone.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from generator.cli_parser import ArgumentParser
 from generator.onnx_export import CHECK_SIZES, EXPORTERS, TOLERANCE, export_onnx
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", nargs="?", default=DEFAULT,
                         help=f"generator: shipped name or .safetensors file (default {DEFAULT})")
     parser.add_argument("-o", "--output", required=True, help="the ONNX file to write (.onnx)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
                         help="PyTorch's exporter: torchscript (1 s) or dynamo (torch.export, about 20 s); same graph")
     return parser
@@ -35,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     args = build_parser().parse_args(argv)
+    # checked before the export (seconds); the export writes atomically, so a refused or failed run keeps the old file
+    if Path(args.output).exists() and not args.overwrite:
+        raise ValueError(f"output '{args.output}' exists; pass --overwrite to replace it")
     path, worst = export_onnx(args.checkpoint, args.output, args.exporter)
     sizes = ", ".join(f"{w}x{h}" + (f" (batch {b})" if b > 1 else "") for b, h, w in CHECK_SIZES)
     print(f"paintguard export-onnx: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {args.checkpoint}; "

@@ -27,7 +27,7 @@ from generator.protector import DEFAULT, KIND
 from generator.unet import UNetConfig
 
 Tensor = torch.Tensor
-EXTRA = "pip install paintguard[onnx]"
+EXTRA = "pip install -e \".[onnx]\" in PaintGuard's folder"
 # onnxruntime's graph optimisation levels, by the names the benchmark and the API use
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
           "all": "ORT_ENABLE_ALL"}

@@ -4,7 +4,8 @@ An exported model carries, in its ONNX metadata properties, the noise bound
 ``eps``, the U-Net architecture (JSON, as in the safetensors checkpoint), the
 source checkpoint's file name and the SHA-256 of that file. The fingerprint is
 what makes a stale export impossible to use by mistake: whoever loads an ONNX
-file next to its checkpoint compares the two and refuses a mismatch.
+file next to its checkpoint compares the two and refuses a mismatch, telling an
+export of another checkpoint (by its recorded name) from one of an older version.
 """
 
 from __future__ import annotations
@@ -58,30 +59,40 @@ def check_metadata(meta: dict[str, str], where: str) -> dict[str, Any]:
     return decoded
 
 
+def from_other_checkpoint(meta: dict[str, Any], source: Path) -> bool:
+    """Whether the export described by ``meta`` records another checkpoint's file name than ``source``'s."""
+    return bool(meta.get("source")) and meta.get("source") != source.name
+
+
 def stale_reason(meta: dict[str, Any], source: Path) -> str | None:
     """Why the export described by ``meta`` does not match the checkpoint file ``source``; None if it does."""
     actual = fingerprint(source)
     if meta.get("source_sha256") == actual:
         return None
-    return (f"was exported from a checkpoint with sha256 {str(meta.get('source_sha256'))[:12]}..., but "
-            f"'{source}' now has sha256 {actual[:12]}...")
+    if from_other_checkpoint(meta, source):
+        return f"was exported from another checkpoint ('{meta['source']}'), not from '{source}'"
+    return (f"was exported from an older version of '{source}' (sha256 {str(meta.get('source_sha256'))[:12]}..., "
+            f"now {actual[:12]}...)")
 
 
 def check_fresh(meta: dict[str, Any], where: str, source: str | os.PathLike | None = None,
                 rebuild: str | None = None) -> None:
-    """Refuse a stale export: one whose recorded fingerprint differs from its checkpoint's.
+    """Refuse a stale export (one whose recorded fingerprint differs from its checkpoint's) or another's.
 
     ``source`` is the checkpoint the caller means; without it, the shipped checkpoint
     of the recorded file name is used when there is one (an export of a checkpoint
     that is not in ``checkpoints/`` cannot be checked and is taken as it is).
-    ``rebuild`` is the command the error suggests.
+    ``rebuild`` is the command the error suggests for a stale export.
     """
     path = Path(source) if source is not None else checkpoint.checkpoints_dir() / str(meta.get("source", ""))
     if source is None and not (meta.get("source") and path.is_file()):
         return
     reason = stale_reason(meta, path)
+    if reason and from_other_checkpoint(meta, path):
+        # no rebuild hint: rebuilding would replace that generator's export with this one's
+        raise OnnxModelError(f"'{where}' {reason}; use it with the checkpoint it was exported from")
     if reason:
-        rebuild = rebuild or f"paintguard export-onnx {path} -o {where}"
+        rebuild = rebuild or f"paintguard export-onnx {path} -o {where} --overwrite"
         raise OnnxModelError(f"'{where}' is stale: it {reason}; rebuild it with '{rebuild}'")
 
 

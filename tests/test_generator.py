@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from generator import Protector
+from generator import checkpoint
 from generator.checkpoint import CheckpointError
 from generator.protector import load_generator, save_generator
 from generator.unet import NoiseUNet, UNetConfig
@@ -67,7 +68,7 @@ def test_saved_checkpoints_get_the_usual_file_mode(tmp_path):
 def test_protector_rejects_an_inpainter_and_unknown_names(tmp_path, monkeypatch, tiny_inpainter):
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
     inp = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")
-    with pytest.raises(CheckpointError, match="is a inpainter checkpoint|inpainter checkpoint, expected"):
+    with pytest.raises(CheckpointError, match="is an inpainter checkpoint, expected"):
         Protector.from_checkpoint(inp)
     with pytest.raises(CheckpointError, match="no generator checkpoint 'missing'"):
         load_generator("missing")
@@ -77,3 +78,39 @@ def test_protector_checks_shapes():
     protector = Protector(NoiseUNet(SMALL))
     with pytest.raises(ValueError, match="does not match"):
         protector.protect(torch.rand(1, 3, 16, 16), torch.rand(1, 1, 16, 8))
+
+
+# what a damaged or foreign file gives torch.load: struct.error, KeyError, EOFError, UnpicklingError, RuntimeError
+@pytest.mark.parametrize("content", [b"junk", b"hello world\n", b"", b'{"a": 1}', b"\x80\x04\x95", b"PK\x03\x04x"])
+def test_torch_load_failures_are_one_line_naming_the_file(tmp_path, content):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.torch_load(path, "Lightning checkpoint")
+    message = str(err.value)
+    assert message.startswith(f"cannot read Lightning checkpoint '{path}': not a PyTorch checkpoint, or a damaged one")
+    assert "\n" not in message and "weights_only" not in message  # not torch's advice to unpickle unsafely
+    with pytest.raises(CheckpointError, match="No such file"):
+        checkpoint.torch_load(tmp_path / "missing.ckpt")
+
+
+def test_torch_load_keeps_weights_only(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_load(path, **kwargs):
+        seen.update(kwargs)
+        return {}
+
+    monkeypatch.setattr(torch, "load", fake_load)
+    assert checkpoint.torch_load(tmp_path / "x.ckpt", mmap=True) == {}
+    assert seen == {"map_location": "cpu", "weights_only": True, "mmap": True}
+
+
+def test_an_onnx_export_as_a_generator_checkpoint_says_which_backend_runs_it(tmp_path):
+    onnx_file = tmp_path / "gen.onnx"
+    onnx_file.write_bytes(b"\x08\x07\x12\x09paintguard")  # an ONNX file's first bytes: no safetensors header
+    with pytest.raises(CheckpointError, match=r"^'.*gen\.onnx' is an ONNX export, not a safetensors checkpoint; "
+                                              r"pass --backend onnx to run it$"):
+        load_generator(onnx_file)
+    with pytest.raises(CheckpointError, match=r"is an ONNX export, not a safetensors checkpoint$"):
+        checkpoint.load(onnx_file, "inpainter")  # --backend means nothing for an inpainter

@@ -68,6 +68,25 @@ def test_export_gives_a_working_protector(tmp_path, ci_config):
     assert (protector.protect(image, mask) - image).abs().max() <= 0.025 + 1e-6
 
 
+def test_export_of_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    from trainer.commands.cli import main
+
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("junk")
+    out = tmp_path / "x.safetensors"
+    assert main(["train", "export", "--ckpt_path", str(junk), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"paintguard: error: cannot read Lightning checkpoint '{junk}': not a PyTorch checkpoint, or a "
+                   "damaged one (struct.error: unpack requires a buffer of 4 bytes)")
+    assert not out.exists()
+
+
+def test_help_lists_export_beside_lightning_s_subcommands(capsys):
+    assert train_main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{fit,validate}" in text and "'export --ckpt_path CKPT --out FILE.safetensors [--overwrite]'" in text
+
+
 def test_teacher_cache_and_distillation(tmp_path, ci_config, tiny_inpainter):
     cache_path = build_teacher_cache(str(tmp_path / "inpainter.safetensors"), tmp_path / "cache.safetensors",
                                      count=4, size=32, steps=2, batch_size=2)

@@ -1,4 +1,5 @@
 import collections
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from generator.checkpoint import CheckpointError
 from trainer.inpainting.ffc import FFCResNetGenerator, FourierUnit
 from trainer.inpainting.inpainter import lama_predict, load_inpainter, pad_symmetric, save_inpainter
 
-from .conftest import TINY
+from .conftest import TINY, write_mask, write_rgb
 
 
 @pytest.mark.parametrize("h,w", [(5, 3), (8, 8), (13, 29), (2, 1)])
@@ -188,3 +189,35 @@ def test_bad_sources_give_clear_errors(tmp_path, monkeypatch, tiny_inpainter):
     other = checkpoint.save(tiny_inpainter.net.state_dict(), tmp_path / "gen.safetensors", "generator", {})
     with pytest.raises(CheckpointError, match="is a generator checkpoint, expected a checkpoint of kind .inpainter."):
         load_inpainter(other)
+
+
+@pytest.mark.parametrize("content", [b"junk", b"hello world\n", b"", b"\x80\x04\x95"])
+def test_corrupt_lama_checkpoint_is_one_line_naming_the_file(tmp_path, tiny_inpainter, capsys, content):
+    from trainer.commands.cli import main
+
+    folder = make_lama_dir(tmp_path / "m", tiny_inpainter)
+    ckpt = folder / "models" / "best.ckpt"
+    ckpt.write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(f"cannot read LaMa checkpoint '{ckpt}': not a PyTorch")):
+        load_inpainter(folder)
+    write_rgb(tmp_path / "a.png", 24, 24)
+    write_mask(tmp_path / "m.png", 24, 24, (4, 4, 16, 16))
+    out = tmp_path / "out.png"
+    assert main(["optimize", str(tmp_path / "a.png"), str(tmp_path / "m.png"), "-o", str(out),
+                 "--inpainter", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("paintguard: error: cannot read LaMa checkpoint"), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("config,message", [
+    ("generator: {kind: ffc_resnet\n", r"is not valid YAML: .* \(line 2, column 1\)$"),
+    ("generator: [1, 2]\n", r"^bad generator block in '.*config\.yaml': "),
+    ("generator:\n  kind: ffc_resnet\n  init_conv_kwargs: 3\n", r"^bad generator block in '.*config\.yaml': "),
+])
+def test_malformed_lama_config_is_one_line_naming_the_file(tmp_path, tiny_inpainter, config, message):
+    folder = make_lama_dir(tmp_path / "m", tiny_inpainter)
+    (folder / "config.yaml").write_text(config)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_inpainter(folder)
+    assert "\n" not in str(err.value) and "config.yaml" in str(err.value)

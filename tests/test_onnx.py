@@ -152,8 +152,15 @@ def test_exported_file_is_checked_against_its_checkpoint(tmp_path, generator, ca
     capsys.readouterr()
     tiny_generator(path, seed=5)  # the checkpoint changes: the export is now stale
     assert protect(tmp_path / "a.png", "-o", tmp_path / "o3.png", *args, "--onnx-model", model) == 2
-    one_line_error(capsys, "is stale: it was exported from a checkpoint with sha256")
+    err = one_line_error(capsys, "is stale: it was exported from an older version of")
+    assert err.endswith(f"rebuild it with 'paintguard export-onnx {path} -o {model} --overwrite'")
     assert not (tmp_path / "o3.png").exists()
+    # an .onnx checkpoint without --backend onnx: said so, not safetensors' "header too large"
+    assert protect(tmp_path / "a.png", "-o", tmp_path / "o5.png", "--mask", tmp_path / "m.png",
+                   "--checkpoint", model) == 2
+    assert one_line_error(capsys, "is an ONNX export").endswith(
+        f"'{model}' is an ONNX export, not a safetensors checkpoint; pass --backend onnx to run it")
+    assert not (tmp_path / "o5.png").exists()
     # an .onnx alone is checked against the shipped checkpoint of its recorded name
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
     with pytest.raises(OnnxModelError, match="is stale"):
@@ -162,6 +169,32 @@ def test_exported_file_is_checked_against_its_checkpoint(tmp_path, generator, ca
         Protector.from_checkpoint(path, onnx_model=model)
     assert protect(tmp_path / "a.png", "-o", tmp_path / "o4.png", *args[:4], "--onnx-model", model) == 2
     one_line_error(capsys, "--onnx-model needs --backend onnx")
+
+
+def test_export_of_another_checkpoint_is_not_called_stale(tmp_path, generator, capsys):
+    path, _ = generator
+    model = tmp_path / "g.onnx"
+    export_onnx(path, model)
+    other, _ = tiny_generator(tmp_path / "other.safetensors", seed=1)
+    write_rgb(tmp_path / "a.png", 20, 20)
+    write_mask(tmp_path / "m.png", 20, 20, (2, 2, 9, 9))
+    assert protect(tmp_path / "a.png", "--mask", tmp_path / "m.png", "-o", tmp_path / "o.png", "--checkpoint", other,
+                   "--backend", "onnx", "--onnx-model", model) == 2
+    err = one_line_error(capsys, f"'{model}' was exported from another checkpoint ('g.safetensors'), "
+                                 f"not from '{other}'")
+    assert "stale" not in err and "rebuild" not in err and "export-onnx" not in err  # a rebuild would replace it
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_export_refuses_an_existing_output_without_overwrite(tmp_path, generator, capsys):
+    path, _ = generator
+    out = tmp_path / "g.onnx"
+    out.write_bytes(b"someone's file")
+    assert main(["export-onnx", str(path), "-o", str(out)]) == 2
+    one_line_error(capsys, f"output '{out}' exists; pass --overwrite to replace it")
+    assert out.read_bytes() == b"someone's file"
+    assert main(["export-onnx", str(path), "-o", str(out), "--overwrite"]) == 0
+    assert read_metadata(out)["source"] == "g.safetensors"
 
 
 def test_bad_models_are_refused(tmp_path, generator, capsys):
@@ -204,7 +237,8 @@ def test_python_api_protects_any_image_kind_with_onnx(generator):
 def test_missing_extra_names_the_install_command(tmp_path, generator, capsys, monkeypatch, package):
     path, _ = generator
     monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError
-    with pytest.raises(MissingExtraError, match=rf"'{package}' package: pip install paintguard\[onnx\]"):
+    install = r"pip install -e \"\.\[onnx\]\" in PaintGuard's folder"
+    with pytest.raises(MissingExtraError, match=rf"'{package}' package: {install}"):
         Protector.from_checkpoint(path, backend="onnx")
     write_rgb(tmp_path / "a.png", 20, 20)
     write_mask(tmp_path / "m.png", 20, 20, (2, 2, 9, 9))

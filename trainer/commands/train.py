@@ -17,10 +17,15 @@ from trainer.training.lightning_cli import cli_main
 from trainer.training.teacher_cache import ProtectionDataModule
 
 PROG = "paintguard train"
+# LightningCLI's help lists only its own subcommands; export is dispatched before it (cli_main), so say it here
+DESCRIPTION = ("Train the one-pass protector against a frozen inpainter: 'fit' and 'validate' are LightningCLI's "
+               "(e.g. fit --config configs/generator/lama-tiny.yaml [--ckpt_path last]); "
+               "'export --ckpt_path CKPT --out FILE.safetensors [--overwrite]' writes a checkpoint's generator "
+               "as a PaintGuard checkpoint.")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] not in (["fit"], ["validate"], ["export"], ["-h"], ["--help"]):
         argv = ["fit", *argv]
-    return cli_main(GeneratorModule, ProtectionDataModule, PROG, __doc__.split("\n\n")[0], argv)
+    return cli_main(GeneratorModule, ProtectionDataModule, PROG, DESCRIPTION, argv)

@@ -8,15 +8,16 @@ safetensors checkpoint, or a LaMa model directory as LaMa distributes it
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from generator import checkpoint
 from generator.checkpoint import CheckpointError
+from generator.messages import one_line
 from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator, FFCResnetBlock
 
 Tensor = torch.Tensor
@@ -157,14 +158,7 @@ LAMA_CHECKPOINT_GLOBALS = [
 
 
 def _read_lama_state(ckpt: Path) -> dict[str, Tensor]:
-    safe = [(_Opaque, name) for name in LAMA_CHECKPOINT_GLOBALS]
-    try:
-        with torch.serialization.safe_globals(safe):
-            blob = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as err:
-        reason = str(err).splitlines()
-        detail = next((line.strip() for line in reason if "Unsupported global" in line), reason[0] if reason else "")
-        raise CheckpointError(f"cannot read LaMa checkpoint '{ckpt}' safely: {detail}") from None
+    blob = checkpoint.torch_load(ckpt, "LaMa checkpoint", [(_Opaque, name) for name in LAMA_CHECKPOINT_GLOBALS])
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"'{ckpt}' holds no state_dict")
@@ -184,9 +178,18 @@ def read_lama_config(config_path: Path) -> FFCResNetConfig:
         cfg = OmegaConf.load(config_path)
         # resolve only the generator block: the rest refers to the authors' machines and env vars
         block = OmegaConf.to_container(cfg.generator, resolve=True)
-    except (OmegaConfBaseException, OSError) as err:
+    except yaml.YAMLError as err:
+        # PyYAML's message spans lines, with a caret under the bad column: its first line and the position suffice
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or one_line(err, 200)
+        raise CheckpointError(f"'{config_path}' is not valid YAML: {problem}{where}") from None
+    except (OmegaConfBaseException, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read the generator block of '{config_path}': {str(err).splitlines()[0]}") from None
-    return FFCResNetConfig.from_lama_generator_block(block)
+    try:
+        return FFCResNetConfig.from_lama_generator_block(block)
+    except (AttributeError, TypeError, ValueError) as err:  # a block or option of the wrong type, or unsupported
+        raise CheckpointError(f"bad generator block in '{config_path}': {one_line(err, 300)}") from None
 
 
 def _from_lama_dir(folder: Path) -> FFCResNetGenerator:

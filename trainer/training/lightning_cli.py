@@ -7,7 +7,6 @@ that from a Lightning checkpoint file, and ``ExportOnTrainEnd`` when a fit ends.
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +16,7 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
+from generator.checkpoint import torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
@@ -112,7 +112,7 @@ class FitValidateCLI(LightningCLI):
         resume = _resume_path(config) if config is not None else None
         if resume is None or not hasattr(logger, "get") or "Wandb" not in str(logger.get("class_path", "")):
             return
-        run_id = torch.load(resume, map_location="cpu", weights_only=True, mmap=True).get(WANDB_RUN_KEY)
+        run_id = torch_load(resume, "Lightning checkpoint", mmap=True).get(WANDB_RUN_KEY)
         if run_id and not logger.init_args.get("id"):
             logger.init_args["id"] = run_id
 
@@ -159,10 +159,7 @@ def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no checkpoint '{path}'")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ValueError(f"cannot read Lightning checkpoint '{path}': {str(err).splitlines()[0]}") from None
+    blob = torch_load(path, "Lightning checkpoint")
     if not isinstance(blob, dict) or "state_dict" not in blob or "hyper_parameters" not in blob:
         raise ValueError(f"'{path}' is not a Lightning checkpoint written by PaintGuard training")
     return blob
