@@ -10,6 +10,7 @@ from trainer.commands.cli import main
 from trainer.inpainting.inpainter import save_inpainter
 
 from .conftest import write_mask, write_rgb
+from .test_bad_files import bomb_png
 
 
 @pytest.fixture
@@ -63,6 +64,7 @@ def test_optimize_dtype_auto(tmp_path, files, native, capsys):
 
 @pytest.mark.parametrize("case,pattern", [
     ("missing image", "cannot read image"),
+    ("bomb", "exceeds Pillow's decompression-bomb limit"),  # protect's wording
     ("mask size", "is 30x20 but the image is 52x40"),
     ("wrong keys", "do not fit the architecture"),
     ("unknown inpainter", "no inpainter checkpoint 'nope'"),
@@ -78,6 +80,9 @@ def test_optimize_bad_input_gives_one_line_error(tmp_path, files, capsys, case, 
     args = {"image": str(image), "mask": str(mask), "-o": str(out), "--inpainter": str(inpainter)}
     if case == "missing image":
         args["image"] = str(tmp_path / "nope.png")
+    elif case == "bomb":
+        (tmp_path / "bomb.png").write_bytes(bomb_png())
+        args["image"] = str(tmp_path / "bomb.png")
     elif case == "mask size":
         write_mask(tmp_path / "small.png", 20, 30, (0, 0, 5, 5))
         args["mask"] = str(tmp_path / "small.png")
