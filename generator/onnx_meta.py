@@ -47,8 +47,9 @@ def metadata_for(source: Path, config: dict[str, Any], exporter: str) -> dict[st
 def check_metadata(meta: dict[str, str], where: str) -> dict[str, Any]:
     """Validate the metadata properties of ``where`` and decode them (``config`` as a dict, ``eps`` as a float)."""
     if meta.get("format") != FORMAT or meta.get("kind") != KIND:
-        raise OnnxModelError(f"'{where}' is an ONNX model but not a PaintGuard generator export "
-                             "(no paintguard metadata); export one with 'paintguard export-onnx'")
+        # read without onnx, a few bytes of text can parse as a model with no properties: do not call it one
+        raise OnnxModelError(f"'{where}' is not a PaintGuard generator export (no paintguard metadata); export "
+                             "one with 'paintguard export-onnx'")
     try:
         decoded = {**meta, "config": json.loads(meta["config"]), "eps": float(meta["eps"])}
     except (KeyError, ValueError) as err:

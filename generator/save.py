@@ -52,6 +52,13 @@ def write_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> 
     return atomic_write(path, lambda tmp: image.save(tmp, **save_kwargs))
 
 
+def check_creatable(out: Path, option: str = "--out") -> None:
+    """Refuse an output path that cannot be created because a file stands where one of its folders must go."""
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ValueError(f"{option} '{out}' cannot be created: '{blocker}' is a file")
+
+
 def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike], overwrite: bool) -> Path:
     """Refuse to write over an input, or over an existing file unless asked to."""
     out = Path(output)

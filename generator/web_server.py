@@ -49,6 +49,14 @@ class FileHandler(SimpleHTTPRequestHandler):
         pass
 
 
+def inside_site(name: object) -> bool:
+    """Whether ``name`` is a path inside the page's folder, as a URL of the page reaches it."""
+    if not isinstance(name, str) or not name or os.path.isabs(name):
+        return False
+    parts = Path(os.path.normpath(name)).parts
+    return bool(parts) and parts[0] not in (".", "..")
+
+
 def site_models(root: str | os.PathLike = SITE) -> list[str]:
     """The model files the page at ``root`` runs (``models.json``), the default one first."""
     path = Path(root) / MODELS
@@ -58,6 +66,10 @@ def site_models(root: str | os.PathLike = SITE) -> list[str]:
         raise SiteError(f"'{path}' does not list the page's models: rebuild the page with 'make web' ({err})") from None
     if not files:
         raise SiteError(f"'{path}' lists no model: rebuild the page with 'make web'")
+    for name in files:
+        # the page fetches each model from this server, which serves nothing outside the page's folder
+        if not inside_site(name):
+            raise SiteError(f"'{path}' lists {name!r}, not a file of the page: rebuild the page with 'make web'")
     return files
 
 

@@ -217,3 +217,28 @@ def test_colour_push_moves_every_pixel_by_eps_towards_the_target():
     target = target_colour(image).reshape(-1, 3, 1, 1)
     assert torch.allclose((protected - image).abs(), torch.full_like(image, 0.025))
     assert ((protected - image).sign() == (target - image).sign()).all()
+
+
+def test_gradient_cache_command_checks_before_it_writes_a_recipe(tmp_path, inpainter_file, capsys):
+    """A new cache's recipe is written before its first batch: a bad option must not leave one behind, or the
+    corrected command would be refused as 'built with other field_layers'."""
+    from trainer.commands.cli import main as cli_main
+
+    images, out = tmp_path / "images", tmp_path / "cache" / "new"
+    images.mkdir()
+    write_rgb(images / "a.png", 40, 40, seed=1)
+    plain = save_generator(NoiseUNet(UNetConfig(widths=[8, 16], groups=4)), tmp_path / "plain.safetensors")
+    (tmp_path / "file").write_text("x")
+    base = ["gradient-cache", "--inpainter", inpainter_file, "--images", str(images), "--count", "1", "--size", "16",
+            "--shard-size", "1", "--batch-size", "1"]
+    cases = {("--out", str(out), "--batch-size", "0"): "--batch-size must be >= 1, got 0",
+             ("--out", str(out), "--field-layers", "9"): "--field-layers must be at most 4 for",
+             ("--out", str(out), "--field-teacher", str(plain)): "has no field to step: it needs an encoder-gradient",
+             ("--out", str(tmp_path / "file")): "is a file, not a cache folder"}
+    for args, message in cases.items():
+        assert cli_main([*base, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err and "'refine'" not in err, err
+        assert not (tmp_path / "cache").exists()
+    assert cli_main([*base, "--out", str(out), "--field-layers", "4"]) == 0
+    assert len(GradientCache(out)) == 1

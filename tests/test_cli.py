@@ -18,6 +18,8 @@ BAD_ARGUMENTS = [
     (["train", "export", "--out", "g.safetensors"], "the following arguments are required: --ckpt_path"),
     (["train", "fit", "--model.lr", "fast"], 'Parser key "model.lr"'),
     (["fit-inpainter", "fit", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["fit-inpainter"], "expected a subcommand, one of fit, validate, export"),  # export is no LightningCLI command
+    (["fit-inpainter", "fitt"], "expected a subcommand, one of fit, validate, export, got 'fitt'"),
 ]
 
 

@@ -92,7 +92,8 @@ def test_missing_opencv_skips_telea_with_a_note(setup, capsys, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["no-such-inpainter"], "no inpainter checkpoint 'no-such-inpainter'"),
-    (["{ckpt}", "--images", "{tmp}/missing"], "no images found"),
+    (["{ckpt}", "--images", "{tmp}/missing"], "image folder '{tmp}/missing' does not exist"),
+    (["{ckpt}", "--images", "{tmp}/images/a.png"], "--images '{tmp}/images/a.png' is not a folder"),
     (["{ckpt}", "--size", "4"], "--size must be >= 16"),
     (["{tmp}/images/a.png"], "cannot read checkpoint"),
 ])
@@ -103,5 +104,19 @@ def test_bad_input_is_one_line_and_exit_code_2(setup, tmp_path, capsys, args, me
     captured = capsys.readouterr()
     assert code == 2
     lines = captured.err.strip().splitlines()
+    message = message.format(ckpt=ckpt, tmp=tmp_path)
     assert len(lines) == 1 and lines[0].startswith("paintguard: error:") and message in lines[0], captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+def test_running_out_of_memory_is_one_line(setup, capsys, monkeypatch):
+    import trainer.commands.evaluate_inpainter as evaluate
+
+    class Huge:
+        def __init__(self, *args, **kwargs):
+            raise MemoryError
+    monkeypatch.setattr(evaluate, "FixedCropDataset", Huge)
+    ckpt, images = setup
+    assert cli.main(["evaluate-inpainter", str(ckpt), "--images", str(images), "--size", "100000"]) == 2
+    assert capsys.readouterr().err.strip() == ("paintguard: error: out of memory at --size 100000; choose a smaller "
+                                               "--size or --batch-size")

@@ -109,6 +109,25 @@ def test_teacher_cache_and_distillation(tmp_path, ci_config, tiny_inpainter):
     assert any("train/distill" in row for row in run.history)
 
 
+def test_an_interrupted_teacher_cache_leaves_the_old_one(tmp_path, ci_config, monkeypatch):
+    """Minutes of optimising are written all or nothing: a failed write keeps the previous cache as it was."""
+    import trainer.training.teacher_cache as teacher_cache
+
+    cache_path = build_teacher_cache(str(tmp_path / "inpainter.safetensors"), tmp_path / "c.safetensors",
+                                     count=2, size=32, steps=1, batch_size=2)
+    before = cache_path.read_bytes()
+
+    def half_then_fail(tensors, path, metadata=None):
+        Path(path).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(teacher_cache, "save_file", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        build_teacher_cache(str(tmp_path / "inpainter.safetensors"), cache_path, count=2, size=32, steps=1,
+                            batch_size=2, seed=1)
+    assert cache_path.read_bytes() == before and not list(tmp_path.glob(".*partial*"))
+
+
 def test_teacher_cache_of_other_weights_is_refused(tmp_path, ci_config, tiny_inpainter):
     cache_path = build_teacher_cache(str(tmp_path / "inpainter.safetensors"), tmp_path / "c.safetensors",
                                      count=2, size=32, steps=1, batch_size=2)
@@ -236,3 +255,23 @@ def test_the_readme_s_keep_every_snapshot_callback_builds_on_the_generator_confi
     assert len(keep_all) == 1 and keep_all[0]._every_n_train_steps == 100
     assert Path(keep_all[0].dirpath).parts[-3:] == ("runs", "RUN", "snapshots")
     assert len({c.state_key for c in checkpoints}) == len(checkpoints)
+
+
+def test_teacher_cache_command_checks_its_options_and_out_before_running(tmp_path, inpainter_file, capsys):
+    from trainer.commands.cli import main as cli_main
+
+    out = tmp_path / "cache.safetensors"
+    base = ["teacher-cache", "--inpainter", inpainter_file, "--count", "1", "--size", "16", "--batch-size", "1"]
+    before = Path(inpainter_file).read_bytes()
+    cases = {("--steps", "-1", "--out", str(out)): "--steps and --batch-size must be >= 1, got -1",
+             ("--steps", "0", "--out", str(out)): "--steps and --batch-size must be >= 1, got 0",
+             ("--steps", "1", "--out", str(tmp_path)): "is a folder; give the safetensors file to write",
+             ("--steps", "1", "--out", inpainter_file): "exists and is not a teacher cache; refusing to replace it"}
+    for args, message in cases.items():
+        assert cli_main([*base, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
+    assert not out.exists() and Path(inpainter_file).read_bytes() == before  # the input is intact
+    for _ in range(2):  # rebuilding a cache in place is what a stale cache's message asks for
+        assert cli_main([*base, "--steps", "1", "--out", str(out)]) == 0
+    assert len(TeacherCache(out)) == 1

@@ -365,3 +365,14 @@ def test_web_command_refuses_a_page_whose_model_list_is_broken(tmp_path, capsys)
         assert main(["web", "--root", str(root), "--port", "0"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "models.json' " in err and "'make web'" in err
+
+
+def test_web_command_refuses_a_model_list_naming_files_outside_the_page(tmp_path, capsys):
+    root = tmp_path / "site"
+    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("*.wasm"))
+    (tmp_path / "outside.onnx").write_bytes((SITE / "model.onnx").read_bytes())
+    for name in (None, 5, "", ".", "../outside.onnx", str(tmp_path / "outside.onnx"), "src/../../outside.onnx"):
+        (root / "models.json").write_text(json.dumps({"models": [{"file": name}]}))
+        assert main(["web", "--root", str(root), "--port", "0"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"lists {name!r}, not a file of the page" in err, err

@@ -11,7 +11,8 @@ the protected one (``editor_masks``). With ``targets``, a transfer matrix: every
 method's saved images scored against each target inpainter, next to the white-box
 optimiser on that target (OUTDIR/transfer_per_image.csv, figures/transfer-matrix.png).
 Writes OUTDIR/report.md, OUTDIR/per_image.csv and OUTDIR/figures/*.png and prints
-the tables; with ``wandb: true`` the tables and figures also go to a W&B run
+the tables (nothing is written in OUTDIR until the run has succeeded; a rerun replaces
+the previous report's files); with ``wandb: true`` the tables and figures also go to a W&B run
 (offline unless an account is configured). See configs/compare/lama-tiny.yaml for
 every option and configs/compare/transfer.yaml for the transfer experiment.
 """
@@ -20,17 +21,21 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+import shutil
 import sys
+import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from generator.cli_parser import ArgumentParser
-from generator.save import atomic_write
-from trainer.evaluation.compare_config import CompareConfig, load_config
-from trainer.evaluation.comparison import EPS, TRANSFER, InpainterPool, build_methods, load_samples
+from generator.save import atomic_write, check_creatable
+from trainer.evaluation.compare_config import SAMPLE_SETS, CompareConfig, load_config
+from trainer.evaluation.comparison import (EPS, TRANSFER, InpainterPool, MethodSet, Sample, build_methods,
+                                           load_samples)
 from trainer.evaluation.editor_masks import emptied, get_editor_mask
 from trainer.evaluation.report import (
     build_report,
@@ -48,6 +53,61 @@ from trainer.inpainting.inpainter import Inpainter
 from trainer.objective.transforms import get_transform
 
 Tensor = torch.Tensor
+REPORT_TITLE = "# PaintGuard: protection methods compared"  # report.py's first line: a report compare wrote
+OWN_FILES = ("report.md", "per_image.csv", "transfer_per_image.csv")
+
+
+def check_out(out: Path, cfg: CompareConfig) -> None:
+    """Refuse, before anything runs, an --out that cannot become this run's folder."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out '{out}' is a file, not a folder")
+    check_creatable(out)
+    if cfg.images not in SAMPLE_SETS:
+        images, where = Path(cfg.images).resolve(), out.resolve()
+        if where == images or images in where.parents:
+            # the image folder is read recursively: the next run would take the figures for photos
+            raise ValueError(f"--out '{out}' lies within the images folder '{cfg.images}'; choose a folder outside it")
+    report = out / "report.md"
+    if report.is_file() and not read_text(report).startswith(REPORT_TITLE):
+        raise ValueError(f"--out '{out}' holds a report.md that paintguard compare did not write; "
+                         "choose another folder")
+
+
+def read_text(path: Path) -> str:
+    """A file's text, or '' where it cannot be read as text."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def previous_outputs(out: Path) -> list[Path]:
+    """The files a previous run wrote in ``out``: its report names its figures; this run's replace them all."""
+    report = read_text(out / "report.md")
+    if not report.startswith(REPORT_TITLE):
+        return []
+    figures = re.findall(r"\]\((figures/[^)\s]+\.png)\)", report)
+    return [out / name for name in dict.fromkeys([*OWN_FILES, *figures]) if (out / name).is_file()]
+
+
+def make_stage(out: Path) -> Path:
+    """A hidden folder on ``out``'s file system for this run's outputs until they are complete."""
+    base = next(p for p in [out, *out.absolute().parents] if p.is_dir())
+    return Path(tempfile.mkdtemp(prefix=".paintguard-compare-", dir=base))
+
+
+def publish(stage: Path, out: Path) -> None:
+    """Move the finished outputs from ``stage`` into ``out``, in place of a previous run's; report.md last."""
+    stale = previous_outputs(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in stale:
+        path.unlink()
+    files = sorted((p for p in stage.rglob("*") if p.is_file()), key=lambda p: p.name == "report.md")
+    for path in files:
+        target = out / path.relative_to(stage)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+
 
 def log_to_wandb(cfg: CompareConfig, out: Path, results: list[MethodScore], reference: str | None,
                  conditions: list[str], figures: list[Path], transfer: TransferResult | None = None) -> Path:
@@ -84,30 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    start = time.perf_counter()
-    cfg = load_config(args.config)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out '{out}' is a file, not a folder")
-    device = torch.device(cfg.device)
-    samples = load_samples(cfg)
-    editor_masks = list(dict.fromkeys(cfg.editor_masks))
-    for name in editor_masks:  # now, not after the methods have run
-        empty = [samples[i].name for i in emptied(name, [s.mask for s in samples])]
-        if empty:
-            raise ValueError(f"editor mask '{name}' leaves nothing of the mask of sample '{empty[0]}' to edit"
-                             + (f" ({len(empty) - 1} more)" if len(empty) > 1 else ""))
-    pool = InpainterPool(device)
-    inpainter = pool(cfg.inpainter)
-    transfer = pool(cfg.transfer) if cfg.transfer else None
-    for target in cfg.targets:  # a missing target is an error now, not after the methods have run
-        pool(target)
-    built = build_methods(cfg, inpainter, pool)
-    methods, reference = built.methods, built.reference
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass
+class Outcome:
+    """What a comparison produced: its figures (in the stage folder), transformations, scores, transfer matrix
+    (None without ``targets``) and the tables to print."""
 
+    figures: list[Path]
+    transforms: list[str]
+    results: list[MethodScore]
+    matrix: TransferResult | None
+    tables: str
+
+
+def compare(cfg: CompareConfig, config: Path, stage: Path, samples: list[Sample], inpainter: Inpainter,
+            transfer: Inpainter | None, pool: InpainterPool, built: MethodSet, editor_masks: list[str],
+            device: torch.device) -> Outcome:
+    """Run and score the methods and write the outputs in ``stage``."""
+    methods, reference = built.methods, built.reference
     images, masks = [s.image for s in samples], [s.mask for s in samples]
     runs = []
     for name, method in methods.items():
@@ -138,19 +191,58 @@ def main(argv: list[str] | None = None) -> int:
         matrix = run_transfer(cfg.targets, pool, cfg.inpainter, runs, built.against, reference, images, masks,
                               steps, cfg.seed, cfg.batch_size, EPS, device, log_progress)
 
-    figures = save_figures(out / "figures", samples, runs, inpainter, results, cfg.figure_rows, device)
-    write_per_image(out / "per_image.csv", samples, runs, results)
+    figures = save_figures(stage / "figures", samples, runs, inpainter, results, cfg.figure_rows, device)
+    write_per_image(stage / "per_image.csv", samples, runs, results)
     sections = []
     if matrix is not None:
-        figures.append(save_transfer_heatmap(out / "figures" / "transfer-matrix.png", matrix))
-        write_transfer_csv(out / "transfer_per_image.csv", samples, matrix)
+        figures.append(save_transfer_heatmap(stage / "figures" / "transfer-matrix.png", matrix))
+        write_transfer_csv(stage / "transfer_per_image.csv", samples, matrix)
         sections = transfer_sections(matrix)
-    report, tables = build_report(cfg, Path(args.config), samples, results, reference, transforms, figures, out,
+    report, tables = build_report(cfg, config, samples, results, reference, transforms, figures, stage,
                                   sections, editor_masks)
-    atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
-    print(tables)
+    atomic_write(stage / "report.md", lambda tmp: tmp.write_text(report))
+    return Outcome(figures, transforms, results, matrix, tables)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except MemoryError:  # numpy's and torch's CPU allocations: one line, not a traceback
+        raise RuntimeError("out of memory: lower masks.size, max_samples or batch_size in the config") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """The comparison that ``main`` parsed the arguments of; writes nothing in --out until it has succeeded."""
+    start = time.perf_counter()
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    check_out(out, cfg)
+    device = torch.device(cfg.device)
+    samples = load_samples(cfg)
+    editor_masks = list(dict.fromkeys(cfg.editor_masks))
+    for name in editor_masks:  # now, not after the methods have run
+        empty = [samples[i].name for i in emptied(name, [s.mask for s in samples])]
+        if empty:
+            raise ValueError(f"editor mask '{name}' leaves nothing of the mask of sample '{empty[0]}' to edit"
+                             + (f" ({len(empty) - 1} more)" if len(empty) > 1 else ""))
+    pool = InpainterPool(device)
+    inpainter = pool(cfg.inpainter)
+    transfer = pool(cfg.transfer) if cfg.transfer else None
+    for target in cfg.targets:  # a missing target is an error now, not after the methods have run
+        pool(target)
+    built = build_methods(cfg, inpainter, pool)
+    stage = make_stage(out)
+    try:
+        done = compare(cfg, Path(args.config), stage, samples, inpainter, transfer, pool, built, editor_masks, device)
+        publish(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    print(done.tables)
+    figures = [out / p.relative_to(stage) for p in done.figures]
     if cfg.wandb:
-        folder = log_to_wandb(cfg, out, results, reference, transforms + editor_masks, figures, matrix)
+        folder = log_to_wandb(cfg, out, done.results, built.reference, done.transforms + editor_masks, figures,
+                              done.matrix)
         log_progress(f"== W&B run: {folder} ==")
     log_progress(f"wrote {out / 'report.md'}, {out / 'per_image.csv'} and {len(figures)} figures in {out / 'figures'} "
          f"({time.perf_counter() - start:.0f} s)")

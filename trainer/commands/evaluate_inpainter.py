@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,11 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return evaluate(args)
+    except MemoryError:  # numpy's and torch's CPU allocations: one line, not a traceback
+        raise RuntimeError(f"out of memory at --size {args.size}; choose a smaller --size or --batch-size") from None
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Score the inpainter and the baselines as ``main`` parsed them, and print the tables."""
     if args.size < 16 or args.masks_per_image < 1 or args.batch_size < 1:
         raise ValueError("--size must be >= 16, --masks-per-image and --batch-size >= 1")
     if args.images is None:
         paths, where = sample_images("val"), "the embedded sample val split"
     else:
+        if not Path(args.images).is_dir():
+            raise ValueError(f"--images '{args.images}' is not a folder" if Path(args.images).exists()
+                             else f"image folder '{args.images}' does not exist")
         paths, where = list_images(args.images), f"'{args.images}'"
         if not paths:
             raise ValueError(f"no images found in '{args.images}'")

@@ -22,11 +22,13 @@ import sys
 
 from lightning.pytorch.cli import LightningCLI
 
+from generator.cli_parser import usage_error
 from trainer.data.images import ImageMaskDataModule
 from trainer.training import lightning_cli
 from trainer.training.inpainter_module import InpainterModule
 
 PROG = "paintguard fit-inpainter"
+SUBCOMMANDS = ("fit", "validate", "export")
 DESCRIPTION = ("Train an FFC-ResNet inpainter such as lama-tiny: 'fit' and 'validate' are LightningCLI's "
                "(e.g. fit --config configs/inpainter/lama-tiny.yaml [--ckpt_path last]); "
                "'export --ckpt_path CKPT --out FILE.safetensors' writes a checkpoint's generator for load_inpainter.")
@@ -39,6 +41,11 @@ def make_cli(argv: list[str], run: bool = True) -> LightningCLI:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # LightningCLI's own message lists only fit and validate: export is dispatched before it
+    if not argv or (not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS):
+        got = f", got '{argv[0]}'" if argv else ""
+        usage_error(f"expected a subcommand, one of {', '.join(SUBCOMMANDS)}{got}; e.g. "
+                    f"'{PROG} fit --config configs/inpainter/lama-tiny.yaml'", PROG)
     return lightning_cli.cli_main(InpainterModule, ImageMaskDataModule, PROG, DESCRIPTION, argv)
 
 

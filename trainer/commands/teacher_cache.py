@@ -8,16 +8,40 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from safetensors import safe_open
 
 from generator.cli_parser import ArgumentParser, device_option
+from generator.save import check_creatable
 from trainer.training.teacher_cache import build_teacher_cache
+
+
+def is_teacher_cache(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file that ``build_teacher_cache`` wrote."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return "noise" in f.keys() and "inpainter_fingerprint" in (f.metadata() or {})
+    except Exception:  # safetensors raises its own error types for a file of another kind
+        return False
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before the optimiser runs, an --out that cannot be written or would replace another kind of file."""
+    if out.is_dir():
+        raise ValueError(f"--out '{out}' is a folder; give the safetensors file to write")
+    check_creatable(out)
+    # rebuilding a cache in place is the documented fix for a stale one; anything else may be an input
+    if out.exists() and not is_teacher_cache(out):
+        raise ValueError(f"--out '{out}' exists and is not a teacher cache; refusing to replace it")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="paintguard teacher-cache", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inpainter", default="lama-tiny")
-    parser.add_argument("--out", required=True, help="safetensors file to write")
+    parser.add_argument("--out", required=True,
+                        help="safetensors file to write (an existing teacher cache is replaced)")
     parser.add_argument("--count", type=int, default=128, help="number of (crop, mask) pairs")
     parser.add_argument("--size", type=int, default=128, help="crop size in pixels")
     parser.add_argument("--train-dir", default=None, help="image folder (default: the embedded sample images)")
@@ -28,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.count < 1 or args.size < 16:
         raise ValueError("--count must be >= 1 and --size >= 16")
+    if args.steps < 1 or args.batch_size < 1:
+        raise ValueError(f"--steps and --batch-size must be >= 1, got {args.steps} and {args.batch_size}")
+    check_out(Path(args.out))
     out = build_teacher_cache(args.inpainter, args.out, args.count, args.size, args.seed, args.train_dir,
                               args.batch_size, args.steps, args.device)
     print(json.dumps({"wrote": str(out), "pairs": args.count, "size": args.size}))

@@ -261,11 +261,11 @@ def load_config(path: str | os.PathLike) -> CompareConfig:
     """Read and check a compare YAML file; every problem is one ConfigError line naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config '{path}' does not exist")
+        raise ConfigError(f"config '{path}' " + ("is a folder, not a YAML file" if path.is_dir() else "does not exist"))
     try:
         cfg = _build(CompareConfig, yaml.safe_load(path.read_text()), "")
         _check(cfg)
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"config '{path}' is not valid YAML: {one_line(err)}") from None
     except ConfigError as err:
         raise ConfigError(f"config '{path}': {err}") from None

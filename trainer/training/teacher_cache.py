@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
+from generator.save import atomic_write
 from trainer.data.images import ImageMaskDataModule, RandomCropDataset, images_or_samples
 from trainer.data.masks import MaskGenerator
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
@@ -54,9 +55,8 @@ def build_teacher_cache(inpainter: str, out: str | Path, count: int = 128, size:
     meta = {"inpainter": str(inpainter), "inpainter_fingerprint": model.fingerprint(), "size": str(size),
             "steps": str(steps), "seed": str(seed), "count": str(count),
             "seconds": f"{time.perf_counter() - start:.1f}"}
-    save_file({"image": torch.cat(images), "mask": torch.cat(masks), "noise": torch.cat(noises)}, str(out),
-              metadata=meta)
-    return out
+    tensors = {"image": torch.cat(images), "mask": torch.cat(masks), "noise": torch.cat(noises)}
+    return atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=meta))  # minutes of work: all or none
 
 
 class TeacherCache(Dataset):
