@@ -12,6 +12,8 @@ import yaml
 from PIL import Image
 from torch import nn
 
+from generator.protector import save_generator
+from generator.unet import NoiseUNet, UNetConfig
 from trainer.inpainting.ffc import FFCResNetConfig
 from trainer.inpainting.inpainter import Inpainter, build_inpainter, save_inpainter
 
@@ -135,3 +137,20 @@ def masked_batch(n: int = 2, size: int = 32) -> tuple[torch.Tensor, torch.Tensor
     mask[0, :, 8:20, 6:24] = 1
     mask[1:, :, 14:30, 2:12] = 1
     return image, mask
+
+
+@pytest.fixture
+def checkpoints(tmp_path, monkeypatch, tiny_inpainter):
+    """For the compare tests: tiny stand-ins for the shipped lama-tiny and generator-lama-tiny, plus a second inpainter for transfer."""
+    folder = tmp_path / "checkpoints"
+    save_inpainter(tiny_inpainter, folder / "lama-tiny.safetensors")
+    save_inpainter(build_inpainter(TINY, seed=1), folder / "other-inpainter.safetensors")
+    torch.manual_seed(0)
+    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=0.5)  # an untrained generator emits almost no noise: make it visible
+    save_generator(net, folder / "generator-lama-tiny.safetensors")
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(folder))
+    # the machine may be shared: one thread keeps these tiny models from fighting over the cores
+    torch.set_num_threads(1)
+    return folder

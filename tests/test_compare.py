@@ -14,8 +14,6 @@ import torch
 import yaml
 from PIL import Image
 
-from generator.protector import save_generator
-from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main as cli_main
 from trainer.data.images import FixedCropDataset, sample_images
 from trainer.evaluation.compare_config import eot_from_config, load_config
@@ -23,12 +21,11 @@ from trainer.evaluation.comparison import build_methods, load_samples
 from trainer.evaluation.report import dtype_note
 from trainer.evaluation.scoring import batches, run_method
 from trainer.evaluation.tables import paired_share_difference, summarise
-from trainer.inpainting.inpainter import build_inpainter, save_inpainter
 from trainer.objective.metrics import share_of_gain
 from trainer.objective.transforms import TRANSFORMS, get_transform
 from trainer.training.wandb_logger import read_offline_run
 
-from .conftest import TINY, write_mask, write_rgb
+from .conftest import write_mask, write_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_CONFIG = ROOT / "configs" / "compare" / "ci.yaml"
@@ -136,23 +133,6 @@ def test_run_method_warms_up_batches_by_shape_and_times_every_call():
 
 
 # --- the command ----------------------------------------------------------------------------
-
-@pytest.fixture
-def checkpoints(tmp_path, monkeypatch, tiny_inpainter):
-    """Tiny stand-ins for the shipped lama-tiny and generator-lama-tiny, plus a second inpainter for transfer."""
-    folder = tmp_path / "checkpoints"
-    save_inpainter(tiny_inpainter, folder / "lama-tiny.safetensors")
-    save_inpainter(build_inpainter(TINY, seed=1), folder / "other-inpainter.safetensors")
-    torch.manual_seed(0)
-    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
-    with torch.no_grad():
-        net.head[0].weight.normal_(std=0.5)  # an untrained generator emits almost no noise: make it visible
-    save_generator(net, folder / "generator-lama-tiny.safetensors")
-    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(folder))
-    # the machine may be shared: one thread keeps these tiny models from fighting over the cores
-    torch.set_num_threads(1)
-    return folder
-
 
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
@@ -379,91 +359,3 @@ def test_every_shipped_compare_config_loads(name):
     cfg = load_config(ROOT / "configs" / "compare" / name)
     assert cfg.methods.none is not None or cfg.methods.optimiser is not None
     assert cfg.inpainter in (cfg.targets or [cfg.inpainter])  # a matrix's first row is also one of its columns
-
-
-def quick_config(tmp_path: Path, **changes) -> Path:
-    """A one-sample, one-step comparison (seconds), written to a file."""
-    config = {"images": "sample-val", "masks": {"size": 32}, "max_samples": 1, "transforms": ["png"],
-              "methods": {"none": None, "optimiser": {"steps": 1}}, "figure_rows": 1, **changes}
-    path = tmp_path / "quick.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def test_a_config_that_is_a_folder_or_not_text_is_one_line(tmp_path, capsys):
-    (tmp_path / "binary.yaml").write_bytes(b"\xee\xff\x00")
-    for name, message in (("", "is a folder, not a YAML file"), ("binary.yaml", "is not valid YAML")):
-        assert cli_main(["compare", "--config", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.count("\n") == 0 and err.startswith("paintguard: error: config '") and message in err
-    assert not (tmp_path / "out").exists()
-
-
-def test_an_out_inside_the_images_folder_is_refused(tmp_path, checkpoints, capsys):
-    """The image folder is read recursively: a second run would take the first one's figures for photos."""
-    images = tmp_path / "images"
-    images.mkdir()
-    write_rgb(images / "a.png", 40, 40, seed=1)
-    path = quick_config(tmp_path, images=str(images))
-    for out in (images / "report", images):
-        assert cli_main(["compare", "--config", str(path), "--out", str(out)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.count("\n") == 0 and "lies within the images folder" in err
-    assert sorted(p.name for p in images.iterdir()) == ["a.png"]
-
-
-def test_a_rerun_replaces_the_previous_report_and_a_failed_run_writes_nothing(tmp_path, checkpoints, capsys,
-                                                                              monkeypatch):
-    import trainer.commands.compare as compare
-
-    out = tmp_path / "out"
-    (out / "figures").mkdir(parents=True)
-    old = (f"{compare.REPORT_TITLE}\n\n![grid-old](figures/grid-old.png)\n"
-           "![transfer-matrix](figures/transfer-matrix.png)\n")
-    (out / "report.md").write_text(old)
-    for name in ("figures/grid-old.png", "figures/transfer-matrix.png", "figures/mine.png", "transfer_per_image.csv"):
-        (out / name).write_bytes(b"old")
-    path = quick_config(tmp_path)
-
-    def boom(*args, **kwargs):
-        raise RuntimeError("the machine ran out of patience")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(compare, "run_method", boom)
-        assert cli_main(["compare", "--config", str(path), "--out", str(out)]) == 2
-        assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / "new")]) == 2
-    assert capsys.readouterr().err.strip().endswith("paintguard: error: the machine ran out of patience")
-    assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".paintguard-compare-*"))
-    assert (out / "report.md").read_text() == old and not list(out.glob(".paintguard-compare-*"))
-
-    assert cli_main(["compare", "--config", str(path), "--out", str(out)]) == 0
-    assert "| optimiser (1 steps) |" in (out / "report.md").read_text()
-    # the previous run's files are gone, not mixed with this run's; a file it did not write stays
-    assert sorted(p.name for p in out.iterdir()) == ["figures", "per_image.csv", "report.md"]
-    assert sorted(p.name for p in (out / "figures").iterdir()) == [
-        "grid-none.png", "grid-optimiser-1-steps.png", "mine.png", "speed-vs-strength.png"]
-
-
-def test_an_out_with_a_report_compare_did_not_write_or_under_a_file_is_refused(tmp_path, capsys):
-    path = quick_config(tmp_path)
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "report.md").write_text("# my notes\n")
-    (tmp_path / "file").write_text("x")
-    cases = {"notes": "holds a report.md that paintguard compare did not write", "file": "is a file, not a folder",
-             "file/sub": "cannot be created: '"}
-    for out, message in cases.items():
-        assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / out)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.count("\n") == 0 and message in err
-    assert (tmp_path / "notes" / "report.md").read_text() == "# my notes\n"
-
-
-def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
-    import trainer.commands.compare as compare
-
-    def huge(cfg):
-        raise MemoryError
-    monkeypatch.setattr(compare, "load_samples", huge)
-    assert cli_main(["compare", "--config", str(quick_config(tmp_path)), "--out", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err.strip().startswith("paintguard: error: out of memory: lower masks.size")
-    assert not (tmp_path / "out").exists()
