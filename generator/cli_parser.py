@@ -30,10 +30,21 @@ def exit_code(exit_: SystemExit) -> int:
 
 
 def device_option(name: str) -> str:
-    """``--device``: a device this torch can allocate on, checked before anything is loaded or written (a CPU-only
-    build has no 'cuda'; an absent GPU index fails only on first use)."""
+    """``--device``: a device this torch has, checked before anything is loaded or written (a CPU-only build has
+    no 'cuda'). Checked without creating a context on it: every process of a multi-GPU run parses this."""
     try:
-        torch.empty(0, device=torch.device("cuda" if name == "gpu" else name))  # Lightning's name for it too
-    except (RuntimeError, AssertionError, ValueError) as err:  # CUDA's lazy init asserts on a CPU-only build
-        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: {one_line(str(err))}") from None
+        device = torch.device("cuda" if name == "gpu" else name)  # Lightning's name for it too
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: not a torch device (cpu, cuda, cuda:1, "
+                                         "...)") from None
+    if device.type == "cpu":
+        return name
+    backend = getattr(torch, device.type, None)
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: this torch ({torch.__version__}) has no "
+                                         f"{device.type} device")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if device.index is not None and device.index >= count:
+        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: {count} {device.type} device(s), "
+                                         f"numbered from 0")
     return name
