@@ -20,6 +20,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -170,7 +171,8 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> 
     """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored)."""
     items, seen = [], {}
     pairs = find_image_mask_pairs(folder, mask_suffix)
-    for mask in unpaired_masks(folder, pairs, mask_suffix):
+    # every process scans the folder; one of them says what the scan found
+    for mask in unpaired_masks(folder, pairs, mask_suffix) if rank_zero_only.rank == 0 else []:
         if out_dir not in mask.parents:
             say("warning", f"mask '{mask}' has no image beside it (NAME{', NAME'.join(IMAGE_SUFFIXES)} for "
                            f"NAME{mask_suffix}*.png); skipped")

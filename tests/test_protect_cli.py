@@ -362,6 +362,7 @@ def test_iterative_and_hybrid_methods(tmp_path, pair, generator_path, tiny_inpai
 def test_two_processes_write_every_image_exactly_once(tmp_path, generator_path):
     src, dst = tmp_path / "in", tmp_path / "out"
     images = make_folder(src, [(24, 24), (24, 24), (20, 28), (32, 16), (24, 24)])
+    write_mask(src / "lost_mask.png", 24, 24, (0, 0, 4, 4))
     env = {**os.environ, "PL_TORCH_DISTRIBUTED_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "protect", str(src), "-o", str(dst),
                            "--checkpoint", str(generator_path), "--devices", "2", "--strategy", "ddp"],
@@ -370,6 +371,7 @@ def test_two_processes_write_every_image_exactly_once(tmp_path, generator_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     # the counts add up to the number of images and both processes wrote some: nothing twice, nothing missed
     assert "5 images written, 0 failed" in proc.stdout and "on 2 processes" in proc.stdout, proc.stdout
+    assert proc.stderr.count("lost_mask.png' has no image beside it") == 1, proc.stderr[-2000:]  # not once a process
     per_process = proc.stdout.split("written per process: ")[1].split(")")[0]
     counts = [int(c) for c in per_process.split(", ")]
     assert len(counts) == 2 and min(counts) > 0 and sum(counts) == 5
