@@ -13,8 +13,7 @@ from pathlib import Path
 from generator.cli_parser import ArgumentParser, device_option
 from generator.save import check_creatable
 from trainer.inpainting.inpainter import load_inpainter
-from trainer.objective.field_steps import NO_FIELD
-from trainer.training.gradient_cache import META, GradientCache, build_gradient_cache
+from trainer.training.gradient_cache import GradientCache, build_gradient_cache
 
 
 def check_out(out: Path) -> None:
@@ -26,24 +25,12 @@ def check_out(out: Path) -> None:
 
 def check_field_layers(inpainter: str, k: int) -> None:
     """``--field-layers k`` names one of the layers an encoder-gradient head can carry: the stem and the stride-2
-    layers. Checked first: the cache's recipe, written before the first batch, would keep a bad k."""
+    layers. Checked before the inpainter's first batch, which a larger k would fail in with an IndexError."""
     if k > 0:
         most = 1 + load_inpainter(inpainter).config.n_downsampling
         if k > most:
             raise ValueError(f"--field-layers must be at most {most} for '{inpainter}' (its stem and "
                              f"{most - 1} stride-2 layers), got {k}")
-
-
-def forget_new_cache(out: Path, created: list[Path]) -> None:
-    """Undo a new cache that failed before its first shard: its recipe alone would refuse a corrected rerun."""
-    if any(out.glob("shard-*.safetensors")):
-        return
-    (out / META).unlink(missing_ok=True)
-    for folder in created:  # deepest first; only the folders this run made, and only if empty
-        try:
-            folder.rmdir()
-        except OSError:
-            break
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,17 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_field_layers(args.inpainter, args.field_layers)
-    new, created = not (out / META).exists(), [p for p in [out, *out.parents] if not p.exists()]
-    try:
-        folder = build_gradient_cache(args.out, args.inpainter, args.images, args.count, args.size, args.seed,
-                                      args.teacher_steps, args.shard_size, args.batch_size, args.device,
-                                      args.field_layers, args.field_teacher, args.field_steps)
-    except BaseException as err:
-        if new:
-            forget_new_cache(out, created)
-        if isinstance(err, ValueError) and str(err) == NO_FIELD:  # its text names compare's 'refine' method
-            raise ValueError(f"--field-teacher '{args.field_teacher}' has no field to step: it needs an "
-                             "encoder-gradient generator (such as generator-lama-tiny)") from None
-        raise
+    folder = build_gradient_cache(args.out, args.inpainter, args.images, args.count, args.size, args.seed,
+                                  args.teacher_steps, args.shard_size, args.batch_size, args.device,
+                                  args.field_layers, args.field_teacher, args.field_steps)
     print(json.dumps({"cache": str(folder), "entries": len(GradientCache(folder))}))
     return 0

@@ -43,7 +43,7 @@ from trainer.data.masks import MaskGenerator
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.fgsm import head_field, input_gradient, layer_gradient
-from trainer.objective.field_steps import FIELD_LR, NO_FIELD, has_field, stepped_field
+from trainer.objective.field_steps import FIELD_LR, has_field, stepped_field
 from trainer.objective.losses import prepare_task
 
 Tensor = torch.Tensor
@@ -102,7 +102,8 @@ def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", i
 
         teacher_net = load_generator(field_teacher).to(device).eval()
         if not has_field(teacher_net):
-            raise ValueError(NO_FIELD)
+            raise ValueError(f"field_teacher '{field_teacher}' has no field to step: it needs an encoder-gradient "
+                             "generator (such as generator-lama-tiny)")
         if size % teacher_net.size_multiple:
             raise ValueError(f"field_teacher needs a crop size that is a multiple of {teacher_net.size_multiple}")
         teacher_recipe = {"generator": str(field_teacher), "weights": weights_fingerprint(teacher_net),
@@ -115,8 +116,6 @@ def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", i
         if differs:
             raise ValueError(f"gradient cache '{folder}' was built with other {', '.join(differs)}; "
                              "use a new folder to build a different cache")
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / META, lambda tmp: tmp.write_text(json.dumps({"recipe": recipe}, indent=1)))
     dataset = RandomCropDataset(paths, size=size, samples_per_epoch=ENDLESS, mask_generator=MaskGenerator(size),
                                 seed=seed)
     config = IterativeConfig(steps=max(teacher_steps, 1))
@@ -152,6 +151,11 @@ def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", i
                 tensors["teacher"].append(result.noise.half().cpu())
         data = {k: torch.cat(v) for k, v in tensors.items() if v}
         entries = [{"index": i, "photo": dataset.source((0, i)).name} for i in range(first, first + shard_size)]
+        if not (folder / META).is_file():
+            # the recipe goes with the first shard: a new cache that fails before it leaves nothing to refuse a
+            # corrected command
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(folder / META, lambda tmp: tmp.write_text(json.dumps({"recipe": recipe}, indent=1)))
         path = folder / SHARD.format(shard)
         atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata={"entries": json.dumps(entries)}))
         shard += 1
