@@ -240,6 +240,7 @@ def main() -> None:
             report[-1] += (f"\n\nnone, optimiser and FGSM: cached in {args.reference_dir}, so untimed here and no "
                            "speed-up; benchmarks/compare_speed.py times the optimiser and a generator in one run.")
         print("\n\n".join(report[-2:]), flush=True)
+    summaries = len(report)  # the tables across splits start here; the end prints them together
     rows = [[name, *(f"{shares[name].get(s, float('nan')):.2f}" for s in args.splits)] for name in shares]
     report += ["## Share of the 20-step optimiser's attack gain", markdown(["method", *args.splits], rows)]
     if paired:  # a difference between checkpoints smaller than the spread across samples can still be real
@@ -250,7 +251,7 @@ def main() -> None:
         rows = [[name, *(_interval(spread[name][s]) for s in args.splits)] for name in spread]
         report += ["## The optimiser from other random starts: share minus the reference's 1.00, on the same "
                    "samples (mean [95% interval])", markdown(["method", *args.splits], rows)]
-    print("\n\n" + "\n\n".join(report[-2 - 2 * bool(paired) - 2 * bool(spread):]))
+    print("\n\n" + "\n\n".join(report[summaries:]))
     if args.out:
         Path(args.out).write_text("\n\n".join(report) + "\n")
 

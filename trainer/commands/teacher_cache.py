@@ -10,20 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from safetensors import safe_open
-
 from generator.cli_parser import ArgumentParser, device_option
 from generator.save import check_creatable
-from trainer.training.teacher_cache import build_teacher_cache
-
-
-def is_teacher_cache(path: Path) -> bool:
-    """Whether ``path`` is a safetensors file that ``build_teacher_cache`` wrote."""
-    try:
-        with safe_open(str(path), "pt") as f:
-            return "noise" in f.keys() and "inpainter_fingerprint" in (f.metadata() or {})
-    except Exception:  # safetensors raises its own error types for a file of another kind
-        return False
+from trainer.training.teacher_cache import build_teacher_cache, is_teacher_cache
 
 
 def check_out(out: Path) -> None:

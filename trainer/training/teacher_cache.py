@@ -59,6 +59,16 @@ def build_teacher_cache(inpainter: str, out: str | Path, count: int = 128, size:
     return atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=meta))  # minutes of work: all or none
 
 
+def is_teacher_cache(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file that ``build_teacher_cache`` wrote (its noise and its inpainter's
+    fingerprint)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return "noise" in f.keys() and "inpainter_fingerprint" in (f.metadata() or {})
+    except Exception:  # safetensors raises its own error types for a file of another kind
+        return False
+
+
 class TeacherCache(Dataset):
     """Cached (image, mask, teacher noise) triples."""
 
