@@ -60,22 +60,6 @@ def check_metadata(meta: dict[str, str], where: str) -> dict[str, Any]:
     return decoded
 
 
-def from_other_checkpoint(meta: dict[str, Any], source: Path) -> bool:
-    """Whether the export described by ``meta`` records another checkpoint's file name than ``source``'s."""
-    return bool(meta.get("source")) and meta.get("source") != source.name
-
-
-def stale_reason(meta: dict[str, Any], source: Path) -> str | None:
-    """Why the export described by ``meta`` does not match the checkpoint file ``source``; None if it does."""
-    actual = fingerprint(source)
-    if meta.get("source_sha256") == actual:
-        return None
-    if from_other_checkpoint(meta, source):
-        return f"was exported from another checkpoint ('{meta['source']}'), not from '{source}'"
-    return (f"was exported from an older version of '{source}' (sha256 {str(meta.get('source_sha256'))[:12]}..., "
-            f"now {actual[:12]}...)")
-
-
 def check_fresh(meta: dict[str, Any], where: str, source: str | os.PathLike | None = None,
                 rebuild: str | None = None) -> None:
     """Refuse a stale export (one whose recorded fingerprint differs from its checkpoint's) or another's.
@@ -88,13 +72,16 @@ def check_fresh(meta: dict[str, Any], where: str, source: str | os.PathLike | No
     path = Path(source) if source is not None else checkpoint.checkpoints_dir() / str(meta.get("source", ""))
     if source is None and not (meta.get("source") and path.is_file()):
         return
-    reason = stale_reason(meta, path)
-    if reason and from_other_checkpoint(meta, path):
+    recorded, actual = str(meta.get("source_sha256")), fingerprint(path)
+    if recorded == actual:
+        return
+    if meta.get("source") and meta["source"] != path.name:
         # no rebuild hint: rebuilding would replace that generator's export with this one's
-        raise OnnxModelError(f"'{where}' {reason}; use it with the checkpoint it was exported from")
-    if reason:
-        rebuild = rebuild or f"paintguard export-onnx {path} -o {where} --overwrite"
-        raise OnnxModelError(f"'{where}' is stale: it {reason}; rebuild it with '{rebuild}'")
+        raise OnnxModelError(f"'{where}' was exported from another checkpoint ('{meta['source']}'), not from "
+                             f"'{path}'; use it with the checkpoint it was exported from")
+    rebuild = rebuild or f"paintguard export-onnx {path} -o {where} --overwrite"
+    raise OnnxModelError(f"'{where}' is stale: it was exported from an older version of '{path}' (sha256 "
+                         f"{recorded[:12]}..., now {actual[:12]}...); rebuild it with '{rebuild}'")
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
