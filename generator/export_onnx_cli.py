@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from generator.cli_parser import ArgumentParser
 from generator.onnx_export import CHECK_SIZES, EXPORTERS, TOLERANCE, export_onnx
@@ -38,10 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     args = build_parser().parse_args(argv)
-    # checked before the export (seconds); the export writes atomically, so a refused or failed run keeps the old file
-    if Path(args.output).exists() and not args.overwrite:
-        raise ValueError(f"output '{args.output}' exists; pass --overwrite to replace it")
-    path, worst = export_onnx(args.checkpoint, args.output, args.exporter)
+    path, worst = export_onnx(args.checkpoint, args.output, args.exporter, overwrite=args.overwrite)
     sizes = ", ".join(f"{w}x{h}" + (f" (batch {b})" if b > 1 else "") for b, h, w in CHECK_SIZES)
     print(f"paintguard export-onnx: wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {args.checkpoint}; "
           f"onnxruntime matches PyTorch within {worst:.1g} (tolerance {TOLERANCE:g}) on {sizes}; "

@@ -152,12 +152,18 @@ def export_bytes(name_or_path: str | os.PathLike = DEFAULT, exporter: str = "tor
 
 
 def export_onnx(name_or_path: str | os.PathLike = DEFAULT, output: str | os.PathLike = "generator.onnx",
-                exporter: str = "torchscript", sizes=CHECK_SIZES) -> tuple[Path, float]:
-    """Export and self-check a generator, then write the ONNX file atomically; returns (path, worst difference)."""
+                exporter: str = "torchscript", sizes=CHECK_SIZES, overwrite: bool = False) -> tuple[Path, float]:
+    """Export and self-check a generator, then write the ONNX file atomically; returns (path, worst difference).
+
+    An existing ``output`` is replaced only with ``overwrite=True``.
+    """
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise ValueError(f"output '{output}' should end in .onnx")
     if not output.parent.is_dir():
         raise ValueError(f"output folder '{output.parent}' does not exist")
+    # checked before the export (seconds); the write is atomic, so a refused or failed run keeps the old file
+    if output.exists() and not overwrite:
+        raise ValueError(f"output '{output}' exists; pass --overwrite to replace it")
     model, worst = export_bytes(name_or_path, exporter, sizes)
     return atomic_write(output, lambda tmp: tmp.write_bytes(model)), worst

@@ -195,6 +195,11 @@ def test_export_refuses_an_existing_output_without_overwrite(tmp_path, generator
     assert out.read_bytes() == b"someone's file"
     assert main(["export-onnx", str(path), "-o", str(out), "--overwrite"]) == 0
     assert read_metadata(out)["source"] == "g.safetensors"
+    with pytest.raises(ValueError, match="exists; pass --overwrite"):  # the Python function refuses as well
+        export_onnx(path, out)
+    out.write_bytes(b"someone's file")
+    export_onnx(path, out, overwrite=True)
+    assert read_metadata(out)["source"] == "g.safetensors"
 
 
 def test_bad_models_are_refused(tmp_path, generator, capsys):
