@@ -46,7 +46,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from generator.protector import save_generator
+from generator import checkpoint
+from generator.protector import KIND, save_generator
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 from generator.widen import start_from
@@ -176,6 +177,11 @@ class GeneratorModule(L.LightningModule):
     def inpainter(self) -> Inpainter:
         """The first inpainter (the only one without an ensemble): the panels' inpainter."""
         return self.inpainters[0]
+
+    @staticmethod
+    def check_init_from(source: str) -> None:
+        """Refuse an ``init_from`` that is neither a file nor a shipped generator's name."""
+        checkpoint.resolve(source, KIND)
 
     def setup(self, stage: str) -> None:
         # before Lightning restores a resumed fit's checkpoint, which then wins over these weights

@@ -27,11 +27,12 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from generator import checkpoint
 from generator.checkpoint import copy_weights
 from trainer.evaluation.attackability import protection_strength, steering_gain
 from trainer.inpainting.discriminator import NLayerDiscriminator
 from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator
-from trainer.inpainting.inpainter import Inpainter, lama_predict, load_inpainter, save_inpainter
+from trainer.inpainting.inpainter import KIND, Inpainter, lama_predict, load_inpainter, save_inpainter
 from trainer.objective.iterative import IterativeConfig
 from trainer.objective.losses import masked_mse, psnr_from_mse
 from trainer.training.inpainter_losses import (
@@ -127,6 +128,12 @@ class InpainterModule(L.LightningModule):
         # fine-tune keeps its own weights (these are loaded, then replaced).
         if stage == "fit" and self.hparams.init_from:
             self.load_generator_from(self.hparams.init_from)
+
+    @staticmethod
+    def check_init_from(source: str) -> None:
+        """Refuse an ``init_from`` that is neither a LaMa folder, a file nor a shipped inpainter's name."""
+        if not Path(source).is_dir():
+            checkpoint.resolve(source, KIND)
 
     def load_generator_from(self, source: str) -> None:
         """Copy a saved inpainter's weights into the generator, key for key with every shape checked."""

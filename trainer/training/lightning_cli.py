@@ -104,6 +104,10 @@ class FitValidateCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
+        # a fit loads init_from only at setup: a missing one is refused before the run folder and W&B run exist
+        check_init_from = getattr(self.model_class, "check_init_from", None)
+        if self.subcommand == "fit" and check_init_from is not None and config.model.get("init_from"):
+            check_init_from(config.model.init_from)
         if config is not None and config.get("run_name"):
             for key in ("logger", "callbacks"):
                 if config.trainer.get(key) is not None:
