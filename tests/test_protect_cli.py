@@ -364,10 +364,14 @@ def test_two_processes_write_every_image_exactly_once(tmp_path, generator_path):
     images = make_folder(src, [(24, 24), (24, 24), (20, 28), (32, 16), (24, 24)])
     write_mask(src / "lost_mask.png", 24, 24, (0, 0, 4, 4))
     env = {**os.environ, "PL_TORCH_DISTRIBUTED_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "protect", str(src), "-o", str(dst),
-                           "--checkpoint", str(generator_path), "--devices", "2", "--strategy", "ddp"],
-                          capture_output=True, text=True, timeout=300, env=env,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def protect_on_two_processes(out, *options) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "trainer.commands.cli", "protect", str(src), "-o", str(out),
+                               "--checkpoint", str(generator_path), "--devices", "2", "--strategy", "ddp", *options],
+                              capture_output=True, text=True, timeout=300, env=env,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    proc = protect_on_two_processes(dst)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # the counts add up to the number of images and both processes wrote some: nothing twice, nothing missed
     assert "5 images written, 0 failed" in proc.stdout and "on 2 processes" in proc.stdout, proc.stdout
@@ -379,6 +383,10 @@ def test_two_processes_write_every_image_exactly_once(tmp_path, generator_path):
     assert outputs == sorted(p.relative_to(src) for p in images)
     for path in images:
         bound_kept(dst / path.relative_to(src), path)
+    # the warning for a lossy format is a run's too
+    proc = protect_on_two_processes(tmp_path / "jpg", "--format", "jpg")
+    assert proc.returncode == 0 and "5 images written" in proc.stdout, proc.stderr[-2000:]
+    assert proc.stderr.count(".jpg is lossy") == 1, proc.stderr[-2000:]
 
 
 def test_registered_in_the_dispatcher(capsys):
