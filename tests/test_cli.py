@@ -60,3 +60,14 @@ def test_paintguard_warnings_are_one_line_and_a_librarys_keep_their_format():
         "paintguard: warning: lossy: prefer PNG\n")
     assert one_line_warning("deprecated", UserWarning, library, 3, fallback=fallback) == (
         f"{library}:3: UserWarning: deprecated\n")
+
+
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
+    import trainer.commands.optimize
+
+    def allocate(argv):
+        raise MemoryError
+
+    monkeypatch.setattr(trainer.commands.optimize, "main", allocate)
+    assert main(["optimize", "a.png", "m.png", "-o", "b.png"]) == 2
+    assert capsys.readouterr().err.strip() == "paintguard: error: out of memory: try a smaller image, batch or size"

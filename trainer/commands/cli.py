@@ -54,6 +54,8 @@ def run_guarded(func, *args) -> int:
         return exit_code(exit_)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+    except MemoryError:  # numpy's and torch's CPU allocations; compare and evaluate-inpainter name their own options
+        return fail("out of memory: try a smaller image, batch or size")
     except (ValueError, OSError, RuntimeError) as err:
         if os.environ.get("PAINTGUARD_DEBUG"):
             raise
