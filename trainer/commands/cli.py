@@ -54,11 +54,11 @@ def run_guarded(func, *args) -> int:
         return exit_code(exit_)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
-    except MemoryError:  # numpy's and torch's CPU allocations; compare and evaluate-inpainter name their own options
-        return fail("out of memory: try a smaller image, batch or size")
-    except (ValueError, OSError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError, MemoryError) as err:
         if os.environ.get("PAINTGUARD_DEBUG"):
             raise
+        if isinstance(err, MemoryError):  # numpy's and torch's CPU allocations; compare and evaluate-inpainter
+            return fail("out of memory: try a smaller image, batch or size")  # name their own options
         text = str(err).strip().splitlines()
         return fail(text[0] if text else type(err).__name__)
 
