@@ -20,6 +20,7 @@ from trainer.inpainting.inpainter import Inpainter, build_inpainter, save_inpain
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = FFCResNetConfig(ngf=8, n_downsampling=3, n_blocks=1)
+ERROR = "paintguard: error: "
 
 
 def header_chains(config: Path, command: str) -> list[list[Path]]:
@@ -154,3 +155,13 @@ def checkpoints(tmp_path, monkeypatch, tiny_inpainter):
     # the machine may be shared: one thread keeps these tiny models from fighting over the cores
     torch.set_num_threads(1)
     return folder
+
+
+def one_line_error(capsys, pattern: str = "", logs_before: bool = False) -> str:
+    """The message of the one error line a refused command printed on stderr, with ``pattern`` in it. Nothing else
+    may be there, or with ``logs_before`` only lines before it (Lightning logs "Seed set to 0" as a fit starts)."""
+    err = capsys.readouterr().err.strip()
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith(ERROR) and pattern in lines[-1], err
+    assert len(lines) == 1 or logs_before and not any(line.startswith(ERROR) for line in lines[:-1]), err
+    return lines[-1].removeprefix(ERROR)

@@ -8,7 +8,7 @@ import pytest
 
 from trainer.commands import cli
 
-from .conftest import ROOT
+from .conftest import ROOT, one_line_error
 
 
 @pytest.mark.parametrize("command, config, kind", [
@@ -18,7 +18,6 @@ from .conftest import ROOT
 def test_a_missing_init_from_is_refused_before_the_run_folder_exists(tmp_path, capsys, command, config, kind):
     with contextlib.chdir(tmp_path):  # both configs log to W&B offline under runs/
         code = cli.main([command, "fit", "--config", str(config), "--model.init_from", "no-such-file.safetensors"])
-    err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert len(err) == 1 and err[0].startswith(f"paintguard: error: no {kind} checkpoint 'no-such-file.safetensors'")
+    assert one_line_error(capsys, logs_before=True).startswith(f"no {kind} checkpoint 'no-such-file.safetensors'")
     assert list(tmp_path.iterdir()) == []  # no runs/ folder, no offline W&B run

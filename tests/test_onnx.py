@@ -21,7 +21,7 @@ from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
 
-from .conftest import write_mask, write_rgb
+from .conftest import one_line_error, write_mask, write_rgb
 
 EPS = 0.025
 ODD_SIZES = [(1, 23, 41), (2, 50, 17), (1, 16, 16), (1, 97, 33)]
@@ -39,13 +39,6 @@ def tiny_generator(path, seed: int = 0):
 @pytest.fixture
 def generator(tmp_path):
     return tiny_generator(tmp_path / "g.safetensors")
-
-
-def one_line_error(capsys, pattern: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "Traceback" not in err, err
-    assert err.startswith("paintguard: error: ") and pattern in err, err
-    return err
 
 
 def test_export_round_trip_and_odd_sizes(tmp_path, generator, capsys):

@@ -9,7 +9,7 @@ from PIL import Image
 from trainer.commands.cli import main
 from trainer.inpainting.inpainter import save_inpainter
 
-from .conftest import write_mask, write_rgb
+from .conftest import one_line_error, write_mask, write_rgb
 from .test_bad_files import bomb_png
 
 
@@ -21,13 +21,6 @@ def files(tmp_path, tiny_inpainter):
     write_mask(mask, 40, 52, (10, 12, 28, 40))
     inpainter = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")
     return image, mask, inpainter, pixels
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "Traceback" not in err
-    assert err.startswith("paintguard: error: ")
-    return err
 
 
 def test_optimize_writes_a_bounded_png_and_prints_losses(tmp_path, files, capsys):

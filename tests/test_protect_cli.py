@@ -17,7 +17,7 @@ from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
 from trainer.inpainting.inpainter import save_inpainter
 
-from .conftest import write_mask, write_rgb
+from .conftest import one_line_error, write_mask, write_rgb
 
 EPS = 0.025
 
@@ -48,12 +48,6 @@ def bound_kept(out, src) -> float:
     moved = (read_image(out).double() - read_image(src).double()).abs().max().item()
     assert moved <= EPS + 1e-9
     return moved
-
-
-def one_line_error(capsys, pattern: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "Traceback" not in err, err
-    assert err.startswith("paintguard: error: ") and pattern in err, err
 
 
 def test_single_image(tmp_path, pair, generator_path, capsys):
