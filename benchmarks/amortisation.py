@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from generator.cli_parser import positive_int
 from generator.precision import DTYPES, labelled
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset
@@ -106,12 +107,12 @@ def reference_runs(inpainter, images: list, masks: list, cache: Path) -> list[Me
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that pick the samples and their cached references (shared with ``noise_views.py``)."""
     parser.add_argument("--inpainter", default="lama-tiny")
-    parser.add_argument("--photos-per-split", type=int, default=11, help="first N photos of each split")
-    parser.add_argument("--masks-per-image", type=int, default=2)
+    parser.add_argument("--photos-per-split", type=positive_int, default=11, help="first N photos of each split")
+    parser.add_argument("--masks-per-image", type=positive_int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference-dir", default="runs/amortisation-reference")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
 
 
 def split_samples(parser: argparse.ArgumentParser, args: argparse.Namespace, inpainter,

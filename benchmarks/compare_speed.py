@@ -20,6 +20,7 @@ import argparse
 
 import torch
 
+from generator.cli_parser import positive_int
 from generator.precision import DTYPES, labelled
 from generator.protector import Protector
 from trainer.data.images import FixedCropDataset, sample_images
@@ -33,14 +34,14 @@ def main() -> None:
     parser.add_argument("--inpainter", default="lama-tiny", help="shipped name, .safetensors file or LaMa folder")
     parser.add_argument("--generator", default="generator-lama-tiny", help="shipped name or .safetensors file")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--images", type=int, default=3, help="held-out photos to time on (at most 5)")
+    parser.add_argument("--images", type=positive_int, default=3, help="held-out photos to time on (at most 5)")
     parser.add_argument("--steps", type=int, default=20, help="optimiser steps")
     parser.add_argument("--k", type=int, nargs="*", default=[2, 5], help="optimiser steps of the hybrids")
-    parser.add_argument("--repeats", type=int, default=1, help="timed calls per image")
+    parser.add_argument("--repeats", type=positive_int, default=1, help="timed calls per image")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32"], help="the generator's precisions")
     parser.add_argument("--optimiser-bfloat16", action="store_true", help="also time the optimiser in bfloat16")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from amortisation import OPTIMISER, reference_path, reference_runs, samples
+from generator.cli_parser import positive_int
 from generator.encoder_head import EncoderGradientHead, lama_encoder_widths
 from generator.stem_head import StemGradientHead
 from trainer.evaluation.scoring import run_method, score_runs
@@ -131,11 +132,11 @@ def main() -> None:
                         help="layers k for a one-field head that carries layers 1..k (the attack's gates only)")
     parser.add_argument("--head-ranks", type=float, nargs="*", default=[],
                         help="shares of layers 2..4's rank for a four-layer head fed the true field (1: exact)")
-    parser.add_argument("--photos-per-split", type=int, default=11)
-    parser.add_argument("--masks-per-image", type=int, default=2)
+    parser.add_argument("--photos-per-split", type=positive_int, default=11)
+    parser.add_argument("--masks-per-image", type=positive_int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--reference-dir", default="runs/amortisation-reference")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)

@@ -34,7 +34,15 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--keys", nargs="+", default=DEFAULT_KEYS)
     args = parser.parse_args()
+    # an empty table would read as "this run logged nothing", not as a wrong folder or key
+    if not args.run_dir.is_dir():
+        parser.error(f"run folder '{args.run_dir}' " + ("is a file" if args.run_dir.exists() else "does not exist"))
+    if not any(args.run_dir.glob("wandb/offline-run-*")):
+        parser.error(f"'{args.run_dir}' holds no wandb/offline-run-* folder: give a training run's folder, "
+                     "e.g. runs/lama-tiny")
     rows = curve(args.run_dir, args.keys)
+    if not rows:
+        parser.error(f"no step of '{args.run_dir}' logged any of {', '.join(args.keys)}")
     print("| step | " + " | ".join(args.keys) + " |")
     print("|---|" + "---|" * len(args.keys))
     for step, values in rows.items():

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import warnings
+import zipfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ from generator.messages import one_line
 
 FORMAT = "paintguard"
 SUFFIX = ".safetensors"
+# what turns a training checkpoint into a PaintGuard checkpoint of each kind (read_metadata's advice)
+EXPORTED_BY = {
+    "inpainter": "export a training checkpoint with 'paintguard fit-inpainter export --ckpt_path CKPT --out "
+                 "FILE.safetensors', or give a LaMa checkpoint's folder (config.yaml + models/best.ckpt)",
+    "generator": "export a training checkpoint with 'paintguard train export --ckpt_path CKPT --out FILE.safetensors'",
+}
 
 
 class CheckpointError(ValueError):
@@ -71,7 +78,7 @@ def resolve(name_or_path: str | os.PathLike, kind: str) -> Path:
     raise CheckpointError(f"no {kind} checkpoint {str(name_or_path)!r}: not a file, and not a shipped name ({names})")
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
     """``word`` with its indefinite article: "an inpainter", "a generator"."""
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
@@ -79,7 +86,7 @@ def _article(word: str) -> str:
 def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
     """The metadata of a PaintGuard safetensors file, with ``config`` decoded from JSON.
 
-    ``kind`` (what the caller expects) only shapes the error for an ONNX export given as a checkpoint.
+    ``kind`` (what the caller expects) only shapes the error for an ONNX export or a PyTorch file given as one.
     """
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -89,6 +96,10 @@ def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str,
             # safetensors reads an ONNX file's first bytes as a header length ("header too large"): say what it is
             hint = "; pass --backend onnx to run it" if kind == "generator" else ""
             raise CheckpointError(f"'{path}' is an ONNX export, not a safetensors checkpoint{hint}") from None
+        if Path(path).is_file() and zipfile.is_zipfile(path):
+            # torch.save's zip (a training run's last.ckpt, LaMa's best.ckpt): "header too large" says nothing of it
+            raise CheckpointError(f"'{path}' is a PyTorch checkpoint, not a PaintGuard .safetensors one: "
+                                  f"{EXPORTED_BY.get(str(kind), 'export it first')}") from None
         raise CheckpointError(f"cannot read checkpoint '{path}': {err}") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is a safetensors file but not a PaintGuard checkpoint (no format metadata)")
@@ -104,12 +115,17 @@ def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, con
     meta = {"format": FORMAT, "kind": kind, "config": json.dumps(config, sort_keys=True), **notes}
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    # safetensors creates the file owner-only (0600); a checkpoint is meant to be shared like any other file
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        # safetensors creates the file owner-only (0600); a checkpoint is meant to be shared like any other file
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except SafetensorError as err:  # safetensors' own type for an I/O failure (a full disk, no such folder)
+        raise OSError(f"cannot write '{path}': {err}") from None
+    finally:  # a failed write (full disk, a folder at path) leaves no half-written temporary file behind
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -117,7 +133,7 @@ def load(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], d
     """Read a checkpoint of the expected kind; returns (state dict, metadata)."""
     meta = read_metadata(path, kind)
     if meta.get("kind") != kind:
-        raise CheckpointError(f"'{path}' is {_article(str(meta.get('kind', 'unknown')))} checkpoint, "
+        raise CheckpointError(f"'{path}' is {article(str(meta.get('kind', 'unknown')))} checkpoint, "
                               f"expected a checkpoint of kind '{kind}'")
     return load_file(str(path)), meta
 
@@ -140,6 +156,7 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint", allowed: list[
             raise CheckpointError(f"cannot read {what} '{path}' safely: {one_line(refused, 300)}") from None
         # "Weights only load failed" heads every unpickler error, with advice to drop weights_only: skip to the cause
         cause = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
+        cause = cause.split(". ", 1)[0]  # the first sentence: a damaged zip's error goes on with three of advice
         module = type(err).__module__.lstrip("_")
         label = type(err).__name__ if module == "builtins" else f"{module}.{type(err).__name__}"  # struct.error
         detail = f"{label}: {cause}" if cause else label

@@ -48,3 +48,15 @@ def device_option(name: str) -> str:
         raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: {count} {device.type} device(s), "
                                          f"numbered from 0")
     return name
+
+
+def positive_int(text: str) -> int:
+    """A count option (photos, masks, threads, repeats): a whole number of at least 1. A negative one would
+    otherwise reach a slice (``paths[:n]``) and silently mean "all but the last n"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -328,3 +328,22 @@ def test_noise_views_rounds_away_from_zero_and_keeps_the_unsaved_floats(monkeypa
     saved = as_saved(run.protected[0][None], image, protector.eps)[0]
     assert not torch.allclose(run.protected[0], saved) and (saved - image[0]).abs().max() <= 6 / 255 + 1e-6
     sys.modules.pop("noise_views", None)
+
+
+@pytest.mark.parametrize("name,args,message", [
+    ("amortisation", ["--generator", "g", "--photos-per-split", "-1"], "argument --photos-per-split: must be at least 1"),
+    ("stem_bounds", ["--masks-per-image", "0"], "argument --masks-per-image: must be at least 1, got 0"),
+    ("compare_speed", ["--images", "-1"], "argument --images: must be at least 1, got -1"),
+    ("training_curve", ["{tmp}/missing"], "run folder '{tmp}/missing' does not exist"),
+    ("training_curve", ["{tmp}"], "'{tmp}' holds no wandb/offline-run-* folder"),
+])
+def test_bad_counts_and_run_folders_are_refused(name, args, message, tmp_path, monkeypatch, capsys):
+    """A negative count once sliced the photos from the end (``[:-1]``: all but one), and a wrong run folder printed
+    an empty curve: both looked like results."""
+    script = SCRIPTS[0].parent / f"{name}.py"
+    monkeypatch.setattr(sys, "argv", [str(script), *(a.format(tmp=tmp_path) for a in args)])
+    monkeypatch.setattr(sys, "path", [str(script.parent), *sys.path])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit_.value.code == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err

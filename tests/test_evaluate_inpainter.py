@@ -95,6 +95,7 @@ def test_missing_opencv_skips_telea_with_a_note(setup, capsys, monkeypatch):
     (["{ckpt}", "--images", "{tmp}/missing"], "image folder '{tmp}/missing' does not exist"),
     (["{ckpt}", "--images", "{tmp}/images/a.png"], "--images '{tmp}/images/a.png' is not a folder"),
     (["{ckpt}", "--size", "4"], "--size must be >= 16"),
+    (["{ckpt}", "--seed", "-1"], "--seed >= 0"),
     (["{tmp}/images/a.png"], "cannot read checkpoint"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(setup, tmp_path, capsys, args, message):

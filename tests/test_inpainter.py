@@ -10,7 +10,7 @@ from generator.checkpoint import CheckpointError
 from trainer.inpainting.ffc import FFCResNetGenerator, FourierUnit
 from trainer.inpainting.inpainter import lama_predict, load_inpainter, pad_symmetric, save_inpainter
 
-from .conftest import TINY, write_mask, write_rgb
+from .conftest import TINY, one_line_error, write_mask, write_rgb
 
 
 @pytest.mark.parametrize("h,w", [(5, 3), (8, 8), (13, 29), (2, 1)])
@@ -221,3 +221,22 @@ def test_malformed_lama_config_is_one_line_naming_the_file(tmp_path, tiny_inpain
     with pytest.raises(CheckpointError, match=message) as err:
         load_inpainter(folder)
     assert "\n" not in str(err.value) and "config.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize("kind,command", [("inpainter", "fit-inpainter export"), ("generator", "train export")])
+def test_a_pytorch_checkpoint_given_as_a_paintguard_one_says_how_to_export_it(tmp_path, tiny_inpainter, capsys,
+                                                                              kind, command):
+    """A training run's last.ckpt passed as --inpainter or --checkpoint: the export to run, not "header too large"."""
+    from trainer.commands.cli import main
+
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": tiny_inpainter.net.state_dict(), "epoch": 1}, ckpt)
+    with pytest.raises(CheckpointError, match=f"is a PyTorch checkpoint, .*'paintguard {command} --ckpt_path CKPT"):
+        checkpoint.load(ckpt, kind)
+    write_rgb(tmp_path / "a.png", 24, 24)
+    write_mask(tmp_path / "m.png", 24, 24, (4, 4, 16, 16))
+    out = tmp_path / "out.png"
+    option = ["--inpainter", str(ckpt), "--method", "iterative"] if kind == "inpainter" else ["--checkpoint", str(ckpt)]
+    assert main(["protect", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o", str(out), *option]) == 2
+    one_line_error(capsys, f"'{ckpt}' is a PyTorch checkpoint, not a PaintGuard .safetensors one: ")
+    assert not out.exists()

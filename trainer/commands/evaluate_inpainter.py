@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """Score the inpainter and the baselines as ``main`` parsed them, and print the tables."""
-    if args.size < 16 or args.masks_per_image < 1 or args.batch_size < 1:
-        raise ValueError("--size must be >= 16, --masks-per-image and --batch-size >= 1")
+    # a negative seed would reach numpy as "expected non-negative integer", naming no option
+    if args.size < 16 or args.masks_per_image < 1 or args.batch_size < 1 or args.seed < 0:
+        raise ValueError("--size must be >= 16, --masks-per-image and --batch-size >= 1, --seed >= 0")
     if args.images is None:
         paths, where = sample_images("val"), "the embedded sample val split"
     else:
