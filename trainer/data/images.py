@@ -255,6 +255,28 @@ def images_or_samples(folder: str | None, split: str) -> list[Path]:
     return paths
 
 
+MIN_CROP = 16  # as protect's smallest image: below it the 17x17 ring and the networks' downsampling do not fit
+
+
+def check_data_options(**options: int | None) -> None:
+    """Refuse bad sizes when the module is built: setup comes only after a fit has opened its run folder and W&B run
+    (and Lightning's own words for a zero batch or a tiny crop do not name the option)."""
+    for name, value in options.items():
+        least = MIN_CROP if name in ("size", "val_size") else 1
+        if value is not None and value < least:
+            raise ValueError(f"data.{name} must be at least {least}, got {value}")
+
+
+def check_folders(*folders: str | None) -> None:
+    """Refuse a missing image folder, or one without images, before a run starts (``setup`` would, but only once
+    the run folder and W&B run are open). Photo splits (``split:NAME``) are left to ``setup``."""
+    from trainer.data.splits import PREFIX  # splits builds on this module
+
+    for folder in folders:
+        if folder is not None and not folder.startswith(PREFIX):
+            images_or_samples(folder, "train")
+
+
 class ImageMaskDataModule(L.LightningDataModule):
     """Training crops with random LaMa masks and fixed validation crops.
 
@@ -282,6 +304,8 @@ class ImageMaskDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_data_options(size=size, val_size=val_size, batch_size=batch_size, val_batch_size=val_batch_size,
+                           masks_per_val_image=masks_per_val_image)
         self.train_dir, self.val_dir = train_dir, val_dir
         self.size, self.seed = size, seed
         self.train_seed = seed if train_seed is None else train_seed

@@ -13,14 +13,17 @@ from typing import Any, NoReturn
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from generator.checkpoint import torch_load
+from generator.checkpoint import article, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
+from generator.save import check_creatable
+from trainer.data.images import check_folders
+from trainer.training.resume_check import RUN_NAME, check_resume, is_lightning_checkpoint, resume_file
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
-RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
 
 
 class RememberWandbRun(L.Callback):
@@ -65,21 +68,6 @@ def _fill_run_name(value: Any, run_name: str) -> Any:
     return value
 
 
-def _resume_path(config: Any) -> Path | None:
-    """The checkpoint a fit resumes from: ``--ckpt_path FILE``, or ``last`` in a ModelCheckpoint's folder."""
-    ckpt = config.get("ckpt_path")
-    if ckpt and ckpt != "last":
-        return Path(ckpt) if Path(ckpt).is_file() else None
-    if ckpt == "last":
-        for callback in config.trainer.get("callbacks") or []:
-            dirpath = (callback.get("init_args") or {}).get("dirpath") if hasattr(callback, "get") else None
-            if "ModelCheckpoint" in str(callback.get("class_path", "")) and dirpath:
-                last = Path(dirpath) / "last.ckpt"
-                if last.is_file():
-                    return last
-    return None
-
-
 class FitValidateCLI(LightningCLI):
     """LightningCLI limited to fit and validate; a resumed fit continues its W&B run with the config's
     learning rates."""
@@ -89,10 +77,12 @@ class FitValidateCLI(LightningCLI):
         return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate")}
 
     def _parse_ckpt_path(self) -> None:
+        config = self.config.get(self.config.get("subcommand") or "", None)
+        if config is not None:  # the first look at --ckpt_path: before Lightning's unguarded torch.load, any run folder
+            check_resume(self.model_class, config)
         # Lightning lays a checkpoint file's saved hyperparameters over the parsed config (but not those of
         # --ckpt_path last), which silently undid a fine-tuning config's new loss weights or learning rates.
         # With a --config, the config is the recipe; without one, the checkpoint still supplies the model.
-        config = self.config.get(self.config.get("subcommand") or "", None)
         if config is not None and config.get("config"):
             return
         super()._parse_ckpt_path()
@@ -108,12 +98,15 @@ class FitValidateCLI(LightningCLI):
         check_init_from = getattr(self.model_class, "check_init_from", None)
         if self.subcommand == "fit" and check_init_from is not None and config.model.get("init_from"):
             check_init_from(config.model.init_from)
+        if self.subcommand and config.get("data") is not None:  # a run, not a parse: a config may name absent data
+            train_dir = config.data.get("train_dir") if self.subcommand == "fit" else None  # validate reads val only
+            check_folders(train_dir, config.data.get("val_dir"))
         if config is not None and config.get("run_name"):
             for key in ("logger", "callbacks"):
                 if config.trainer.get(key) is not None:
                     config.trainer[key] = _fill_run_name(config.trainer[key], config.run_name)
         logger = config.trainer.get("logger") if config is not None else None
-        resume = _resume_path(config) if config is not None else None
+        resume = resume_file(config) if config is not None else None
         if resume is None or not hasattr(logger, "get") or "Wandb" not in str(logger.get("class_path", "")):
             return
         run_id = torch_load(resume, "Lightning checkpoint", mmap=True).get(WANDB_RUN_KEY)
@@ -164,7 +157,7 @@ def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"no checkpoint '{path}'")
     blob = torch_load(path, "Lightning checkpoint")
-    if not isinstance(blob, dict) or "state_dict" not in blob or "hyper_parameters" not in blob:
+    if not is_lightning_checkpoint(blob):
         raise ValueError(f"'{path}' is not a Lightning checkpoint written by PaintGuard training")
     return blob
 
@@ -178,7 +171,7 @@ def export(model_class: type[L.LightningModule], ckpt_path: str | Path, out: str
         module = model_class(**hparams)
         module.load_state_dict(blob["state_dict"], strict=True)
     except (TypeError, RuntimeError) as err:
-        raise ValueError(f"'{ckpt_path}' was not written by a {model_class.__name__}: "
+        raise ValueError(f"'{ckpt_path}' was not written by {article(model_class.__name__)}: "
                          f"{str(err).splitlines()[0]}") from None
     return module.export(out, global_step=str(blob.get("global_step", "")), source=Path(ckpt_path).name)
 
@@ -194,8 +187,11 @@ def export_main(model_class: type[L.LightningModule], prog: str, argv: list[str]
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got '{out}'")
+    if out.is_dir():  # --overwrite replaces a file, never a folder (the rename would fail after the work)
+        raise ValueError(f"--out '{out}' is a folder; give the .safetensors file to write")
     if out.exists() and not args.overwrite:
         raise ValueError(f"'{out}' exists; pass --overwrite to replace it")
+    check_creatable(out)
     path = export(model_class, args.ckpt_path, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
@@ -210,6 +206,8 @@ def cli_main(model_class: type[L.LightningModule], datamodule_class: type[L.Ligh
         make_cli(model_class, datamodule_class, argv, prog, description)
     except SystemExit as exit_:  # argparse/jsonargparse end with sys.exit (--help, bad options)
         return exit_code(exit_)
+    except MisconfigurationException as err:  # Lightning's word for a bad Trainer option (max_steps -5, devices 0)
+        raise ValueError(str(err)) from err  # a user's input: one line, not a traceback
     return 0
 
 

@@ -1,0 +1,113 @@
+"""A new user's mistakes with ``paintguard train``: one line, exit code 2, and nothing written (no run folder, no
+W&B run, no run config overwritten, no temporary file left)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from generator.checkpoint import save, torch_load
+from trainer.commands.cli import main
+
+from .conftest import ROOT, one_line_error
+
+
+@pytest.fixture
+def foreign_checkpoint(tmp_path):
+    """A Lightning checkpoint of another command's model: the options an inpainter run saves."""
+    path = tmp_path / "inpainter-run.ckpt"
+    options = {"ngf": 8, "n_downsampling": 2, "n_blocks": 1, "disc_ndf": 8, "disc_n_layers": 2, "init_from": None}
+    torch.save({"state_dict": {}, "hyper_parameters": {**options, "_instantiator": "x"}, "global_step": 2,
+                "pytorch-lightning_version": "2.6.0"}, path)
+    # and weights alone, as LaMa's models/best.ckpt holds: Lightning's restore would raise a KeyError
+    torch.save({"state_dict": {}}, tmp_path / "weights-only.ckpt")
+    return path
+
+
+BAD_OPTIONS = [
+    (["--trainer.max_steps", "-5"], "`max_steps` must be a non-negative integer or -1"),
+    (["--trainer.devices", "0"], "`Trainer(devices='0')` value is not a valid input using cpu accelerator"),
+    (["--ckpt_path", "missing.ckpt"], "--ckpt_path 'missing.ckpt' does not exist"),
+    (["--ckpt_path", "."], "--ckpt_path '.' is a folder; give a checkpoint file such as last.ckpt"),
+    (["--ckpt_path", "last"], "--ckpt_path last: no last.ckpt in '{tmp}/ckpt' to resume; leave out --ckpt_path"),
+    (["--ckpt_path", "inpainter-run.ckpt"], "'inpainter-run.ckpt' holds another kind of model than this command "
+                                            "trains (GeneratorModule): its options disc_n_layers, disc_ndf, "
+                                            "n_blocks, ... are not this model's"),
+    (["--ckpt_path", "weights-only.ckpt"], "'weights-only.ckpt' is not a Lightning checkpoint written by PaintGuard "
+                                           "training"),
+    (["--data.train_dir", "nowhere"], "image folder 'nowhere' does not exist"),
+    (["--data.val_dir", "empty"], "no images found in 'empty'"),
+    (["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
+    (["--data.size", "8"], "data.size must be at least 16, got 8"),
+]
+TRAIN_ONLY = ("--trainer.max_steps", "--data.train_dir")  # validate neither trains nor reads the train folder
+
+
+@pytest.mark.parametrize("subcommand, args, message", [("fit", *case) for case in BAD_OPTIONS]
+                         + [("validate", *case) for case in BAD_OPTIONS if case[0][0] not in TRAIN_ONLY])
+def test_bad_options_are_refused_before_the_run_folder_exists(tmp_path, ci_config, foreign_checkpoint, capsys,
+                                                               subcommand, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no image here")
+    with contextlib.chdir(tmp_path):
+        assert main(["train", subcommand, "--config", str(ci_config), *args]) == 2
+    assert one_line_error(capsys, logs_before=True).startswith(message.format(tmp=tmp_path))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "ckpt").exists()  # no W&B run, no config.yaml
+
+
+@pytest.mark.parametrize("content", [b"\x80\x04junk that is no pickle", b""])
+def test_a_damaged_checkpoint_without_a_config_is_one_line(tmp_path, capsys, content):
+    """Without --config Lightning reads the checkpoint's options itself: a damaged file was a traceback."""
+    (tmp_path / "damaged.ckpt").write_bytes(content)
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "validate", "--ckpt_path", "damaged.ckpt"]) == 2
+    assert one_line_error(capsys, logs_before=True).startswith(
+        "cannot read Lightning checkpoint 'damaged.ckpt': not a PyTorch")
+    assert [p.name for p in tmp_path.iterdir()] == ["damaged.ckpt"]
+
+
+def test_a_truncated_checkpoint_is_named_in_one_sentence(tmp_path):
+    path = tmp_path / "cut.ckpt"
+    torch.save({"weights": torch.zeros(4096)}, path)
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ValueError) as err:
+        torch_load(path, "Lightning checkpoint")
+    assert str(err.value).endswith("(RuntimeError: PytorchStreamReader failed reading zip archive: failed finding "
+                                   "central directory)")  # not torch's three sentences of advice, cut mid-word
+
+
+@pytest.mark.parametrize("out, message", [
+    ("folder.safetensors", "--out 'folder.safetensors' is a folder; give the .safetensors file to write"),
+    ("file.safetensors/g.safetensors", "--out 'file.safetensors/g.safetensors' cannot be created: "
+                                       "'file.safetensors' is a file"),
+])
+def test_export_refuses_an_out_it_cannot_write_before_reading_the_checkpoint(tmp_path, capsys, out, message):
+    (tmp_path / "folder.safetensors").mkdir()
+    (tmp_path / "file.safetensors").write_text("keep me")
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "export", "--ckpt_path", "any.ckpt", "--out", out, "--overwrite"]) == 2
+    assert one_line_error(capsys, logs_before=True) == message
+    assert (tmp_path / "file.safetensors").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.safetensors", "folder.safetensors"]
+
+
+def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "taken.safetensors").mkdir()  # the rename onto a folder fails after the tensors are written
+    with pytest.raises(OSError):
+        save({"w": torch.zeros(2)}, tmp_path / "taken.safetensors", "generator", {})
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.safetensors"]
+    with pytest.raises(OSError, match="cannot write '/proc/g.safetensors'"):  # safetensors' own error, as OSError
+        save({"w": torch.zeros(2)}, "/proc/g.safetensors", "generator", {})
+
+
+def test_fit_inpainter_refuses_a_lama_weights_file_as_ckpt_path(tmp_path, capsys):
+    """LaMa's models/best.ckpt is weights, not a run to resume: it was a KeyError traceback after W&B had opened."""
+    torch.save({"state_dict": {}}, tmp_path / "best.ckpt")
+    config = ROOT / "configs" / "inpainter" / "ci.yaml"
+    with contextlib.chdir(tmp_path):
+        assert main(["fit-inpainter", "validate", "--config", str(config), "--ckpt_path", "best.ckpt"]) == 2
+    assert one_line_error(capsys, logs_before=True) == ("'best.ckpt' is not a Lightning checkpoint written by "
+                                                        "PaintGuard training")
+    assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]

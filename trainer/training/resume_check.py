@@ -1,0 +1,83 @@
+"""What ``--ckpt_path`` must be, checked before a fit or validate opens its run folder and W&B run.
+
+Lightning finds each of these out late: a missing file once the W&B run is open and the run's
+``config.yaml`` is overwritten with the failed command's; ``last`` with nothing to resume by
+training from scratch; another command's checkpoint (an inpainter's for ``train``) as a
+state-dict error with no detail, after taking over that run's W&B id; and, without ``--config``,
+a damaged file as a traceback from its own unguarded ``torch.load``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from generator.checkpoint import torch_load
+
+RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
+LIGHTNING_NAMES = ("best", "hpc", "registry")  # resolved by Lightning itself, from state it alone has
+
+
+def checkpoint_folders(config: Any) -> list[Path]:
+    """The ``dirpath`` of every ModelCheckpoint in a subcommand's config, ``${run_name}`` filled in, each once."""
+    run_name = config.get("run_name")
+    folders: dict[Path, None] = {}
+    for callback in config.trainer.get("callbacks") or []:
+        if not hasattr(callback, "get") or "ModelCheckpoint" not in str(callback.get("class_path", "")):
+            continue
+        dirpath = (callback.get("init_args") or {}).get("dirpath")
+        if dirpath:
+            folders[Path(dirpath.replace(RUN_NAME, run_name) if run_name else dirpath)] = None
+    return list(folders)
+
+
+def foreign_options(model_class: type, hparams: dict[str, Any]) -> list[str]:
+    """The saved options that ``model_class`` does not take (LightningCLI's private ``_`` keys aside)."""
+    params = inspect.signature(model_class.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    return sorted(k for k in hparams if not k.startswith("_") and k not in params)
+
+
+def is_lightning_checkpoint(blob: Any) -> bool:
+    """Whether a loaded file is what a Lightning fit saves: weights, options and the version that wrote them."""
+    return isinstance(blob, dict) and all(key in blob for key in ("state_dict", "hyper_parameters",
+                                                                    "pytorch-lightning_version"))
+
+
+def resume_file(config: Any) -> Path | None:
+    """The checkpoint ``--ckpt_path`` names, ``last`` resolved as Lightning does (the newest ``last*.ckpt``);
+    None when there is nothing for this check to read. Refuses a path that is no file, and ``last`` with none."""
+    ckpt = config.get("ckpt_path")
+    if not ckpt or ckpt in LIGHTNING_NAMES or "://" in str(ckpt):
+        return None
+    if ckpt != "last":
+        path = Path(ckpt)
+        if not path.is_file():
+            raise ValueError(f"--ckpt_path '{ckpt}' " + ("is a folder; give a checkpoint file such as "
+                                                         "last.ckpt" if path.is_dir() else "does not exist"))
+        return path
+    folders = checkpoint_folders(config)
+    lasts = [p for folder in folders for p in folder.glob("last*.ckpt") if p.is_file()]
+    if folders and not lasts:  # Lightning would warn and train from scratch, which a resume never means
+        raise ValueError(f"--ckpt_path last: no last.ckpt in '{folders[0]}' to resume; leave out --ckpt_path to "
+                         "start a new run")
+    return max(lasts, key=lambda p: p.stat().st_mtime) if lasts else None
+
+
+def check_resume(model_class: type, config: Any) -> None:
+    """Refuse a ``--ckpt_path`` that is missing, damaged, ``last`` with nothing to resume, or another kind of run's."""
+    path = resume_file(config)
+    if path is None:
+        return
+    blob = torch_load(path, "Lightning checkpoint")  # no mmap: its error would hide what a random file is
+    if not is_lightning_checkpoint(blob):  # e.g. LaMa's best.ckpt: Lightning's restore would raise a KeyError
+        raise ValueError(f"'{path}' is not a Lightning checkpoint written by PaintGuard training")
+    hparams = blob.get("hyper_parameters") or {}
+    foreign = foreign_options(model_class, hparams)
+    known = [k for k in hparams if not k.startswith("_") and k not in foreign]
+    # mostly other options: another command's model; one or two unknown ones may be options renamed since
+    if len(foreign) > len(known):
+        raise ValueError(f"'{path}' holds another kind of model than this command trains ({model_class.__name__}): "
+                         f"its options {', '.join(foreign[:3])}, ... are not this model's")
