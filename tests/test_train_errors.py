@@ -41,8 +41,14 @@ BAD_OPTIONS = [
     (["--data.val_dir", "empty"], "no images found in 'empty'"),
     (["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
     (["--data.size", "8"], "data.size must be at least 16, got 8"),
+    (["--data.samples_per_epoch", "0"], "data.samples_per_epoch must be at least 1, got 0"),  # was one per image
+    (["--data.teacher_cache", "none.safetensors"], "teacher cache 'none.safetensors' does not exist; build it first: "
+                                                   "paintguard teacher-cache --out none.safetensors --count 64 --size 32"),
+    (["--data.gradient_cache", "empty"], "gradient cache 'empty' does not exist or is empty; build it first: "
+                                         "paintguard gradient-cache --out empty --count 1024 --size 32"),
 ]
-TRAIN_ONLY = ("--trainer.max_steps", "--data.train_dir")  # validate neither trains nor reads the train folder
+# validate neither trains nor reads the train folder or a cache
+TRAIN_ONLY = ("--trainer.max_steps", "--data.train_dir", "--data.teacher_cache", "--data.gradient_cache")
 
 
 @pytest.mark.parametrize("subcommand, args, message", [("fit", *case) for case in BAD_OPTIONS]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -267,16 +268,6 @@ def check_data_options(**options: int | None) -> None:
             raise ValueError(f"data.{name} must be at least {least}, got {value}")
 
 
-def check_folders(*folders: str | None) -> None:
-    """Refuse a missing image folder, or one without images, before a run starts (``setup`` would, but only once
-    the run folder and W&B run are open). Photo splits (``split:NAME``) are left to ``setup``."""
-    from trainer.data.splits import PREFIX  # splits builds on this module
-
-    for folder in folders:
-        if folder is not None and not folder.startswith(PREFIX):
-            images_or_samples(folder, "train")
-
-
 class ImageMaskDataModule(L.LightningDataModule):
     """Training crops with random LaMa masks and fixed validation crops.
 
@@ -305,7 +296,7 @@ class ImageMaskDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         check_data_options(size=size, val_size=val_size, batch_size=batch_size, val_batch_size=val_batch_size,
-                           masks_per_val_image=masks_per_val_image)
+                           masks_per_val_image=masks_per_val_image, samples_per_epoch=samples_per_epoch)
         self.train_dir, self.val_dir = train_dir, val_dir
         self.size, self.seed = size, seed
         self.train_seed = seed if train_seed is None else train_seed
@@ -316,6 +307,17 @@ class ImageMaskDataModule(L.LightningDataModule):
         self.samples_per_epoch, self.masks_per_val_image = samples_per_epoch, masks_per_val_image
         self.train_set: RandomCropDataset | None = None
         self.val_set: FixedCropDataset | None = None
+
+    @classmethod
+    def check_run(cls, subcommand: str, options: Mapping[str, Any]) -> None:
+        """Refuse a missing image folder, or one without images, before a fit or validate opens its run folder and
+        W&B run (``setup`` finds out only then). Photo splits (``split:NAME``) are left to ``setup``."""
+        from trainer.data.splits import PREFIX  # splits builds on this module
+
+        folders = [options.get("train_dir")] if subcommand == "fit" else []  # validate reads the val folder only
+        for folder in [*folders, options.get("val_dir")]:
+            if folder is not None and not folder.startswith(PREFIX):
+                images_or_samples(folder, "train")
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):

@@ -167,11 +167,9 @@ class GradientCache(Dataset):
     """The entries of a gradient cache folder: image, mask, normalised gradient (and teacher noise, if built)."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
+        self.check_exists(folder)
         self.folder = Path(folder)
         shards = _shards(self.folder)
-        if not (self.folder / META).is_file() or not shards:
-            raise ValueError(f"gradient cache '{folder}' does not exist or is empty; build it first: "
-                             f"paintguard gradient-cache --out {folder} --count 1024")
         self.recipe = json.loads((self.folder / META).read_text())["recipe"]
         parts = [load_file(str(p)) for p in shards]
         self.data = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
@@ -179,6 +177,13 @@ class GradientCache(Dataset):
         for path in shards:
             with safe_open(str(path), "pt") as f:
                 self.entries += json.loads((f.metadata() or {}).get("entries", "[]"))
+
+    @staticmethod
+    def check_exists(folder: str | os.PathLike, size: int = 128) -> None:
+        """Refuse a cache folder without a recipe or shards, with the command that builds one of ``size`` px crops."""
+        if not (Path(folder) / META).is_file() or not _shards(Path(folder)):
+            raise ValueError(f"gradient cache '{folder}' does not exist or is empty; build it first: "
+                             f"paintguard gradient-cache --out {folder} --count 1024 --size {size}")
 
     @property
     def size(self) -> int:

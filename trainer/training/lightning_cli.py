@@ -20,7 +20,6 @@ from lightning.pytorch.loggers import WandbLogger
 from generator.checkpoint import article, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.save import check_creatable
-from trainer.data.images import check_folders
 from trainer.training.resume_check import RUN_NAME, check_resume, is_lightning_checkpoint, resume_file
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
@@ -98,9 +97,9 @@ class FitValidateCLI(LightningCLI):
         check_init_from = getattr(self.model_class, "check_init_from", None)
         if self.subcommand == "fit" and check_init_from is not None and config.model.get("init_from"):
             check_init_from(config.model.init_from)
-        if self.subcommand and config.get("data") is not None:  # a run, not a parse: a config may name absent data
-            train_dir = config.data.get("train_dir") if self.subcommand == "fit" else None  # validate reads val only
-            check_folders(train_dir, config.data.get("val_dir"))
+        check_run = getattr(self.datamodule_class, "check_run", None)
+        if self.subcommand and check_run is not None and config.get("data") is not None:  # a parse may lack the data
+            check_run(self.subcommand, config.data)
         if config is not None and config.get("run_name"):
             for key in ("logger", "callbacks"):
                 if config.trainer.get(key) is not None:

@@ -10,6 +10,7 @@ cost. Built by ``paintguard teacher-cache`` (``trainer/commands/teacher_cache.py
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +74,19 @@ class TeacherCache(Dataset):
     """Cached (image, mask, teacher noise) triples."""
 
     def __init__(self, path: str | Path) -> None:
-        if not Path(path).is_file():
-            raise ValueError(f"teacher cache '{path}' does not exist; build it first: "
-                             f"paintguard teacher-cache --out {path} --count 64 --size 128")
+        self.check_exists(path)
         self.path = Path(path)
         data = load_file(str(path))
         self.image, self.mask, self.noise = data["image"], data["mask"], data["noise"]
         with safe_open(str(path), "pt") as f:
             self.metadata: dict[str, str] = f.metadata() or {}
+
+    @staticmethod
+    def check_exists(path: str | Path, size: int = 128) -> None:
+        """Refuse a cache file that is not there, with the command that builds one of ``size`` px crops."""
+        if not Path(path).is_file():
+            raise ValueError(f"teacher cache '{path}' does not exist; build it first: "
+                             f"paintguard teacher-cache --out {path} --count 64 --size {size}")
 
     def check_inpainter(self, inpainter: Inpainter) -> None:
         """Refuse a cache whose noises were optimised against other weights (e.g. an older lama-tiny)."""
@@ -152,6 +158,16 @@ class ProtectionDataModule(ImageMaskDataModule):
             raise ValueError("give data.teacher_cache or data.gradient_cache, not both")
         self.teacher_cache, self.gradient_cache, self.teacher_fraction = teacher_cache, gradient_cache, teacher_fraction
         self.cache: TeacherCache | GradientCache | None = None  # set by setup; the model checks its inpainter
+
+    @classmethod
+    def check_run(cls, subcommand: str, options: Mapping[str, Any]) -> None:
+        """The image folders, and for a fit the cache it names: both before the run folder and W&B run open."""
+        super().check_run(subcommand, options)
+        size = options.get("size") or 128
+        if subcommand == "fit" and options.get("teacher_cache"):
+            TeacherCache.check_exists(options["teacher_cache"], size)
+        if subcommand == "fit" and options.get("gradient_cache"):
+            GradientCache.check_exists(options["gradient_cache"], size)
 
     def setup(self, stage: str | None = None) -> None:
         fresh = self.train_set is None
