@@ -117,3 +117,13 @@ def test_fit_inpainter_refuses_a_lama_weights_file_as_ckpt_path(tmp_path, capsys
     assert one_line_error(capsys, logs_before=True) == ("'best.ckpt' is not a Lightning checkpoint written by "
                                                         "PaintGuard training")
     assert [p.name for p in tmp_path.iterdir()] == ["best.ckpt"]
+
+
+@pytest.mark.parametrize("content, got", [("", "an empty file"), ("# notes only\n", "'# notes only'"),
+                                          ("- 1\n- 2\n", "'- 1 - 2'")])
+def test_a_config_that_is_not_a_mapping_is_named_as_such(tmp_path, capsys, content, got):
+    (tmp_path / "c.yaml").write_text(content)
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "fit", "--config", "c.yaml"]) == 2
+    assert one_line_error(capsys) == ("a --config file must hold a YAML mapping of options (model:, data:, trainer:, "
+                                      f"...), got {got} (see 'paintguard train fit --help')")

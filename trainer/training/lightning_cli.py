@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from generator.checkpoint import article, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
+from generator.messages import one_line
 from generator.save import check_creatable
 from trainer.training.resume_check import RUN_NAME, check_resume, is_lightning_checkpoint, resume_file
 
@@ -121,10 +122,17 @@ class FitValidateCLI(LightningCLI):
 QUIET = ("LightningCLI's args parameter is intended", "Using ModelCheckpoint with manual optimization")
 
 
+UNEXPECTED = "Unexpected config:"
+
+
 class OneLineErrorParser(LightningArgumentParser):
     """LightningCLI's parser, except that a bad option or config is one line and exit code 2, not the usage."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if message.startswith(UNEXPECTED):  # jsonargparse's words for a --config that is empty or not a mapping
+            content = one_line(message.removeprefix(UNEXPECTED), 60)
+            message = ("a --config file must hold a YAML mapping of options (model:, data:, trainer:, ...), got "
+                       + (repr(content) if content else "an empty file"))
         usage_error(message, self.prog.replace(" [options]", ""))  # jsonargparse's subcommand usage prefix
 
 
