@@ -127,3 +127,13 @@ def test_a_config_that_is_not_a_mapping_is_named_as_such(tmp_path, capsys, conte
         assert main(["train", "fit", "--config", "c.yaml"]) == 2
     assert one_line_error(capsys) == ("a --config file must hold a YAML mapping of options (model:, data:, trainer:, "
                                       f"...), got {got} (see 'paintguard train fit --help')")
+
+
+def test_ckpt_path_last_looks_in_the_run_s_own_folder(tmp_path, capsys):
+    """The shipped configs name their folders by ``${run_name}``: it is filled in before ``last`` is looked for."""
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "fit", "--config", str(ROOT / "configs" / "generator" / "lama-tiny.yaml"),
+                     "--run_name", "mine", "--ckpt_path", "last"]) == 2
+    assert one_line_error(capsys, logs_before=True).startswith("--ckpt_path last: no last.ckpt in "
+                                                               "'runs/mine/checkpoints' to resume")
+    assert list(tmp_path.iterdir()) == []

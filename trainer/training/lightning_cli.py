@@ -21,9 +21,10 @@ from generator.checkpoint import article, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
 from generator.save import check_creatable
-from trainer.training.resume_check import RUN_NAME, check_resume, is_lightning_checkpoint, resume_file
+from trainer.training.resume_check import check_resume, is_lightning_checkpoint, resume_file
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
+RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
 
 
 class RememberWandbRun(L.Callback):
@@ -76,6 +77,16 @@ class FitValidateCLI(LightningCLI):
     def subcommands() -> dict[str, set[str]]:
         return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate")}
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # before anything reads the run's folders: --ckpt_path last looks for last.ckpt in the checkpoint folder
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else self.config
+        if config is not None and config.get("run_name"):
+            for key in ("logger", "callbacks"):
+                if config.trainer.get(key) is not None:
+                    config.trainer[key] = _fill_run_name(config.trainer[key], config.run_name)
+
     def _parse_ckpt_path(self) -> None:
         config = self.config.get(self.config.get("subcommand") or "", None)
         if config is not None:  # the first look at --ckpt_path: before Lightning's unguarded torch.load, any run folder
@@ -101,10 +112,6 @@ class FitValidateCLI(LightningCLI):
         check_run = getattr(self.datamodule_class, "check_run", None)
         if self.subcommand and check_run is not None and config.get("data") is not None:  # a parse may lack the data
             check_run(self.subcommand, config.data)
-        if config is not None and config.get("run_name"):
-            for key in ("logger", "callbacks"):
-                if config.trainer.get(key) is not None:
-                    config.trainer[key] = _fill_run_name(config.trainer[key], config.run_name)
         logger = config.trainer.get("logger") if config is not None else None
         resume = resume_file(config) if config is not None else None
         if resume is None or not hasattr(logger, "get") or "Wandb" not in str(logger.get("class_path", "")):

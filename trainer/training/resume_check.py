@@ -15,20 +15,18 @@ from typing import Any
 
 from generator.checkpoint import torch_load
 
-RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
 LIGHTNING_NAMES = ("best", "hpc", "registry")  # resolved by Lightning itself, from state it alone has
 
 
 def checkpoint_folders(config: Any) -> list[Path]:
-    """The ``dirpath`` of every ModelCheckpoint in a subcommand's config, ``${run_name}`` filled in, each once."""
-    run_name = config.get("run_name")
+    """The ``dirpath`` of every ModelCheckpoint in a subcommand's config, each once."""
     folders: dict[Path, None] = {}
     for callback in config.trainer.get("callbacks") or []:
         if not hasattr(callback, "get") or "ModelCheckpoint" not in str(callback.get("class_path", "")):
             continue
         dirpath = (callback.get("init_args") or {}).get("dirpath")
         if dirpath:
-            folders[Path(dirpath.replace(RUN_NAME, run_name) if run_name else dirpath)] = None
+            folders[Path(dirpath)] = None
     return list(folders)
 
 
