@@ -37,14 +37,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from generator.cli_parser import positive_int
+from generator.cli_parser import ArgumentParser, positive_int
 from generator.precision import DTYPES, labelled
 from generator.protector import Protector
+from trainer.commands.cli import run_guarded
 from trainer.data.images import FixedCropDataset
 from trainer.data.splits import split_paths
 from trainer.evaluation.editor_masks import EDITOR_MASKS, emptied, get_editor_mask
@@ -178,7 +180,7 @@ def editor_mask_table(inpainter, images: list, masks: list, runs: list[MethodRun
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     parser.add_argument("--k", type=int, nargs="*", default=[1, 2], help="optimiser steps of the hybrids")
@@ -258,4 +260,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

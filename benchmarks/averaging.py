@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
 
 from amortisation import OPTIMISER, add_sample_arguments, load_protectors, split_samples
+from generator.cli_parser import ArgumentParser
 from generator.target import target_colour
 from generator.unet import NoiseUNet
+from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import run_method, score_runs
 from trainer.evaluation.tables import markdown
 from trainer.inpainting.inpainter import load_inpainter
@@ -82,7 +85,7 @@ def methods(nets: dict[str, NoiseUNet], scales: Sequence[float]) -> dict[str, Ca
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", default=None,
                         help="shipped name or file; repeatable (default: generator-lama-tiny)")
     parser.add_argument("--splits", nargs="+", default=["val"], help="choices are made on val: keep test for last")
@@ -108,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

@@ -17,12 +17,14 @@ Only speed: ``paintguard compare`` measures how strong each method is.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
-from generator.cli_parser import positive_int
+from generator.cli_parser import ArgumentParser, positive_int
 from generator.precision import DTYPES, labelled
 from generator.protector import Protector
+from trainer.commands.cli import run_guarded
 from trainer.data.images import FixedCropDataset, sample_images
 from trainer.evaluation.scoring import autocast_method, generator_method, hybrid_method, iterative_method, run_method
 from trainer.inpainting.inpainter import load_inpainter
@@ -30,7 +32,7 @@ from trainer.objective.iterative import IterativeConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inpainter", default="lama-tiny", help="shipped name, .safetensors file or LaMa folder")
     parser.add_argument("--generator", default="generator-lama-tiny", help="shipped name or .safetensors file")
     parser.add_argument("--size", type=int, default=256)
@@ -73,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

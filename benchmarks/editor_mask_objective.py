@@ -21,10 +21,13 @@ Samples and cached references as in ``amortisation.py``.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from amortisation import OPTIMISER, add_sample_arguments, editor_mask_table, load_protectors, split_samples
+from generator.cli_parser import ArgumentParser
+from trainer.commands.cli import run_guarded
 from trainer.evaluation.editor_masks import EDITOR_MASKS
 from trainer.evaluation.scoring import MethodRun, as_saved, colour_push_method, generator_method, run_method, score_runs
 from trainer.evaluation.tables import markdown
@@ -60,7 +63,7 @@ def hole_push(method, eps: float = EPS):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--splits", nargs="+", default=["val"])
     parser.add_argument("--generator", action="append", default=[], help="also score these generators")
     parser.add_argument("--skip-family", action="store_true", help="without the optimiser over a family of masks")
@@ -97,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

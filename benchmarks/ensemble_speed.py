@@ -35,6 +35,8 @@ import time
 
 import torch
 
+from generator.cli_parser import ArgumentParser
+from trainer.commands.cli import run_guarded
 from trainer.inpainting.ffc import FFCResNetConfig
 from trainer.inpainting.inpainter import build_inpainter, load_inpainter
 from trainer.objective.ensemble import ensemble_losses, prepare_ensemble_task
@@ -146,7 +148,7 @@ def quality(sources: list[str], steps: int, count: int, device: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting (quality: the mean mode's)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -179,4 +181,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

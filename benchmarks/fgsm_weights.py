@@ -12,10 +12,13 @@ incp and hide PSNR it leaves. Samples and cached references as in ``amortisation
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from amortisation import OPTIMISER, add_sample_arguments, split_samples
+from generator.cli_parser import ArgumentParser
+from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import run_method, score_runs
 from trainer.evaluation.tables import markdown
 from trainer.inpainting.inpainter import load_inpainter
@@ -36,7 +39,7 @@ def fgsm_step(inpainter, weights: LossWeights):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--splits", nargs="+", default=["val", "test"])
     add_sample_arguments(parser)
     args = parser.parse_args()
@@ -57,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

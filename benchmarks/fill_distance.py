@@ -14,10 +14,13 @@ sit closer to the teacher's fills; whether that buys share is the question it an
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from generator import load_generator
+from generator.cli_parser import ArgumentParser
+from trainer.commands.cli import run_guarded
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.losses import prepare_task, protection_losses, reference_fills
 from trainer.objective.metrics import share_of_gain
@@ -26,7 +29,7 @@ from trainer.training.gradient_cache import GradientCache
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True)
     parser.add_argument("--cache", default="runs/teacher-cache-128")
     parser.add_argument("--entries", type=int, default=128)
@@ -37,7 +40,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cache = GradientCache(args.cache)
     if "teacher" not in cache.data:
-        raise SystemExit(f"error: {args.cache} holds no teacher noises (build it with --teacher-steps 20)")
+        raise ValueError(f"{args.cache} holds no teacher noises (build it with --teacher-steps 20)")
     n = min(args.entries, len(cache))
     image = cache.data["image"][:n].float() / 255
     mask, teacher_noise = cache.data["mask"][:n].float(), cache.data["teacher"][:n].float()
@@ -64,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

@@ -17,13 +17,16 @@ only a pass with fewer FLOPs moves it.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from generator.cli_parser import ArgumentParser
 from generator.protector import load_generator
 from generator.target import target_colour
+from trainer.commands.cli import run_guarded
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 
@@ -48,7 +51,7 @@ def generator_flops(name: str, image: torch.Tensor, mask: torch.Tensor, target: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", help="shipped name or file; repeatable "
                         "(default: generator-lama-tiny, generator-lama-tiny-stem, generator-lama-tiny-fast)")
     parser.add_argument("--inpainter", default="lama-tiny")
@@ -57,7 +60,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=500, help="the speed-up to budget a pass for")
     args = parser.parse_args()
     if args.size < 32 or args.steps < 1 or args.target <= 0:
-        raise SystemExit("flops.py: --size must be >= 32, --steps >= 1 and --target > 0")
+        raise ValueError("--size must be >= 32, --steps >= 1 and --target > 0")
     names = args.generator or ["generator-lama-tiny", "generator-lama-tiny-stem", "generator-lama-tiny-fast"]
 
     g = torch.Generator().manual_seed(0)
@@ -83,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

@@ -15,12 +15,15 @@ range of their per-sample change. Choices are made on "val"; "test" is for final
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 from torch import Tensor, nn
 
 from amortisation import OPTIMISER, add_sample_arguments, split_samples
+from generator.cli_parser import ArgumentParser
 from generator.protector import Protector
+from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import generator_method, run_method, score_runs
 from trainer.evaluation.tables import paired_share_difference
 from trainer.inpainting.inpainter import load_inpainter
@@ -47,7 +50,7 @@ def _change(before: Tensor, after: Tensor) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="generator-lama-tiny-fast", help="a direct-head generator")
     parser.add_argument("--splits", nargs="+", default=["val"])
     parser.add_argument("--transforms", nargs="+", default=TRANSFORMS)
@@ -82,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 from collections.abc import Sequence
 
@@ -41,8 +42,10 @@ import torch
 import torch.nn.functional as F
 
 from amortisation import OPTIMISER, add_sample_arguments, split_samples
+from generator.cli_parser import ArgumentParser
 from generator.protector import load_generator
 from generator.unet import NoiseUNet
+from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import as_saved
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.field_steps import FIELD_LR, field_steps, has_field, stepped_field
@@ -152,7 +155,7 @@ def fixed_samples(parser: argparse.ArgumentParser, args: argparse.Namespace, inp
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="generator-lama-tiny", help="shipped name or .safetensors file")
     parser.add_argument("--split", default="train", help="the samples to fit (choices are made on val: not test)")
     parser.add_argument("--samples", type=int, default=8, help="the first N samples of the split")
@@ -207,4 +210,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

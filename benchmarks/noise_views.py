@@ -17,11 +17,14 @@ and size), it scores the generator's noise d reshaped after the fact:
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from amortisation import OPTIMISER, REFERENCES, add_sample_arguments, split_samples
+from generator.cli_parser import ArgumentParser
 from generator.protector import Protector
+from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import MethodRun, iterative_method, run_method, score_runs
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.iterative import IterativeConfig
@@ -30,7 +33,7 @@ from trainer.objective.metrics import share_of_gain
 POWERS = (1.0, 0.5, 0.25, 0.0)
 VIEWS = {"image + horizontal mirror": [(), (-1,)], "image + 3 mirrors": [(), (-1,), (-2,), (-1, -2)]}
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--generator", default="generator-lama-tiny", help="shipped name or file")
 parser.add_argument("--split", default="val")
 parser.add_argument("--before-save", action="store_true",
@@ -105,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

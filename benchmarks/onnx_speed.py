@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.cli_parser import ArgumentParser
+from trainer.commands.cli import run_guarded
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SIZES = {"512x512": (512, 512), "3840x2160": (2160, 3840)}
@@ -260,7 +263,7 @@ def quality(models: dict[str, Path]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="timed passes per process (4K: half), after a warm-up")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of every process")
     parser.add_argument("--no-web", action="store_true", help="skip the headless Chromium measurement")
@@ -288,4 +291,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 
+from generator.cli_parser import ArgumentParser
 from generator.precision import DTYPES, autocast
+from trainer.commands.cli import run_guarded
 from trainer.inpainting.ffc import FFCResNetConfig
 from trainer.inpainting.inpainter import build_inpainter
 from trainer.objective.iterative import IterativeConfig, protect_iterative
@@ -54,7 +57,7 @@ def _time_optimizer(inpainter: torch.nn.Module, size: int, steps: int) -> tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -74,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

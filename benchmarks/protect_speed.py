@@ -35,8 +35,10 @@ import torch
 from PIL import Image
 
 from generator import Protector
+from generator.cli_parser import ArgumentParser
 from generator.precision import DTYPES, labelled
 from generator.protector import load_generator
+from trainer.commands.cli import run_guarded
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ["512x512", "3840x2160"]
@@ -91,7 +93,7 @@ def folder_throughput(checkpoint: str, count: int, size: int, threads: int, back
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="generator-lama-tiny", help="generator to time (name or file)")
     parser.add_argument("--compare-to", action="append", default=[], metavar="CHECKPOINT",
                         help="also time this generator, interleaved with the first (repeatable)")
@@ -117,7 +119,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.backend} backend, {args.threads} threads, median of {args.runs} warm runs")
     for name in args.compare_to:  # the same sizes for other generators, interleaved, as ratios to the first
         if name == args.checkpoint:
-            raise SystemExit("--compare-to names the timed checkpoint itself")
+            raise ValueError("--compare-to names the timed checkpoint itself")
     names = [args.checkpoint, *args.compare_to]
     for name in names:
         net = load_generator(name)
@@ -157,4 +159,4 @@ def main() -> None:
         print("\n".join(compile_notes))
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

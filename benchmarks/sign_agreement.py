@@ -14,11 +14,14 @@ high on train and low on val means overfitting (data).
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from generator import load_generator
+from generator.cli_parser import ArgumentParser
 from generator.target import target_colour
+from trainer.commands.cli import run_guarded
 from trainer.data.images import FixedCropDataset
 from trainer.data.splits import split_paths
 from trainer.inpainting.inpainter import load_inpainter
@@ -34,7 +37,7 @@ def agreement(noise: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True)
     parser.add_argument("--cache", default="runs/gradient-cache-128")
     parser.add_argument("--train-entries", type=int, default=256)
@@ -64,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

@@ -20,15 +20,17 @@ four-layer head with layers 2..4 kept at that share of their rank (``model.head_
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from amortisation import OPTIMISER, reference_path, reference_runs, samples
-from generator.cli_parser import positive_int
+from generator.cli_parser import ArgumentParser, positive_int
 from generator.encoder_head import EncoderGradientHead, lama_encoder_widths
 from generator.stem_head import StemGradientHead
+from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import run_method, score_runs
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective import fgsm
@@ -122,7 +124,7 @@ def low_rank_head_method(inpainter: Inpainter, rank: float, s: int, eps: float =
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", default="val")
     parser.add_argument("--inpainter", default="lama-tiny")
     parser.add_argument("--layers", type=int, nargs="*", default=[1, 2, 3])
@@ -162,4 +164,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

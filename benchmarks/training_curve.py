@@ -10,8 +10,11 @@ that logged any of the keys.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from generator.cli_parser import ArgumentParser
+from trainer.commands.cli import run_guarded
 from trainer.training.wandb_logger import read_offline_run
 
 DEFAULT_KEYS = ["val/hole_psnr", "val/meanfill_hole_psnr", "probe/steering_gain", "probe/attack_psnr_before",
@@ -30,7 +33,7 @@ def curve(run_dir: Path, keys: list[str]) -> dict[int, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--keys", nargs="+", default=DEFAULT_KEYS)
     args = parser.parse_args()
@@ -51,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

@@ -11,11 +11,15 @@ not enough). ``benchmarks/onnx_speed.py`` compares the page with PyTorch and onn
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from generator.cli_parser import ArgumentParser
+from trainer.commands.cli import run_guarded
 
 
 def size(text: str) -> tuple[int, int]:
@@ -24,7 +28,7 @@ def size(text: str) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=size, nargs="+", default=[(1024, 1024), (2048, 1024), (2048, 2048)],
                         metavar="WxH")
     args = parser.parse_args()
@@ -59,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))  # a bad option or file: one line and exit code 2

@@ -336,6 +336,9 @@ def test_noise_views_rounds_away_from_zero_and_keeps_the_unsaved_floats(monkeypa
     ("compare_speed", ["--images", "-1"], "argument --images: must be at least 1, got -1"),
     ("training_curve", ["{tmp}/missing"], "run folder '{tmp}/missing' does not exist"),
     ("training_curve", ["{tmp}"], "'{tmp}' holds no wandb/offline-run-* folder"),
+    # the scripts' own errors, said as the commands say theirs: one line, exit code 2, no traceback
+    ("flops", ["--generator", "nothere"], "paintguard: error: no generator checkpoint 'nothere'"),
+    ("flops", ["--size", "-4"], "paintguard: error: --size must be >= 32"),
 ])
 def test_bad_counts_and_run_folders_are_refused(name, args, message, tmp_path, monkeypatch, capsys):
     """A negative count once sliced the photos from the end (``[:-1]``: all but one), and a wrong run folder printed
@@ -346,4 +349,5 @@ def test_bad_counts_and_run_folders_are_refused(name, args, message, tmp_path, m
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(script), run_name="__main__")
     assert exit_.value.code == 2
-    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err and err.count("\n") == 1, err

@@ -51,6 +51,8 @@ def run_guarded(func, *args) -> int:
     try:
         return int(func(*args) or 0)
     except SystemExit as exit_:
+        if isinstance(exit_.code, str):  # sys.exit("why"): Python would print it; say it as every error is said
+            return fail(exit_.code)
         return exit_code(exit_)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
