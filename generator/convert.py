@@ -1,10 +1,11 @@
 """The image kinds the Python API accepts, to and from PaintGuard's tensors.
 
 ``to_tensor`` turns a torch tensor, PIL image, numpy array or file path into a
-float32 ``(B, 3, H, W)`` batch in [0, 1] and remembers what it was (``Kind``);
-``from_tensor`` turns a batch back into that kind. ``mask_to_tensor`` does the
-same for masks (any non-zero pixel is protected, as in LaMa). 8-bit outputs are
-rounded with ``quantize_within_bound``, so the noise bound survives them.
+float32 (float64 for float64 input) ``(B, 3, H, W)`` batch in [0, 1] and remembers
+what it was (``Kind``); ``from_tensor`` turns a batch back into that kind.
+``mask_to_tensor`` does the same for masks (any non-zero pixel is protected, as in
+LaMa). 8-bit outputs are rounded with ``quantize_within_bound`` and float outputs
+stepped back where their rounding crossed the bound, so the bound survives every kind.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 # The conversions read_image applies after decoding a file, reused for in-memory PIL images.
 from generator.io import mask_region, pil_to_tensor, read_image, read_mask
@@ -36,18 +37,37 @@ class Kind:
 
 
 def _check_unit_range(x: Tensor | np.ndarray, what: str) -> None:
-    # a 0..255 float image would otherwise be protected as almost-white, silently
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{what} values must lie in [0, 1], got [{float(x.min()):g}, {float(x.max()):g}]")
+    # a 0..255 float image would otherwise be protected as almost-white, and NaN pass through, silently
+    if x.size if isinstance(x, np.ndarray) else x.numel():
+        lo, hi = float(x.min()), float(x.max())
+        if not (lo >= 0 and hi <= 1):  # written so that NaN fails it
+            raise ValueError(f"{what} values must lie in [0, 1], got [{lo:g}, {hi:g}]")
+
+
+def check_has_data(x: Tensor, what: str) -> None:
+    # torch's own errors for these come from deep inside its meta kernels
+    if x.is_meta:
+        raise ValueError(f"the {what} is on the 'meta' device, which holds no values; pass it on a real device")
+
+
+def check_image_tensor(image: Tensor, what: str = "image tensor") -> None:
+    """Refuse a tensor that is not a float image in [0, 1] with pixels (``protect_batch`` has no other check)."""
+    check_has_data(image, what)
+    if not image.is_floating_point():
+        raise ValueError(f"{what}s must be floating point in [0, 1], got {image.dtype}")
+    if image.numel() == 0:
+        raise ValueError(f"the {what} has no pixels: shape {tuple(image.shape)}")
+    _check_unit_range(image, what)
 
 
 def _numpy_to_tensor(arr: np.ndarray) -> Tensor:
-    """(H,W), (H,W,1), (H,W,3) or (H,W,4) uint8 / float in [0,1] -> (3,H,W) float32."""
+    """(H,W), (H,W,1), (H,W,3) or (H,W,4) uint8 / float in [0,1] -> (3,H,W) float32 (float64 from float64)."""
     if arr.dtype == np.uint8:
         x = arr.astype(np.float32) / 255.0
     elif np.issubdtype(arr.dtype, np.floating):
         _check_unit_range(arr, "float image")
-        x = arr.astype(np.float32)
+        # float64 kept: rounding it to float32 would move every pixel, the unmasked ones too
+        x = arr.astype(np.float64 if arr.dtype.itemsize >= 8 else np.float32)
     else:
         raise ValueError(f"numpy images must be uint8 or float in [0, 1], got {arr.dtype}")
     if x.ndim == 2:
@@ -60,22 +80,30 @@ def _numpy_to_tensor(arr: np.ndarray) -> Tensor:
 
 
 def to_tensor(image: ImageLike) -> tuple[Tensor, Kind]:
-    """Any supported image kind -> (float32 (B,3,H,W) in [0,1], its ``Kind``).
+    """Any supported image kind -> (float32 (B,3,H,W) in [0,1], float64 for float64 input; its ``Kind``).
 
     Tensors keep their device; grey and RGBA inputs become RGB (alpha composited
-    on white); file paths are read with ``generator.io.read_image`` (EXIF
-    orientation applied, 16-bit precision kept).
+    on white); PIL images and file paths are turned upright per their EXIF
+    orientation, as a viewer shows them (paths are read with ``generator.io.read_image``,
+    16-bit precision kept).
     """
+    x, kind = _to_tensor(image)
+    if x.numel() == 0:
+        raise ValueError(f"the image has no pixels: it is {x.shape[-1]}x{x.shape[-2]}")
+    return x, kind
+
+
+def _to_tensor(image: ImageLike) -> tuple[Tensor, Kind]:
     if isinstance(image, Tensor):
-        if not image.is_floating_point():
-            raise ValueError(f"image tensors must be floating point in [0, 1], got {image.dtype}")
         if image.dim() not in (3, 4) or image.shape[-3] != 3:
             raise ValueError(f"expected an image tensor (B,3,H,W) or (3,H,W), got {tuple(image.shape)}")
-        _check_unit_range(image, "image tensor")
+        check_image_tensor(image)
         kind = Kind("tensor", image.dim() == 4, image.dtype, image.device)
-        return (image if kind.batched else image[None]).float(), kind
+        work = torch.promote_types(image.dtype, torch.float32)  # float64 kept, as protect_batch keeps it
+        return (image if kind.batched else image[None]).to(work), kind
     if isinstance(image, Image.Image):
-        return pil_to_tensor(image)[None], Kind("pil")
+        # the user drew the mask on what a viewer shows, as for paths; a copy where there is no orientation
+        return pil_to_tensor(ImageOps.exif_transpose(image))[None], Kind("pil")
     if isinstance(image, np.ndarray):
         return _numpy_to_tensor(image)[None], Kind("numpy", dtype=image.dtype)
     if isinstance(image, (str, os.PathLike)):
@@ -87,15 +115,17 @@ def mask_to_tensor(mask: ImageLike, image: Tensor) -> Tensor:
     """Any supported mask kind -> float (B,1,H,W) in {0,1} matching ``image`` (B,3,H,W) and its device.
 
     Tensors may be (B,1,H,W), (B,H,W), (1,H,W) or (H,W); one mask is shared by the whole batch.
+    PIL masks are turned upright per their EXIF orientation, as PIL images are.
     """
     b, _, h, w = image.shape
     if isinstance(mask, Tensor):
+        check_has_data(mask, "mask tensor")
         m = mask.detach()
         m = m[None, None] if m.dim() == 2 else m[:, None] if m.dim() == 3 else m
         if m.dim() != 4 or m.shape[1] != 1:
             raise ValueError(f"expected a mask (B,1,H,W), (B,H,W) or (H,W), got {tuple(mask.shape)}")
     elif isinstance(mask, Image.Image):
-        m = torch.from_numpy(mask_region(mask))[None, None]
+        m = torch.from_numpy(mask_region(ImageOps.exif_transpose(mask)))[None, None]
     elif isinstance(mask, np.ndarray):
         if mask.ndim not in (2, 3):
             raise ValueError(f"numpy masks must be (H,W) or (H,W,C), got {mask.shape}")
@@ -107,7 +137,9 @@ def mask_to_tensor(mask: ImageLike, image: Tensor) -> Tensor:
         raise TypeError(f"unsupported mask type {type(mask).__name__}; pass a tensor, PIL image, numpy array or path")
     if tuple(m.shape[-2:]) != (h, w):
         mh, mw = m.shape[-2:]
-        raise ValueError(f"mask size {mw}x{mh} does not match the image's {w}x{h}")
+        # the array's shape as given shows a layout mistake, e.g. a (H,W,1) tensor read as (B,H,W)
+        shape = f" (shape {tuple(mask.shape)})" if isinstance(mask, (Tensor, np.ndarray)) else ""
+        raise ValueError(f"mask size {mw}x{mh}{shape} does not match the image's {w}x{h}")
     if m.shape[0] not in (1, b):
         raise ValueError(f"{m.shape[0]} masks for {b} images")
     return (m.to(image.device) != 0).float().expand(b, -1, -1, -1)
@@ -119,17 +151,37 @@ def from_tensor(batch: Tensor, kind: Kind, original: Tensor | None = None, eps: 
     Tensors keep their shape, dtype and device. PIL images, paths and uint8 arrays
     come back as 8-bit RGB; with ``original`` and ``eps`` each pixel is rounded to the
     nearest 8-bit level within ``eps`` of the original, so the bound holds exactly.
-    Float arrays come back as float (H,W,3); grey inputs come back as RGB.
+    Float arrays come back as float (H,W,3); grey inputs come back as RGB. Float
+    results given ``original`` and ``eps`` keep ``|result - original| <= eps`` in their own dtype.
     """
     if kind.name == "tensor":
         out = batch.to(device=kind.device, dtype=kind.dtype)
+        if original is not None and eps is not None:
+            out = _within(out, original.to(out), eps)
         return out if kind.batched else out[0]
     if kind.name == "numpy" and np.issubdtype(kind.dtype, np.floating):
-        return batch[0].permute(1, 2, 0).detach().cpu().numpy().astype(kind.dtype)
+        out = batch[0].permute(1, 2, 0).detach().cpu().numpy().astype(kind.dtype)
+        if original is not None and eps is not None:
+            out = _within(out, original[0].permute(1, 2, 0).cpu().numpy().astype(kind.dtype), eps)
+        return out
     # without an original, a bound of 1 makes quantize_within_bound a plain rounding
     pixels = quantize_within_bound(batch[0], batch[0] if original is None else original[0],
                                    1.0 if original is None else eps)
     return pixels if kind.name == "numpy" else Image.fromarray(pixels)
 
 
-__all__ = ["Kind", "to_tensor", "mask_to_tensor", "from_tensor", "ImageLike"]
+def _within(out: Any, original: Any, eps: float) -> Any:
+    """``out`` (a tensor or array) with each value that rounding carried past ``eps`` from ``original`` moved to
+    the representable value nearest the bound, inside it.
+
+    float16 and bfloat16 round a pixel by up to 2e-3, float32 by an ulp, and a float32 ``eps`` is itself 4e-10 above
+    0.025: each enough to break the bound in the caller's dtype. ``original`` holds the caller's own values.
+    """
+    lib = np if isinstance(out, np.ndarray) else torch
+    x, o = lib.asarray(out, dtype=lib.float64), lib.asarray(original, dtype=lib.float64)
+    edge = lib.asarray(o + eps * lib.sign(x - o), dtype=out.dtype)  # the bound, rounded to nearest
+    edge = lib.where(abs(lib.asarray(edge, dtype=lib.float64) - o) > eps, lib.nextafter(edge, original), edge)
+    return lib.where(abs(x - o) > eps, edge, out)
+
+
+__all__ = ["Kind", "to_tensor", "mask_to_tensor", "from_tensor", "check_image_tensor", "check_has_data", "ImageLike"]

@@ -67,6 +67,11 @@ def _high_bit_to_float(img: Image.Image) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def _rgba(img: Image.Image) -> Image.Image:
+    """``img`` as RGBA; Pillow converts premultiplied ``La`` only to ``LA``, not straight to RGBA."""
+    return (img.convert("LA") if img.mode == "La" else img).convert("RGBA")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any decoded PIL image to 8-bit RGB; transparency is composited on white."""
     if img.mode in _HIGH_BIT_MODES:
@@ -75,7 +80,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or img.has_transparency_data:
         # Composite rather than drop alpha: colours under transparent pixels are
         # arbitrary (often black), while white is what most viewers show.
-        rgba = img.convert("RGBA")
+        rgba = _rgba(img)
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return img.convert("RGB")
@@ -104,7 +109,7 @@ def mask_region(img: Image.Image) -> np.ndarray:
     """The protected region of a decoded mask image: any non-zero channel of an opaque pixel, (H, W) bool."""
     if img.mode in _GREY_MODES:
         return np.asarray(img) != 0
-    rgba = np.asarray(img.convert("RGBA"))
+    rgba = np.asarray(_rgba(img))
     return rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
 
 

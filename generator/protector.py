@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -56,6 +57,13 @@ OPTIMISED = ("iterative", "hybrid", "refine")  # the methods that call the inpai
 FULL_MASK = "the mask covers the whole image: an inpainter sees none of its pixels, so no noise can steer its fill"
 
 
+def _check_dtype(dtype: Any) -> None:
+    # a name ("bfloat16", as --dtype takes) would otherwise fail deep inside nn.Module.to
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype such as torch.bfloat16, got {dtype!r} "
+                        "(generator.resolve_dtype turns a name into one)")
+
+
 def _inpainter(source: str | os.PathLike | nn.Module | None) -> nn.Module | None:
     """A module as given, or loaded from a name, file or LaMa directory."""
     if isinstance(source, (str, os.PathLike)):
@@ -80,6 +88,7 @@ class Protector:
 
     def __init__(self, net: NoiseUNet | OnnxGenerator | None, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, inpainter: nn.Module | None = None) -> None:
+        _check_dtype(dtype)
         self.net = None if net is None else net.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
         self.inpainter = inpainter
@@ -98,6 +107,7 @@ class Protector:
         an export checked against the checkpoint's fingerprint, from an ``.onnx`` checkpoint,
         or else exported in memory (``generator.onnx_backend.load_onnx_generator``).
         """
+        _check_dtype(dtype)
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend == "onnx":
@@ -125,6 +135,8 @@ class Protector:
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "Protector":
         """Move the generator (and the inpainter) to another device or dtype, in place."""
+        if dtype is not None:
+            _check_dtype(dtype)
         self.device = torch.device(device) if device is not None else self.device
         self.dtype = dtype or self.dtype
         if self.net is not None:
@@ -150,7 +162,7 @@ class Protector:
     def protect(self, image: ImageLike, mask: ImageLike, method: str | None = None, steps: int | None = None) -> Any:
         """Protect the masked region of ``image``; returns the same kind of image it was given.
 
-        image: a float tensor (B,3,H,W) or (3,H,W) in [0,1], a PIL image, a numpy array
+        image: a float tensor (B,3,H,W) or (3,H,W) in [0,1], a PIL image (upright per EXIF, as paths), a numpy array
         ((H,W,3) uint8 or float in [0,1], (H,W) grey) or a file path (read upright per EXIF).
         mask: the same kinds, of the same size; any non-zero pixel is protected.
         method: "generator" (one forward pass; the default, or "iterative" for ``Protector.iterative``),
@@ -171,6 +183,8 @@ class Protector:
         method = method or ("generator" if self.net is not None else "iterative")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        if steps is not None and not isinstance(steps, numbers.Integral):
+            raise TypeError(f"steps must be a whole number, got {steps!r}")
         if steps is not None and (method == "generator" or steps < 0):
             raise ValueError(f"steps must be >= 0 and only applies to 'iterative', 'hybrid' and 'refine', got {steps} "
                              f"with {method!r}")
@@ -186,6 +200,9 @@ class Protector:
                              f"{tuple(mask.shape)}")
         if image.shape[-2:] != mask.shape[-2:] or image.shape[0] != mask.shape[0]:
             raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(image.shape)}")
+        # protect() checked these already; a uint8 or 0..255 batch would otherwise come back almost white
+        convert.check_image_tensor(image, "image")
+        convert.check_has_data(mask, "mask")
         hole = mask.to(self.device) > 0
         if hole.flatten(1).all(1).any():
             # a warning, not an error: training and evaluation code pass synthetic masks; the CLI refuses

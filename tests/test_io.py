@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.io import ImageReadError, open_rgb, read_image, read_mask
+from generator.io import ImageReadError, _to_rgb, mask_region, open_rgb, read_image, read_mask
 
 ORIENTATION = 0x0112
 
@@ -77,6 +77,13 @@ def test_alpha_is_composited_on_white(tmp_path):
 
     Image.fromarray(np.array([[[0, 0], [0, 255]]], np.uint8), "LA").save(tmp_path / "la.png")
     np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "la.png")), [[[255] * 3, [0] * 3]])
+
+
+def test_premultiplied_grey_alpha_converts(tmp_path):
+    # Pillow converts "La" only to "LA": straight to RGBA it raised "conversion from La to L not supported"
+    la = Image.fromarray(np.array([[[0, 0], [0, 255], [200, 255]]], np.uint8), "LA").convert("La")
+    np.testing.assert_array_equal(np.asarray(_to_rgb(la)), [[[255] * 3, [0] * 3, [200] * 3]])
+    np.testing.assert_array_equal(mask_region(la), [[False, False, True]])
 
 
 def test_palette_and_palette_transparency(tmp_path):

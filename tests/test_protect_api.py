@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import Tensor
 
 from generator import Protector
 from generator.convert import from_tensor, mask_to_tensor, to_tensor
@@ -115,7 +116,8 @@ def test_round_trip_helpers():
     for value in (pixels, pixels.astype(np.float32) / 255, Image.fromarray(pixels),
                   torch.from_numpy(pixels).permute(2, 0, 1).double() / 255):
         tensor, kind = to_tensor(value)
-        assert tensor.shape == (1, 3, 24, 40) and tensor.dtype == torch.float32
+        assert tensor.shape == (1, 3, 24, 40)
+        assert tensor.dtype == (torch.float64 if isinstance(value, Tensor) else torch.float32)  # float64 is kept
         back = from_tensor(tensor, kind)
         assert type(back) is type(value)
         np.testing.assert_allclose(np.asarray(back, dtype=np.float64), np.asarray(value, dtype=np.float64),
