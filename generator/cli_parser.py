@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-import torch
-
+from generator.devices import unusable
 from generator.messages import one_line
 
 
@@ -30,23 +29,11 @@ def exit_code(exit_: SystemExit) -> int:
 
 
 def device_option(name: str) -> str:
-    """``--device``: a device this torch has, checked before anything is loaded or written (a CPU-only build has
-    no 'cuda'). Checked without creating a context on it: every process of a multi-GPU run parses this."""
-    try:
-        device = torch.device("cuda" if name == "gpu" else name)  # Lightning's name for it too
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: not a torch device (cpu, cuda, cuda:1, "
-                                         "...)") from None
-    if device.type == "cpu":
-        return name
-    backend = getattr(torch, device.type, None)
-    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
-        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: this torch ({torch.__version__}) has no "
-                                         f"{device.type} device")
-    count = backend.device_count() if hasattr(backend, "device_count") else 1
-    if device.index is not None and device.index >= count:
-        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: {count} {device.type} device(s), "
-                                         f"numbered from 0")
+    """``--device``: a device this torch has (``generator.devices``), checked before anything is loaded or written.
+    "gpu" is Lightning's name for cuda and stays as given."""
+    reason = unusable("cuda" if name == "gpu" else name)
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"'{name}' cannot be used here: {reason}")
     return name
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from generator import checkpoint, convert
 from generator.convert import ImageLike
+from generator.devices import check_device
 from generator import precision
 from generator.precision import warn_if_emulated
 from generator.target import target_colour
@@ -89,8 +90,9 @@ class Protector:
     def __init__(self, net: NoiseUNet | OnnxGenerator | None, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, inpainter: nn.Module | None = None) -> None:
         _check_dtype(dtype)
+        device = check_device(device)  # torch's own errors for "gpu" or a CPU-only build's "cuda" say less
         self.net = None if net is None else net.to(device=device, dtype=dtype).eval()
-        self.device, self.dtype = torch.device(device), dtype
+        self.device, self.dtype = device, dtype
         self.inpainter = inpainter
         self._checked: set[tuple[torch.device, torch.dtype]] = set()  # where the emulation warning was considered
 
@@ -137,7 +139,7 @@ class Protector:
         """Move the generator (and the inpainter) to another device or dtype, in place."""
         if dtype is not None:
             _check_dtype(dtype)
-        self.device = torch.device(device) if device is not None else self.device
+        self.device = check_device(device) if device is not None else self.device
         self.dtype = dtype or self.dtype
         if self.net is not None:
             self.net.to(device=self.device, dtype=self.dtype)

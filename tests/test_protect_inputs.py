@@ -117,3 +117,14 @@ def test_a_mask_layout_mistake_names_the_shape_given(protector):
     # an (H,W,1) tensor is read as (B,H,W): "mask size 1x40 does not match" alone sent users looking for a 1x40 mask
     mask = torch.from_numpy(box_mask())[..., None]
     refused(lambda: protector.protect(torch.rand(3, 24, 40), mask), ValueError, r"\(shape \(24, 40, 1\)\)")
+
+
+@pytest.mark.parametrize("device, reason", [("gpu", "not a torch device"), ("meta", "has no meta device")]
+                         + ([] if torch.cuda.is_available() else [("cuda", "has no cuda device")]))
+def test_a_device_this_torch_cannot_use_is_refused_in_one_sentence(protector, device, reason):
+    # torch said "Expected one of cpu, cuda, ... device type at start of device string", or failed deep inside
+    # Module.to (an AssertionError on a CPU-only build), or later, on the first protect
+    refused(lambda: Protector(loud_net(), device=device), ValueError, f"device '{device}' cannot be used here: .*"
+                                                                       f"{reason}")
+    refused(lambda: protector.to(device=device), ValueError, reason)
+    assert protector.device == torch.device("cpu")
