@@ -24,6 +24,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from generator.messages import one_line
+from generator.save import atomic_write
 
 FORMAT = "paintguard"
 SUFFIX = ".safetensors"
@@ -114,19 +115,18 @@ def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, con
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "kind": kind, "config": json.dumps(config, sort_keys=True), **notes}
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         save_file(tensors, str(tmp), metadata=meta)
         # safetensors creates the file owner-only (0600); a checkpoint is meant to be shared like any other file
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+
+    try:
+        return atomic_write(path, write)
     except SafetensorError as err:  # safetensors' own type for an I/O failure (a full disk, no such folder)
         raise OSError(f"cannot write '{path}': {err}") from None
-    finally:  # a failed write (full disk, a folder at path) leaves no half-written temporary file behind
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def load(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
