@@ -59,6 +59,13 @@ def check_creatable(out: Path, option: str = "--out") -> None:
         raise ValueError(f"{option} '{out}' cannot be created: '{blocker}' is a file")
 
 
+def check_folder_out(out: Path, what: str = "folder") -> None:
+    """Refuse an ``--out`` folder (a ``what``) that cannot be made: a file stands at it or at one of its parents."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out '{out}' is a file, not a {what}")
+    check_creatable(out)
+
+
 def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike], overwrite: bool) -> Path:
     """Refuse to write over an input, or over an existing file unless asked to."""
     out = Path(output)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from generator.cli_parser import ArgumentParser
-from generator.save import atomic_write, check_creatable
+from generator.save import atomic_write, check_folder_out
 from trainer.evaluation.compare_config import SAMPLE_SETS, CompareConfig, load_config
 from trainer.evaluation.comparison import (EPS, TRANSFER, InpainterPool, MethodSet, Sample, build_methods,
                                            load_samples)
@@ -59,9 +59,7 @@ OWN_FILES = ("report.md", "per_image.csv", "transfer_per_image.csv")
 
 def check_out(out: Path, cfg: CompareConfig) -> None:
     """Refuse, before anything runs, an --out that cannot become this run's folder."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out '{out}' is a file, not a folder")
-    check_creatable(out)
+    check_folder_out(out)
     if cfg.images not in SAMPLE_SETS:
         images, where = Path(cfg.images).resolve(), out.resolve()
         if where == images or images in where.parents:

@@ -11,16 +11,9 @@ import json
 from pathlib import Path
 
 from generator.cli_parser import ArgumentParser, device_option
-from generator.save import check_creatable
+from generator.save import check_folder_out
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.training.gradient_cache import GradientCache, build_gradient_cache
-
-
-def check_out(out: Path) -> None:
-    """Refuse, before anything is computed, an --out that cannot be a cache folder."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out '{out}' is a file, not a cache folder")
-    check_creatable(out)
 
 
 def check_field_layers(inpainter: str, k: int) -> None:
@@ -56,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=device_option, default="cpu")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    check_out(out)
+    check_folder_out(Path(args.out), "cache folder")  # before anything is computed
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_field_layers(args.inpainter, args.field_layers)
