@@ -21,7 +21,7 @@ from generator.checkpoint import article, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
 from generator.save import check_creatable
-from trainer.training.resume_check import check_resume, is_lightning_checkpoint, resume_file
+from trainer.training.resume_check import check_resume, is_lightning_checkpoint
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
 RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
@@ -89,8 +89,9 @@ class FitValidateCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         config = self.config.get(self.config.get("subcommand") or "", None)
-        if config is not None:  # the first look at --ckpt_path: before Lightning's unguarded torch.load, any run folder
-            check_resume(self.model_class, config)
+        # the first look at --ckpt_path: before Lightning's unguarded torch.load, any run folder
+        resumed = check_resume(self.model_class, config) if config is not None else None
+        self._resumed_run_id = resumed.get(WANDB_RUN_KEY) if resumed is not None else None  # the W&B run goes on
         # Lightning lays a checkpoint file's saved hyperparameters over the parsed config (but not those of
         # --ckpt_path last), which silently undid a fine-tuning config's new loss weights or learning rates.
         # With a --config, the config is the recipe; without one, the checkpoint still supplies the model.
@@ -113,11 +114,9 @@ class FitValidateCLI(LightningCLI):
         if self.subcommand and check_run is not None and config.get("data") is not None:  # a parse may lack the data
             check_run(self.subcommand, config.data)
         logger = config.trainer.get("logger") if config is not None else None
-        resume = resume_file(config) if config is not None else None
-        if resume is None or not hasattr(logger, "get") or "Wandb" not in str(logger.get("class_path", "")):
-            return
-        run_id = torch_load(resume, "Lightning checkpoint", mmap=True).get(WANDB_RUN_KEY)
-        if run_id and not logger.init_args.get("id"):
+        run_id = getattr(self, "_resumed_run_id", None)  # unset where no subcommand ran (run=False)
+        if run_id and hasattr(logger, "get") and "Wandb" in str(logger.get("class_path", "")) \
+                and not logger.init_args.get("id"):
             logger.init_args["id"] = run_id
 
     def before_fit(self) -> None:

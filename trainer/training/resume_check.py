@@ -64,11 +64,12 @@ def resume_file(config: Any) -> Path | None:
     return max(lasts, key=lambda p: p.stat().st_mtime) if lasts else None
 
 
-def check_resume(model_class: type, config: Any) -> None:
-    """Refuse a ``--ckpt_path`` that is missing, damaged, ``last`` with nothing to resume, or another kind of run's."""
+def check_resume(model_class: type, config: Any) -> dict[str, Any] | None:
+    """Refuse a ``--ckpt_path`` that is missing, damaged, ``last`` with nothing to resume, or another kind of run's;
+    returns the checkpoint it read (None where there is none to read)."""
     path = resume_file(config)
     if path is None:
-        return
+        return None
     blob = torch_load(path, "Lightning checkpoint")  # no mmap: its error would hide what a random file is
     if not is_lightning_checkpoint(blob):  # e.g. LaMa's best.ckpt: Lightning's restore would raise a KeyError
         raise ValueError(f"'{path}' is not a Lightning checkpoint written by PaintGuard training")
@@ -79,3 +80,4 @@ def check_resume(model_class: type, config: Any) -> None:
     if len(foreign) > len(known):
         raise ValueError(f"'{path}' holds another kind of model than this command trains ({model_class.__name__}): "
                          f"its options {', '.join(foreign[:3])}, ... are not this model's")
+    return blob
