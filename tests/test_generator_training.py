@@ -41,6 +41,10 @@ def test_fit_logs_to_wandb_offline_and_resumes(tmp_path, ci_config):
     runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(first_id in r.name for r in runs)  # a same-second restart adds "-1"
     assert resumed["paintguard_wandb_run_id"] == first_id
+    # validating the checkpoint is a run of its own: its metrics (at global step 0) stay out of the training curves
+    assert train_main(["validate", "--config", str(ci_config), "--ckpt_path", "last"]) == 0
+    runs = sorted((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3 and sum(first_id in r.name for r in runs) == 2
 
 
 def test_cosine_decay_lowers_the_learning_rate_per_step_and_resumes(tmp_path, ci_config):

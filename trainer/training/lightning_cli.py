@@ -114,7 +114,9 @@ class FitValidateCLI(LightningCLI):
         if self.subcommand and check_run is not None and config.get("data") is not None:  # a parse may lack the data
             check_run(self.subcommand, config.data)
         logger = config.trainer.get("logger") if config is not None else None
-        run_id = getattr(self, "_resumed_run_id", None)  # unset where no subcommand ran (run=False)
+        # only a resumed fit goes on in its W&B run: a validate logs its metrics at trainer/global_step 0, which
+        # in the training run would land among its curves as a point back at the start, so it gets a run of its own
+        run_id = getattr(self, "_resumed_run_id", None) if self.subcommand == "fit" else None
         if run_id and hasattr(logger, "get") and "Wandb" in str(logger.get("class_path", "")) \
                 and not logger.init_args.get("id"):
             logger.init_args["id"] = run_id
