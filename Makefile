@@ -25,7 +25,7 @@ WEB_FILES := web/index.html web/style.css web/models.json $(wildcard web/src/*.j
 EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py generator/stem_head.py generator/encoder_head.py \
 	generator/transpose.py
 
-.PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web
+.PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web FORCE
 
 setup: $(STAMP)
 
@@ -61,13 +61,17 @@ $(WEB_DIST)/.files: $(WEB_FILES) $(ORT_DIST)/ort.min.mjs
 	cp $(addprefix $(ORT_DIST)/,$(ORT_FILES)) $(WEB_DIST)/ort/
 	@touch $@
 
-$(WEB_DIST)/model.onnx: $(ONNX_DIR)/$(WEB_GENERATOR).onnx
+# compared on every build, not by date: a page built with WEB_GENERATOR=mine goes back to the default with a
+# plain 'make web', although the default's export is older than the page's copy
+$(WEB_DIST)/model.onnx: $(ONNX_DIR)/$(WEB_GENERATOR).onnx FORCE
 	@mkdir -p $(@D)
-	cp $< $@
+	@cmp -s $< $@ || { echo "cp $< $@"; cp $< $@; }
 
-$(WEB_DIST)/model-large.onnx: $(ONNX_DIR)/$(WEB_LARGE_GENERATOR).onnx
+$(WEB_DIST)/model-large.onnx: $(ONNX_DIR)/$(WEB_LARGE_GENERATOR).onnx FORCE
 	@mkdir -p $(@D)
-	cp $< $@
+	@cmp -s $< $@ || { echo "cp $< $@"; cp $< $@; }
+
+FORCE:
 
 demo: setup
 	$(BIN)/paintguard demo --out outputs/demo

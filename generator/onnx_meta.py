@@ -2,10 +2,11 @@
 
 An exported model carries, in its ONNX metadata properties, the noise bound
 ``eps``, the U-Net architecture (JSON, as in the safetensors checkpoint), the
-source checkpoint's file name and the SHA-256 of that file. The fingerprint is
-what makes a stale export impossible to use by mistake: whoever loads an ONNX
-file next to its checkpoint compares the two and refuses a mismatch, telling an
-export of another checkpoint (by its recorded name) from one of an older version.
+source checkpoint's file name, whether it was a shipped one (in ``checkpoints/``)
+and the SHA-256 of that file. The fingerprint is what makes a stale export
+impossible to use by mistake: whoever loads an ONNX file next to its checkpoint
+compares the two and refuses a mismatch, telling an export of another checkpoint
+(by its recorded name) from one of an older version.
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ def metadata_for(source: Path, config: dict[str, Any], exporter: str) -> dict[st
     """The metadata properties written into an export of the checkpoint file ``source``."""
     return {"format": FORMAT, "kind": KIND, "eps": repr(float(config["eps"])),
             "config": json.dumps(config, sort_keys=True), "source": source.name,
-            "source_sha256": fingerprint(source), "exporter": exporter}
+            "source_shipped": str(_shipped(source)).lower(), "source_sha256": fingerprint(source),
+            "exporter": exporter}
+
+
+def _shipped(source: Path) -> bool:
+    """Whether ``source`` is a checkpoint of the folder that names resolve in (``checkpoints/``)."""
+    return source.resolve().parent == checkpoint.checkpoints_dir().resolve()
 
 
 def check_metadata(meta: dict[str, str], where: str) -> dict[str, Any]:
@@ -64,13 +71,16 @@ def check_fresh(meta: dict[str, Any], where: str, source: str | os.PathLike | No
                 rebuild: str | None = None) -> None:
     """Refuse a stale export (one whose recorded fingerprint differs from its checkpoint's) or another's.
 
-    ``source`` is the checkpoint the caller means; without it, the shipped checkpoint
-    of the recorded file name is used when there is one (an export of a checkpoint
-    that is not in ``checkpoints/`` cannot be checked and is taken as it is).
+    ``source`` is the checkpoint the caller means; without it, an export of a shipped
+    checkpoint is checked against the one of its recorded file name, when there is
+    one (an export of a checkpoint that is not in ``checkpoints/``, such as a
+    generator of one's own of the same name, cannot be checked and is taken as it is).
     ``rebuild`` is the command the error suggests for a stale export.
     """
     path = Path(source) if source is not None else checkpoint.checkpoints_dir() / str(meta.get("source", ""))
-    if source is None and not (meta.get("source") and path.is_file()):
+    # exports made before "source_shipped" was recorded were checked by name alone
+    shipped = meta.get("source_shipped", "true") == "true"
+    if source is None and not (shipped and meta.get("source") and path.is_file()):
         return
     recorded, actual = str(meta.get("source_sha256")), fingerprint(path)
     if recorded == actual:

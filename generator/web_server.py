@@ -20,6 +20,9 @@ from generator.onnx_meta import check_fresh, read_metadata
 SITE = Path(__file__).resolve().parents[1] / "web" / "dist"
 MODELS = "models.json"  # the page's generators, each with the largest image it takes
 REQUIRED = ("index.html", "src/app.js", "ort/ort.min.mjs", MODELS)
+# the Makefile's variable that picks each model's checkpoint: a rebuild hint names it, so that a page built from
+# a generator of one's own is not rebuilt from the default
+BUILT_FROM = {"model.onnx": "WEB_GENERATOR", "model-large.onnx": "WEB_LARGE_GENERATOR"}
 
 
 class SiteError(ValueError):
@@ -85,7 +88,9 @@ def check_site(root: str | os.PathLike = SITE) -> dict[str, dict]:
     metas = {}
     for name in models:
         metas[name] = read_metadata(root / name)
-        check_fresh(metas[name], str(root / name), rebuild="make web")
+        source = Path(str(metas[name].get("source", ""))).stem
+        rebuild = f"make web {BUILT_FROM[name]}={source}" if name in BUILT_FROM and source else "make web"
+        check_fresh(metas[name], str(root / name), rebuild=rebuild)
     return metas
 
 

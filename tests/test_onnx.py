@@ -130,7 +130,7 @@ def test_backend_matches_torch_within_one_level_and_keeps_the_bound(tmp_path, ge
         assert 5 / 255 < moved <= EPS + 1e-9  # the noise is there, and within the bound after the PNG round trip
 
 
-def test_exported_file_is_checked_against_its_checkpoint(tmp_path, generator, capsys, monkeypatch):
+def test_exported_file_is_checked_against_its_checkpoint(tmp_path, generator, capsys):
     path, _ = generator
     model = tmp_path / "g.onnx"
     export_onnx(path, model)
@@ -154,14 +154,28 @@ def test_exported_file_is_checked_against_its_checkpoint(tmp_path, generator, ca
     assert one_line_error(capsys, "is an ONNX export").endswith(
         f"'{model}' is an ONNX export, not a safetensors checkpoint; pass --backend onnx to run it")
     assert not (tmp_path / "o5.png").exists()
-    # an .onnx alone is checked against the shipped checkpoint of its recorded name
-    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
-    with pytest.raises(OnnxModelError, match="is stale"):
-        load_onnx_generator(model)
     with pytest.raises(ValueError, match="only applies to backend='onnx'"):
         Protector.from_checkpoint(path, onnx_model=model)
     assert protect(tmp_path / "a.png", "-o", tmp_path / "o4.png", *args[:4], "--onnx-model", model) == 2
     one_line_error(capsys, "--onnx-model needs --backend onnx")
+
+
+def test_an_onnx_alone_is_checked_against_the_shipped_checkpoint_it_came_from(tmp_path, monkeypatch):
+    shipped_dir, own_dir = tmp_path / "checkpoints", tmp_path / "runs"
+    shipped_dir.mkdir(), own_dir.mkdir()
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(shipped_dir))
+    shipped, _ = tiny_generator(shipped_dir / "g.safetensors", seed=0)
+    own, _ = tiny_generator(own_dir / "g.safetensors", seed=1)  # one's own generator, under a shipped one's name
+    export_onnx(shipped, tmp_path / "shipped.onnx")
+    export_onnx(own, tmp_path / "own.onnx")
+    assert read_metadata(tmp_path / "shipped.onnx")["source_shipped"] == "true"
+    assert read_metadata(tmp_path / "own.onnx")["source_shipped"] == "false"
+    load_onnx_generator(tmp_path / "own.onnx")  # not "stale" against the shipped g.safetensors: taken as it is
+    load_onnx_generator(tmp_path / "shipped.onnx")
+    tiny_generator(shipped, seed=5)  # the shipped checkpoint changes
+    with pytest.raises(OnnxModelError, match=f"is stale: it was exported from an older version of '{shipped}'"):
+        load_onnx_generator(tmp_path / "shipped.onnx")
+    load_onnx_generator(tmp_path / "own.onnx")
 
 
 def test_export_of_another_checkpoint_is_not_called_stale(tmp_path, generator, capsys):

@@ -327,7 +327,9 @@ def test_web_command_refuses_a_missing_or_stale_page(tmp_path, monkeypatch, caps
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(checkpoints))
     assert main(["web", "--root", str(root), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and f"{model}' is stale" in err and "rebuild it with 'make web'" in err
+    variable = {"model.onnx": "WEB_GENERATOR", "model-large.onnx": "WEB_LARGE_GENERATOR"}[model]
+    assert err.count("\n") == 0 and f"{model}' is stale" in err
+    assert err.endswith(f"rebuild it with 'make web {variable}={shipped.stem}'")  # the generator it was built from
 
 
 def test_header_sizes_match_pillow(browser, site):
