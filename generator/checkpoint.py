@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 import zipfile
 from dataclasses import fields
@@ -152,8 +153,12 @@ def torch_load(path: str | os.PathLike, what: str = "checkpoint", allowed: list[
     except Exception as err:  # a damaged file trips the unpickler anywhere: KeyError, struct.error, EOFError, ...
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         refused = next((line for line in lines if "Unsupported global" in line), None)
-        if refused:
-            raise CheckpointError(f"cannot read {what} '{path}' safely: {one_line(refused, 300)}") from None
+        if refused:  # a pickled object, or text whose first byte reads as the pickle's "import" opcode
+            name = re.search(r"GLOBAL (.+?) was not an allowed global", refused)
+            code = f"'{name.group(1)}'" if name else "a class or function"
+            # not torch's advice, which is to allow the code to run
+            raise CheckpointError(f"cannot read {what} '{path}' safely: it refers to code, {one_line(code, 80)}, "
+                                  "which a weights-only load never runs (or the file is damaged)") from None
         # "Weights only load failed" heads every unpickler error, with advice to drop weights_only: skip to the cause
         cause = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
         cause = cause.split(". ", 1)[0]  # the first sentence: a damaged zip's error goes on with three of advice

@@ -39,8 +39,9 @@ def bomb_error(path: PathLike) -> ImageReadError:
     return ImageReadError(f"image '{os.fspath(path)}' exceeds Pillow's decompression-bomb limit")
 
 
-def _open(path: PathLike) -> Image.Image:
-    """Fully decode ``path`` in its own mode, upright per its EXIF orientation."""
+def _open(path: PathLike, what: str = "image") -> Image.Image:
+    """Fully decode ``path`` (an ``image`` or a ``mask``, as errors say) in its own mode, upright per its EXIF
+    orientation."""
     try:
         with Image.open(path) as img:
             # exif_transpose returns a new image (a copy when nothing to do);
@@ -52,7 +53,7 @@ def _open(path: PathLike) -> Image.Image:
         raise bomb_error(path) from None
     except Exception as err:  # PIL decoders raise OSError, SyntaxError, struct.error, ...
         reason = one_line(getattr(err, "strerror", None) or err)
-        raise ImageReadError(f"cannot read image '{os.fspath(path)}': {reason}") from None
+        raise ImageReadError(f"cannot read {what} '{os.fspath(path)}': {reason}") from None
 
 
 def _high_bit_to_float(img: Image.Image) -> np.ndarray:
@@ -113,6 +114,11 @@ def mask_region(img: Image.Image) -> np.ndarray:
     return rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
 
 
+def image_size(path: PathLike) -> tuple[int, int]:
+    """``(width, height)`` of ``path`` upright, after decoding it whole: a damaged file fails here as in a read."""
+    return _open(path).size
+
+
 def read_image(path: PathLike) -> torch.Tensor:
     """Read ``path`` as a float32 ``(3, H, W)`` tensor in [0, 1].
 
@@ -130,7 +136,7 @@ def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tens
     i.e. alpha is composited on black. ``size`` is the image's ``(H, W)``; a
     mask of another size raises ``ImageReadError``.
     """
-    region = mask_region(_open(path))
+    region = mask_region(_open(path, "mask"))
     if size is not None and tuple(region.shape) != tuple(size):
         (h, w), (ih, iw) = region.shape, size
         raise ImageReadError(f"mask '{os.fspath(path)}' is {w}x{h} but the image is {iw}x{ih}")

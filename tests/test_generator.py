@@ -1,3 +1,4 @@
+import fractions
 import os
 import stat
 
@@ -92,6 +93,20 @@ def test_torch_load_failures_are_one_line_naming_the_file(tmp_path, content):
     assert "\n" not in message and "weights_only" not in message  # not torch's advice to unpickle unsafely
     with pytest.raises(CheckpointError, match="No such file"):
         checkpoint.torch_load(tmp_path / "missing.ckpt")
+
+
+@pytest.mark.parametrize("content, code", [("fraction", "'fractions.Fraction'"),
+                                           (b"corrupt\n", "'orrupt.'")])  # "c" is pickle's import opcode
+def test_a_file_that_names_code_is_refused_without_torch_s_advice_to_run_it(tmp_path, content, code):
+    path = tmp_path / "bad.ckpt"
+    if content == "fraction":
+        torch.save(fractions.Fraction(1, 3), path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.torch_load(path, "Lightning checkpoint")
+    assert str(err.value) == (f"cannot read Lightning checkpoint '{path}' safely: it refers to code, {code}, which a "
+                              "weights-only load never runs (or the file is damaged)")  # not "if you trust" it
 
 
 def test_torch_load_keeps_weights_only(tmp_path, monkeypatch):

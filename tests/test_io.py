@@ -194,5 +194,5 @@ def test_mask_size_mismatch(tmp_path):
 
 
 def test_missing_mask(tmp_path):
-    with pytest.raises(ImageReadError, match="^cannot read image '.*m.png': No such file"):
+    with pytest.raises(ImageReadError, match="^cannot read mask '.*m.png': No such file"):
         read_mask(tmp_path / "m.png")
