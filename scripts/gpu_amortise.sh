@@ -78,6 +78,9 @@ stage() {
     local logger=()
     [ "$LOGGER" = csv ] && logger=(--trainer.logger=lightning.pytorch.loggers.CSVLogger
                                    --trainer.logger.save_dir="runs/$name")
+    # every call trains afresh: a warm machine keeps runs/ from the call before, whose exports came back in its OUT,
+    # and a fit refuses to start beside another run's checkpoints
+    rm -rf "runs/$name"
     stamp "start $name"
     pg train --config configs/generator/lama-tiny.yaml "$@" --run_name "$name" --trainer.accelerator "$ACCEL" \
         --data.batch_size "$batch" --data.samples_per_epoch $((steps_per_val * batch)) \

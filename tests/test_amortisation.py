@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import yaml
@@ -186,9 +188,11 @@ def test_validation_teacher_is_computed_once_across_runs(tmp_path, ci_config, mo
     assert train_main(argv) == 0
     first = sum(calls)
     assert first > 0 and cache.is_file()
+    shutil.rmtree(tmp_path / "ckpt")  # each run is a new one: a fit refuses to start beside another's checkpoints
     assert train_main([*argv, "--run_name", "again", "--trainer.logger.init_args.save_dir", str(tmp_path / "r2"),
                        "--trainer.max_steps", "2"]) == 0
     assert sum(calls) == first  # the second run scored its validation against the stored teacher
+    shutil.rmtree(tmp_path / "ckpt")
     assert train_main([*argv, "--model.teacher_steps", "1", "--trainer.max_steps", "2"]) == 0
     assert sum(calls) > first  # another teacher recipe is another key
 

@@ -1,6 +1,7 @@
 """Generator training end to end: LightningCLI, W&B offline history, resume, teacher cache, export."""
 
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,13 @@ def test_cosine_decay_lowers_the_learning_rate_per_step_and_resumes(tmp_path, ci
     last = tmp_path / "ckpt" / "last.ckpt"
     lr = torch.load(last, weights_only=True)["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half way down the cosine after 2 of 4 steps
-    assert train_main(["fit", "--config", str(ci_config), "--trainer.max_steps", "6", "--ckpt_path", "last",
-                       *decay]) == 0
+    # resumed from the config the run saved in its folder, which carries the schedule's options
+    assert train_main(["fit", "--config", str(tmp_path / "runs" / "config.yaml"), "--trainer.max_steps", "6",
+                       "--ckpt_path", "last"]) == 0
     resumed = torch.load(last, weights_only=True)
     assert resumed["lr_schedulers"][0]["last_epoch"] == 6  # the schedule went on from step 2, not from 0
     assert resumed["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-5)  # flat after step 4
+    shutil.rmtree(tmp_path / "ckpt")  # a new run: a fit refuses to start beside another run's checkpoints
     with pytest.raises(ValueError, match=r"need lr_decay_steps >= 0 and 0 <= lr_final <= lr, got 0 and 0.002"):
         train_main(["fit", "--config", str(ci_config), "--model.lr_final", "2e-3"])
 

@@ -7,6 +7,7 @@ import contextlib
 
 import pytest
 import torch
+from PIL import Image
 
 from generator.checkpoint import save, torch_load
 from trainer.commands.cli import main
@@ -39,6 +40,9 @@ BAD_OPTIONS = [
                                            "training"),
     (["--data.train_dir", "nowhere"], "image folder 'nowhere' does not exist"),
     (["--data.val_dir", "empty"], "no images found in 'empty'"),
+    (["--data.val_dir", "empty/notes.txt"], "image folder 'empty/notes.txt' is a file, not a folder"),
+    (["--data.val_dir", "damaged"], "cannot read image 'damaged/cut.png'"),  # found at once, not when first drawn
+    (["--data.val_dir", "tiny"], "image 'tiny/a.png' is 10x12: training images must be at least 16 px on a side"),
     (["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
     (["--data.size", "8"], "data.size must be at least 16, got 8"),
     (["--data.samples_per_epoch", "0"], "data.samples_per_epoch must be at least 1, got 0"),  # was one per image
@@ -57,6 +61,11 @@ def test_bad_options_are_refused_before_the_run_folder_exists(tmp_path, ci_confi
                                                                subcommand, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no image here")
+    for folder, size in (("damaged", (40, 40)), ("tiny", (10, 12))):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", size, "red").save(tmp_path / folder / "a.png")
+    cut = (tmp_path / "damaged" / "a.png").read_bytes()
+    (tmp_path / "damaged" / "cut.png").write_bytes(cut[:len(cut) // 2])
     with contextlib.chdir(tmp_path):
         assert main(["train", subcommand, "--config", str(ci_config), *args]) == 2
     assert one_line_error(capsys, logs_before=True).startswith(message.format(tmp=tmp_path))
@@ -99,6 +108,14 @@ def test_export_refuses_an_out_it_cannot_write_before_reading_the_checkpoint(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.safetensors", "folder.safetensors"]
 
 
+def test_export_says_that_last_is_a_fit_s_word(tmp_path, capsys):
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "export", "--ckpt_path", "last", "--out", "g.safetensors"]) == 2
+    assert one_line_error(capsys, logs_before=True) == ("--ckpt_path last names a fit's own last.ckpt; give export "
+                                                        "the file, such as runs/NAME/checkpoints/last.ckpt")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path):
     (tmp_path / "taken.safetensors").mkdir()  # the rename onto a folder fails after the tensors are written
     with pytest.raises(OSError):
@@ -137,3 +154,21 @@ def test_ckpt_path_last_looks_in_the_run_s_own_folder(tmp_path, capsys):
     assert one_line_error(capsys, logs_before=True).startswith("--ckpt_path last: no last.ckpt in "
                                                                "'runs/mine/checkpoints' to resume")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fit_never_mixes_two_runs_in_one_folder(tmp_path, ci_config, capsys):
+    """Lightning only warned: both runs' snapshots stayed side by side and ``last`` was picked between them by date;
+    a resume without --config had none of the run's callbacks and wrote its checkpoints elsewhere."""
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "pytorch-lightning_version": "2.6.0"},
+               tmp_path / "ckpt" / "last.ckpt")
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "fit", "--config", str(ci_config)]) == 2
+        assert one_line_error(capsys, logs_before=True) == (
+            f"'{tmp_path}/ckpt' already holds the checkpoints of a run: resume it with --ckpt_path last, or start "
+            "the new one under another --run_name or after removing that folder")
+        assert main(["train", "fit", "--ckpt_path", "ckpt/last.ckpt"]) == 2
+        assert one_line_error(capsys, logs_before=True).startswith(
+            "resuming a fit needs the run's options: add the --config files it was started with")
+    assert not (tmp_path / "runs").exists()  # no run folder, no W&B run
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["last.ckpt"]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
@@ -46,6 +47,7 @@ def train_demo_generator(minutes: float) -> Path:
     """A short fit of configs/generator/demo.yaml; returns the exported generator."""
     hours, rest = divmod(int(minutes * 60), 3600)
     budget = f"00:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    shutil.rmtree(DEMO_RUN, ignore_errors=True)  # a throwaway run: each demo trains afresh, not beside the last one
     code = train_main(["fit", "--config", str(DEMO_CONFIG), "--trainer.max_time", budget])
     exported = DEMO_RUN / "generator-demo.safetensors"
     if code != 0 or not exported.is_file():

@@ -21,7 +21,7 @@ from generator.checkpoint import article, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
 from generator.save import check_creatable
-from trainer.training.resume_check import check_resume, is_lightning_checkpoint
+from trainer.training.resume_check import check_fit_folder, check_resume, is_lightning_checkpoint
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
 RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
@@ -88,10 +88,13 @@ class FitValidateCLI(LightningCLI):
                     config.trainer[key] = _fill_run_name(config.trainer[key], config.run_name)
 
     def _parse_ckpt_path(self) -> None:
-        config = self.config.get(self.config.get("subcommand") or "", None)
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand or "", None)
         # the first look at --ckpt_path: before Lightning's unguarded torch.load, any run folder
         resumed = check_resume(self.model_class, config) if config is not None else None
         self._resumed_run_id = resumed.get(WANDB_RUN_KEY) if resumed is not None else None  # the W&B run goes on
+        if config is not None:  # before the seed is set, whose log line would come before the error's
+            self._check_run(subcommand, config)
         # Lightning lays a checkpoint file's saved hyperparameters over the parsed config (but not those of
         # --ckpt_path last), which silently undid a fine-tuning config's new loss weights or learning rates.
         # With a --config, the config is the recipe; without one, the checkpoint still supplies the model.
@@ -104,15 +107,20 @@ class FitValidateCLI(LightningCLI):
         parser.add_argument("--run_name", type=str | None, default=None,
                             help=f"replaces {RUN_NAME} in the logger's and callbacks' options (run folders)")
 
+    def _check_run(self, subcommand: str, config: Any) -> None:
+        """Refuse what a fit or validate would find out only once its run folder and W&B run are open."""
+        if subcommand == "fit":
+            check_fit_folder(config)
+            # a fit loads init_from only at setup
+            check_init_from = getattr(self.model_class, "check_init_from", None)
+            if check_init_from is not None and config.model.get("init_from"):
+                check_init_from(config.model.init_from)
+        check_run = getattr(self.datamodule_class, "check_run", None)
+        if check_run is not None and config.get("data") is not None:  # a parse may lack the data
+            check_run(subcommand, config.data)
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
-        # a fit loads init_from only at setup: a missing one is refused before the run folder and W&B run exist
-        check_init_from = getattr(self.model_class, "check_init_from", None)
-        if self.subcommand == "fit" and check_init_from is not None and config.model.get("init_from"):
-            check_init_from(config.model.init_from)
-        check_run = getattr(self.datamodule_class, "check_run", None)
-        if self.subcommand and check_run is not None and config.get("data") is not None:  # a parse may lack the data
-            check_run(self.subcommand, config.data)
         logger = config.trainer.get("logger") if config is not None else None
         # only a resumed fit goes on in its W&B run: a validate logs its metrics at trainer/global_step 0, which
         # in the training run would land among its curves as a point back at the start, so it gets a run of its own
@@ -169,6 +177,9 @@ def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.Ligh
 def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a Lightning checkpoint with ``weights_only`` (no code from the file is run)."""
     path = Path(path)
+    if str(path) == "last":  # a fit's word for its own folder's newest snapshot, which export has no run to find in
+        raise ValueError("--ckpt_path last names a fit's own last.ckpt; give export the file, such as "
+                         "runs/NAME/checkpoints/last.ckpt")
     if not path.is_file():
         raise ValueError(f"no checkpoint '{path}'")
     blob = torch_load(path, "Lightning checkpoint")

@@ -64,6 +64,21 @@ def resume_file(config: Any) -> Path | None:
     return max(lasts, key=lambda p: p.stat().st_mtime) if lasts else None
 
 
+def check_fit_folder(config: Any) -> None:
+    """Refuse a fit that would mix two runs in one folder: a new run where another left its checkpoints (Lightning
+    only warns, then keeps both runs' snapshots and picks ``last`` between them by date), and a resume without
+    ``--config``, which has none of the run's callbacks or folders and so writes its checkpoints elsewhere."""
+    if config.get("ckpt_path"):
+        if not config.get("config"):
+            raise ValueError("resuming a fit needs the run's options: add the --config files it was started with, "
+                             "or the config.yaml it saved in its run folder")
+        return
+    for folder in checkpoint_folders(config):
+        if folder.is_dir() and any(folder.glob("*.ckpt")):
+            raise ValueError(f"'{folder}' already holds the checkpoints of a run: resume it with --ckpt_path last, "
+                             "or start the new one under another --run_name or after removing that folder")
+
+
 def check_resume(model_class: type, config: Any) -> dict[str, Any] | None:
     """Refuse a ``--ckpt_path`` that is missing, damaged, ``last`` with nothing to resume, or another kind of run's;
     returns the checkpoint it read (None where there is none to read)."""
