@@ -7,12 +7,16 @@ set ``PAINTGUARD_DEBUG=1`` to see the traceback of an unexpected error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
+import signal
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from generator.cli_parser import exit_code
 from generator.messages import one_line
@@ -37,6 +41,34 @@ USAGE = "usage: paintguard COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
 ) + "\n\nRun 'paintguard COMMAND --help' for a command's options."
 
 
+class Stopped(BaseException):
+    """SIGINT or SIGTERM during a command. Not a KeyboardInterrupt, which Lightning's loops turn into ``sys.exit(1)``,
+    and SIGTERM would otherwise kill the process before an output's temporary file is removed, or (during a
+    prediction or a fit) be swallowed or end in exit status 0."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stops_on_signals() -> Iterator[None]:
+    """Raise ``Stopped`` on SIGINT and SIGTERM for the duration (signals the shell set to be ignored stay so)."""
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+            previous[signum] = signal.signal(signum, _stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class UsageError(ValueError):
     """Bad arguments or input that the user can fix; reported as one line."""
 
@@ -56,6 +88,8 @@ def run_guarded(func, *args) -> int:
         return exit_code(exit_)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+    except Stopped as stop:  # the shell's status for a signal: 128 + its number
+        return fail("interrupted" if stop.signum == signal.SIGINT else "terminated", 128 + stop.signum)
     except (ValueError, OSError, RuntimeError, MemoryError) as err:
         if os.environ.get("PAINTGUARD_DEBUG"):
             raise
@@ -88,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = warnings.formatwarning
     warnings.formatwarning = functools.partial(one_line_warning, fallback=previous)
     try:
-        return run_guarded(module.main, rest)
+        with stops_on_signals():
+            return run_guarded(module.main, rest)
     finally:
         warnings.formatwarning = previous
 

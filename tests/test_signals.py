@@ -1,0 +1,65 @@
+"""SIGINT and SIGTERM stop every command in one line with the shell's status (130, 143) and leave no output behind,
+also inside Lightning's loops, which turned SIGINT into exit status 1, swallowed SIGTERM in a prediction (a folder
+run went on to the end) and ended a fit on SIGTERM with status 0."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from generator.protector import Protector, save_generator
+from generator.unet import NoiseUNet, UNetConfig
+from trainer.commands.cli import main
+
+from .conftest import write_mask, write_rgb
+
+
+@pytest.fixture
+def folder(tmp_path):
+    torch.manual_seed(0)
+    save_generator(NoiseUNet(UNetConfig(widths=[8, 16], groups=4)), tmp_path / "g.safetensors")
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        write_rgb(tmp_path / "in" / f"im{i}.png", 24, 24, seed=i)
+        write_mask(tmp_path / "in" / f"im{i}_mask.png", 24, 24, (4, 4, 12, 12))
+    return tmp_path
+
+
+def signal_on_first_batch(monkeypatch, signum: int) -> None:
+    real = Protector.protect_batch
+
+    def protect_batch(self, *args, **kwargs):
+        os.kill(os.getpid(), signum)  # delivered here, in the middle of the run, as from another terminal
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Protector, "protect_batch", protect_batch)
+
+
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_stops_a_folder_run(folder, monkeypatch, capsys, signum, code, said):
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal_on_first_batch(monkeypatch, signum)
+    assert main(["protect", str(folder / "in"), "-o", str(folder / "out"), "--checkpoint",
+                 str(folder / "g.safetensors"), "--batch-size", "1"]) == code
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"paintguard: error: {said}"
+    assert not any((folder / "out").iterdir())  # stopped at the first image: nothing written, no temporary file
+    assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers are back
+
+
+def test_sigterm_ends_a_fit_with_its_status_not_zero(ci_config, monkeypatch, capsys):
+    from trainer.training.generator_module import GeneratorModule
+
+    real = GeneratorModule.training_step
+
+    def training_step(self, *args, **kwargs):
+        if self.global_step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GeneratorModule, "training_step", training_step)
+    assert main(["train", "fit", "--config", str(ci_config)]) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "paintguard: error: terminated"
