@@ -21,7 +21,7 @@ from generator.messages import one_line
 
 PathLike = str | os.PathLike
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")  # what folders are scanned for
 
 # Modes holding more than 8 bits per sample; PIL's own convert("RGB") would
 # clip them to 255 instead of rescaling.
@@ -149,15 +149,18 @@ def find_image_mask_pairs(
     """Pair every image under ``folder`` with its masks, by LaMa's naming convention.
 
     ``dir/NAME.jpg`` (any of ``IMAGE_SUFFIXES``) goes with the PNG files
-    ``dir/NAME{mask_suffix}*.png`` beside it. Files whose name contains
-    ``mask_suffix`` are masks, never images. Images without masks are kept,
-    with an empty list, so the caller decides what that means; so are links to
-    nothing, which the caller then fails to read and reports. Sorted by path.
+    ``dir/NAME{mask_suffix}*.png`` beside it. PNG files whose name contains
+    ``mask_suffix`` are masks, never images, and so are other files named as
+    the mask of an image beside them (``unpaired_masks`` reports both kinds);
+    any other file, such as ``gas_mask.jpg`` alone, is an image. Images without
+    masks are kept, with an empty list, so the caller decides what that means;
+    so are links to nothing, which the caller then fails to read and reports.
+    Sorted by path.
     """
     root = Path(folder)
     pairs = []
     for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or mask_suffix in path.name or path.is_dir():
+        if path.suffix.lower() not in IMAGE_SUFFIXES or is_mask_name(path, mask_suffix) or path.is_dir():
             continue
         masks = sorted(
             m for m in path.parent.glob(glob_escape(f"{path.stem}{mask_suffix}") + "*")
@@ -167,9 +170,23 @@ def find_image_mask_pairs(
     return pairs
 
 
+def is_mask_name(path: Path, mask_suffix: str = "_mask") -> bool:
+    """Whether ``path`` is named as a mask: a PNG with ``mask_suffix`` in its name, or another image file named
+    ``NAME{mask_suffix}...`` beside an image ``NAME`` (a mask saved in the wrong format)."""
+    if mask_suffix not in path.name:
+        return False
+    if path.suffix.lower() == ".png":
+        return True
+    parts = path.name.split(mask_suffix)
+    owners = {mask_suffix.join(parts[:i]) for i in range(1, len(parts))}  # NAME before each occurrence
+    return any(path.with_name(owner + suffix).is_file() for owner in owners if owner
+               for suffix in {*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES)})
+
+
 def unpaired_masks(folder: str | os.PathLike, pairs: list[tuple[Path, list[Path]]],
                    mask_suffix: str = "_mask") -> list[Path]:
-    """The masks under ``folder`` that no image of ``pairs`` claims: their image is missing or misnamed."""
+    """The masks under ``folder`` that no image of ``pairs`` claims: their image is missing or misnamed, or they
+    are not PNG files."""
     claimed = {mask for _, masks in pairs for mask in masks}
-    return [path for path in sorted(Path(folder).rglob("*")) if mask_suffix in path.name
-            and path.suffix.lower() == ".png" and path.is_file() and path not in claimed]
+    return [path for path in sorted(Path(folder).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES
+            and is_mask_name(path, mask_suffix) and path.is_file() and path not in claimed]

@@ -19,8 +19,10 @@ from PIL import Image
 from generator.cli_parser import ArgumentParser, device_option
 from generator.precision import CHOICES, resolve_dtype
 from generator.protect_folder import protect_folder
-from generator.protect_items import FORMATS, Item, load, summary, warn_empty, warn_lossy, write
+from generator.protect_items import FORMATS, Item, load, say, summary, warn_empty, warn_lossy, write
 from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, METHODS, OPTIMISED, Protector
+
+INPAINTER = "lama-tiny"  # the optimiser's target when --inpainter is not given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", help="an image, or a folder of NAME.ext + NAME_mask.png pairs")
     parser.add_argument("--mask", help="mask of the same size (single image); non-zero pixels are protected")
     parser.add_argument("-o", "--output", required=True, help="output file (single image) or folder")
-    parser.add_argument("--checkpoint", default=DEFAULT, help="generator: shipped name or .safetensors file")
+    parser.add_argument("--checkpoint", help=f"generator: shipped name or .safetensors file (default {DEFAULT})")
     parser.add_argument("--method", choices=METHODS, default="generator")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="run the generator with torch or onnxruntime (CPU; pip install -e '.[onnx]')")
@@ -38,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=CHOICES, default="float32", help="the networks' convolutions (torch "
                         "backend): bfloat16 is faster on CPUs with bfloat16 instructions; auto uses it there")
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default {DEFAULT_STEPS})")
-    parser.add_argument("--inpainter", default="lama-tiny",
-                        help="for iterative/hybrid/refine: name, file or LaMa folder")
+    parser.add_argument("--inpainter", help="for iterative/hybrid/refine: name, file or LaMa folder (default "
+                                            f"{INPAINTER})")
     parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda, cuda:1, ... (folder mode: one per process)")
     parser.add_argument("--devices", type=int, default=1, help="folder mode: processes (devices) per node")
     parser.add_argument("--num-nodes", type=int, default=1, help="folder mode: machines")
@@ -75,6 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.steps is not None and (args.method == "generator" or args.steps < 0):
         raise ValueError("--steps must be >= 0 and only applies to --method iterative, hybrid or refine")
+    if args.method == "iterative" and args.steps == 0:  # it would write the optimiser's random start alone
+        raise ValueError("--method iterative needs --steps >= 1")
+    # an option the method does not use was ignored without a word; a warning, not a refusal, so that a script
+    # looping over methods with one set of options still runs
+    if args.inpainter is not None and args.method == "generator":
+        say("warning", "--inpainter is not used by --method generator (only by iterative, hybrid and refine)")
+    if args.checkpoint is not None and args.method == "iterative":
+        say("warning", "--checkpoint is not used by --method iterative (the optimiser alone loads no generator)")
+    args.checkpoint, args.inpainter = args.checkpoint or DEFAULT, args.inpainter or INPAINTER
     if min(args.batch_size, args.devices, args.num_nodes) < 1 or args.workers < 0 or args.max_pixels <= 0:
         raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels > 0")
     if not Path(args.input).exists():

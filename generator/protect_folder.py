@@ -173,13 +173,19 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> 
     pairs = find_image_mask_pairs(folder, mask_suffix)
     # every process scans the folder; one of them says what the scan found
     for mask in unpaired_masks(folder, pairs, mask_suffix) if rank_zero_only.rank == 0 else []:
-        if out_dir not in mask.parents:
+        if out_dir in mask.parents:
+            continue
+        if mask.suffix.lower() != ".png":  # lossy formats change a mask's pixels: only PNG masks are read
+            say("warning", f"mask '{mask}' is not a PNG file (masks are NAME{mask_suffix}*.png); skipped")
+        else:
             say("warning", f"mask '{mask}' has no image beside it (NAME{', NAME'.join(IMAGE_SUFFIXES)} for "
                            f"NAME{mask_suffix}*.png); skipped")
     for image, masks in pairs:
         if out_dir in image.parents:
             continue  # outputs of an earlier run inside the input folder are not inputs
         item = Item(image, masks, out_dir / image.relative_to(folder).with_suffix(suffix))
+        if not masks:
+            item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
         if item.output in seen:
             item.error = f"'{image}' and '{seen[item.output]}' would both be written to '{item.output}'"
         seen.setdefault(item.output, image)

@@ -57,8 +57,6 @@ def peek(path: Path) -> tuple[tuple[int, int], bytes | None] | None:
 def load(item: Item, max_pixels: float, overwrite: bool) -> Item:
     """Read and check one image and its masks (union); raises ValueError/OSError with a one-line reason."""
     check_output_path(item.output, [item.image_path, *item.mask_paths], overwrite)
-    if not item.mask_paths:
-        raise ValueError(f"no mask for '{item.image_path}'")
     header = peek(item.image_path)
     if header is not None:
         (w, h), item.icc = header

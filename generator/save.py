@@ -79,7 +79,8 @@ def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike]
     supported = LOSSLESS | {".jpg", ".jpeg", ".webp"}
     if out.suffix.lower() not in supported:
         others = ", ".join(sorted(supported - {".png"}))
-        raise ValueError(f"unsupported output format '{out.suffix}'; use .png (or {others})")
+        what = f"format '{out.suffix}'" if out.suffix else f"'{out}': no file extension to tell the format"
+        raise ValueError(f"unsupported output {what}; use .png (or {others})")
     return out
 
 

@@ -352,6 +352,12 @@ def test_mask_files_pair_by_lama_naming(tmp_path):
     write_rgb(folder / "c.png", 20, 20, seed=3)
     with pytest.raises(ValueError, match="'.*c.png' has no mask 'c_mask\\*.png'"):
         load_samples(load_config(path))
+    write_mask(folder / "c_mask.png", 20, 20, (0, 0, 20, 20))  # nothing left for an inpainter to see
+    with pytest.raises(ValueError, match="^sample 'c_mask': the mask covers the whole image: .*; nothing to compare$"):
+        load_samples(load_config(path))
+    write_mask(folder / "c_mask.png", 20, 20, (0, 0, 0, 0))
+    with pytest.raises(ValueError, match="^the mask of sample 'c_mask' is empty: nothing to protect$"):
+        load_samples(load_config(path))
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs" / "compare").glob("*.yaml")))

@@ -174,6 +174,8 @@ BAD = {
     "no mask option": "--mask is required",
     "steps with generator": "--steps must be >= 0 and only applies",
     "no such device": "argument --device: 'nonsense' cannot be used here",
+    "gif output": "unsupported output format '.gif'; use .png (or .bmp, ",
+    "no extension": "unsupported output '{tmp}/out': no file extension to tell the format; use .png",
     **({} if torch.cuda.is_available() else {"no CUDA": "argument --device: 'cuda' cannot be used here"}),
 }
 
@@ -216,12 +218,14 @@ def test_bad_input_one_line_error_and_nothing_written(tmp_path, pair, generator_
         del args["--mask"]
     elif case == "steps with generator":
         extra = ["--steps", "3"]
+    elif case in ("gif output", "no extension"):
+        args["-o"] = out.with_suffix(".gif" if case == "gif output" else "")
     elif case in ("no such device", "no CUDA"):
         extra = ["--device", "nonsense" if case == "no such device" else "cuda"]
     before = image.read_bytes()
     argv = [args.pop("image")] + [v for kv in args.items() for v in kv] + extra
     assert protect(*argv) == 2
-    one_line_error(capsys, BAD[case])
+    one_line_error(capsys, BAD[case].format(tmp=tmp_path))
     assert image.read_bytes() == before
     if case == "output exists":
         assert out.read_bytes() == b"keep me"
@@ -342,10 +346,17 @@ def test_iterative_and_hybrid_methods(tmp_path, pair, generator_path, tiny_inpai
     image, mask = pair
     inpainter = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")
     out = tmp_path / "it.png"
-    # the optimiser alone loads no generator: a checkpoint that does not exist is not read
+    # the optimiser alone loads no generator: a checkpoint that does not exist is not read, and said to be unused
     assert protect(image, "--mask", mask, "-o", out, "--checkpoint", tmp_path / "none.safetensors",
                    "--method", "iterative", "--inpainter", inpainter, "--steps", "1") == 0
+    assert capsys.readouterr().err == ("paintguard: warning: --checkpoint is not used by --method iterative (the "
+                                       "optimiser alone loads no generator)\n")
     bound_kept(out, image)
+    assert protect(image, "--mask", mask, "-o", out, "--method", "iterative", "--steps", "0") == 2
+    assert capsys.readouterr().err == "paintguard: error: --method iterative needs --steps >= 1\n"
+    assert protect(image, "--mask", mask, "-o", tmp_path / "g.png", "--checkpoint", generator_path,
+                   "--inpainter", inpainter) == 0
+    assert "paintguard: warning: --inpainter is not used by --method generator" in capsys.readouterr().err
     src = tmp_path / "in"  # folder mode runs the optimiser inside Lightning's predict loop
     make_folder(src, [(24, 24)])
     assert protect(src, "-o", tmp_path / "hy", "--checkpoint", generator_path, "--method", "hybrid",

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from generator.io import IMAGE_SUFFIXES, image_size, read_image
+from generator.io import IMAGE_SUFFIXES, image_size, is_mask_name, read_image
 from trainer.data.masks import MaskGenerator, seeded_masks
 
 __all__ = [
@@ -57,11 +57,11 @@ SAMPLE_TRAIN = (
 
 
 def list_images(root: str | os.PathLike, mask_suffix: str = "_mask") -> list[Path]:
-    """All images under ``root`` (recursive, sorted), skipping mask files ``*{mask_suffix}*``."""
+    """All images under ``root`` (recursive, sorted), skipping files named as masks (``generator.io.is_mask_name``)."""
     return sorted(
         p
         for p in Path(root).rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and mask_suffix not in p.name and p.is_file()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not is_mask_name(p, mask_suffix) and p.is_file()
     )
 
 

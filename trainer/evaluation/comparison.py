@@ -12,7 +12,7 @@ import torch
 from generator import checkpoint
 from generator.io import find_image_mask_pairs, read_image, read_mask
 from generator.precision import resolve_dtype
-from generator.protector import Protector
+from generator.protector import FULL_MASK, Protector
 from trainer.data.images import FixedCropDataset, list_images, sample_images
 from trainer.evaluation.compare_config import SAMPLE_SETS, CompareConfig, ConfigError, GeneratorSpec, eot_from_config
 from trainer.evaluation.scoring import (Method, autocast_method, generator_method, hybrid_method, iterative_method,
@@ -61,6 +61,8 @@ def load_samples(cfg: CompareConfig) -> list[Sample]:
     for s in samples:
         if not s.mask.any():
             raise ValueError(f"the mask of sample '{s.name}' is empty: nothing to protect")
+        if s.mask.all():  # scored, its zero gain and unbounded PSNRs would be averaged into every figure
+            raise ValueError(f"sample '{s.name}': {FULL_MASK}; nothing to compare")
         s.image = torch.round(s.image * 255) / 255
     return samples
 

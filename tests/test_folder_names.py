@@ -1,0 +1,52 @@
+"""Folder mode's naming, as a user's folder has it: images whose names hold the mask suffix, masks saved in the
+wrong format, and what a file without a mask is told it lacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from generator.io import find_image_mask_pairs, unpaired_masks
+from generator.protector import save_generator
+from generator.unet import NoiseUNet, UNetConfig
+from trainer.commands.cli import main
+
+from .conftest import write_mask, write_rgb
+
+
+@pytest.fixture
+def generator_path(tmp_path):
+    torch.manual_seed(0)
+    return save_generator(NoiseUNet(UNetConfig(widths=[8, 16], groups=4)), tmp_path / "g.safetensors")
+
+
+def test_an_image_with_the_suffix_in_its_name_is_an_image_and_a_jpeg_mask_is_named(tmp_path, generator_path,
+                                                                                     capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "gas_mask.jpg", 20, 24)  # a photo of a gas mask: no image "gas" beside it
+    write_mask(src / "gas_mask_mask.png", 20, 24, (2, 2, 8, 8))
+    write_rgb(src / "a.png", 20, 24)
+    Image.open(src / "gas_mask_mask.png").convert("RGB").save(src / "a_mask.jpg")  # a mask in a lossy format
+    assert find_image_mask_pairs(src) == [(src / "a.png", []), (src / "gas_mask.jpg", [src / "gas_mask_mask.png"])]
+    assert unpaired_masks(src, find_image_mask_pairs(src)) == [src / "a_mask.jpg"]
+
+    assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"paintguard: warning: mask '{src}/a_mask.jpg' is not a PNG file (masks are NAME_mask*.png); "
+                   "skipped",
+                   f"paintguard: error: no mask for '{src}/a.png' (no 'a_mask*.png' beside it)"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["gas_mask.png"]
+
+
+def test_tiff_photos_are_scanned(tmp_path, generator_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "e.png", 20, 24)
+    Image.open(src / "e.png").save(src / "scan.tif")
+    (src / "e.png").unlink()
+    write_mask(src / "scan_mask.png", 20, 24, (2, 2, 8, 8))  # it was "has no image beside it"
+    assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 0
+    assert capsys.readouterr().err == ""
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["scan.png"]
