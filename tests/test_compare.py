@@ -147,6 +147,8 @@ def test_compare_writes_report_csv_figures_and_a_wandb_run(tmp_path, checkpoints
     out = tmp_path / "out"
     assert cli_main(["compare", "--config", str(path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
+    assert printed.startswith("Every protected image is rounded to 8 bits")  # the columns explained, as in report.md
+    assert "success: the samples where it reaches 20 dB. Share of gain: the drop of the attack loss" in printed
 
     report = (out / "report.md").read_text()
     main_table = report.split("## Against lama-tiny")[1].split("##")[0]

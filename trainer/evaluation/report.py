@@ -146,9 +146,11 @@ def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], r
         f"`{cfg.inpainter}`; device `{cfg.device}`{dtype_note(cfg)}, torch {torch.__version__} with {torch.get_num_threads()} CPU "
         f"thread(s), batch size {cfg.batch_size}, {cfg.repeats} timed run(s) per batch.",
         "Every protected image is rounded to 8 bits within the bound (what a saved PNG holds) before it is scored. "
-        "Values are means ± the half-width of a 95% Student-t interval over samples. Share of gain: the drop of "
-        f"the attack loss from no noise, as a fraction of the reference's ({ref}); speed-up: the reference's time "
-        "per image over the method's. Time per image: median of warm timed calls, after a warm-up call.",
+        "Values are means ± the half-width of a 95% Student-t interval over samples (wide for a few samples). "
+        "Attack PSNR: the inpainter's fill of the mask against the target colour, higher is stronger protection; "
+        f"success: the samples where it reaches {SUCCESS_DB:g} dB. Share of gain: the drop of the attack loss from no "
+        f"noise, as a fraction of the reference's ({ref}); speed-up: the reference's time per image over the "
+        "method's. Time per image: median of warm timed calls, after a warm-up call.",
     ]
     tables = [
         f"## Against {cfg.inpainter}",
@@ -172,7 +174,7 @@ def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], r
     tables += list(transfer)
     rest = ["## Spread over samples", spread_table(results), "## Figures",
             "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures)]
-    return "\n\n".join(intro + tables + rest) + "\n", "\n\n".join(tables)
+    return "\n\n".join(intro + tables + rest) + "\n", "\n\n".join([intro[-1], *tables])  # what the columns mean
 
 
 # --- the transfer matrix --------------------------------------------------------------------
