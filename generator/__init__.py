@@ -4,7 +4,7 @@
     protector = Protector.from_checkpoint("generator-lama-tiny")
     protected = protector.protect("photo.jpg", "photo_mask.png")  # a PIL image, within the bound
 
-It imports ``trainer`` only lazily, for the optimiser-backed methods ("iterative", "hybrid").
+It imports ``trainer`` only lazily, for the optimiser-backed methods ("iterative", "hybrid", "refine").
 """
 
 from generator.precision import native_bfloat16, resolve_dtype

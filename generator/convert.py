@@ -96,7 +96,10 @@ def to_tensor(image: ImageLike) -> tuple[Tensor, Kind]:
 def _to_tensor(image: ImageLike) -> tuple[Tensor, Kind]:
     if isinstance(image, Tensor):
         if image.dim() not in (3, 4) or image.shape[-3] != 3:
-            raise ValueError(f"expected an image tensor (B,3,H,W) or (3,H,W), got {tuple(image.shape)}")
+            hint = ("; channels last? x.permute(2, 0, 1)" if image.dim() == 3 and image.shape[-1] in (3, 4)
+                    else "; grey? x.expand(3, -1, -1) for (1,H,W)" if image.dim() in (2, 3) else "")
+            raise ValueError(f"expected an image tensor (B,3,H,W) or (3,H,W), got {tuple(image.shape)}{hint}")
+        image = image.detach()  # the result is not differentiable, and torch warns when it reads a value off a graph
         check_image_tensor(image)
         kind = Kind("tensor", image.dim() == 4, image.dtype, image.device)
         work = torch.promote_types(image.dtype, torch.float32)  # float64 kept, as protect_batch keeps it
@@ -141,7 +144,8 @@ def mask_to_tensor(mask: ImageLike, image: Tensor) -> Tensor:
         shape = f" (shape {tuple(mask.shape)})" if isinstance(mask, (Tensor, np.ndarray)) else ""
         raise ValueError(f"mask size {mw}x{mh}{shape} does not match the image's {w}x{h}")
     if m.shape[0] not in (1, b):
-        raise ValueError(f"{m.shape[0]} masks for {b} images")
+        rgb = "; an RGB mask? mask.any(0) gives one" if isinstance(mask, Tensor) and mask.dim() == 3 else ""
+        raise ValueError(f"{m.shape[0]} masks for {b} images{rgb}")
     return (m.to(image.device) != 0).float().expand(b, -1, -1, -1)
 
 

@@ -15,6 +15,8 @@ def unusable(device: str | torch.device) -> str | None:
         return "not a torch device (cpu, cuda, cuda:1, ...)"
     if device.type == "cpu":
         return None
+    if device.type == "meta":  # torch has it, but it only describes shapes
+        return "'meta' tensors hold no values; use cpu or a GPU"
     backend = getattr(torch, device.type, None)
     if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
         return f"this torch ({torch.__version__}) has no {device.type} device"

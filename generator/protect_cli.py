@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def protect_file(args: argparse.Namespace, protector: Protector, steps: int, start: float) -> int:
+def protect_file(args: argparse.Namespace, protector: Protector, steps: int | None, start: float) -> int:
     if not args.mask:
         raise ValueError("--mask is required for a single image (a folder pairs NAME with NAME_mask.png)")
     output = Path(args.output)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         inpainter = args.inpainter if args.method in OPTIMISED else None
         protector = Protector.from_checkpoint(args.checkpoint, device="cpu", dtype=dtype,
                                               inpainter=inpainter, backend=args.backend, onnx_model=args.onnx_model)
-    steps = DEFAULT_STEPS.get(args.method, 0) if args.steps is None else args.steps
+    steps = args.steps  # None: the method's default (DEFAULT_STEPS)
     if Path(args.input).is_dir():
         return protect_folder(args, protector, steps, start)
     protector.to(args.device)

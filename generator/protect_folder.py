@@ -95,7 +95,7 @@ class FolderData(pl.LightningDataModule):
 class ProtectModule(pl.LightningModule):
     """Wraps a Protector for ``Trainer.predict``: a batch of items in, the same items with ``protected`` out."""
 
-    def __init__(self, protector: Protector, method: str, steps: int) -> None:
+    def __init__(self, protector: Protector, method: str, steps: int | None) -> None:
         super().__init__()
         self.protector, self.method, self.steps = protector, method, steps
         self.net = protector.net  # registered, so that Lightning moves it to this process's device
@@ -217,7 +217,7 @@ def quiet_lightning():
             log.setLevel(level)
 
 
-def protect_folder(args: argparse.Namespace, protector: Protector, steps: int, start: float) -> int:
+def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | None, start: float) -> int:
     folder, out_dir = Path(args.input), Path(args.output)
     if out_dir.resolve() == folder.resolve():
         raise ValueError(f"output folder '{out_dir}' is the input folder; choose another")

@@ -65,6 +65,38 @@ def _check_dtype(dtype: Any) -> None:
                         "(generator.resolve_dtype turns a name into one)")
 
 
+ONNX_FLOAT32 = "needs the torch backend: the ONNX export runs in float32"
+
+
+def _method_and_steps(method: str, steps: Any) -> tuple[str, int | None]:
+    """``method`` checked and ``steps`` resolved (None: the method's default; the generator takes none), each refused
+    in one sentence."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)):
+        raise TypeError(f"steps must be a whole number, got {steps!r}")
+    if steps is not None and (method == "generator" or steps < 0):
+        raise ValueError(f"steps must be >= 0 and only applies to 'iterative', 'hybrid' and 'refine', got {steps} "
+                         f"with {method!r}")
+    if method == "iterative" and steps == 0:  # it would return the optimiser's random start, no protection
+        raise ValueError("the 'iterative' method needs steps >= 1")
+    return method, DEFAULT_STEPS.get(method) if steps is None else int(steps)
+
+
+def _check_batch(image: Tensor, mask: Tensor) -> None:
+    """Refuse a batch ``protect_batch`` or ``noise`` cannot take: shapes, a uint8 or 0..255 image, a NaN mask."""
+    if image.dim() != 4 or image.shape[1] != 3 or mask.dim() != 4 or mask.shape[1] != 1:
+        raise ValueError(f"expected image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and "
+                         f"{tuple(mask.shape)}")
+    if image.shape[-2:] != mask.shape[-2:] or image.shape[0] != mask.shape[0]:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(image.shape)}")
+    # a uint8 or 0..255 batch would otherwise come back almost white
+    convert.check_image_tensor(image, "image")
+    convert.check_has_data(mask, "mask")
+    if mask.is_floating_point() and bool(mask.isnan().any()):
+        raise ValueError("the mask holds NaN values; give 1 where protected and 0 elsewhere")
+
+
 def _inpainter(source: str | os.PathLike | nn.Module | None) -> nn.Module | None:
     """A module as given, or loaded from a name, file or LaMa directory."""
     if isinstance(source, (str, os.PathLike)):
@@ -114,7 +146,7 @@ class Protector:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         if backend == "onnx":
             if dtype != torch.float32:
-                raise ValueError(f"dtype {dtype} needs the torch backend: the ONNX export runs in float32")
+                raise ValueError(f"dtype {dtype} {ONNX_FLOAT32}")
             from generator.onnx_backend import load_onnx_generator  # lazy: onnxruntime is an optional extra
 
             net = load_onnx_generator(name_or_path, onnx_model)
@@ -139,6 +171,8 @@ class Protector:
         """Move the generator (and the inpainter) to another device or dtype, in place."""
         if dtype is not None:
             _check_dtype(dtype)
+            if dtype != torch.float32 and self.net is not None and not isinstance(self.net, nn.Module):
+                raise ValueError(f"dtype {dtype} {ONNX_FLOAT32}")
         self.device = check_device(device) if device is not None else self.device
         self.dtype = dtype or self.dtype
         if self.net is not None:
@@ -149,15 +183,23 @@ class Protector:
 
     def noise(self, image: Tensor, mask: Tensor, target: Tensor | None = None) -> Tensor:
         """The bounded noise for image (B,3,H,W) in [0,1] and mask (B,1,H,W); target colours default to the paper's."""
+        image, mask = image.detach(), mask.detach()
+        _check_batch(image, mask)
+        return self._noise(image, mask, target)
+
+    def _require_generator(self) -> None:
         if self.net is None:
             raise ValueError("this Protector has no generator (Protector.iterative): the 'generator', 'hybrid' "
                              "and 'refine' methods need one, Protector.from_checkpoint(...)")
+
+    def _noise(self, image: Tensor, mask: Tensor, target: Tensor | None = None) -> Tensor:
+        self._require_generator()
         self._warn_if_emulated()  # outside inference_mode's wrapper, so that the warning finds the caller's line
         with torch.inference_mode():
             image = image.to(self.device)
             # the target from the image as given: in bfloat16 the mean colour would lose its 8-bit levels
             target = target_colour(image) if target is None else target.to(self.device)
-            noise = self.net(image.to(self.dtype), (mask.to(self.device) > 0).to(self.dtype), target.to(self.dtype))
+            noise = self.net(image.to(self.dtype), (mask.to(self.device) != 0).to(self.dtype), target.to(self.dtype))
             # back in the image's precision, clamped: in bfloat16 eps itself rounds up (0.025 -> 0.02502)
             return noise.to(image.dtype).clamp(-self.eps, self.eps)
 
@@ -182,30 +224,22 @@ class Protector:
         warns: the inpainter sees none of the image, so no noise can steer it
         (``paintguard protect`` refuses such masks).
         """
-        method = method or ("generator" if self.net is not None else "iterative")
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-        if steps is not None and not isinstance(steps, numbers.Integral):
-            raise TypeError(f"steps must be a whole number, got {steps!r}")
-        if steps is not None and (method == "generator" or steps < 0):
-            raise ValueError(f"steps must be >= 0 and only applies to 'iterative', 'hybrid' and 'refine', got {steps} "
-                             f"with {method!r}")
+        method, steps = _method_and_steps(method or ("generator" if self.net is not None else "iterative"), steps)
         x, kind = convert.to_tensor(image)
         m = convert.mask_to_tensor(mask, x)
-        protected = self.protect_batch(x, m, method, DEFAULT_STEPS.get(method) if steps is None else steps)
+        protected = self.protect_batch(x, m, method, steps)
         return convert.from_tensor(protected, kind, original=x, eps=self.eps)
 
-    def protect_batch(self, image: Tensor, mask: Tensor, method: str = "generator", steps: int = 5) -> Tensor:
-        """The tensor core of ``protect``: image (B,3,H,W) in [0,1], mask (B,1,H,W) -> protected, on ``device``."""
-        if image.dim() != 4 or image.shape[1] != 3 or mask.dim() != 4 or mask.shape[1] != 1:
-            raise ValueError(f"expected image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and "
-                             f"{tuple(mask.shape)}")
-        if image.shape[-2:] != mask.shape[-2:] or image.shape[0] != mask.shape[0]:
-            raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(image.shape)}")
-        # protect() checked these already; a uint8 or 0..255 batch would otherwise come back almost white
-        convert.check_image_tensor(image, "image")
-        convert.check_has_data(mask, "mask")
-        hole = mask.to(self.device) > 0
+    def protect_batch(self, image: Tensor, mask: Tensor, method: str | None = None, steps: int | None = None) -> Tensor:
+        """The tensor core of ``protect``: image (B,3,H,W) in [0,1], mask (B,1,H,W), non-zero where protected ->
+        the protected batch on ``device``, in float32 (float64 for float64 images), ``|protected - image| <= eps``.
+        ``method`` and ``steps`` as for ``protect``; the result is not differentiable."""
+        method, steps = _method_and_steps(method or ("generator" if self.net is not None else "iterative"), steps)
+        if method != "iterative":
+            self._require_generator()
+        image, mask = image.detach(), mask.detach()
+        _check_batch(image, mask)
+        hole = mask.to(self.device) != 0
         if hole.flatten(1).all(1).any():
             # a warning, not an error: training and evaluation code pass synthetic masks; the CLI refuses
             warnings.warn(f"{FULL_MASK}; the noise is returned but cannot protect anything", stacklevel=3)
@@ -219,14 +253,17 @@ class Protector:
             if not used.any():
                 return image.clamp(0, 1)
         if method == "generator":
-            noise = self.noise(image, mask)
+            noise = self._noise(image, mask)
         elif method == "refine":
             noise = self._refine(image, mask, steps)
         else:
-            noise = self._optimise(image, mask, steps, self.noise(image, mask) if method == "hybrid" else None)
-        noise = noise.to(work) * used.to(work)[:, None, None, None]
-        with torch.inference_mode():
-            return (image + noise).clamp(0, 1)
+            noise = self._optimise(image, mask, steps, self._noise(image, mask) if method == "hybrid" else None)
+        # the sum rounds by at most half an ulp of a value in [0, 1]: a noise this far inside the bound keeps
+        # |protected - image| <= eps exactly (it carried pixels to 0.025000006 in float32)
+        inside = self.eps - torch.finfo(work).eps
+        noise = noise.to(work).clamp(-inside, inside) * used.to(work)[:, None, None, None]
+        # outside inference_mode: an inference tensor refuses in-place edits and autograd in the caller's code
+        return (image + noise).clamp(0, 1)
 
     def _refine(self, image: Tensor, mask: Tensor, steps: int) -> Tensor:
         """The generator's noise after ``steps`` optimiser steps on its field (``trainer.objective.field_steps``)."""

@@ -194,8 +194,9 @@ def test_precisions_are_labelled_and_the_optimiser_runs_in_bfloat16(monkeypatch,
     for name, method, make in (("generator-lama-tiny-fast", "hybrid", hybrid_method),
                                ("generator-lama-tiny", "refine", refine_method)):
         protector = Protector.from_checkpoint(name, dtype=torch.bfloat16, inpainter=tiny_inpainter)
+        # to within an ulp: protect_batch keeps its noise that far inside the bound, so that its sum cannot round past
         torch.testing.assert_close(make(protector, tiny_inpainter, 1)(image, mask),
-                                   protector.protect_batch(image, mask, method, 1), rtol=0, atol=0)
+                                   protector.protect_batch(image, mask, method, 1), rtol=0, atol=2.5e-7)
 
     protect_speed = importlib.import_module("protect_speed")
     timed = protect_speed.one_size("generator-lama-tiny-fast", 32, 32, runs=1, dtype="bfloat16")

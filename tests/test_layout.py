@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,12 @@ def test_public_api_at_package_level():
         assert value is getattr(importlib.import_module(trainer._EXPORTS[name]), name)
     with pytest.raises(AttributeError):
         trainer.no_such_name  # noqa: B018
+    assert dir(trainer) == trainer.__all__  # each public name once, not the module's own imports
+    # the README's list of the public API is the packages' exports, no more and no fewer
+    listed = (ROOT / "README.md").read_text().split("The public API is what the two packages export")[1]
+    generator_part, trainer_part = listed.split("`trainer` loads them lazily")[0].split("`trainer`:")
+    assert set(re.findall(r"`(\w+)`", generator_part.split("`generator`:")[1])) == set(generator.__all__)
+    assert set(re.findall(r"`(\w+)`", trainer_part)) - {"generator"} == set(trainer.__all__)
 
 
 def test_importing_trainer_loads_no_lightning():

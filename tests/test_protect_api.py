@@ -258,6 +258,10 @@ def test_bfloat16_generator_keeps_the_image_precision_and_the_exact_bound(tmp_pa
     assert not torch.equal(half_opt, full_opt)
     with pytest.raises(ValueError, match="needs the torch backend"):
         Protector.from_checkpoint(path, dtype=torch.bfloat16, backend="onnx")
+    onnx = Protector.from_checkpoint(path, backend="onnx")
+    with pytest.raises(ValueError, match="needs the torch backend"):  # .to() ran the float32 export as before
+        onnx.to(dtype=torch.bfloat16)
+    assert onnx.dtype == torch.float32
 
 
 def test_bound_holds_after_the_png_round_trip_seeded_property(tmp_path, protector):

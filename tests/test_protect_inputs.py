@@ -119,7 +119,8 @@ def test_a_mask_layout_mistake_names_the_shape_given(protector):
     refused(lambda: protector.protect(torch.rand(3, 24, 40), mask), ValueError, r"\(shape \(24, 40, 1\)\)")
 
 
-@pytest.mark.parametrize("device, reason", [("gpu", "not a torch device"), ("meta", "has no meta device")]
+@pytest.mark.parametrize("device, reason", [("gpu", "not a torch device"),
+                                            ("meta", "'meta' tensors hold no values; use cpu or a GPU")]
                          + ([] if torch.cuda.is_available() else [("cuda", "has no cuda device")]))
 def test_a_device_this_torch_cannot_use_is_refused_in_one_sentence(protector, device, reason):
     # torch said "Expected one of cpu, cuda, ... device type at start of device string", or failed deep inside

@@ -7,8 +7,9 @@
     training/    the LightningModules (generator, inpainter), teacher caches, CLI and W&B plumbing
     commands/    one thin module per ``paintguard`` subcommand
 
-The public API below is stable; it is imported lazily, so ``import trainer`` (and
-the ``paintguard`` command) stays fast and Lightning loads only when needed.
+The public API is ``__all__`` (the names of ``_EXPORTS``, below) and stays stable; it is imported
+lazily, so ``import trainer`` (and the ``paintguard`` command) stays fast and Lightning loads
+only when needed.
 
     from trainer import load_inpainter, protect_iterative
     result = protect_iterative(load_inpainter("lama-tiny"), image, mask)
@@ -56,4 +57,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+    return __all__  # the public names once each, not this module's own imports

@@ -50,6 +50,10 @@ class IterativeConfig:
     ensemble: str = "mean"
 
     def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be a whole number >= 0, got {self.steps!r}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be positive, got {self.eps}")
         self.eot = EOTConfig.coerce(self.eot)
         if self.eot_samples < 1:
             raise ValueError(f"eot_samples must be at least 1, got {self.eot_samples}")
@@ -76,8 +80,10 @@ def protect_iterative(
 ) -> IterativeResult:
     """Optimise a protective noise for a batch of images, each with its own mask and target.
 
-    Follows the reference loop: the noise starts uniform in [0, init_scale) (or at
-    ``init_noise`` for a warm start) and, at the start of every step, is clipped to
+    ``image`` is (B,3,H,W) in [0,1], ``mask`` (B,1,H,W). Follows the reference loop: the noise
+    starts uniform in [0, init_scale), drawn from ``generator`` (torch's global generator without
+    one: pass a seeded ``torch.Generator`` for repeatable results), or at ``init_noise`` for
+    a warm start, and, at the start of every step, is clipped to
     +-eps and the protected image to [0, 1]. Unlike the reference, whose 20th
     update is never used, the last update is clipped and kept: 20 steps are 20
     updates. The clean image's ring edit does not depend on the noise, so it is
@@ -96,6 +102,9 @@ def protect_iterative(
     then an ``EnsembleTask`` (``prepare_ensemble_task``).
     """
     cfg = config or IterativeConfig()
+    if image.dim() != 4 or mask.dim() != 4:
+        raise ValueError(f"expected batches: image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and "
+                         f"{tuple(mask.shape)}")
     members = as_members(inpainter)
     task = as_ensemble_task(task or prepare_ensemble_task(members, image, mask, target, cfg.dilation), len(members))
     if init_noise is None:
