@@ -130,12 +130,18 @@ def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, con
         raise OSError(f"cannot write '{path}': {err}") from None
 
 
-def load(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint of the expected kind; returns (state dict, metadata)."""
+def check_kind(path: str | os.PathLike, kind: str) -> dict[str, Any]:
+    """The metadata of ``path``, a checkpoint of ``kind`` (only its header is read), or a CheckpointError."""
     meta = read_metadata(path, kind)
     if meta.get("kind") != kind:
         raise CheckpointError(f"'{path}' is {article(str(meta.get('kind', 'unknown')))} checkpoint, "
                               f"expected a checkpoint of kind '{kind}'")
+    return meta
+
+
+def load(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint of the expected kind; returns (state dict, metadata)."""
+    meta = check_kind(path, kind)
     return load_file(str(path)), meta
 
 

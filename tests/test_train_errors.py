@@ -38,6 +38,9 @@ BAD_OPTIONS = [
                                             "n_blocks, ... are not this model's"),
     (["--ckpt_path", "weights-only.ckpt"], "'weights-only.ckpt' is not a Lightning checkpoint written by PaintGuard "
                                            "training"),
+    (["--model.init_from", "inpainter.safetensors"], "'inpainter.safetensors' is an inpainter checkpoint, expected "
+                                                     "a checkpoint of kind 'generator'"),  # after W&B had opened
+    (["--model.inpainter", "nothere"], "no inpainter checkpoint 'nothere': not a file, and not a shipped name"),
     (["--data.train_dir", "nowhere"], "image folder 'nowhere' does not exist"),
     (["--data.val_dir", "empty"], "no images found in 'empty'"),
     (["--data.val_dir", "empty/notes.txt"], "image folder 'empty/notes.txt' is a file, not a folder"),
@@ -52,7 +55,8 @@ BAD_OPTIONS = [
                                          "paintguard gradient-cache --out empty --count 1024 --size 32"),
 ]
 # validate neither trains nor reads the train folder or a cache
-TRAIN_ONLY = ("--trainer.max_steps", "--data.train_dir", "--data.teacher_cache", "--data.gradient_cache")
+TRAIN_ONLY = ("--trainer.max_steps", "--data.train_dir", "--data.teacher_cache", "--data.gradient_cache",
+              "--model.init_from")
 
 
 @pytest.mark.parametrize("subcommand, args, message", [("fit", *case) for case in BAD_OPTIONS]
@@ -116,6 +120,21 @@ def test_export_says_that_last_is_a_fit_s_word(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_keeps_to_its_own_kind(tmp_path, ci_config, foreign_checkpoint, capsys):
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "export", "--ckpt_path", "inpainter-run.ckpt", "--out", "g.safetensors"]) == 2
+        assert one_line_error(capsys, logs_before=True) == (
+            "'inpainter-run.ckpt' holds another kind of model than a GeneratorModule (its options disc_n_layers, "
+            "disc_ndf, n_blocks, ...); export it with 'paintguard fit-inpainter export'")  # was a TypeError's words
+        before = (tmp_path / "inpainter.safetensors").read_bytes()
+        assert main(["train", "export", "--ckpt_path", "any.ckpt", "--out", "inpainter.safetensors",
+                     "--overwrite"]) == 2
+        assert one_line_error(capsys, logs_before=True) == (
+            "'inpainter.safetensors' is an inpainter checkpoint; --overwrite replaces a generator export only: "
+            "remove it first, or choose another --out")
+    assert (tmp_path / "inpainter.safetensors").read_bytes() == before and not (tmp_path / "g.safetensors").exists()
+
+
 def test_a_failed_checkpoint_write_leaves_no_temporary_file(tmp_path):
     (tmp_path / "taken.safetensors").mkdir()  # the rename onto a folder fails after the tensors are written
     with pytest.raises(OSError):
@@ -166,9 +185,16 @@ def test_a_fit_never_mixes_two_runs_in_one_folder(tmp_path, ci_config, capsys):
         assert main(["train", "fit", "--config", str(ci_config)]) == 2
         assert one_line_error(capsys, logs_before=True) == (
             f"'{tmp_path}/ckpt' already holds the checkpoints of a run: resume it with --ckpt_path last, or start "
-            "the new one under another --run_name or after removing that folder")
+            "the new one after removing that folder")  # ci.yaml's folder is not named by --run_name
         assert main(["train", "fit", "--ckpt_path", "ckpt/last.ckpt"]) == 2
         assert one_line_error(capsys, logs_before=True).startswith(
             "resuming a fit needs the run's options: add the --config files it was started with")
     assert not (tmp_path / "runs").exists()  # no run folder, no W&B run
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["last.ckpt"]
+
+
+def test_validate_without_a_config_runs_as_the_readme_says(tmp_path, ci_config):
+    """The teacher's steps need gradients: it failed until --trainer.inference_mode false was added by hand."""
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "fit", "--config", str(ci_config)]) == 0
+        assert main(["train", "validate", "--ckpt_path", "ckpt/last.ckpt"]) == 0

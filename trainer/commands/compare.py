@@ -169,7 +169,8 @@ def compare(cfg: CompareConfig, config: Path, stage: Path, samples: list[Sample]
         return score_runs(target, images, masks, runs, get_transform(transform), cfg.batch_size, cfg.seed, device,
                           None if editor_mask is None else get_editor_mask(editor_mask))
 
-    log_progress(f"== scoring against {cfg.inpainter}: saved PNG and {len(cfg.transforms)} transformations ==")
+    n = len(cfg.transforms)
+    log_progress(f"== scoring against {cfg.inpainter}: saved PNG and {n} transformation{'s' * (n != 1)} ==")
     saved = score(inpainter, SAVED)  # protected images are already 8-bit: the PNG round trip is exact
     transforms = [t for t in dict.fromkeys(cfg.transforms) if t != SAVED]
     conditions = {t: score(inpainter, t) for t in transforms}

@@ -51,6 +51,7 @@ from generator.protector import KIND, save_generator
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
 from generator.widen import start_from
+from trainer.inpainting.inpainter import KIND as INPAINTER
 from trainer.inpainting.inpainter import Inpainter, load_inpainter
 from trainer.objective.ensemble import (ENSEMBLE_MODES, EnsembleTask, draw_member, ensemble_losses,
                                        prepare_ensemble_task)
@@ -180,8 +181,15 @@ class GeneratorModule(L.LightningModule):
 
     @staticmethod
     def check_init_from(source: str) -> None:
-        """Refuse an ``init_from`` that is neither a file nor a shipped generator's name."""
-        checkpoint.resolve(source, KIND)
+        """Refuse an ``init_from`` that is neither a generator checkpoint nor a shipped generator's name."""
+        checkpoint.check_kind(checkpoint.resolve(source, KIND), KIND)
+
+    @staticmethod
+    def check_inpainters(model: Any) -> None:
+        """Refuse an ``inpainter`` or ``inpainters`` entry that is no LaMa folder, inpainter checkpoint or name."""
+        for source in [model.get("inpainter"), *(model.get("inpainters") or [])]:
+            if source and not Path(str(source)).is_dir():
+                checkpoint.check_kind(checkpoint.resolve(source, INPAINTER), INPAINTER)
 
     def setup(self, stage: str) -> None:
         # before Lightning restores a resumed fit's checkpoint, which then wins over these weights
@@ -336,7 +344,7 @@ class GeneratorModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         if torch.is_inference_mode_enabled():
-            raise RuntimeError("generator validation runs the 20-step teacher and needs gradients: "
+            raise RuntimeError("generator validation runs the optimiser (its teacher) and needs gradients: "
                                "set trainer.inference_mode=false")
         # validation judges what a user has and saves: 8-bit originals, 8-bit protected PNGs (so |saved - x| <= eps)
         image = round_to_8bit(batch["image"], straight_through=False)

@@ -131,9 +131,10 @@ class InpainterModule(L.LightningModule):
 
     @staticmethod
     def check_init_from(source: str) -> None:
-        """Refuse an ``init_from`` that is neither a LaMa folder, a file nor a shipped inpainter's name."""
+        """Refuse an ``init_from`` that is neither a LaMa folder, an inpainter checkpoint nor a shipped inpainter's
+        name."""
         if not Path(source).is_dir():
-            checkpoint.resolve(source, KIND)
+            checkpoint.check_kind(checkpoint.resolve(source, KIND), KIND)
 
     def load_generator_from(self, source: str) -> None:
         """Copy a saved inpainter's weights into the generator, key for key with every shape checked."""

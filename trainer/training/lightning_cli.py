@@ -17,11 +17,11 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from generator.checkpoint import article, torch_load
+from generator.checkpoint import CheckpointError, article, read_metadata, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
 from generator.save import check_creatable
-from trainer.training.resume_check import check_fit_folder, check_resume, is_lightning_checkpoint
+from trainer.training.resume_check import check_fit_folder, check_resume, foreign_options, is_lightning_checkpoint
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
 RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
@@ -115,6 +115,9 @@ class FitValidateCLI(LightningCLI):
             check_init_from = getattr(self.model_class, "check_init_from", None)
             if check_init_from is not None and config.model.get("init_from"):
                 check_init_from(config.model.init_from)
+        check_inpainters = getattr(self.model_class, "check_inpainters", None)  # loaded only when the model is built
+        if check_inpainters is not None and config.get("model") is not None:
+            check_inpainters(config.model)
         check_run = getattr(self.datamodule_class, "check_run", None)
         if check_run is not None and config.get("data") is not None:  # a parse may lack the data
             check_run(subcommand, config.data)
@@ -168,10 +171,18 @@ def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.Ligh
             auto_configure_optimizers=False,
             # resuming rewrites the run's config.yaml instead of refusing to start
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"logger": {"class_path": "trainer.training.wandb_logger.PaintGuardWandbLogger"}},
+            # validation runs the optimiser (the teacher, the attack probe), which needs gradients: without a
+            # --config, `validate --ckpt_path X` failed until --trainer.inference_mode false was added
+            trainer_defaults={"logger": {"class_path": "trainer.training.wandb_logger.PaintGuardWandbLogger"},
+                              "inference_mode": False},
             parser_kwargs={"prog": prog, "description": description},
             parser_class=OneLineErrorParser,
         )
+
+
+# what each trained model's export is, and the command that writes it
+EXPORTS = {"GeneratorModule": ("generator", "paintguard train export"),
+           "InpainterModule": ("inpainter", "paintguard fit-inpainter export")}
 
 
 def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -193,6 +204,11 @@ def export(model_class: type[L.LightningModule], ckpt_path: str | Path, out: str
     blob = read_lightning_checkpoint(ckpt_path)
     # LightningCLI adds private keys (_class_path, _instantiator) that are not __init__ arguments
     hparams = {k: v for k, v in blob["hyper_parameters"].items() if not k.startswith("_")}
+    foreign = foreign_options(model_class, hparams)
+    if len(foreign) > len(hparams) - len(foreign):  # as check_resume judges it: mostly another model's options
+        other = next((c for n, (_, c) in EXPORTS.items() if n != model_class.__name__), "the other command's export")
+        raise ValueError(f"'{ckpt_path}' holds another kind of model than {article(model_class.__name__)} (its "
+                         f"options {', '.join(foreign[:3])}, ...); export it with '{other}'")
     try:
         module = model_class(**hparams)
         module.load_state_dict(blob["state_dict"], strict=True)
@@ -217,6 +233,15 @@ def export_main(model_class: type[L.LightningModule], prog: str, argv: list[str]
         raise ValueError(f"--out '{out}' is a folder; give the .safetensors file to write")
     if out.exists() and not args.overwrite:
         raise ValueError(f"'{out}' exists; pass --overwrite to replace it")
+    if out.exists():  # --overwrite replaces this kind's export, not a checkpoint of the other kind by a slip
+        try:
+            kind = read_metadata(out).get("kind")
+        except CheckpointError:  # not a PaintGuard checkpoint: --overwrite says what to do with it
+            kind = None
+        ours = EXPORTS.get(model_class.__name__, (None, ""))[0]
+        if kind is not None and ours is not None and kind != ours:
+            raise ValueError(f"'{out}' is {article(kind)} checkpoint; --overwrite replaces {article(ours)} export "
+                             "only: remove it first, or choose another --out")
     check_creatable(out)
     path = export(model_class, args.ckpt_path, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

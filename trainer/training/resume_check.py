@@ -75,8 +75,11 @@ def check_fit_folder(config: Any) -> None:
         return
     for folder in checkpoint_folders(config):
         if folder.is_dir() and any(folder.glob("*.ckpt")):
+            # a config whose folders are not named by ${run_name} (configs/ci.yaml) ignores --run_name
+            named = config.get("run_name") and config.run_name in folder.parts
             raise ValueError(f"'{folder}' already holds the checkpoints of a run: resume it with --ckpt_path last, "
-                             "or start the new one under another --run_name or after removing that folder")
+                             "or start the new one " + ("under another --run_name or " if named else "")
+                             + "after removing that folder")
 
 
 def check_resume(model_class: type, config: Any) -> dict[str, Any] | None:
