@@ -63,3 +63,12 @@ def test_sigterm_ends_a_fit_with_its_status_not_zero(ci_config, monkeypatch, cap
     monkeypatch.setattr(GeneratorModule, "training_step", training_step)
     assert main(["train", "fit", "--config", str(ci_config)]) == 143
     assert capsys.readouterr().err.strip().splitlines()[-1] == "paintguard: error: terminated"
+
+
+def test_a_command_run_from_another_thread_still_runs(capsys):
+    """Signal handlers can only be set in the main thread: a command called from a worker thread runs without them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(main, ["protect", "--help"]).result() == 0
+    assert "usage: paintguard protect" in capsys.readouterr().out

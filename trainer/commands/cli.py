@@ -13,6 +13,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +60,8 @@ def _stop(signum: int, frame: Any) -> None:
 def stops_on_signals() -> Iterator[None]:
     """Raise ``Stopped`` on SIGINT and SIGTERM for the duration (signals the shell set to be ignored stay so)."""
     previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    main_thread = threading.current_thread() is threading.main_thread()  # where Python lets handlers be set
+    for signum in (signal.SIGINT, signal.SIGTERM) if main_thread else ():
         if signal.getsignal(signum) not in (signal.SIG_IGN, None):
             previous[signum] = signal.signal(signum, _stop)
     try:
