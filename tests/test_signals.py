@@ -28,6 +28,15 @@ def folder(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def interactive():
+    """SIGINT as a terminal leaves it: a run started in the background (nohup, make ... &) inherits it ignored, and
+    the command rightly leaves an ignored signal ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def signal_on_first_batch(monkeypatch, signum: int) -> None:
     real = Protector.protect_batch
 
@@ -40,7 +49,7 @@ def signal_on_first_batch(monkeypatch, signum: int) -> None:
 
 @pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"),
                                                 (signal.SIGTERM, 143, "terminated")])
-def test_a_signal_stops_a_folder_run(folder, monkeypatch, capsys, signum, code, said):
+def test_a_signal_stops_a_folder_run(folder, interactive, monkeypatch, capsys, signum, code, said):
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     signal_on_first_batch(monkeypatch, signum)
     assert main(["protect", str(folder / "in"), "-o", str(folder / "out"), "--checkpoint",
@@ -50,7 +59,7 @@ def test_a_signal_stops_a_folder_run(folder, monkeypatch, capsys, signum, code, 
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers are back
 
 
-def test_sigterm_ends_a_fit_with_its_status_not_zero(ci_config, monkeypatch, capsys):
+def test_sigterm_ends_a_fit_with_its_status_not_zero(ci_config, interactive, monkeypatch, capsys):
     from trainer.training.generator_module import GeneratorModule
 
     real = GeneratorModule.training_step
