@@ -198,3 +198,15 @@ def test_validate_without_a_config_runs_as_the_readme_says(tmp_path, ci_config):
     with contextlib.chdir(tmp_path):
         assert main(["train", "fit", "--config", str(ci_config)]) == 0
         assert main(["train", "validate", "--ckpt_path", "ckpt/last.ckpt"]) == 0
+
+
+def test_a_resume_against_another_inpainter_is_said(tmp_path, ci_config):
+    """Allowed, as a later phase may change model options, but it was silent: the run's best-share checkpoint then
+    compares scores against two targets."""
+    (tmp_path / "other.safetensors").write_bytes((tmp_path / "inpainter.safetensors").read_bytes())
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "fit", "--config", str(ci_config)]) == 0
+        with pytest.warns(UserWarning, match=f"^resuming a run trained against inpainter '{tmp_path}/inpainter"
+                                             r".safetensors' with 'other.safetensors': its best-share checkpoint"):
+            assert main(["train", "fit", "--config", str(ci_config), "--ckpt_path", "last", "--trainer.max_steps",
+                         "6", "--model.inpainter", "other.safetensors"]) == 0

@@ -21,7 +21,8 @@ from generator.checkpoint import CheckpointError, article, read_metadata, torch_
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
 from generator.save import check_creatable
-from trainer.training.resume_check import check_fit_folder, check_resume, foreign_options, is_lightning_checkpoint
+from trainer.training.resume_check import (check_fit_folder, check_resume, foreign_options, is_lightning_checkpoint,
+                                           warn_target_changed)
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
 RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
@@ -93,6 +94,8 @@ class FitValidateCLI(LightningCLI):
         # the first look at --ckpt_path: before Lightning's unguarded torch.load, any run folder
         resumed = check_resume(self.model_class, config) if config is not None else None
         self._resumed_run_id = resumed.get(WANDB_RUN_KEY) if resumed is not None else None  # the W&B run goes on
+        if resumed is not None and subcommand == "fit":
+            warn_target_changed(resumed, config)
         if config is not None:  # before the seed is set, whose log line would come before the error's
             self._check_run(subcommand, config)
         # Lightning lays a checkpoint file's saved hyperparameters over the parsed config (but not those of

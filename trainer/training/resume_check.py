@@ -10,6 +10,7 @@ a damaged file as a traceback from its own unguarded ``torch.load``.
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,15 @@ def check_resume(model_class: type, config: Any) -> dict[str, Any] | None:
         raise ValueError(f"'{path}' holds another kind of model than this command trains ({model_class.__name__}): "
                          f"its options {', '.join(foreign[:3])}, ... are not this model's")
     return blob
+
+
+def warn_target_changed(resumed: dict[str, Any], config: Any) -> None:
+    """Say so when a resumed fit attacks other inpainters than the run so far: allowed (a later phase may), but its
+    best-share checkpoint then compares scores against two targets, and its export names only the new one."""
+    saved = resumed.get("hyper_parameters") or {}
+    keys = [k for k in ("inpainter", "inpainters") if k in saved and config.get("model") is not None]
+    changed = [k for k in keys if saved[k] != config.model.get(k)]
+    if changed:
+        was, now = saved[changed[0]], config.model.get(changed[0])
+        warnings.warn(f"resuming a run trained against {changed[0]} {was!r} with {now!r}: its best-share checkpoint "
+                      "will compare scores against both", stacklevel=2)
