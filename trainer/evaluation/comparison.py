@@ -73,6 +73,7 @@ class InpainterPool:
     def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self._loaded: dict[str, Inpainter] = {}
+        self._recorded: dict[str, str] = {}  # fingerprints a generator's export recorded for its targets
 
     def __call__(self, source: str) -> Inpainter:
         if source not in self._loaded:
@@ -80,11 +81,19 @@ class InpainterPool:
         return self._loaded[source]
 
     def fingerprint(self, source: str) -> str | None:
-        """The weights' fingerprint, or None for a source that cannot be loaded here (then only its name counts)."""
+        """The weights' fingerprint: as a generator's export recorded it, else as loaded here; None for a source that
+        cannot be loaded here (then only its name counts)."""
+        if source in self._recorded:  # what the generator was trained against, whatever the path now names
+            return self._recorded[source]
         try:
             return self(source).fingerprint()
         except (checkpoint.CheckpointError, OSError, ValueError):
             return None
+
+    def remember(self, sources: list[str], fingerprints: list[str]) -> None:
+        """The fingerprints an export recorded for ``sources``: a relative path typed where it was trained may
+        not resolve here."""
+        self._recorded.update(zip(sources, fingerprints))
 
     def same(self, a: str, b: str) -> bool:
         """Whether two sources are one inpainter: the same name, or the same weights under two names."""
@@ -101,10 +110,15 @@ class MethodSet:
     against: dict[str, list[str]]
 
 
-def generator_inpainters(name_or_path: str) -> list[str]:
-    """What a generator checkpoint was trained against, from its ``inpainter`` note (a comma list for an ensemble)."""
-    note = checkpoint.read_metadata(checkpoint.resolve(name_or_path, "generator")).get("inpainter", "")
-    return [s for s in note.split(",") if s]
+def generator_inpainters(name_or_path: str, pool: InpainterPool | None = None) -> list[str]:
+    """What a generator checkpoint was trained against, from its ``inpainter`` note (a comma list for an ensemble);
+    with ``pool``, the targets' recorded fingerprints (``inpainter_sha``) are handed to it."""
+    meta = checkpoint.read_metadata(checkpoint.resolve(name_or_path, "generator"))
+    sources = [s for s in meta.get("inpainter", "").split(",") if s]
+    recorded = [s for s in meta.get("inpainter_sha", "").split(",") if s]
+    if pool is not None and len(recorded) == len(sources):
+        pool.remember(sources, recorded)
+    return sources
 
 
 def generator_ensemble_mode(name_or_path: str) -> str:
@@ -153,9 +167,9 @@ def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool 
              "generator (fast)": spec.generator_fast}
     for name, gen in plain.items():
         if gen is not None:
-            add(name, generator_method(protector(gen.checkpoint)), generator_inpainters(gen.checkpoint))
+            add(name, generator_method(protector(gen.checkpoint)), generator_inpainters(gen.checkpoint, pool))
     for gen in spec.generator_ensemble or []:
-        members = gen.inpainters if gen.inpainters is not None else generator_inpainters(gen.checkpoint)
+        members = gen.inpainters if gen.inpainters is not None else generator_inpainters(gen.checkpoint, pool)
         mode = generator_ensemble_mode(gen.checkpoint)
         mode = "" if mode == "mean" else f" ({mode} member per batch)"
         add(f"generator ensemble{mode} [{'+'.join(members) or gen.checkpoint}]",

@@ -47,6 +47,7 @@ import lightning as L
 import torch
 
 from generator import checkpoint
+from generator.checkpoint import CheckpointError
 from generator.protector import KIND, save_generator
 from generator.target import target_colour
 from generator.unet import NoiseUNet, UNetConfig
@@ -407,4 +408,8 @@ class GeneratorModule(L.LightningModule):
         """Write the generator alone as a PaintGuard safetensors checkpoint."""
         # paintguard compare reads what a generator was made against (a comma list) and, for an ensemble, how
         mode = {"ensemble": self.hparams.ensemble} if len(self.sources) > 1 else {}
+        try:  # and their weights, which name a target wherever its path as typed no longer resolves
+            mode["inpainter_sha"] = ",".join(inpainter.fingerprint() for inpainter in self.inpainters)
+        except (CheckpointError, OSError, ValueError):  # an export made where the targets are not at hand
+            pass
         return save_generator(self.net, path, inpainter=",".join(self.sources), **{**mode, **notes})
