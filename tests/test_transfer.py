@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import subprocess
@@ -197,16 +198,12 @@ def test_pool_tells_one_inpainter_under_two_names_apart_from_another(tmp_path, s
 def test_a_generator_s_target_is_known_by_the_weights_its_export_recorded(tmp_path, stand_ins, ci_config):
     """Training records the target as typed: a relative path that does not resolve where compare runs made a
     white-box row look like transfer. The export records the weights' fingerprint too."""
-    import contextlib
-
-    from trainer.commands.cli import main
-
     work = tmp_path / "elsewhere"
     work.mkdir()
     (tmp_path / "mine.safetensors").write_bytes((stand_ins / "lama-tiny-seed1.safetensors").read_bytes())
     with contextlib.chdir(tmp_path):  # trained against "mine.safetensors", relative to tmp_path
-        assert main(["train", "fit", "--config", str(ci_config), "--model.inpainter", "mine.safetensors"]) == 0
-        assert main(["train", "export", "--ckpt_path", "ckpt/last.ckpt", "--out", "g.safetensors"]) == 0
+        assert cli_main(["train", "fit", "--config", str(ci_config), "--model.inpainter", "mine.safetensors"]) == 0
+        assert cli_main(["train", "export", "--ckpt_path", "ckpt/last.ckpt", "--out", "g.safetensors"]) == 0
     export = tmp_path / "g.safetensors"
     pool = InpainterPool()
     with contextlib.chdir(work):
