@@ -130,8 +130,10 @@ def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, con
         raise OSError(f"cannot write '{path}': {err}") from None
 
 
-def check_kind(path: str | os.PathLike, kind: str) -> dict[str, Any]:
-    """The metadata of ``path``, a checkpoint of ``kind`` (only its header is read), or a CheckpointError."""
+def check_kind(name_or_path: str | os.PathLike, kind: str) -> dict[str, Any]:
+    """The metadata of the checkpoint a file path or shipped name gives, one of ``kind`` (only its header is read),
+    or a CheckpointError."""
+    path = resolve(name_or_path, kind)
     meta = read_metadata(path, kind)
     if meta.get("kind") != kind:
         raise CheckpointError(f"'{path}' is {article(str(meta.get('kind', 'unknown')))} checkpoint, "

@@ -183,14 +183,14 @@ class GeneratorModule(L.LightningModule):
     @staticmethod
     def check_init_from(source: str) -> None:
         """Refuse an ``init_from`` that is neither a generator checkpoint nor a shipped generator's name."""
-        checkpoint.check_kind(checkpoint.resolve(source, KIND), KIND)
+        checkpoint.check_kind(source, KIND)
 
     @staticmethod
     def check_inpainters(model: Any) -> None:
         """Refuse an ``inpainter`` or ``inpainters`` entry that is no LaMa folder, inpainter checkpoint or name."""
         for source in [model.get("inpainter"), *(model.get("inpainters") or [])]:
             if source and not Path(str(source)).is_dir():
-                checkpoint.check_kind(checkpoint.resolve(source, INPAINTER), INPAINTER)
+                checkpoint.check_kind(source, INPAINTER)
 
     def setup(self, stage: str) -> None:
         # before Lightning restores a resumed fit's checkpoint, which then wins over these weights

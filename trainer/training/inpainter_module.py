@@ -134,7 +134,7 @@ class InpainterModule(L.LightningModule):
         """Refuse an ``init_from`` that is neither a LaMa folder, an inpainter checkpoint nor a shipped inpainter's
         name."""
         if not Path(source).is_dir():
-            checkpoint.check_kind(checkpoint.resolve(source, KIND), KIND)
+            checkpoint.check_kind(source, KIND)
 
     def load_generator_from(self, source: str) -> None:
         """Copy a saved inpainter's weights into the generator, key for key with every shape checked."""

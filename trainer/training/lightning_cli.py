@@ -21,7 +21,7 @@ from generator.checkpoint import CheckpointError, article, read_metadata, torch_
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
 from generator.save import check_creatable
-from trainer.training.resume_check import (check_fit_folder, check_resume, foreign_options, is_lightning_checkpoint,
+from trainer.training.resume_check import (check_fit_folder, check_resume, is_lightning_checkpoint, mostly_foreign,
                                            warn_target_changed)
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
@@ -207,8 +207,8 @@ def export(model_class: type[L.LightningModule], ckpt_path: str | Path, out: str
     blob = read_lightning_checkpoint(ckpt_path)
     # LightningCLI adds private keys (_class_path, _instantiator) that are not __init__ arguments
     hparams = {k: v for k, v in blob["hyper_parameters"].items() if not k.startswith("_")}
-    foreign = foreign_options(model_class, hparams)
-    if len(foreign) > len(hparams) - len(foreign):  # as check_resume judges it: mostly another model's options
+    foreign = mostly_foreign(model_class, hparams)
+    if foreign:  # as check_resume judges it
         other = next((c for n, (_, c) in EXPORTS.items() if n != model_class.__name__), "the other command's export")
         raise ValueError(f"'{ckpt_path}' holds another kind of model than {article(model_class.__name__)} (its "
                          f"options {', '.join(foreign[:3])}, ...); export it with '{other}'")
@@ -234,9 +234,10 @@ def export_main(model_class: type[L.LightningModule], prog: str, argv: list[str]
         raise ValueError(f"--out must end in .safetensors, got '{out}'")
     if out.is_dir():  # --overwrite replaces a file, never a folder (the rename would fail after the work)
         raise ValueError(f"--out '{out}' is a folder; give the .safetensors file to write")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"'{out}' exists; pass --overwrite to replace it")
-    if out.exists():  # --overwrite replaces this kind's export, not a checkpoint of the other kind by a slip
+    if out.exists():
+        if not args.overwrite:
+            raise ValueError(f"'{out}' exists; pass --overwrite to replace it")
+        # --overwrite replaces this kind's export, not a checkpoint of the other kind by a slip
         try:
             kind = read_metadata(out).get("kind")
         except CheckpointError:  # not a PaintGuard checkpoint: --overwrite says what to do with it

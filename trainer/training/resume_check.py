@@ -39,6 +39,14 @@ def foreign_options(model_class: type, hparams: dict[str, Any]) -> list[str]:
     return sorted(k for k in hparams if not k.startswith("_") and k not in params)
 
 
+def mostly_foreign(model_class: type, hparams: dict[str, Any]) -> list[str]:
+    """The saved options ``model_class`` does not take when they are most of them (another command's model), else
+    none: one or two unknown ones may be options renamed since."""
+    foreign = foreign_options(model_class, hparams)
+    known = [k for k in hparams if not k.startswith("_") and k not in foreign]
+    return foreign if len(foreign) > len(known) else []
+
+
 def is_lightning_checkpoint(blob: Any) -> bool:
     """Whether a loaded file is what a Lightning fit saves: weights, options and the version that wrote them."""
     return isinstance(blob, dict) and all(key in blob for key in ("state_dict", "hyper_parameters",
@@ -92,11 +100,8 @@ def check_resume(model_class: type, config: Any) -> dict[str, Any] | None:
     blob = torch_load(path, "Lightning checkpoint")  # no mmap: its error would hide what a random file is
     if not is_lightning_checkpoint(blob):  # e.g. LaMa's best.ckpt: Lightning's restore would raise a KeyError
         raise ValueError(f"'{path}' is not a Lightning checkpoint written by PaintGuard training")
-    hparams = blob.get("hyper_parameters") or {}
-    foreign = foreign_options(model_class, hparams)
-    known = [k for k in hparams if not k.startswith("_") and k not in foreign]
-    # mostly other options: another command's model; one or two unknown ones may be options renamed since
-    if len(foreign) > len(known):
+    foreign = mostly_foreign(model_class, blob.get("hyper_parameters") or {})
+    if foreign:
         raise ValueError(f"'{path}' holds another kind of model than this command trains ({model_class.__name__}): "
                          f"its options {', '.join(foreign[:3])}, ... are not this model's")
     return blob
