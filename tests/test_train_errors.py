@@ -165,6 +165,20 @@ def test_a_config_that_is_not_a_mapping_is_named_as_such(tmp_path, capsys, conte
                                       f"...), got {got} (see 'paintguard train fit --help')")
 
 
+@pytest.mark.parametrize("overlay, error", [
+    ("model:\n  lerning_rate: 0.1\n", "Subcommand 'fit' does not accept option 'model.lerning_rate'"),
+    ("trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
+     "      init_args:\n        every_n_steps: 3\n", "Option 'every_n_steps' is not accepted")])
+def test_an_unknown_key_names_the_config_file_that_sets_it(tmp_path, capsys, overlay, error):
+    """jsonargparse names the key alone: with several --config files a user had to search them for it."""
+    (tmp_path / "typo.yaml").write_text(overlay)
+    with contextlib.chdir(tmp_path):
+        assert main(["train", "fit", "--config", str(ROOT / "configs" / "generator" / "demo.yaml"),
+                     "--config", "typo.yaml"]) == 2
+    assert one_line_error(capsys) == f"{error}, set in typo.yaml (see 'paintguard train --help')"
+    assert [p.name for p in tmp_path.iterdir()] == ["typo.yaml"]
+
+
 def test_ckpt_path_last_looks_in_the_run_s_own_folder(tmp_path, capsys):
     """The shipped configs name their folders by ``${run_name}``: it is filled in before ``last`` is looked for."""
     with contextlib.chdir(tmp_path):

@@ -7,12 +7,15 @@ that from a Lightning checkpoint file, and ``ExportOnTrainEnd`` when a fit ends.
 
 from __future__ import annotations
 
+import re
 import warnings
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning as L
 import torch
+import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
@@ -79,7 +82,11 @@ class FitValidateCLI(LightningCLI):
         return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate")}
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        super().parse_arguments(parser, args)
+        token = PARSED.set((list(args or []), parser.prog))
+        try:
+            super().parse_arguments(parser, args)
+        finally:
+            PARSED.reset(token)
         # before anything reads the run's folders: --ckpt_path last looks for last.ckpt in the checkpoint folder
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand) if subcommand else self.config
@@ -140,11 +147,43 @@ class FitValidateCLI(LightningCLI):
 
 
 # warnings that say nothing to a user of these commands: argv is passed on purpose (the paintguard dispatcher),
-# and manual optimisation (the inpainter's GAN) saves the post-step state by design
-QUIET = ("LightningCLI's args parameter is intended", "Using ModelCheckpoint with manual optimization")
+# manual optimisation (the inpainter's GAN) saves the post-step state by design, and a new fit into a folder
+# with checkpoints is refused before Lightning looks (check_fit_folder), so its warning came only on every resume
+QUIET = ("LightningCLI's args parameter is intended", "Using ModelCheckpoint with manual optimization",
+         "Checkpoint directory .* exists and is not empty")
 
 
 UNEXPECTED = "Unexpected config:"
+# jsonargparse's words for a key no class takes: 'model.lerning_rate' at the top, a bare name inside a class_path
+UNKNOWN_KEY = re.compile(r"(?:does not accept option|Option) '([^']+)'(?: is not accepted)?")
+# the arguments and program name of the parse under way: a class_path's own parser knows neither
+PARSED: ContextVar[tuple[list[str], str | None]] = ContextVar("PARSED", default=([], None))
+
+
+def _holds(tree: Any, key: list[str], anywhere: bool) -> bool:
+    """Whether the YAML ``tree`` has the dotted ``key`` at its top, or (``anywhere``) a bare key at any depth."""
+    if isinstance(tree, list):
+        return anywhere and any(_holds(item, key, anywhere) for item in tree)
+    if not isinstance(tree, dict):
+        return False
+    if key[0] in tree and (len(key) == 1 or _holds(tree[key[0]], key[1:], False)):
+        return True
+    return anywhere and any(_holds(value, key, anywhere) for value in tree.values())
+
+
+def config_file_with(key: str, args: list[str]) -> str | None:
+    """The last ``--config`` file among ``args`` that sets ``key`` (dotted from the top, or a bare name at any
+    depth), so that an unknown key's error can say where it is; None when no file can be read or holds it."""
+    files = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--config"]
+    files += [arg.removeprefix("--config=") for arg in args if arg.startswith("--config=")]
+    for file in reversed(files):
+        try:
+            tree = yaml.safe_load(Path(file).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if _holds(tree, key.split("."), anywhere="." not in key):
+            return file
+    return None
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -155,7 +194,15 @@ class OneLineErrorParser(LightningArgumentParser):
             content = one_line(message.removeprefix(UNEXPECTED), 60)
             message = ("a --config file must hold a YAML mapping of options (model:, data:, trainer:, ...), got "
                        + (repr(content) if content else "an empty file"))
-        usage_error(message, self.prog.replace(" [options]", ""))  # jsonargparse's subcommand usage prefix
+        args, prog = PARSED.get()
+        unknown = UNKNOWN_KEY.search(message)
+        where = config_file_with(unknown.group(1), args) if unknown else None
+        if where is not None:
+            message = f"{message}, set in {where}"
+        name = self.prog.replace(" [options]", "")  # jsonargparse's subcommand usage prefix
+        if " " not in name and prog:  # a class_path's parser is named 'paintguard' alone
+            name = prog.replace(" [options]", "")
+        usage_error(message, name)
 
 
 def make_cli(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule],
