@@ -167,13 +167,29 @@ class Writer(BasePredictionWriter):
         self.seconds = time.perf_counter() - self.start
 
 
+# left in every output folder, so that a later run over a folder that holds it does not take its protected
+# images (which have no masks) for inputs; a run given such a folder itself as its input still reads it
+OUTPUT_MARKER = ".paintguard-output"
+
+
+def earlier_outputs(folder: Path, out_dir: Path) -> list[Path]:
+    """The output folders of earlier runs below ``folder`` (this run's ``out_dir`` included)."""
+    marked = {marker.parent for marker in folder.rglob(OUTPUT_MARKER) if marker.parent != folder}
+    return sorted(marked | ({out_dir} if folder in out_dir.parents else set()))
+
+
 def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> list[Item]:
     """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored)."""
     items, seen = [], {}
-    pairs = find_image_mask_pairs(folder, mask_suffix)
+    skipped = earlier_outputs(folder, out_dir)
+    for earlier in skipped if rank_zero_only.rank == 0 else []:
+        if earlier != out_dir:
+            say("note", f"skipping '{earlier}': the output folder of an earlier run")
+    pairs = [(image, masks) for image, masks in find_image_mask_pairs(folder, mask_suffix)
+             if not any(earlier in image.parents for earlier in skipped)]
     # every process scans the folder; one of them says what the scan found
     for mask in unpaired_masks(folder, pairs, mask_suffix) if rank_zero_only.rank == 0 else []:
-        if out_dir in mask.parents:
+        if any(earlier in mask.parents for earlier in skipped):
             continue
         if mask.suffix.lower() != ".png":  # lossy formats change a mask's pixels: only PNG masks are read
             say("warning", f"mask '{mask}' is not a PNG file (masks are NAME{mask_suffix}*.png); skipped")
@@ -181,8 +197,6 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> 
             say("warning", f"mask '{mask}' has no image beside it (NAME{', NAME'.join(IMAGE_SUFFIXES)} for "
                            f"NAME{mask_suffix}*.png); skipped")
     for image, masks in pairs:
-        if out_dir in image.parents:
-            continue  # outputs of an earlier run inside the input folder are not inputs
         item = Item(image, masks, out_dir / image.relative_to(folder).with_suffix(suffix))
         if not masks:
             item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
@@ -225,7 +239,7 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
         raise ValueError(f"output '{out_dir}' is a file; a folder's outputs go to a folder")
     items = folder_items(folder, out_dir, FORMATS[args.format], args.mask_suffix)
     if not items:
-        raise ValueError(f"no images ({', '.join(sorted({'.jpg', '.jpeg', '.png', '.webp'}))}) under '{folder}'")
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'")
     groups = group_by_size(items, args.batch_size)
     data = FolderData(groups, args.max_pixels, args.overwrite, args.workers)
     accel, index = accelerator(args.device)
@@ -243,6 +257,9 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
                              f"--strategy {args.strategy}: {one_line(str(err))}") from None
         for parent in sorted({item.output.parent for item in items}):
             parent.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:
+            (out_dir / OUTPUT_MARKER).write_text(f"protected images written by paintguard protect from "
+                                                 f"'{folder}'; folder runs over a folder above this one skip it\n")
         if trainer.is_global_zero:  # one line per run, not per process
             warn_lossy(FORMATS[args.format])
         trainer.predict(ProtectModule(protector, args.method, steps), datamodule=data, return_predictions=False)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from generator.io import ImageReadError, read_image, read_mask
+from generator.protect_folder import OUTPUT_MARKER
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
@@ -103,7 +104,7 @@ def test_a_new_users_folder(tmp_path, generator_path, capsys, backend, bomb):
     if bomb:
         assert any("bomb.png' exceeds Pillow's decompression-bomb limit" in line for line in errors)
     assert f"{len(good)} images written, {len(bad)} failed" in captured.out
-    assert sorted(p.stem for p in dst.iterdir()) == sorted(good)  # nothing else, no partial files
+    assert sorted(p.stem for p in dst.iterdir()) == sorted([OUTPUT_MARKER, *good])  # no partial files
     for stem in good:
         source = next(src.glob(f"{stem}.*"))
         moved = (read_image(dst / f"{stem}.png").double() - read_image(source).double()).abs().max()
@@ -165,7 +166,7 @@ def test_seeded_fuzz_over_every_format(tmp_path, generator_path, capsys):
     captured = capsys.readouterr()
     assert code == 1 and "Traceback" not in captured.err
     errors = [line for line in captured.err.splitlines() if line.startswith("paintguard: error:")]
-    written = sorted(p.stem for p in dst.iterdir())
+    written = sorted(p.stem for p in dst.iterdir() if p.name != OUTPUT_MARKER)
     failed = [n for n in names if any(f"{n}." in line or f"{n}_mask" in line for line in errors)]
     assert sorted(written + failed) == sorted(names)  # every file accounted for, exactly once
     assert len(errors) == len(failed)

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from generator.io import find_image_mask_pairs, unpaired_masks
+from generator.protect_folder import OUTPUT_MARKER
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
@@ -37,7 +38,7 @@ def test_an_image_with_the_suffix_in_its_name_is_an_image_and_a_jpeg_mask_is_nam
     assert err == [f"paintguard: warning: mask '{src}/a_mask.jpg' is not a PNG file (masks are NAME_mask*.png); "
                    "skipped",
                    f"paintguard: error: no mask for '{src}/a.png' (no 'a_mask*.png' beside it)"]
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["gas_mask.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [OUTPUT_MARKER, "gas_mask.png"]
 
 
 def test_tiff_photos_are_scanned(tmp_path, generator_path, capsys):
@@ -49,4 +50,21 @@ def test_tiff_photos_are_scanned(tmp_path, generator_path, capsys):
     write_mask(src / "scan_mask.png", 20, 24, (2, 2, 8, 8))  # it was "has no image beside it"
     assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 0
     assert capsys.readouterr().err == ""
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["scan.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [OUTPUT_MARKER, "scan.png"]
+
+
+def test_an_earlier_run_s_output_folder_inside_the_input_is_not_read_again(tmp_path, generator_path, capsys):
+    """Its protected images have no masks: a second run to another folder reported each one as an error and
+    exited 1 (and would protect them twice if their masks were copied)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "a.png", 20, 24)
+    write_mask(src / "a_mask.png", 20, 24, (2, 2, 8, 8))
+    args = ["--checkpoint", str(generator_path)]
+    assert main(["protect", str(src), "-o", str(src / "v1"), *args]) == 0
+    assert main(["protect", str(src), "-o", str(src / "v2"), *args]) == 0
+    assert capsys.readouterr().err == f"paintguard: note: skipping '{src}/v1': the output folder of an earlier run\n"
+    assert sorted(p.name for p in (src / "v2").iterdir()) == [OUTPUT_MARKER, "a.png"]
+    # given as the input itself, an output folder is read (its images have no masks: one error each)
+    assert main(["protect", str(src / "v1"), "-o", str(tmp_path / "again"), *args]) == 1
+    assert "no mask for" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageCms
 
 from generator.io import read_image
+from generator.protect_folder import OUTPUT_MARKER
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
@@ -303,7 +304,7 @@ def test_folder_reports_what_it_cannot_pair_and_makes_nothing_it_cannot_fill(tmp
     assert err.count("\n") == 2 and "\r" not in err and "img/s" not in err, err
     assert "paintguard: warning: mask '" in err and "orphan_mask.png' has no image beside it" in err
     assert "paintguard: error: cannot read image '" in err and "gone.png'" in err
-    assert sorted(p.name for p in dst.iterdir()) == ["im0.png"]
+    assert sorted(p.name for p in dst.iterdir()) == [OUTPUT_MARKER, "im0.png"]
 
     (src / "orphan_mask.png").unlink()
     (tmp_path / "file.png").write_bytes(b"keep me")
@@ -384,7 +385,7 @@ def test_two_processes_write_every_image_exactly_once(tmp_path, generator_path):
     per_process = proc.stdout.split("written per process: ")[1].split(")")[0]
     counts = [int(c) for c in per_process.split(", ")]
     assert len(counts) == 2 and min(counts) > 0 and sum(counts) == 5
-    outputs = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file())
+    outputs = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file() and p.name != OUTPUT_MARKER)
     assert outputs == sorted(p.relative_to(src) for p in images)
     for path in images:
         bound_kept(dst / path.relative_to(src), path)

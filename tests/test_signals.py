@@ -10,6 +10,7 @@ import signal
 import pytest
 import torch
 
+from generator.protect_folder import OUTPUT_MARKER
 from generator.protector import Protector, save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
@@ -55,7 +56,7 @@ def test_a_signal_stops_a_folder_run(folder, interactive, monkeypatch, capsys, s
     assert main(["protect", str(folder / "in"), "-o", str(folder / "out"), "--checkpoint",
                  str(folder / "g.safetensors"), "--batch-size", "1"]) == code
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"paintguard: error: {said}"
-    assert not any((folder / "out").iterdir())  # stopped at the first image: nothing written, no temporary file
+    assert [p.name for p in (folder / "out").iterdir()] == [OUTPUT_MARKER]  # no image, no temporary file
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers are back
 
 
