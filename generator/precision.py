@@ -9,12 +9,11 @@ elsewhere warns.
 
 from __future__ import annotations
 
-import os
-import sys
 import warnings
-from pathlib import Path
 
 import torch
+
+from generator.messages import user_stacklevel
 
 DTYPES = ("float32", "bfloat16")  # float16 took 31 times as long as float32 on a CPU
 CHOICES = (*DTYPES, "auto")  # what --dtype accepts: "auto" is bfloat16 where it is native, else float32
@@ -63,13 +62,4 @@ def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
         what = ("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)" if device.type == "cpu"
                 else f"{device} has no native bfloat16")
         warnings.warn(f"{what}: bfloat16 runs emulated, 2 to 44 times as long as float32 on the instruction sets "
-                      "measured; use float32, or 'auto' to pick", stacklevel=_outside_package())
-
-
-def _outside_package() -> int:
-    """The stack level for ``warn_if_emulated``'s warning: the first frame outside ``generator``, the user's line
-    (Python 3.12's ``skip_file_prefixes``)."""
-    package, frame, level = str(Path(__file__).parent) + os.sep, sys._getframe(2), 2
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
+                      "measured; use float32, or 'auto' to pick", stacklevel=user_stacklevel())

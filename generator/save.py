@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from generator.messages import user_stacklevel
+
 Tensor = torch.Tensor
 LOSSLESS = {".png", ".tif", ".tiff", ".bmp"}
 
@@ -91,5 +93,5 @@ def save_protected(protected: Tensor, original: Tensor, path: str | os.PathLike,
     path = Path(path)
     if path.suffix.lower() not in LOSSLESS:
         warnings.warn(f"'{path.name}': lossy formats change pixels after the bound is applied and weaken the "
-                      "protection; prefer PNG", stacklevel=2)
+                      "protection; prefer PNG", stacklevel=user_stacklevel())
     return write_atomic(Image.fromarray(quantize_within_bound(protected, original, eps)), path)

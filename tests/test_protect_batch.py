@@ -78,3 +78,15 @@ def test_the_optimiser_s_own_entry_checks_its_inputs():
     image, mask = batch(1)
     with pytest.raises(ValueError, match=r"expected batches: image \(B,3,H,W\)"):
         protect_iterative(torch.nn.Identity(), image[0], mask[0])  # an IndexError deep inside before
+
+
+def test_its_warnings_point_at_the_caller_s_line(protector):
+    """Called directly or through ``protect``, a warning names the user's file, not the package's own."""
+    image, mask = batch()
+    mask[0] = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        protector.protect_batch(image, mask)
+        protector.protect(image[0], mask[0])
+        protector.protect_batch(image, torch.ones_like(mask))
+    assert len(caught) == 3 and all(w.filename == __file__ for w in caught), [(w.filename, w.message) for w in caught]
