@@ -21,19 +21,23 @@ const $ = (id) => document.getElementById(id);
 // the generators of models.json (`make web`), each with the largest image it takes: the default one first
 // (its graph needs far more memory per pixel than the fast one's), a faster one above it. `session` and `info`
 // (eps, source, sha256) are set once a model is loaded; the first one loads with the page, the others when needed.
-const state = { models: [], providers: [], provider: null, image: null, result: null, busy: false };
+const state = { models: [], providers: [], provider: null, image: null, result: null, busy: false, modelError: null };
 const loaded = () => state.models.length > 0 && state.models[0].session !== null;
 const editor = new MaskEditor($('mask-canvas'));
 
 function showError(message) {
   $('error').textContent = message;
   $('error').hidden = false;
-  $('status').textContent = 'Something went wrong (see above).';
+  $('status').textContent = 'Something went wrong (see below).';
+  // it sits under the Protect button: a refused file, opened at the top of the page, scrolls it into view
+  $('error').scrollIntoView({ block: 'nearest' });
 }
 
+/** Hide the last error; a model that did not load stays said, as nothing can be protected without it. */
 function clearError() {
   $('error').hidden = true;
   $('error').textContent = '';
+  if (state.modelError) showError(state.modelError);
 }
 
 function setStatus(text) { $('status').textContent = text; }
@@ -43,11 +47,25 @@ function working(on) { document.body.dataset.state = on ? 'working' : 'idle'; }
 
 function refreshButtons() {
   const ready = loaded() && state.image && !state.busy;
+  const painted = state.image ? editor.count() : 0;
   $('protect').disabled = !ready;
   $('undo').disabled = !state.image || !editor.canUndo() || state.busy;
-  $('clear').disabled = !state.image || state.busy;
+  $('clear').disabled = !painted || state.busy;
   $('download').disabled = !state.result || state.busy;
-  if (state.image) $('mask-info').textContent = `${editor.count().toLocaleString('en')} px protected`;
+  // no other file while one is opened or protected: its result would be shown and saved under the new name
+  $('image-input').disabled = state.busy;
+  $('mask-input').disabled = state.busy || !state.image;
+  if (state.image) $('mask-info').textContent = `${painted.toLocaleString('en')} px protected`;
+}
+
+/** The mask was edited: a result protects the old one, so it is taken away rather than saved by mistake. */
+function maskChanged() {
+  if (state.result) {
+    state.result = null;
+    for (const id of ['result-canvas', 'noise-canvas']) { $(id).width = 0; $(id).height = 0; }
+    setStatus('The mask changed: press Protect again.');
+  }
+  refreshButtons();
 }
 
 // --- the model ----------------------------------------------------------------------------------
@@ -78,6 +96,10 @@ async function loadModels() {
   ort.env.wasm.proxy = !gpu;
   state.providers = gpu ? ['webgpu', 'wasm'] : ['wasm'];
   await loadSession(state.models[0]);
+  // the others' bytes now (a few MB), so that "works offline once loaded" holds for large images too; a failure
+  // here is left for the first image that needs that model to report
+  Promise.allSettled(state.models.slice(1).map(fetchModel))
+    .then(() => { document.body.dataset.models = 'fetched'; }); // tests wait on it
   const { eps, source, sha256 } = state.models[0].info;
   $('eps-levels').textContent = `±${Math.floor(eps * 255)}`;
   const threads = state.provider === 'wasm' ? `, ${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? 's' : ''}` : '';
@@ -87,28 +109,42 @@ async function loadModels() {
     + `onnxruntime-web ${ort.env.versions?.web ?? ''} on ${state.provider}${threads}. Works offline once loaded.`;
 }
 
-/** What the page says when models.json or a model file cannot be fetched. */
+/** What the page says when models.json or a model file cannot be fetched (no final full stop). */
 function notLoaded(err) {
-  return new Error(`the model did not load: ${err.message}. Build the page with 'make web' and serve it with 'paintguard web'.`);
+  // fetch itself fails (a TypeError) when no server answers: the page is built, its server has stopped
+  const hint = err instanceof TypeError
+    ? "the page's server cannot be reached: start 'paintguard web' again and reload"
+    : "build the page with 'make web' and serve it with 'paintguard web'";
+  return new Error(`the model did not load (${err.message}); ${hint}`);
+}
+
+/** Fetch one model of models.json and read its metadata (once; a failed fetch is tried again when needed). */
+function fetchModel(model) {
+  model.fetched ??= (async () => {
+    try {
+      const response = await fetch(model.file);
+      if (!response.ok) throw new Error(`HTTP ${response.status} for ${model.file}`);
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      model.info = generatorInfo(bytes);
+      return bytes;
+    } catch (err) {
+      model.fetched = null;
+      throw notLoaded(err);
+    }
+  })();
+  return model.fetched;
 }
 
 /** Fetch one model of models.json and start its onnxruntime session (once). */
 async function loadSession(model) {
   if (model.session) return model;
-  let bytes;
-  try {
-    const response = await fetch(model.file);
-    if (!response.ok) throw new Error(`HTTP ${response.status} for ${model.file}`);
-    bytes = new Uint8Array(await response.arrayBuffer());
-    model.info = generatorInfo(bytes);
-  } catch (err) {
-    throw notLoaded(err);
-  }
+  const bytes = await fetchModel(model);
   const providers = state.provider ? [state.provider] : state.providers;
   for (const provider of providers) {
     try {
       model.session = await ort.InferenceSession.create(bytes, { executionProviders: [provider], graphOptimizationLevel: 'all' });
       state.provider = provider;
+      model.fetched = null; // the session holds the model now
       break;
     } catch (err) {
       if (provider === providers[providers.length - 1]) throw new Error(`the model did not load in onnxruntime-web: ${err.message}`);
@@ -157,8 +193,11 @@ async function decode(file, { forMask = false } = {}) {
 }
 
 async function openImage(file) {
+  if (state.busy) return;
   clearError();
+  state.busy = true;
   working(true);
+  refreshButtons();
   try {
     const head = await readHeader(file);
     const pixels = head.width * head.height;
@@ -178,9 +217,8 @@ async function openImage(file) {
     view.width = image.width;
     view.height = image.height;
     view.getContext('2d').putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
-    fit(view, image.width, image.height, $('paint').clientWidth - 40, 0.65);
-    $('mask-canvas').classList.toggle('pixelated', view.classList.contains('pixelated'));
     editor.reset(image.width, image.height);
+    refit();
     for (const id of ['result-canvas', 'noise-canvas']) { $(id).width = 0; $(id).height = 0; }
     const slider = $('brush-size');
     slider.max = String(Math.max(8, Math.round(Math.min(image.width, image.height) / 2)));
@@ -190,17 +228,22 @@ async function openImage(file) {
       ? `; above ${megapixels(state.models[0].max_pixels)} MP the page protects with a faster generator that keeps less `
         + 'of the optimiser\'s effect (\'paintguard protect\' runs the default at any size)' : '';
     $('image-info').textContent = `${file.name}: ${head.format}, ${image.width}x${image.height}${large}`;
-    setStatus(loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…');
+    if (state.modelError) showError(state.modelError);
+    else setStatus(loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…');
   } catch (err) {
     showError(`Cannot open '${file.name}': ${err.message}.`);
   }
+  state.busy = false;
   refreshButtons();
   working(false);
 }
 
 async function openMask(file) {
+  if (state.busy) return;
   clearError();
+  state.busy = true;
   working(true);
+  refreshButtons();
   try {
     if (!state.image) throw new FileFormatError('open the image first');
     const head = await readHeader(file);
@@ -215,10 +258,13 @@ async function openMask(file) {
       throw new FileFormatError(`the mask is ${mask.width}x${mask.height} but the image is ${width}x${height}`);
     }
     editor.load(maskRegion(mask.rgba, width * height));
+    state.busy = false;
+    maskChanged();
     setStatus(`Loaded the mask '${file.name}'.`);
   } catch (err) {
     showError(`Cannot use the mask '${file.name}': ${err.message}.`);
   }
+  state.busy = false;
   refreshButtons();
   working(false);
 }
@@ -226,8 +272,10 @@ async function openMask(file) {
 // --- protecting ---------------------------------------------------------------------------------
 
 async function protect() {
+  if (state.busy || !state.image) return;
   clearError();
-  const { width, height, rgba } = state.image;
+  const image = state.image;
+  const { width, height, rgba } = image;
   const protectedCount = editor.count();
   if (protectedCount === 0) { showError('The mask is empty: paint the region to protect (or load a mask) first.'); return; }
   if (protectedCount === width * height) { showError(`${FULL_MASK[0].toUpperCase()}${FULL_MASK.slice(1)}; leave some of the image unmasked.`); return; }
@@ -254,7 +302,7 @@ async function protect() {
     output.noise.dispose?.();
     drawTo($('result-canvas'), pixels, width, height);
     drawTo($('noise-canvas'), noiseView(rgba, pixels, NOISE_GAIN), width, height);
-    state.result = { pixels, name: `${state.image.name.replace(/\.[^.]*$/, '')}_protected.png` };
+    state.result = { pixels, name: `${image.name.replace(/\.[^.]*$/, '')}_protected.png` };
     const total = performance.now() - start;
     const seconds = (ms) => (ms / 1000).toFixed(2);
     setStatus(`Protected in ${seconds(total)} s (${model.info.source.replace(/\.safetensors$/, '')}, network `
@@ -264,7 +312,7 @@ async function protect() {
     $('status').dataset.networkMs = String(runEnd - runStart);
     $('status').dataset.totalMs = String(total);
   } catch (err) {
-    showError(`Protection failed: ${err.message ?? err}.`);
+    showError(`Protection failed: ${String(err.message ?? err).replace(/\.$/, '')}.`);
   } finally {
     state.busy = false;
     refreshButtons();
@@ -276,7 +324,19 @@ function drawTo(canvas, rgba, width, height) {
   canvas.width = width;
   canvas.height = height;
   canvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
-  fit(canvas, width, height, ($('run').clientWidth - 60) / 2, 0.45);
+  fit(canvas, width, height, resultWidth(), 0.45);
+}
+
+// side by side where two fit (the figures wrap under each other on a phone)
+const resultWidth = () => ($('run').clientWidth >= 640 ? ($('run').clientWidth - 60) / 2 : $('run').clientWidth - 40);
+
+/** Size the canvases to the window again: the mask overlay is laid over the image canvas's displayed size. */
+function refit() {
+  if (state.image) fit($('image-canvas'), state.image.width, state.image.height, $('paint').clientWidth - 40, 0.65);
+  $('mask-canvas').classList.toggle('pixelated', $('image-canvas').classList.contains('pixelated'));
+  for (const id of ['result-canvas', 'noise-canvas']) {
+    if ($(id).width) fit($(id), $(id).width, $(id).height, resultWidth(), 0.45);
+  }
 }
 
 /** Display size: as large as fits (in maxWidth px and a fraction of the window's height), small images enlarged. */
@@ -313,10 +373,10 @@ function wire() {
   const drop = $('open');
   for (const type of ['dragenter', 'dragover']) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add('dragging'); });
   for (const type of ['dragleave', 'drop']) drop.addEventListener(type, () => drop.classList.remove('dragging'));
-  drop.addEventListener('drop', (e) => { e.preventDefault(); if (e.dataTransfer.files[0]) openImage(e.dataTransfer.files[0]); });
-  // a file dropped anywhere else must not make the browser navigate away from the page (and lose the work)
+  // a file dropped anywhere on the page opens, on the painting as on the box (and never makes the browser
+  // navigate away from the page and lose the work)
   window.addEventListener('dragover', (e) => e.preventDefault());
-  window.addEventListener('drop', (e) => e.preventDefault());
+  window.addEventListener('drop', (e) => { e.preventDefault(); if (e.dataTransfer?.files[0]) openImage(e.dataTransfer.files[0]); });
 
   const overlay = $('mask-canvas');
   overlay.addEventListener('pointerdown', (e) => {
@@ -325,15 +385,23 @@ function wire() {
     editor.begin(...imageCoordinates(e), Number($('brush-size').value), $('tool-eraser').checked);
   });
   overlay.addEventListener('pointermove', (e) => { if (editor.stroke) editor.extend(...imageCoordinates(e)); });
-  for (const type of ['pointerup', 'pointercancel']) overlay.addEventListener(type, () => { editor.end(); refreshButtons(); });
+  for (const type of ['pointerup', 'pointercancel']) {
+    overlay.addEventListener(type, () => {
+      const stroked = editor.stroke !== null;
+      editor.end();
+      if (stroked) maskChanged();
+    });
+  }
   $('brush-size').addEventListener('input', (e) => { $('brush-size-value').textContent = e.target.value; });
-  $('undo').addEventListener('click', () => { editor.undo(); refreshButtons(); });
-  $('clear').addEventListener('click', () => { editor.clear(); refreshButtons(); });
+  $('undo').addEventListener('click', () => { editor.undo(); maskChanged(); });
+  $('clear').addEventListener('click', () => { editor.clear(); maskChanged(); });
   $('protect').addEventListener('click', protect);
   $('download').addEventListener('click', download);
   window.addEventListener('keydown', (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === 'z') { editor.undo(); refreshButtons(); }
+    // as the Undo button: not while a file is opened or protected, whose run reads the mask
+    if ((e.ctrlKey || e.metaKey) && e.key === 'z' && !$('undo').disabled) { editor.undo(); maskChanged(); }
   });
+  window.addEventListener('resize', refit);
 }
 
 wire();
@@ -344,7 +412,8 @@ loadModels()
     document.body.dataset.model = 'ready';
   })
   .catch((err) => {
-    showError(err.message);
+    state.modelError = `${err.message}.`;
+    showError(state.modelError);
     document.body.dataset.model = 'failed';
   })
   .finally(refreshButtons);

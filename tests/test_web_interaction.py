@@ -1,0 +1,122 @@
+"""The web page while a user does several things at once: files opened during a run, masks edited after one,
+the keyboard alone, a resized window, a server that has stopped, a model that did not load."""
+
+from __future__ import annotations
+
+import shutil
+
+from generator.web_browser import serve_in_background
+from generator.web_server import SITE, address
+
+from .conftest import write_mask, write_rgb
+from .test_web import TIMEOUT_MS, Page, browser, page, photo, protect_like_the_cli, site  # noqa: F401 (fixtures)
+
+
+def mask_count(page: Page) -> int:
+    return int(page.text("#mask-info").split(" px")[0].replace(",", ""))
+
+
+def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
+    """A second image opened during a run was shown with the first one's result, and saved under its name;
+    Ctrl+Z emptied the mask the run was reading."""
+    write_rgb(tmp_path / "first.png", 600, 800, seed=1)  # a run long enough to act during it
+    write_mask(tmp_path / "first_mask.png", 600, 800, (100, 100, 300, 400))
+    write_rgb(tmp_path / "second.png", 40, 52, seed=2)
+    page.open_image(tmp_path / "first.png")
+    page.load_mask(tmp_path / "first_mask.png")
+    painted = mask_count(page)
+    page.page.click("#protect")
+    assert page.page.is_disabled("#image-input") and page.page.is_disabled("#mask-input")
+    page.page.keyboard.press("Control+z")
+    transfer = page.page.evaluate_handle(
+        "([bytes, name]) => { const t = new DataTransfer(); "
+        "t.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'})); return t; }",
+        [list((tmp_path / "second.png").read_bytes()), "second.png"])
+    page.page.dispatch_event("#open", "drop", {"dataTransfer": transfer})
+    page.idle()
+    assert page.text("#status").startswith("Protected in"), page.text("#status")
+    assert page.text("#image-info") == "first.png: PNG, 800x600" and mask_count(page) == painted
+    with page.page.expect_download() as download:
+        page.page.click("#download")
+    assert download.value.suggested_filename == "first_protected.png"
+    # once it has run, a drop anywhere on the page opens the file: on the painting too, not only on the box
+    page.page.dispatch_event("#stage", "drop", {"dataTransfer": transfer})
+    page.idle()
+    assert page.text("#image-info") == "second.png: PNG, 52x40"
+
+
+def test_a_result_goes_once_its_mask_is_edited(page, tmp_path):
+    """The old result stayed downloadable for a mask the user had since changed."""
+    image, mask = photo(tmp_path, "png")
+    page.open_image(image)
+    page.load_mask(mask)
+    page.page.click("#protect")
+    page.idle()
+    assert not page.page.is_disabled("#download")
+    page.page.click("#undo")  # back to the empty mask
+    assert page.page.is_disabled("#download") and page.page.is_disabled("#clear")  # nothing to clear either
+    assert page.text("#status") == "The mask changed: press Protect again."
+    assert page.page.locator("#result-canvas").get_attribute("width") == "0"
+
+
+def test_the_keyboard_reaches_the_file_pickers(page):
+    """Both file inputs were display: none inside labels that take no focus: without a mouse nothing opened."""
+    focused = []
+    for _ in range(6):
+        page.page.keyboard.press("Tab")
+        focused.append(page.page.evaluate_handle("() => document.activeElement.id").json_value())
+    assert focused.index("image-input") < focused.index("brush-size")
+    assert page.page.is_disabled("#mask-input")  # until an image is open
+
+
+def test_the_mask_stays_on_the_image_when_the_window_narrows(page, tmp_path):
+    page.page.set_viewport_size({"width": 1280, "height": 900})
+    write_rgb(tmp_path / "wide.png", 300, 900)
+    page.open_image(tmp_path / "wide.png")
+    page.page.set_viewport_size({"width": 390, "height": 844})
+    page.page.wait_for_timeout(200)
+    image, overlay = (page.page.locator(s).bounding_box() for s in ("#image-canvas", "#mask-canvas"))
+    assert image["width"] <= 390 and abs(image["width"] - overlay["width"]) < 1, (image, overlay)
+    # a refused file is said where the user sees it, not below the fold
+    (tmp_path / "notes.png").write_text("not an image")
+    page.open_image(tmp_path / "notes.png")
+    box = page.page.locator("#error").bounding_box()
+    assert "Cannot open 'notes.png'" in page.error() and 0 <= box["y"] and box["y"] + box["height"] <= 844
+
+
+def test_a_model_that_did_not_load_stays_said(browser, tmp_path):
+    """Opening an image hid the failure and said "Loading the model…" for good."""
+    root = tmp_path / "site"
+    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("model.onnx"))
+    server = serve_in_background(root)
+    try:
+        page = Page(browser, address(server))
+        assert page.error() == ("the model did not load (HTTP 404 for model.onnx); build the page with 'make web' "
+                                "and serve it with 'paintguard web'.")
+        image, _ = photo(tmp_path, "png")
+        page.open_image(image)
+        assert page.error().startswith("the model did not load (HTTP 404")
+        assert page.text("#status") == "Something went wrong (see below)."
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_large_images_protect_after_the_server_stops(browser, tmp_path):
+    """"Works offline once loaded": the faster model for large images was fetched only when first needed."""
+    root = tmp_path / "site"
+    shutil.copytree(SITE, root)
+    (root / "models.json").write_text('{"models": [{"file": "model.onnx", "max_pixels": 5000}, '
+                                      '{"file": "model-large.onnx", "max_pixels": 16777216}]}')
+    server = serve_in_background(root)
+    url = address(server)
+    page = Page(browser, url)
+    page.page.locator("body[data-models=fetched]").wait_for(timeout=TIMEOUT_MS)
+    server.shutdown()
+    server.server_close()
+    image, mask = photo(tmp_path, "png")
+    protect_like_the_cli(page, url, tmp_path, image, mask, model="model-large.onnx")
+    assert not page.errors, page.errors
+    page.close()
