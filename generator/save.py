@@ -40,13 +40,28 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     The rename is atomic, so an interrupted run never leaves a half-written output.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+    tmp = partial_path(path)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:  # not about a file (a writer's own error): as it came
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from None  # the file asked for, not the temporary one
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+NAME_MAX = 255  # bytes in one file name on the usual file systems (ext4, XFS, APFS, NTFS in UTF-16 units)
+
+
+def partial_path(path: Path) -> Path:
+    """``.NAME.partial.SUFFIX`` beside ``path``, its NAME cut so that a name the file system takes keeps a
+    temporary name it takes too (the suffix stays: it tells Pillow the format)."""
+    tail = f".partial{path.suffix}"
+    head = path.name.encode()[:NAME_MAX - 1 - len(tail.encode())].decode(errors="ignore")
+    return path.with_name(f".{head}{tail}")
 
 
 def write_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
@@ -74,8 +89,11 @@ def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike]
     for src in inputs:
         if out.resolve() == Path(src).resolve():
             raise ValueError(f"output '{out}' is the input file; choose another path")
+    if out.is_dir():
+        raise ValueError(f"output '{out}' is a folder")
     if out.exists() and not overwrite:
         raise ValueError(f"output '{out}' exists; pass --overwrite to replace it")
+    check_creatable(out, "output")  # a file where a folder must be: found before the work, not at the write
     if not out.parent.exists():
         raise ValueError(f"output folder '{out.parent}' does not exist")
     supported = LOSSLESS | {".jpg", ".jpeg", ".webp"}

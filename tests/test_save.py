@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.save import check_output_path, quantize_within_bound, save_protected
+from generator.save import atomic_write, check_output_path, partial_path, quantize_within_bound, save_protected
 
 
 def test_round_trip_keeps_the_bound_for_8bit_and_off_grid_originals(tmp_path):
@@ -48,3 +48,24 @@ def test_output_path_checks(tmp_path):
         check_output_path(tmp_path / "nope" / "o.png", [src], overwrite=False)
     with pytest.raises(ValueError, match=r"'\.gif'; use \.png \(or .*\.webp\)"):
         check_output_path(tmp_path / "o.gif", [src], overwrite=False)
+
+
+def test_the_longest_names_are_written_and_errors_name_the_output(tmp_path):
+    """The temporary name added 13 characters: a 251-character output name failed with ENAMETOOLONG, in words
+    about a hidden file the user never typed."""
+    for name in ("x" * 247 + ".png", "é" * 123 + ".png"):  # 251 and 250 bytes
+        target = save_protected(torch.rand(3, 8, 8), torch.rand(3, 8, 8), tmp_path / name, eps=0.025)
+        assert target.is_file() and len(partial_path(target).name.encode()) <= 255
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["x" * 247 + ".png", "é" * 123 + ".png"])
+    with pytest.raises(FileNotFoundError, match=r"'.*/missing/out\.png'"):
+        atomic_write(tmp_path / "missing" / "out.png", lambda tmp: tmp.write_bytes(b"x"))
+
+
+def test_an_output_under_a_file_or_at_a_folder_is_refused_before_any_work(tmp_path):
+    src = tmp_path / "a.png"
+    src.write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"output '.*a\.png/out\.png' cannot be created: '.*a\.png' is a file"):
+        check_output_path(src / "out.png", [], overwrite=False)
+    (tmp_path / "b.png").mkdir()
+    with pytest.raises(ValueError, match=r"output '.*b\.png' is a folder"):
+        check_output_path(tmp_path / "b.png", [], overwrite=True)
