@@ -39,9 +39,19 @@ def bomb_error(path: PathLike) -> ImageReadError:
     return ImageReadError(f"image '{os.fspath(path)}' exceeds Pillow's decompression-bomb limit")
 
 
+def not_regular(path: PathLike) -> str | None:
+    """Why ``path`` is no file to read, when it exists but is a folder, a pipe or a device (reading a pipe waits
+    for a writer for ever); None otherwise, a missing file included (opening it says so)."""
+    if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path) or os.path.isfile(path):
+        return None
+    return "it is a folder" if os.path.isdir(path) else "not a regular file (a pipe, socket or device)"
+
+
 def _open(path: PathLike, what: str = "image") -> Image.Image:
     """Fully decode ``path`` (an ``image`` or a ``mask``, as errors say) in its own mode, upright per its EXIF
     orientation."""
+    if (reason := not_regular(path)) is not None:
+        raise ImageReadError(f"cannot read {what} '{os.fspath(path)}': {reason}")
     try:
         with Image.open(path) as img:
             # exif_transpose returns a new image (a copy when nothing to do);

@@ -61,6 +61,9 @@ def protect_file(args: argparse.Namespace, protector: Protector, steps: int | No
     output = Path(args.output)
     if output.is_dir():
         output = output / f"{Path(args.input).stem}.png"
+    if Path(args.mask).suffix.lower() in (".jpg", ".jpeg"):  # folder mode skips such masks, with a warning
+        say("warning", f"mask '{args.mask}' is a JPEG: its compression moves the mask's edges (any non-zero pixel "
+                       "is protected); save masks as PNG")
     item = load(Item(Path(args.input), [Path(args.mask)], output), args.max_pixels, args.overwrite)
     warn_lossy(output.suffix)
     if item.empty:
@@ -90,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels > 0")
     if not Path(args.input).exists():
         raise ValueError(f"cannot read image '{args.input}': No such file or directory")
+    if args.mask and Path(args.input).is_dir():  # it was ignored: one mask for every image is no folder's meaning
+        raise ValueError(f"--mask is for one image; a folder's masks are NAME{args.mask_suffix}*.png beside each "
+                         "image (--mask-suffix)")
     if args.method == "iterative" and args.backend != "torch":
         raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
     if args.method == "refine" and args.backend != "torch":

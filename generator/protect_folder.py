@@ -20,14 +20,15 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from generator.io import IMAGE_SUFFIXES, find_image_mask_pairs, unpaired_masks
+from generator.folder_scan import folder_items, mark_output
+from generator.io import IMAGE_SUFFIXES
 from generator.messages import one_line
 from generator.protect_items import FORMATS, Item, load, peek, say, summary, warn_empty, warn_lossy, write
 from generator.protector import Protector
+from generator.signals import leave_signals_to_the_main_process
 
 
 def identity(batch):
@@ -86,7 +87,8 @@ class FolderData(pl.LightningDataModule):
         groups = self.groups + [[] for _ in range(world - len(self.groups))]
         shard = Groups(groups[rank::world], self.max_pixels, self.overwrite)
         # batch_size=None: each dataset element already is a batch
-        return DataLoader(shard, batch_size=None, shuffle=False, num_workers=self.workers, collate_fn=identity)
+        return DataLoader(shard, batch_size=None, shuffle=False, num_workers=self.workers, collate_fn=identity,
+                          worker_init_fn=leave_signals_to_the_main_process)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # the Protector moves what it needs; the items also hold paths and errors
@@ -167,46 +169,6 @@ class Writer(BasePredictionWriter):
         self.seconds = time.perf_counter() - self.start
 
 
-# left in every output folder, so that a later run over a folder that holds it does not take its protected
-# images (which have no masks) for inputs; a run given such a folder itself as its input still reads it
-OUTPUT_MARKER = ".paintguard-output"
-
-
-def earlier_outputs(folder: Path, out_dir: Path) -> list[Path]:
-    """The output folders of earlier runs below ``folder`` (this run's ``out_dir`` included)."""
-    marked = {marker.parent for marker in folder.rglob(OUTPUT_MARKER) if marker.parent != folder}
-    return sorted(marked | ({out_dir} if folder in out_dir.parents else set()))
-
-
-def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> list[Item]:
-    """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored)."""
-    items, seen = [], {}
-    skipped = earlier_outputs(folder, out_dir)
-    for earlier in skipped if rank_zero_only.rank == 0 else []:
-        if earlier != out_dir:
-            say("note", f"skipping '{earlier}': the output folder of an earlier run")
-    pairs = [(image, masks) for image, masks in find_image_mask_pairs(folder, mask_suffix)
-             if not any(earlier in image.parents for earlier in skipped)]
-    # every process scans the folder; one of them says what the scan found
-    for mask in unpaired_masks(folder, pairs, mask_suffix) if rank_zero_only.rank == 0 else []:
-        if any(earlier in mask.parents for earlier in skipped):
-            continue
-        if mask.suffix.lower() != ".png":  # lossy formats change a mask's pixels: only PNG masks are read
-            say("warning", f"mask '{mask}' is not a PNG file (masks are NAME{mask_suffix}*.png); skipped")
-        else:
-            say("warning", f"mask '{mask}' has no image beside it (NAME{', NAME'.join(IMAGE_SUFFIXES)} for "
-                           f"NAME{mask_suffix}*.png); skipped")
-    for image, masks in pairs:
-        item = Item(image, masks, out_dir / image.relative_to(folder).with_suffix(suffix))
-        if not masks:
-            item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
-        if item.output in seen:
-            item.error = f"'{image}' and '{seen[item.output]}' would both be written to '{item.output}'"
-        seen.setdefault(item.output, image)
-        items.append(item)
-    return items
-
-
 def accelerator(device: str) -> tuple[str, int | list[int] | None]:
     """Lightning's accelerator (and device index, if one is named) for a torch device string."""
     if device.startswith("cuda") or device == "gpu":
@@ -258,8 +220,7 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
         for parent in sorted({item.output.parent for item in items}):
             parent.mkdir(parents=True, exist_ok=True)
         if trainer.is_global_zero:
-            (out_dir / OUTPUT_MARKER).write_text(f"protected images written by paintguard protect from "
-                                                 f"'{folder}'; folder runs over a folder above this one skip it\n")
+            mark_output(out_dir, folder)
         if trainer.is_global_zero:  # one line per run, not per process
             warn_lossy(FORMATS[args.format])
         trainer.predict(ProtectModule(protector, args.method, steps), datamodule=data, return_predictions=False)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from generator.io import bomb_error, read_image, read_mask
+from generator.io import bomb_error, not_regular, read_image, read_mask
 from generator.protector import FULL_MASK
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
@@ -38,6 +38,8 @@ class Item:
 
 def peek(path: Path) -> tuple[tuple[int, int], bytes | None] | None:
     """(upright (W, H), RGB ICC profile) from the header alone; None if unreadable (read_image says why)."""
+    if not_regular(path) is not None:
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

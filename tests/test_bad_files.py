@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from generator.io import ImageReadError, read_image, read_mask
-from generator.protect_folder import OUTPUT_MARKER
+from generator.folder_scan import OUTPUT_MARKER
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main

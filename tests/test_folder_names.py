@@ -1,14 +1,16 @@
 """Folder mode's naming, as a user's folder has it: images whose names hold the mask suffix, masks saved in the
-wrong format, and what a file without a mask is told it lacks."""
+wrong format (also for one image), and what a file without a mask is told it lacks."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 from PIL import Image
 
 from generator.io import find_image_mask_pairs, unpaired_masks
-from generator.protect_folder import OUTPUT_MARKER
+from generator.folder_scan import OUTPUT_MARKER
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
@@ -68,3 +70,49 @@ def test_an_earlier_run_s_output_folder_inside_the_input_is_not_read_again(tmp_p
     # given as the input itself, an output folder is read (its images have no masks: one error each)
     assert main(["protect", str(src / "v1"), "-o", str(tmp_path / "again"), *args]) == 1
     assert "no mask for" in capsys.readouterr().err
+
+
+def test_the_output_folder_is_known_however_it_is_spelled_and_no_input_is_overwritten(tmp_path, generator_path,
+                                                                                       capsys, monkeypatch):
+    """Given as an absolute path or with '..', the output folder inside the input was read as input, and an
+    image in it was protected and then replaced by another image's output."""
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "in"
+    (src / "o").mkdir(parents=True)
+    for image in (src / "x.png", src / "o" / "x.png"):
+        write_rgb(image, 20, 24, seed=len(image.parts))
+        write_mask(image.with_name("x_mask.png"), 20, 24, (2, 2, 8, 8))
+    kept = (src / "o" / "x.png").read_bytes()
+    args = ["--checkpoint", str(generator_path), "--overwrite"]
+    assert main(["protect", "in", "-o", "in/../in/o", *args]) == 0
+    assert capsys.readouterr().err == "paintguard: note: skipping 'in/../in/o': it is this run's output folder, " \
+                                      "not an input\n"
+    assert main(["protect", "in", "-o", str(src / "o"), *args]) == 0  # marked now: skipped without a word
+    assert capsys.readouterr().err == ""
+    assert (src / "o" / "x.png").read_bytes() != kept  # written as the output of in/x.png, as asked
+    assert sorted(p.name for p in (src / "o").iterdir()) == [OUTPUT_MARKER, "x.png", "x_mask.png"]
+
+
+def test_a_pipe_named_as_an_image_is_one_failed_file(tmp_path, generator_path, capsys):
+    """The scan opened it and waited for a writer for ever: no image of the folder was written."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "a.png", 20, 24)
+    write_mask(src / "a_mask.png", 20, 24, (2, 2, 8, 8))
+    os.mkfifo(src / "pipe.png")
+    write_mask(src / "pipe_mask.png", 20, 24, (2, 2, 8, 8))
+    assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 1
+    assert capsys.readouterr().err == (f"paintguard: error: cannot read image '{src}/pipe.png': not a regular file "
+                                       "(a pipe, socket or device)\n")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [OUTPUT_MARKER, "a.png"]
+
+
+def test_a_jpeg_mask_for_one_image_is_warned_of(tmp_path, generator_path, capsys):
+    """Folder mode skips JPEG masks with a warning; one image took it silently, its edges moved by compression."""
+    write_rgb(tmp_path / "a.png", 20, 24)
+    write_mask(tmp_path / "m.png", 20, 24, (2, 2, 8, 8))
+    Image.open(tmp_path / "m.png").convert("RGB").save(tmp_path / "m.jpg", quality=75)
+    assert main(["protect", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.jpg"), "-o", str(tmp_path / "o.png"),
+                 "--checkpoint", str(generator_path)]) == 0
+    assert capsys.readouterr().err == (f"paintguard: warning: mask '{tmp_path}/m.jpg' is a JPEG: its compression "
+                                       "moves the mask's edges (any non-zero pixel is protected); save masks as PNG\n")

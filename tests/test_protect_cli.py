@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageCms
 
 from generator.io import read_image
-from generator.protect_folder import OUTPUT_MARKER
+from generator.folder_scan import OUTPUT_MARKER
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
@@ -337,6 +337,8 @@ def test_folder_output_inside_input_and_same_folder(tmp_path, generator_path, ca
     make_folder(src, [(20, 20), (20, 24)])
     assert protect(src, "-o", src, "--checkpoint", generator_path) == 2
     one_line_error(capsys, "is the input folder")
+    assert protect(src, "--mask", src / "a_mask.png", "-o", tmp_path / "o", "--checkpoint", generator_path) == 2
+    one_line_error(capsys, "--mask is for one image; a folder's masks are NAME_mask*.png beside each image")
     assert protect(src, "-o", src / "protected", "--checkpoint", generator_path) == 0
     # a second run does not take the first run's outputs for inputs
     assert protect(src, "-o", src / "protected", "--checkpoint", generator_path, "--overwrite") == 0

@@ -1,0 +1,74 @@
+"""What a folder run of ``paintguard protect`` reads and writes: image/mask pairs, their output paths, and the
+folders it must not read (its own output folder and earlier runs')."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.utilities import rank_zero_only
+
+from generator.io import IMAGE_SUFFIXES, find_image_mask_pairs, not_regular, unpaired_masks
+from generator.protect_items import Item, say
+
+# left in every output folder, so that a later run over a folder that holds it does not take its protected
+# images (which have no masks) for inputs; a run given such a folder itself as its input still reads it
+OUTPUT_MARKER = ".paintguard-output"
+
+
+def mark_output(out_dir: Path, folder: Path) -> None:
+    """Leave ``OUTPUT_MARKER`` in ``out_dir``, saying which folder its images were protected from."""
+    (out_dir / OUTPUT_MARKER).write_text(f"protected images written by paintguard protect from '{folder}'; "
+                                         "folder runs over a folder above this one skip it\n")
+
+
+def _below(path: Path, folders: set[Path]) -> bool:
+    """Whether ``path`` lies in one of ``folders`` (resolved), however the run spells it."""
+    parent = path.parent.resolve()
+    return any(folder == parent or folder in parent.parents for folder in folders)
+
+
+def skipped_folders(folder: Path, out_dir: Path) -> set[Path]:
+    """The folders below ``folder`` a run must not read, resolved: this run's ``out_dir`` and earlier runs'
+    output folders. Each is named once on stderr, except this run's own when it holds only earlier outputs."""
+    root, out = folder.resolve(), out_dir.resolve()
+    skipped = set()
+    for marker in folder.rglob(OUTPUT_MARKER):
+        earlier = marker.parent.resolve()
+        if earlier != root and earlier not in skipped:
+            skipped.add(earlier)
+            if earlier != out and rank_zero_only.rank == 0:
+                say("note", f"skipping '{marker.parent}': the output folder of an earlier run")
+    if root in out.parents:
+        if out not in skipped and rank_zero_only.rank == 0 and any(
+                p.suffix.lower() in IMAGE_SUFFIXES for p in out_dir.rglob("*")):
+            say("note", f"skipping '{out_dir}': it is this run's output folder, not an input")
+        skipped.add(out)
+    return skipped
+
+
+def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> list[Item]:
+    """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored)."""
+    items, seen = [], {}
+    skipped = skipped_folders(folder, out_dir)
+    pairs = [(image, masks) for image, masks in find_image_mask_pairs(folder, mask_suffix)
+             if not _below(image, skipped)]
+    # every process scans the folder; one of them says what the scan found
+    for mask in unpaired_masks(folder, pairs, mask_suffix) if rank_zero_only.rank == 0 else []:
+        if _below(mask, skipped):
+            continue
+        if mask.suffix.lower() != ".png":  # lossy formats change a mask's pixels: only PNG masks are read
+            say("warning", f"mask '{mask}' is not a PNG file (masks are NAME{mask_suffix}*.png); skipped")
+        else:
+            say("warning", f"mask '{mask}' has no image beside it (NAME{', NAME'.join(IMAGE_SUFFIXES)} for "
+                           f"NAME{mask_suffix}*.png); skipped")
+    for image, masks in pairs:
+        item = Item(image, masks, out_dir / image.relative_to(folder).with_suffix(suffix))
+        if not masks:
+            item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
+        if (reason := not_regular(image)) is not None:
+            item.error = f"cannot read image '{image}': {reason}"
+        if item.output in seen:
+            item.error = f"'{image}' and '{seen[item.output]}' would both be written to '{item.output}'"
+        seen.setdefault(item.output, image)
+        items.append(item)
+    return items
