@@ -4,13 +4,22 @@
     protector = Protector.from_checkpoint("generator-lama-tiny")
     protected = protector.protect("photo.jpg", "photo_mask.png")  # a PIL image, within the bound
 
-It imports ``trainer`` only lazily, for the optimiser-backed methods ("iterative", "hybrid", "refine").
+It imports ``trainer`` only lazily, for the optimiser-backed methods ("iterative", "hybrid", "refine"), and its
+own public names (``__all__``) on first use, so that ``import generator`` does not load torch.
 """
 
-from generator.precision import native_bfloat16, resolve_dtype
-from generator.protector import Protector, load_generator, save_generator
-from generator.target import target_colour
-from generator.unet import NoiseUNet, UNetConfig
+from generator.lazy import lazy_exports
 
-__all__ = ["NoiseUNet", "Protector", "UNetConfig", "load_generator", "native_bfloat16", "resolve_dtype",
-           "save_generator", "target_colour"]
+_EXPORTS = {
+    "NoiseUNet": "generator.unet",
+    "UNetConfig": "generator.unet",
+    "Protector": "generator.protector",
+    "load_generator": "generator.protector",
+    "save_generator": "generator.protector",
+    "native_bfloat16": "generator.precision",
+    "resolve_dtype": "generator.precision",
+    "target_colour": "generator.target",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

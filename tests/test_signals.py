@@ -4,15 +4,23 @@ run went on to the end) and ended a fit on SIGTERM with status 0."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
+import types
 
 import pytest
 import torch
 
-from generator.protect_folder import OUTPUT_MARKER
+from generator.folder_scan import OUTPUT_MARKER
+from generator.protect_folder import FolderData
 from generator.protector import Protector, save_generator
+from generator.signals import leave_signals_to_the_main_process, stops_on_signals
 from generator.unet import NoiseUNet, UNetConfig
+from trainer.commands import cli
 from trainer.commands.cli import main
 
 from .conftest import write_mask, write_rgb
@@ -82,3 +90,43 @@ def test_a_command_run_from_another_thread_still_runs(capsys):
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(main, ["protect", "--help"]).result() == 0
     assert "usage: paintguard protect" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_while_the_command_loads_is_one_line(tmp_path, monkeypatch, capsys, interactive, signum, code, word):
+    """A subcommand's imports (torch, Lightning) take seconds, and ran before the handlers: Ctrl-C then printed
+    a 57-line traceback."""
+    (tmp_path / "slow_to_load.py").write_text(f"import os\nos.kill(os.getpid(), {int(signum)})\n"
+                                              "def main(argv):\n    return 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "slow", ("slow_to_load", "a command whose imports are interrupted"))
+    assert main(["slow"]) == code
+    assert capsys.readouterr().err == f"paintguard: error: {word}\n"
+
+
+def test_the_command_starts_without_torch():
+    """``paintguard --help`` took two seconds to load torch it does not use; the handlers come before torch."""
+    done = subprocess.run([sys.executable, "-c", "import sys, trainer.commands.cli, generator, trainer; "
+                           "print('torch' in sys.modules, 'lightning' in sys.modules)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def _a_worker_told_to_stop() -> None:
+    leave_signals_to_the_main_process()
+    os.kill(os.getpid(), signal.SIGINT)  # the terminal signals the whole process group: ignored here
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)  # the loader ending its workers: quietly
+    time.sleep(10)
+
+
+def test_loader_workers_leave_signals_to_the_main_process(interactive):
+    """Forked DataLoader workers inherited the command's handler: Ctrl-C printed a traceback from each worker."""
+    with stops_on_signals():
+        worker = multiprocessing.get_context("fork").Process(target=_a_worker_told_to_stop)
+        worker.start()
+        worker.join(30)
+    assert worker.exitcode == -signal.SIGTERM
+    data = FolderData([], 1e9, False, 1)
+    data.trainer = types.SimpleNamespace(global_rank=0, world_size=1)
+    assert data.predict_dataloader().worker_init_fn is leave_signals_to_the_main_process

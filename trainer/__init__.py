@@ -17,8 +17,7 @@ only when needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from generator.lazy import lazy_exports
 
 _EXPORTS = {
     "Inpainter": "trainer.inpainting.inpainter",
@@ -46,15 +45,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'trainer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip this hook
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__  # the public names once each, not this module's own imports
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -7,20 +7,17 @@ set ``PAINTGUARD_DEBUG=1`` to see the traceback of an unexpected error.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import os
 import signal
 import sys
-import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from generator.cli_parser import exit_code
+# light imports only: torch and Lightning load with the subcommand, once the signal handlers are set
 from generator.messages import one_line
+from generator.signals import Stopped, stops_on_signals
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "protect": ("generator.protect_cli", "protect an image or a folder in one pass (--devices N: several processes)"),
@@ -42,35 +39,6 @@ USAGE = "usage: paintguard COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
 ) + "\n\nRun 'paintguard COMMAND --help' for a command's options."
 
 
-class Stopped(BaseException):
-    """SIGINT or SIGTERM during a command. Not a KeyboardInterrupt, which Lightning's loops turn into ``sys.exit(1)``,
-    and SIGTERM would otherwise kill the process before an output's temporary file is removed, or (during a
-    prediction or a fit) be swallowed or end in exit status 0."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum: int, frame: Any) -> None:
-    raise Stopped(signum)
-
-
-@contextlib.contextmanager
-def stops_on_signals() -> Iterator[None]:
-    """Raise ``Stopped`` on SIGINT and SIGTERM for the duration (signals the shell set to be ignored stay so)."""
-    previous = {}
-    main_thread = threading.current_thread() is threading.main_thread()  # where Python lets handlers be set
-    for signum in (signal.SIGINT, signal.SIGTERM) if main_thread else ():
-        if signal.getsignal(signum) not in (signal.SIG_IGN, None):
-            previous[signum] = signal.signal(signum, _stop)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 class UsageError(ValueError):
     """Bad arguments or input that the user can fix; reported as one line."""
 
@@ -85,6 +53,8 @@ def run_guarded(func, *args) -> int:
     try:
         return int(func(*args) or 0)
     except SystemExit as exit_:
+        from generator.cli_parser import exit_code
+
         if isinstance(exit_.code, str):  # sys.exit("why"): Python would print it; say it as every error is said
             return fail(exit_.code)
         return exit_code(exit_)
@@ -120,14 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         return fail(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
-    module = importlib.import_module(COMMANDS[name][0])
     previous = warnings.formatwarning
     warnings.formatwarning = functools.partial(one_line_warning, fallback=previous)
     try:
-        with stops_on_signals():
-            return run_guarded(module.main, rest)
+        with stops_on_signals():  # the subcommand's imports take seconds: Ctrl-C there is one line too
+            return run_guarded(_run, COMMANDS[name][0], rest)
     finally:
         warnings.formatwarning = previous
+
+
+def _run(module: str, argv: list[str]) -> int:
+    return importlib.import_module(module).main(argv)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from generator.io import IMAGE_SUFFIXES, image_size, is_mask_name, read_image
+from generator.signals import leave_signals_to_the_main_process
 from trainer.data.masks import MaskGenerator, seeded_masks
 
 __all__ = [
@@ -353,6 +354,7 @@ class ImageMaskDataModule(L.LightningDataModule):
             batch_size=batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=leave_signals_to_the_main_process,
             **kwargs,
         )
 
