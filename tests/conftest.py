@@ -165,3 +165,46 @@ def one_line_error(capsys, pattern: str = "", logs_before: bool = False) -> str:
     assert lines and lines[-1].startswith(ERROR) and pattern in lines[-1], err
     assert len(lines) == 1 or logs_before and not any(line.startswith(ERROR) for line in lines[:-1]), err
     return lines[-1].removeprefix(ERROR)
+
+
+# --- the web page in a browser (tests/test_web*.py) ---
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, for the web page's tests; skipped, saying why, where there is none."""
+    from generator.web_browser import find_chromium, launch_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium found: install Debian's chromium (apt-get install chromium) to test the web page")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = launch_chromium(p)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def site():
+    """The built page (``make web``), served in the background: its address."""
+    from generator.web_browser import serve_in_background
+    from generator.web_server import SITE, address, check_site
+
+    try:
+        check_site(SITE)
+    except ValueError as err:
+        pytest.fail(f"{err} (make test builds it)")
+    server = serve_in_background(SITE)
+    yield address(server)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def page(browser, site):
+    from .web_page import Page  # it imports this module's helpers
+
+    page = Page(browser, site)
+    yield page
+    assert not page.errors, page.errors  # no uncaught exception in the page
+    page.close()

@@ -9,113 +9,20 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from generator.io import read_image
 from generator.target import target_colour
-from generator.web_browser import find_chromium, launch_chromium, serve_in_background
+from generator.web_browser import serve_in_background
 from generator.web_server import SITE, address, check_site
 from trainer.commands.cli import main
 
-from .test_bad_files import bomb_png
 from .conftest import write_mask, write_rgb
-
-EPS = 0.025
-TIMEOUT_MS = 60_000  # model load and WebAssembly compile on a busy 2-core machine
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if find_chromium() is None:
-        pytest.skip("no Chromium found: install Debian's chromium (apt-get install chromium) to test the web page")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch_chromium(p)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def site():
-    try:
-        check_site(SITE)
-    except ValueError as err:
-        pytest.fail(f"{err} (make test builds it)")
-    server = serve_in_background(SITE)
-    yield address(server)
-    server.shutdown()
-    server.server_close()
-
-
-class Page:
-    """One page of the site, recording every request so tests can show nothing left this computer."""
-
-    def __init__(self, browser, url: str) -> None:
-        self.context = browser.new_context(accept_downloads=True)
-        self.requests: list[tuple[str, str]] = []
-        self.errors: list[str] = []
-        host = urlparse(url).netloc
-        # anything for another host is recorded and aborted: the page must work with no network at all
-        self.context.route("**/*", lambda route: route.continue_() if urlparse(route.request.url).netloc == host
-                           or route.request.url.startswith(("blob:", "data:")) else route.abort())
-        self.page = self.context.new_page()
-        self.page.on("request", lambda r: self.requests.append((r.method, r.url)))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(url)
-        # locators wait in Playwright's own world: the page's CSP forbids the eval that wait_for_function uses
-        self.page.locator("body[data-model]").wait_for(timeout=TIMEOUT_MS)
-
-    def text(self, selector: str) -> str:
-        return self.page.text_content(selector) or ""
-
-    def idle(self) -> None:
-        """Wait until the page has finished opening a file or protecting (it flags that on <body>)."""
-        self.page.locator("body[data-state=idle]").wait_for(timeout=TIMEOUT_MS)
-
-    def open_image(self, path) -> None:
-        self.page.set_input_files("#image-input", str(path))  # the change handler marks the page working at once
-        self.idle()
-
-    def load_mask(self, path) -> None:
-        self.page.set_input_files("#mask-input", str(path))
-        self.idle()
-
-    def error(self) -> str:
-        return self.text("#error") if self.page.is_visible("#error") else ""
-
-    def close(self) -> None:
-        self.context.close()
-
-
-@pytest.fixture
-def page(browser, site):
-    page = Page(browser, site)
-    yield page
-    assert not page.errors, page.errors  # no uncaught exception in the page
-    page.close()
-
-
-def photo(tmp_path, kind: str) -> tuple[Path, Path]:
-    """An odd, non-square image and its mask; the JPEG is stored on its side with an EXIF rotation."""
-    mask = tmp_path / "photo_mask.png"
-    if kind == "png":
-        image = tmp_path / "photo.png"
-        write_rgb(image, 61, 83, seed=7)
-        write_mask(mask, 61, 83, (10, 20, 40, 60))
-    else:
-        image = tmp_path / "photo.jpg"
-        exif = Image.Exif()
-        exif[0x0112] = 6  # shown turned 90 degrees clockwise: upright it is 61 wide, 83 high
-        smooth = np.linspace(0, 255, 61 * 83 * 3).reshape(61, 83, 3).astype(np.uint8)  # JPEG-friendly content
-        Image.fromarray(smooth).save(image, exif=exif, quality=90)
-        write_mask(mask, 83, 61, (10, 20, 40, 60))
-    return image, mask
+from .test_bad_files import bomb_png
+from .web_page import Page, photo, protect_like_the_cli
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg-rotated"])
@@ -145,35 +52,6 @@ def test_images_above_the_first_models_limit_get_the_next_one(browser, tmp_path)
     finally:
         server.shutdown()
         server.server_close()
-
-
-def protect_like_the_cli(page: Page, site: str, tmp_path: Path, image: Path, mask: Path, model: str) -> None:
-    """Protect ``image`` in the page and check that ``model`` did it, as ``paintguard protect --backend onnx`` does."""
-    page.open_image(image)
-    page.load_mask(mask)
-    assert page.error() == "" and "1,200 px protected" in page.text("#mask-info")
-    page.page.click("#protect")
-    page.idle()
-    assert page.error() == "" and page.text("#status").startswith("Protected in")
-    source = check_site(SITE)[model]["source"]  # the generator the page's model was exported from (the Makefile's)
-    assert page.page.get_attribute("#status", "data-generator") == source
-    with page.page.expect_download() as download:
-        page.page.click("#download")
-    saved = tmp_path / "downloaded.png"
-    download.value.save_as(saved)
-    assert download.value.suggested_filename == "photo_protected.png"
-
-    moved = (read_image(saved).double() - read_image(image).double()).abs().max().item()
-    assert 5 / 255 < moved <= EPS + 1e-9  # the noise is there, within the bound after decoding
-    cli = tmp_path / "cli.png"
-    assert main(["protect", str(image), "--mask", str(mask), "-o", str(cli), "--backend", "onnx",
-                 "--checkpoint", Path(source).stem]) == 0
-    web, reference = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (saved, cli))
-    assert np.abs(web - reference).max() <= 1
-    # offline: every request went to the page's own server, and none sent anything
-    assert all(urlparse(url).netloc == urlparse(site).netloc for _, url in page.requests if url.startswith("http"))
-    assert {method for method, _ in page.requests} == {"GET"}
-
 
 def test_drop_then_brush_eraser_undo_clear(page, tmp_path):
     write_rgb(tmp_path / "a.png", 120, 160)

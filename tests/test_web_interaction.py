@@ -9,7 +9,7 @@ from generator.web_browser import serve_in_background
 from generator.web_server import SITE, address
 
 from .conftest import write_mask, write_rgb
-from .test_web import TIMEOUT_MS, Page, browser, page, photo, protect_like_the_cli, site  # noqa: F401 (fixtures)
+from .web_page import TIMEOUT_MS, Page, photo, protect_like_the_cli
 
 
 def mask_count(page: Page) -> int:
