@@ -19,6 +19,8 @@ _EXPORTS = {
     "native_bfloat16": "generator.precision",
     "resolve_dtype": "generator.precision",
     "target_colour": "generator.target",
+    "read_image": "generator.io",
+    "read_mask": "generator.io",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="the ONNX file to write (.onnx)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
-                        help="PyTorch's exporter: torchscript (1 s) or dynamo (torch.export, about 20 s); same graph")
+                        help="PyTorch's exporter: torchscript (1 s) or dynamo (torch.export, about 20 s); the same "
+                             "network, checked alike")
     return parser
 
 

@@ -32,14 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask", help="mask of the same size (single image); non-zero pixels are protected")
     parser.add_argument("-o", "--output", required=True, help="output file (single image) or folder")
     parser.add_argument("--checkpoint", help=f"generator: shipped name or .safetensors file (default {DEFAULT})")
-    parser.add_argument("--method", choices=METHODS, default="generator")
+    parser.add_argument("--method", choices=METHODS, default="generator",
+                        help="generator: one pass (default); iterative: the 20-step optimiser; hybrid: the optimiser "
+                             "from the generator's noise; refine: optimiser steps on the generator's own field")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="run the generator with torch or onnxruntime (CPU; pip install -e '.[onnx]')")
     parser.add_argument("--onnx-model", help="--backend onnx: an exported .onnx file of --checkpoint (checked "
                                              "against its fingerprint); default: export in memory")
     parser.add_argument("--dtype", choices=CHOICES, default="float32", help="the networks' convolutions (torch "
                         "backend): bfloat16 is faster on CPUs with bfloat16 instructions; auto uses it there")
-    parser.add_argument("--steps", type=int, help=f"optimiser steps (default {DEFAULT_STEPS})")
+    parser.add_argument("--steps", type=int, help="optimiser steps (default: " + ", ".join(
+        f"{steps} for {method}" for method, steps in DEFAULT_STEPS.items()) + ")")
     parser.add_argument("--inpainter", help="for iterative/hybrid/refine: name, file or LaMa folder (default "
                                             f"{INPAINTER})")
     parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda, cuda:1, ... (folder mode: one per process)")

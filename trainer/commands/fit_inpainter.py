@@ -10,7 +10,7 @@ Subcommands::
 ``fit`` and ``validate`` are LightningCLI's (any option can be overridden, e.g.
 ``--model.adversarial 0 --trainer.max_steps 100``; ``--print_config`` shows
 them all). ``--ckpt_path last`` resumes from the ModelCheckpoint's ``last.ckpt``
-and starts from scratch when there is none yet. ``export`` writes the
+and is refused, saying so, when there is none yet. ``export`` writes the
 generator of a Lightning checkpoint as a PaintGuard inpainter checkpoint that
 ``load_inpainter`` and every other command accept; the ``ExportInpainter``
 callback of the config does the same when training ends.
