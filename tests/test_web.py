@@ -16,13 +16,12 @@ import torch
 from PIL import Image
 
 from generator.target import target_colour
-from generator.web_browser import serve_in_background
-from generator.web_server import SITE, address, check_site
+from generator.web_server import SITE, check_site
 from trainer.commands.cli import main
 
 from .conftest import write_mask, write_rgb
 from .test_bad_files import bomb_png
-from .web_page import Page, photo, protect_like_the_cli
+from .web_page import Page, photo, protect_like_the_cli, served_copy
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg-rotated"])
@@ -36,31 +35,21 @@ def test_page_protects_like_the_onnx_backend(page, site, tmp_path, kind):
 def test_images_above_the_first_models_limit_get_the_next_one(browser, tmp_path):
     # the default generator's graph needs far more memory per pixel than the fast one's, so the page takes the
     # second model of models.json above the first one's max_pixels: here lowered below the photo's 5063 pixels
-    root = tmp_path / "site"
-    shutil.copytree(SITE, root)
-    (root / "models.json").write_text(json.dumps({"models": [{"file": "model.onnx", "max_pixels": 5000},
-                                                             {"file": "model-large.onnx", "max_pixels": 16777216}]}))
-    server = serve_in_background(root)
-    try:
-        page = Page(browser, address(server))
+    models = [{"file": "model.onnx", "max_pixels": 5000}, {"file": "model-large.onnx", "max_pixels": 16777216}]
+    with served_copy(tmp_path, models) as (_, url, _):
+        page = Page(browser, url)
         assert "above 0.0 MP a faster one (model-large.onnx)" in page.text("#model-info")
         image, mask = photo(tmp_path, "png")
-        protect_like_the_cli(page, address(server), tmp_path, image, mask, model="model-large.onnx")
+        protect_like_the_cli(page, url, tmp_path, image, mask, model="model-large.onnx")
         assert "the page protects with a faster generator" in page.text("#image-info")
         assert not page.errors, page.errors
         page.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+
 
 def test_drop_then_brush_eraser_undo_clear(page, tmp_path):
     write_rgb(tmp_path / "a.png", 120, 160)
     # the image arrives by drag and drop, as from a file manager
-    transfer = page.page.evaluate_handle(
-        "([bytes, name]) => { const t = new DataTransfer(); "
-        "t.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'})); return t; }",
-        [list((tmp_path / "a.png").read_bytes()), "a.png"])
-    page.page.dispatch_event("#open", "drop", {"dataTransfer": transfer})
+    page.drop(tmp_path / "a.png")
     page.idle()
     assert page.text("#image-info") == "a.png: PNG, 160x120"
     box = page.page.locator("#mask-canvas").bounding_box()
@@ -120,18 +109,12 @@ def test_bad_files_are_refused_with_clear_messages(page, tmp_path):
 
 
 def test_a_model_that_does_not_load_is_reported(browser, tmp_path):
-    root = tmp_path / "site"
-    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("model.onnx"))
-    (root / "model.onnx").write_bytes(b"\x08\x07broken")
-    server = serve_in_background(root)
-    try:
-        page = Page(browser, address(server))
+    with served_copy(tmp_path, without=("model.onnx",)) as (root, url, _):
+        (root / "model.onnx").write_bytes(b"\x08\x07broken")
+        page = Page(browser, url)
         assert page.page.get_attribute("body", "data-model") == "failed"
         assert "the model did not load" in page.error()
         page.close()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_target_colour_matches_python(browser, site):

@@ -3,13 +3,8 @@ the keyboard alone, a resized window, a server that has stopped, a model that di
 
 from __future__ import annotations
 
-import shutil
-
-from generator.web_browser import serve_in_background
-from generator.web_server import SITE, address
-
 from .conftest import write_mask, write_rgb
-from .web_page import TIMEOUT_MS, Page, photo, protect_like_the_cli
+from .web_page import TIMEOUT_MS, Page, photo, protect_like_the_cli, served_copy
 
 
 def mask_count(page: Page) -> int:
@@ -28,11 +23,7 @@ def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
     page.page.click("#protect")
     assert page.page.is_disabled("#image-input") and page.page.is_disabled("#mask-input")
     page.page.keyboard.press("Control+z")
-    transfer = page.page.evaluate_handle(
-        "([bytes, name]) => { const t = new DataTransfer(); "
-        "t.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'})); return t; }",
-        [list((tmp_path / "second.png").read_bytes()), "second.png"])
-    page.page.dispatch_event("#open", "drop", {"dataTransfer": transfer})
+    page.drop(tmp_path / "second.png")
     page.idle()
     assert page.text("#status").startswith("Protected in"), page.text("#status")
     assert page.text("#image-info") == "first.png: PNG, 800x600" and mask_count(page) == painted
@@ -40,7 +31,7 @@ def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
         page.page.click("#download")
     assert download.value.suggested_filename == "first_protected.png"
     # once it has run, a drop anywhere on the page opens the file: on the painting too, not only on the box
-    page.page.dispatch_event("#stage", "drop", {"dataTransfer": transfer})
+    page.drop(tmp_path / "second.png", on="#stage")
     page.idle()
     assert page.text("#image-info") == "second.png: PNG, 52x40"
 
@@ -86,11 +77,8 @@ def test_the_mask_stays_on_the_image_when_the_window_narrows(page, tmp_path):
 
 def test_a_model_that_did_not_load_stays_said(browser, tmp_path):
     """Opening an image hid the failure and said "Loading the model…" for good."""
-    root = tmp_path / "site"
-    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns("model.onnx"))
-    server = serve_in_background(root)
-    try:
-        page = Page(browser, address(server))
+    with served_copy(tmp_path, without=("model.onnx",)) as (_, url, _):
+        page = Page(browser, url)
         assert page.error() == ("the model did not load (HTTP 404 for model.onnx); build the page with 'make web' "
                                 "and serve it with 'paintguard web'.")
         image, _ = photo(tmp_path, "png")
@@ -99,24 +87,16 @@ def test_a_model_that_did_not_load_stays_said(browser, tmp_path):
         assert page.text("#status") == "Something went wrong (see below)."
         assert not page.errors, page.errors
         page.close()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_large_images_protect_after_the_server_stops(browser, tmp_path):
     """"Works offline once loaded": the faster model for large images was fetched only when first needed."""
-    root = tmp_path / "site"
-    shutil.copytree(SITE, root)
-    (root / "models.json").write_text('{"models": [{"file": "model.onnx", "max_pixels": 5000}, '
-                                      '{"file": "model-large.onnx", "max_pixels": 16777216}]}')
-    server = serve_in_background(root)
-    url = address(server)
-    page = Page(browser, url)
-    page.page.locator("body[data-models=fetched]").wait_for(timeout=TIMEOUT_MS)
-    server.shutdown()
-    server.server_close()
-    image, mask = photo(tmp_path, "png")
-    protect_like_the_cli(page, url, tmp_path, image, mask, model="model-large.onnx")
-    assert not page.errors, page.errors
-    page.close()
+    models = [{"file": "model.onnx", "max_pixels": 5000}, {"file": "model-large.onnx", "max_pixels": 16777216}]
+    with served_copy(tmp_path, models) as (_, url, server):
+        page = Page(browser, url)
+        page.page.locator("body[data-models=fetched]").wait_for(timeout=TIMEOUT_MS)
+        server.shutdown()
+        image, mask = photo(tmp_path, "png")
+        protect_like_the_cli(page, url, tmp_path, image, mask, model="model-large.onnx")
+        assert not page.errors, page.errors
+        page.close()

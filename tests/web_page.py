@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -9,13 +13,31 @@ import numpy as np
 from PIL import Image
 
 from generator.io import read_image
-from generator.web_server import SITE, check_site
+from generator.web_browser import serve_in_background
+from generator.web_server import SITE, address, check_site
 from trainer.commands.cli import main
 
 from .conftest import write_mask, write_rgb
 
 EPS = 0.025
 TIMEOUT_MS = 60_000  # model load and WebAssembly compile on a busy 2-core machine
+
+
+@contextmanager
+def served_copy(tmp_path: Path, models: list[dict] | None = None, without: tuple[str, ...] = ()
+                ) -> Iterator[tuple[Path, str, object]]:
+    """A copy of the built page, with another ``models`` list or ``without`` some files, served in the
+    background: (its folder, its address, the server, which a test may stop early)."""
+    root = tmp_path / "site"
+    shutil.copytree(SITE, root, ignore=shutil.ignore_patterns(*without))
+    if models is not None:
+        (root / "models.json").write_text(json.dumps({"models": models}))
+    server = serve_in_background(root)
+    try:
+        yield root, address(server), server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class Page:
@@ -46,6 +68,14 @@ class Page:
     def open_image(self, path) -> None:
         self.page.set_input_files("#image-input", str(path))  # the change handler marks the page working at once
         self.idle()
+
+    def drop(self, path, on: str = "#open") -> None:
+        """Drop the file ``path`` on the element ``on``, as from a file manager (without waiting for the page)."""
+        transfer = self.page.evaluate_handle(
+            "([bytes, name]) => { const t = new DataTransfer(); "
+            "t.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'})); return t; }",
+            [list(Path(path).read_bytes()), Path(path).name])
+        self.page.dispatch_event(on, "drop", {"dataTransfer": transfer})
 
     def load_mask(self, path) -> None:
         self.page.set_input_files("#mask-input", str(path))
