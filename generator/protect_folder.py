@@ -219,9 +219,8 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
                              f"--strategy {args.strategy}: {one_line(str(err))}") from None
         for parent in sorted({item.output.parent for item in items}):
             parent.mkdir(parents=True, exist_ok=True)
-        if trainer.is_global_zero:
+        if trainer.is_global_zero:  # one marker and one line per run, not per process
             mark_output(out_dir, folder)
-        if trainer.is_global_zero:  # one line per run, not per process
             warn_lossy(FORMATS[args.format])
         trainer.predict(ProtectModule(protector, args.method, steps), datamodule=data, return_predictions=False)
     written, unchanged, failed = writer.counts

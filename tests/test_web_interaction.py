@@ -44,10 +44,18 @@ def test_a_result_goes_once_its_mask_is_edited(page, tmp_path):
     page.page.click("#protect")
     page.idle()
     assert not page.page.is_disabled("#download")
+    assert page.page.is_visible("#results")
     page.page.click("#undo")  # back to the empty mask
     assert page.page.is_disabled("#download") and page.page.is_disabled("#clear")  # nothing to clear either
     assert page.text("#status") == "The mask changed: press Protect again."
-    assert page.page.locator("#result-canvas").get_attribute("width") == "0"
+    # the figures go with their room: a blank box 340 px high, wider than a phone's screen, stayed
+    assert page.page.locator("#result-canvas").get_attribute("width") == "0" and page.page.is_hidden("#results")
+    page.load_mask(mask)
+    page.page.click("#protect")
+    page.idle()
+    page.load_mask(mask)
+    assert page.text("#status") == f"Loaded the mask '{mask.name}': press Protect again."
+    assert page.page.is_hidden("#results") and page.page.is_disabled("#download")
 
 
 def test_the_keyboard_reaches_the_file_pickers(page):

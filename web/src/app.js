@@ -58,11 +58,22 @@ function refreshButtons() {
   if (state.image) $('mask-info').textContent = `${painted.toLocaleString('en')} px protected`;
 }
 
+/** No result on show: the figures and their captions go, and the room their display size took. */
+function clearResult() {
+  for (const id of ['result-canvas', 'noise-canvas']) {
+    $(id).width = 0;
+    $(id).height = 0;
+    $(id).style.width = '';
+    $(id).style.height = '';
+  }
+  $('results').hidden = true;
+}
+
 /** The mask was edited: a result protects the old one, so it is taken away rather than saved by mistake. */
 function maskChanged() {
   if (state.result) {
     state.result = null;
-    for (const id of ['result-canvas', 'noise-canvas']) { $(id).width = 0; $(id).height = 0; }
+    clearResult();
     setStatus('The mask changed: press Protect again.');
   }
   refreshButtons();
@@ -113,7 +124,7 @@ async function loadModels() {
 function notLoaded(err) {
   // fetch itself fails (a TypeError) when no server answers: the page is built, its server has stopped
   const hint = err instanceof TypeError
-    ? "the page's server cannot be reached: start 'paintguard web' again and reload"
+    ? "the page's server cannot be reached: start 'paintguard web' again, then retry"
     : "build the page with 'make web' and serve it with 'paintguard web'";
   return new Error(`the model did not load (${err.message}); ${hint}`);
 }
@@ -192,8 +203,14 @@ async function decode(file, { forMask = false } = {}) {
   return { width, height, rgba: ctx.getImageData(0, 0, width, height).data };
 }
 
+/** Focus back on the file picker a keyboard user opened the file with: disabled while it was read, it lost it. */
+function refocus(element) {
+  if (element instanceof HTMLInputElement && !element.disabled && document.activeElement === document.body) element.focus();
+}
+
 async function openImage(file) {
   if (state.busy) return;
+  const focused = document.activeElement;
   clearError();
   state.busy = true;
   working(true);
@@ -219,12 +236,12 @@ async function openImage(file) {
     view.getContext('2d').putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
     editor.reset(image.width, image.height);
     refit();
-    for (const id of ['result-canvas', 'noise-canvas']) { $(id).width = 0; $(id).height = 0; }
+    clearResult();
     const slider = $('brush-size');
     slider.max = String(Math.max(8, Math.round(Math.min(image.width, image.height) / 2)));
     slider.value = String(Math.max(2, Math.round(Math.min(image.width, image.height) / 12)));
     $('brush-size-value').textContent = slider.value;
-    const large = loaded() && modelFor(pixels) !== state.models[0]
+    const large = state.models.length && modelFor(pixels) !== state.models[0]
       ? `; above ${megapixels(state.models[0].max_pixels)} MP the page protects with a faster generator that keeps less `
         + 'of the optimiser\'s effect (\'paintguard protect\' runs the default at any size)' : '';
     $('image-info').textContent = `${file.name}: ${head.format}, ${image.width}x${image.height}${large}`;
@@ -235,11 +252,13 @@ async function openImage(file) {
   }
   state.busy = false;
   refreshButtons();
+  refocus(focused);
   working(false);
 }
 
 async function openMask(file) {
   if (state.busy) return;
+  const focused = document.activeElement;
   clearError();
   state.busy = true;
   working(true);
@@ -259,13 +278,15 @@ async function openMask(file) {
     }
     editor.load(maskRegion(mask.rgba, width * height));
     state.busy = false;
+    const replaced = state.result !== null;
     maskChanged();
-    setStatus(`Loaded the mask '${file.name}'.`);
+    setStatus(`Loaded the mask '${file.name}'${replaced ? ': press Protect again' : ''}.`);
   } catch (err) {
     showError(`Cannot use the mask '${file.name}': ${err.message}.`);
   }
   state.busy = false;
   refreshButtons();
+  refocus(focused);
   working(false);
 }
 
@@ -300,6 +321,7 @@ async function protect() {
     const noise = output.noise.data;
     const pixels = protectedPixels(rgba, noise, width, height, model.info.eps);
     output.noise.dispose?.();
+    $('results').hidden = false; // before drawing: the figures' width is measured
     drawTo($('result-canvas'), pixels, width, height);
     drawTo($('noise-canvas'), noiseView(rgba, pixels, NOISE_GAIN), width, height);
     state.result = { pixels, name: `${image.name.replace(/\.[^.]*$/, '')}_protected.png` };
