@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build lies on local disk here; GPU users override, e.g. TORCH_SPEC="torch==2.13.0+cu128 --index-url ..."
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.paintguard-setup
+TORCH_STAMP := $(VENV)/.torch-spec
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # OpenMP threads that spin while waiting starve every other process on a small shared CPU
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -21,18 +22,22 @@ WEB_DIST := web/dist
 ORT_DIST := web/node_modules/onnxruntime-web/dist
 # the ESM build with WebGPU and its WebAssembly runtime: all the page loads from onnxruntime-web
 ORT_FILES := ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm
-WEB_FILES := web/index.html web/style.css web/models.json $(wildcard web/src/*.js)
+# web/src itself too: its date moves when a file is removed, which the list of files cannot show
+WEB_FILES := web/index.html web/style.css web/models.json web/src $(wildcard web/src/*.js)
 EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py generator/stem_head.py generator/encoder_head.py \
-	generator/transpose.py
+	generator/transpose.py generator/real_fft.py
 
-.PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web FORCE
+.PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web FORCE tests benchmarks
 
 setup: $(STAMP)
 
-# torch goes in first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels
-$(STAMP): pyproject.toml Makefile
+# torch goes in first: a bare `torch` requirement would otherwise pull several GB of CUDA wheels; the spec
+# installed is recorded, so that `make setup TORCH_SPEC=...` (a GPU build, say) installs it into an existing .venv
+$(TORCH_STAMP): FORCE
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) $(TORCH_SPEC)
+	@echo '$(TORCH_SPEC)' | cmp -s - $@ || { $(PIP) $(TORCH_SPEC) && echo '$(TORCH_SPEC)' > $@; }
+
+$(STAMP): pyproject.toml Makefile $(TORCH_STAMP)
 	$(PIP) -e ".[dev]"
 	@touch $@
 
@@ -76,12 +81,14 @@ FORCE:
 demo: setup
 	$(BIN)/paintguard demo --out outputs/demo
 
+# the optimiser's seconds per image on big-lama and lama-tiny (about 5 minutes on one thread); ARGS are passed on
 benchmark: setup
-	$(BIN)/python benchmarks/optimizer_speed.py
+	$(BIN)/python benchmarks/optimizer_speed.py $(ARGS)
 
-# torch vs onnxruntime (and the web page in headless Chromium): time, peak memory, int8
+# torch vs onnxruntime (and the web page in headless Chromium): time, peak memory, int8; about 23 minutes and
+# 20 GB at its peak (int8 at 3840x2160). ARGS are passed on: ARGS="--runs 1 --rounds 1 --no-web" is shorter
 benchmark-onnx: setup web
-	$(BIN)/python benchmarks/onnx_speed.py
+	$(BIN)/python benchmarks/onnx_speed.py $(ARGS)
 
 # lama-tiny's training photos, from Debian's archive (needs apt-get; see checkpoints/README.md)
 photos: setup
@@ -90,6 +97,10 @@ photos: setup
 # lama-tiny-ft's fine-tuning photos, of other kinds than lama-tiny's, from other Debian packages (needs apt-get)
 editor-photos: setup
 	test -d data/editor-photos || $(BIN)/python scripts/editor_photos.py data/editor-photos
+
+# folders of that name, not targets: `make tests` said "Nothing to be done", which looked like a passing `make test`
+tests benchmarks:
+	@echo "make: no target '$@'; did you mean '$(@:s=)'?" >&2; exit 2
 
 clean:
 	rm -rf outputs runs .pytest_cache $(ONNX_DIR) $(WEB_DIST)
