@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from generator.messages import one_line
+from generator.messages import one_line, warn_user
 
 PathLike = str | os.PathLike
 
@@ -39,6 +39,9 @@ def bomb_error(path: PathLike) -> ImageReadError:
     return ImageReadError(f"image '{os.fspath(path)}' exceeds Pillow's decompression-bomb limit")
 
 
+ANIMATED = ("GIF", "PNG", "WEBP")  # formats whose extra frames are an animation
+
+
 def not_regular(path: PathLike) -> str | None:
     """Why ``path`` is no file to read, when it exists but is a folder, a pipe or a device (reading a pipe waits
     for a writer for ever); None otherwise, a missing file included (opening it says so)."""
@@ -54,16 +57,20 @@ def _open(path: PathLike, what: str = "image") -> Image.Image:
         raise ImageReadError(f"cannot read {what} '{os.fspath(path)}': {reason}")
     try:
         with Image.open(path) as img:
+            # an animation's other frames are never read (a phone's MPO JPEG holds previews, not frames: no word)
+            frames = img.n_frames if getattr(img, "is_animated", False) and img.format in ANIMATED else 1
             # exif_transpose returns a new image (a copy when nothing to do);
             # load() forces the whole decode so truncated files fail here.
             img = ImageOps.exif_transpose(img)
             img.load()
-            return img
     except Image.DecompressionBombError:
         raise bomb_error(path) from None
     except Exception as err:  # PIL decoders raise OSError, SyntaxError, struct.error, ...
         reason = one_line(getattr(err, "strerror", None) or err)
         raise ImageReadError(f"cannot read {what} '{os.fspath(path)}': {reason}") from None
+    if frames > 1:
+        warn_user(f"{what} '{os.fspath(path)}' is an animation of {frames} frames; only the first is read")
+    return img
 
 
 def _high_bit_to_float(img: Image.Image) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 PACKAGE = str(Path(__file__).parent) + os.sep
@@ -18,10 +19,15 @@ def one_line(message: object, limit: int | None = None) -> str:
     return text
 
 
-def user_stacklevel() -> int:
-    """The ``stacklevel`` for a warning raised by the function that calls this: the first frame outside
-    ``generator``, the user's own line, however deep the package's calls (Python 3.12's ``skip_file_prefixes``)."""
-    frame, level = sys._getframe(2), 2
+class PaintGuardWarning(UserWarning):
+    """A warning for the user of PaintGuard: the commands print it as their own one-line note, wherever it
+    points (in a folder run the nearest frame outside the package is Lightning's or torch's)."""
+
+
+def warn_user(message: str) -> None:
+    """Warn with ``message``, pointing at the first frame outside ``generator``: the user's own line, however deep
+    the package's calls (Python 3.12's ``skip_file_prefixes``)."""
+    frame, level = sys._getframe(1), 2
     while frame is not None and frame.f_code.co_filename.startswith(PACKAGE):
         frame, level = frame.f_back, level + 1
-    return level
+    warnings.warn(message, PaintGuardWarning, stacklevel=level)

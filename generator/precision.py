@@ -9,11 +9,10 @@ elsewhere warns.
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 
-from generator.messages import user_stacklevel
+from generator.messages import warn_user
 
 DTYPES = ("float32", "bfloat16")  # float16 took 31 times as long as float32 on a CPU
 CHOICES = (*DTYPES, "auto")  # what --dtype accepts: "auto" is bfloat16 where it is native, else float32
@@ -61,5 +60,5 @@ def warn_if_emulated(dtype: torch.dtype, device: str | torch.device) -> None:
         device = torch.device(device)
         what = ("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX)" if device.type == "cpu"
                 else f"{device} has no native bfloat16")
-        warnings.warn(f"{what}: bfloat16 runs emulated, 2 to 44 times as long as float32 on the instruction sets "
-                      "measured; use float32, or 'auto' to pick", stacklevel=user_stacklevel())
+        warn_user(f"{what}: bfloat16 runs emulated, 2 to 44 times as long as float32 on the instruction sets "
+                  "measured; use float32, or 'auto' to pick")

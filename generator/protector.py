@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import numbers
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from torch import nn
 from generator import checkpoint, convert
 from generator.convert import ImageLike
 from generator.devices import check_device
-from generator.messages import user_stacklevel
+from generator.messages import warn_user
 from generator import precision
 from generator.precision import warn_if_emulated
 from generator.target import target_colour
@@ -243,16 +242,14 @@ class Protector:
         hole = mask.to(self.device) != 0
         if hole.flatten(1).all(1).any():
             # a warning, not an error: training and evaluation code pass synthetic masks; the CLI refuses
-            warnings.warn(f"{FULL_MASK}; the noise is returned but cannot protect anything",
-                          stacklevel=user_stacklevel())
+            warn_user(f"{FULL_MASK}; the noise is returned but cannot protect anything")
         # the image stays in its own precision (at least float32) whatever the generator's: a bfloat16 sum would
         # move pixels by up to 2e-3 on top of the noise
         work = torch.promote_types(image.dtype, torch.float32) if image.is_floating_point() else torch.float32
         image, mask = image.to(self.device, work), hole.to(work)
         used = hole.flatten(1).any(1)
         if not used.all():
-            warnings.warn(f"{int((~used).sum())} image(s) with an empty mask returned unchanged",
-                          stacklevel=user_stacklevel())
+            warn_user(f"{int((~used).sum())} image(s) with an empty mask returned unchanged")
             if not used.any():
                 return image.clamp(0, 1)
         if method == "generator":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from generator.messages import user_stacklevel
+from generator.messages import warn_user
 
 Tensor = torch.Tensor
 LOSSLESS = {".png", ".tif", ".tiff", ".bmp"}
@@ -110,6 +109,6 @@ def save_protected(protected: Tensor, original: Tensor, path: str | os.PathLike,
         raise ValueError(f"eps must be positive, got {eps}")
     path = Path(path)
     if path.suffix.lower() not in LOSSLESS:
-        warnings.warn(f"'{path.name}': lossy formats change pixels after the bound is applied and weaken the "
-                      "protection; prefer PNG", stacklevel=user_stacklevel())
+        warn_user(f"'{path.name}': lossy formats change pixels after the bound is applied and weaken the "
+                  "protection; prefer PNG")
     return write_atomic(Image.fromarray(quantize_within_bound(protected, original, eps)), path)

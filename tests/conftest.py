@@ -157,6 +157,18 @@ def checkpoints(tmp_path, monkeypatch, tiny_inpainter):
     return folder
 
 
+@pytest.fixture
+def printed_warnings(monkeypatch):
+    """Warnings printed on stderr as a plain run prints them (pytest records them instead), in the format the
+    command sets, every time."""
+    import sys
+    import warnings
+
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
+                        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
+    monkeypatch.setattr(warnings, "filters", [("always", None, Warning, None, 0)])
+
+
 def one_line_error(capsys, pattern: str = "", logs_before: bool = False) -> str:
     """The message of the one error line a refused command printed on stderr, with ``pattern`` in it. Nothing else
     may be there, or with ``logs_before`` only lines before it (Lightning logs "Seed set to 0" as a fit starts)."""

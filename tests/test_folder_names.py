@@ -116,3 +116,16 @@ def test_a_jpeg_mask_for_one_image_is_warned_of(tmp_path, generator_path, capsys
                  "--checkpoint", str(generator_path)]) == 0
     assert capsys.readouterr().err == (f"paintguard: warning: mask '{tmp_path}/m.jpg' is a JPEG: its compression "
                                        "moves the mask's edges (any non-zero pixel is protected); save masks as PNG\n")
+
+
+def test_a_warning_from_inside_the_folder_loop_is_a_note_of_the_command(tmp_path, generator_path, capsys,
+                                                                         printed_warnings):
+    """Raised under Lightning's and torch's frames, it was printed as a Python warning from torch's fetch.py."""
+    src = tmp_path / "in"
+    src.mkdir()
+    frames = [Image.new("RGB", (24, 20), (60 * i, 0, 0)) for i in range(3)]
+    frames[0].save(src / "x.webp", save_all=True, append_images=frames[1:], lossless=True)
+    write_mask(src / "x_mask.png", 20, 24, (2, 2, 8, 8))
+    assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 0
+    assert capsys.readouterr().err == (f"paintguard: warning: image '{src}/x.webp' is an animation of 3 frames; "
+                                       "only the first is read\n")

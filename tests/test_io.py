@@ -1,5 +1,7 @@
 """Reading images and masks: orientation, mode conversion, errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -196,3 +198,17 @@ def test_mask_size_mismatch(tmp_path):
 def test_missing_mask(tmp_path):
     with pytest.raises(ImageReadError, match="^cannot read mask '.*m.png': No such file"):
         read_mask(tmp_path / "m.png")
+
+
+def test_an_animation_is_read_as_its_first_frame_and_said_so(tmp_path):
+    """Its other frames were dropped without a word; a still image (or a phone's MPO JPEG) gets none."""
+    frames = [Image.new("RGB", (20, 16), (60 * i, 0, 0)) for i in range(3)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "still.png")
+    with pytest.warns(UserWarning, match=r"image '.*a\.gif' is an animation of 3 frames; only the first is read") \
+            as caught:
+        image = read_image(tmp_path / "a.gif")
+    assert caught[0].filename == __file__ and image.shape == (3, 16, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "still.png")

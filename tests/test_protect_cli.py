@@ -86,13 +86,9 @@ def test_bfloat16_generator_and_optimiser(tmp_path, pair, generator_path, tiny_i
         assert not bad.exists()
 
 
-def test_dtype_auto_and_the_one_line_warning(tmp_path, pair, generator_path, native, capsys, monkeypatch):
+def test_dtype_auto_and_the_one_line_warning(tmp_path, pair, generator_path, native, capsys, printed_warnings):
     """auto runs bfloat16 where the CPU has it, else float32; asking for bfloat16 elsewhere warns on one line."""
     image, mask = pair
-    # print warnings as a plain run does (pytest records them instead), through the format the command sets
-    monkeypatch.setattr(warnings, "showwarning", lambda message, category, filename, lineno, file=None, line=None:
-                        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line)))
-    monkeypatch.setattr(warnings, "filters", [("always", None, Warning, None, 0)])
     outs = {dtype: tmp_path / f"{dtype}.png" for dtype in ("float32", "bfloat16", "auto")}
     importlib.import_module("generator.protect_cli")  # Lightning sets its own warning format on import
     before = warnings.formatwarning

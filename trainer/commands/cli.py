@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 # light imports only: torch and Lightning load with the subcommand, once the signal handlers are set
-from generator.messages import one_line
+from generator.messages import PaintGuardWarning, one_line
 from generator.signals import Stopped, stops_on_signals
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -77,7 +77,7 @@ OWN = tuple(str(Path(__file__).resolve().parents[2] / package) + os.sep for pack
 
 def one_line_warning(message, category, filename, lineno, line=None, *, fallback) -> str:
     """PaintGuard's warnings as the commands' own notes, one line without a source excerpt; others by ``fallback``."""
-    if str(Path(filename).resolve()).startswith(OWN):
+    if issubclass(category, PaintGuardWarning) or str(Path(filename).resolve()).startswith(OWN):
         return f"paintguard: warning: {one_line(message)}\n"
     return fallback(message, category, filename, lineno, line)
 
