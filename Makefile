@@ -92,11 +92,11 @@ benchmark-onnx: setup web
 
 # lama-tiny's training photos, from Debian's archive (needs apt-get; see checkpoints/README.md)
 photos: setup
-	test -d data/photos || $(BIN)/python scripts/debian_photos.py data/photos
+	@test -d data/photos || $(BIN)/python scripts/debian_photos.py data/photos
 
 # lama-tiny-ft's fine-tuning photos, of other kinds than lama-tiny's, from other Debian packages (needs apt-get)
 editor-photos: setup
-	test -d data/editor-photos || $(BIN)/python scripts/editor_photos.py data/editor-photos
+	@test -d data/editor-photos || $(BIN)/python scripts/editor_photos.py data/editor-photos
 
 # folders of that name, not targets: `make tests` said "Nothing to be done", which looked like a passing `make test`
 tests benchmarks:
