@@ -217,10 +217,12 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
         except MisconfigurationException as err:
             raise ValueError(f"--device {args.device} --devices {args.devices} --num-nodes {args.num_nodes} "
                              f"--strategy {args.strategy}: {one_line(str(err))}") from None
-        for parent in sorted({item.output.parent for item in items}):
+        # folders for the images that may be written: one whose images all failed the scan is not made
+        for parent in sorted({item.output.parent for item in items if item.error is None}):
             parent.mkdir(parents=True, exist_ok=True)
         if trainer.is_global_zero:  # one marker and one line per run, not per process
-            mark_output(out_dir, folder)
+            if out_dir.is_dir():
+                mark_output(out_dir, folder)
             warn_lossy(FORMATS[args.format])
         trainer.predict(ProtectModule(protector, args.method, steps), datamodule=data, return_predictions=False)
     written, unchanged, failed = writer.counts

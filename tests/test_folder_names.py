@@ -129,3 +129,12 @@ def test_a_warning_from_inside_the_folder_loop_is_a_note_of_the_command(tmp_path
     assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 0
     assert capsys.readouterr().err == (f"paintguard: warning: image '{src}/x.webp' is an animation of 3 frames; "
                                        "only the first is read\n")
+
+
+def test_no_output_folder_is_made_for_images_that_failed_the_scan(tmp_path, generator_path, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write_rgb(src / "sub" / "lonely.png", 20, 24)  # no mask
+    assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 1
+    assert "no mask for" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # an empty out/sub was made

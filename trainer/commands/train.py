@@ -21,7 +21,7 @@ PROG = "paintguard train"
 DESCRIPTION = ("Train the one-pass protector against a frozen inpainter: 'fit' and 'validate' are LightningCLI's "
                "(e.g. fit --config configs/generator/lama-tiny.yaml [--ckpt_path last]); "
                "'export --ckpt_path CKPT --out FILE.safetensors [--overwrite]' writes a checkpoint's generator "
-               "as a PaintGuard checkpoint.")
+               "as a PaintGuard checkpoint. 'paintguard train --config FILE' is short for 'fit --config FILE'.")
 
 
 def main(argv: list[str] | None = None) -> int:
