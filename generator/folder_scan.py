@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from generator.io import IMAGE_SUFFIXES, find_image_mask_pairs, not_regular, unpaired_masks
+from generator.io import IMAGE_SUFFIXES, find_image_mask_pairs, unpaired_masks
 from generator.protect_items import Item, say
 
 # left in every output folder, so that a later run over a folder that holds it does not take its protected
@@ -65,8 +65,6 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> 
         item = Item(image, masks, out_dir / image.relative_to(folder).with_suffix(suffix))
         if not masks:
             item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
-        if (reason := not_regular(image)) is not None:
-            item.error = f"cannot read image '{image}': {reason}"
         if item.output in seen:
             item.error = f"'{image}' and '{seen[item.output]}' would both be written to '{item.output}'"
         seen.setdefault(item.output, image)

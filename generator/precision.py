@@ -9,7 +9,6 @@ elsewhere warns.
 
 from __future__ import annotations
 
-
 import torch
 
 from generator.messages import warn_user

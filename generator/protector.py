@@ -187,6 +187,11 @@ class Protector:
         _check_batch(image, mask)
         return self._noise(image, mask, target)
 
+    def _method_and_steps(self, method: str | None, steps: Any) -> tuple[str, int | None]:
+        """``method`` (default: the generator's pass, or the optimiser for a Protector without one) and ``steps``,
+        checked and resolved as ``_method_and_steps`` does."""
+        return _method_and_steps(method or ("generator" if self.net is not None else "iterative"), steps)
+
     def _require_generator(self) -> None:
         if self.net is None:
             raise ValueError("this Protector has no generator (Protector.iterative): the 'generator', 'hybrid' "
@@ -224,7 +229,7 @@ class Protector:
         warns: the inpainter sees none of the image, so no noise can steer it
         (``paintguard protect`` refuses such masks).
         """
-        method, steps = _method_and_steps(method or ("generator" if self.net is not None else "iterative"), steps)
+        method, steps = self._method_and_steps(method, steps)
         x, kind = convert.to_tensor(image)
         m = convert.mask_to_tensor(mask, x)
         protected = self.protect_batch(x, m, method, steps)
@@ -234,7 +239,7 @@ class Protector:
         """The tensor core of ``protect``: image (B,3,H,W) in [0,1], mask (B,1,H,W), non-zero where protected ->
         the protected batch on ``device``, in float32 (float64 for float64 images), ``|protected - image| <= eps``.
         ``method`` and ``steps`` as for ``protect``; the result is not differentiable."""
-        method, steps = _method_and_steps(method or ("generator" if self.net is not None else "iterative"), steps)
+        method, steps = self._method_and_steps(method, steps)
         if method != "iterative":
             self._require_generator()
         image, mask = image.detach(), mask.detach()
