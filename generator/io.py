@@ -131,6 +131,14 @@ def mask_region(img: Image.Image) -> np.ndarray:
     return rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
 
 
+def _drawn_in_black(img: Image.Image) -> bool:
+    """Whether ``img`` has strokes that are opaque (in part) and black, on pixels that are fully transparent."""
+    if img.mode in _GREY_MODES or not (img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or img.has_transparency_data):
+        return False
+    alpha = np.asarray(_rgba(img))[..., 3]
+    return bool((alpha > 0).any() and (alpha == 0).any())
+
+
 def image_size(path: PathLike) -> tuple[int, int]:
     """``(width, height)`` of ``path`` upright, after decoding it whole: a damaged file fails here as in a read."""
     return _open(path).size
@@ -153,7 +161,11 @@ def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tens
     i.e. alpha is composited on black. ``size`` is the image's ``(H, W)``; a
     mask of another size raises ``ImageReadError``.
     """
-    region = mask_region(_open(path, "mask"))
+    img = _open(path, "mask")
+    region = mask_region(img)
+    if not region.any() and _drawn_in_black(img):
+        warn_user(f"mask '{os.fspath(path)}' is drawn in black on a transparent background, so it marks nothing: "
+                  "the region is its non-black pixels; paint it in white")
     if size is not None and tuple(region.shape) != tuple(size):
         (h, w), (ih, iw) = region.shape, size
         raise ImageReadError(f"mask '{os.fspath(path)}' is {w}x{h} but the image is {iw}x{ih}")

@@ -177,6 +177,25 @@ def accelerator(device: str) -> tuple[str, int | list[int] | None]:
     return device, None
 
 
+def make_folders(folders: set[Path]) -> list[Path]:
+    """Make ``folders`` with their parents; the ones this call made, deepest first."""
+    made = set()
+    for folder in folders:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        made.update(missing)
+    return sorted(made, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that are empty: nothing was written into them."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): keep it
+            pass
+
+
 @contextmanager
 def quiet_lightning():
     """Hide Lightning's start-up banners and its warnings about its own internals; real warnings still show."""
@@ -217,14 +236,15 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
         except MisconfigurationException as err:
             raise ValueError(f"--device {args.device} --devices {args.devices} --num-nodes {args.num_nodes} "
                              f"--strategy {args.strategy}: {one_line(str(err))}") from None
-        # folders for the images that may be written: one whose images all failed the scan is not made
-        for parent in sorted({item.output.parent for item in items if item.error is None}):
-            parent.mkdir(parents=True, exist_ok=True)
+        # folders for the images that may be written (load checks that an output's folder exists); one whose
+        # images all failed the scan is not made, and one whose images all fail later is removed again
+        made = make_folders({item.output.parent for item in items if item.error is None})
         if trainer.is_global_zero:  # one marker and one line per run, not per process
             if out_dir.is_dir():
                 mark_output(out_dir, folder)
             warn_lossy(FORMATS[args.format])
         trainer.predict(ProtectModule(protector, args.method, steps), datamodule=data, return_predictions=False)
+    remove_empty(made)  # after predict every process has written all it will
     written, unchanged, failed = writer.counts
     if trainer.is_global_zero:
         line = summary(written, unchanged, failed, writer.seconds, trainer.world_size)

@@ -138,3 +138,17 @@ def test_no_output_folder_is_made_for_images_that_failed_the_scan(tmp_path, gene
     assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 1
     assert "no mask for" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # an empty out/sub was made
+
+
+def test_an_output_folder_whose_images_all_fail_to_decode_is_removed_again(tmp_path, generator_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    write_rgb(src / "good.png", 20, 24)
+    write_mask(src / "good_mask.png", 20, 24, (4, 4, 12, 12))
+    (src / "sub" / "deeper" / "bad.png").write_bytes(b"not a png")  # passes the scan, fails at decoding
+    write_mask(src / "sub" / "deeper" / "bad_mask.png", 20, 24, (4, 4, 12, 12))
+    (out / "kept").mkdir(parents=True)  # the user's own empty folder is not ours to remove
+    assert main(["protect", str(src), "-o", str(out), "--checkpoint", str(generator_path)]) == 1
+    assert "bad.png" in capsys.readouterr().err
+    assert (out / "good.png").is_file() and (out / "kept").is_dir()
+    assert not (out / "sub").exists()  # out/sub/deeper stayed, empty

@@ -212,3 +212,21 @@ def test_an_animation_is_read_as_its_first_frame_and_said_so(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(tmp_path / "still.png")
+
+
+@pytest.mark.parametrize("strokes, alpha, hint", [
+    (0, 255, True),  # black strokes on transparency: the region is empty, and the warning says why
+    (255, 255, False),  # white strokes: the region is the strokes
+    (0, 0, False),  # all transparent: empty, nothing drawn
+])
+def test_a_mask_drawn_in_black_on_transparency_says_why_it_is_empty(tmp_path, strokes, alpha, hint):
+    rgba = np.zeros((8, 10, 4), np.uint8)
+    rgba[2:5, 3:7] = (strokes, strokes, strokes, alpha)
+    Image.fromarray(rgba).save(tmp_path / "m.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mask = read_mask(tmp_path / "m.png")
+    assert mask.sum() == (12 if strokes else 0)
+    assert [str(w.message).split(":")[0] for w in caught] == (
+        [f"mask '{tmp_path / 'm.png'}' is drawn in black on a transparent background, so it marks nothing"]
+        if hint else [])

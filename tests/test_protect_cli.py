@@ -147,12 +147,18 @@ def test_grey_rgba_palette_and_16bit_are_converted(tmp_path, generator_path, mod
     assert bound_kept(out, src) > 0
 
 
-def test_empty_mask_warns_and_writes_the_image_unchanged(tmp_path, pair, generator_path, capsys):
+@pytest.mark.parametrize("drawn", [False, True], ids=["zeros", "black-on-transparent"])
+def test_empty_mask_warns_and_writes_the_image_unchanged(tmp_path, pair, generator_path, capsys, drawn,
+                                                       printed_warnings):
     image, _ = pair
-    Image.fromarray(np.zeros((40, 52), np.uint8)).save(tmp_path / "empty.png")
+    empty = np.zeros((40, 52, 4), np.uint8)
+    empty[5:15, 5:15, 3] = 255 * drawn  # opaque black strokes: a common way to draw a mask, which marks nothing
+    Image.fromarray(empty).save(tmp_path / "empty.png")
     out = tmp_path / "out.png"
     assert protect(image, "--mask", tmp_path / "empty.png", "-o", out, "--checkpoint", generator_path) == 0
-    assert "is empty; wrote the image unchanged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is empty; wrote the image unchanged" in err
+    assert ("paintguard: warning: mask '" in err and "is drawn in black on a transparent background" in err) == drawn
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(image)))
 
 

@@ -102,6 +102,11 @@ def test_bad_files_are_refused_with_clear_messages(page, tmp_path):
     assert page.error() == "" and page.text("#image-info") == "a.png: PNG, 52x40"
     page.load_mask(tmp_path / "small_mask.png")
     assert "the mask is 20x20 but the image is 52x40" in page.error()
+    strokes = np.zeros((40, 52, 4), np.uint8)
+    strokes[5:15, 5:15, 3] = 255  # opaque black on transparency: a common way to draw a mask, which marks nothing
+    Image.fromarray(strokes).save(tmp_path / "black_mask.png")
+    page.load_mask(tmp_path / "black_mask.png")
+    assert "it is drawn in black on a transparent background" in page.error(), page.error()
     page.load_mask(tmp_path / "full_mask.png")
     page.page.click("#protect")
     page.idle()

@@ -24,6 +24,8 @@ def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
     assert page.page.is_disabled("#image-input") and page.page.is_disabled("#mask-input")
     page.page.keyboard.press("Control+z")
     page.drop(tmp_path / "second.png")
+    # a drop was ignored without a word
+    assert page.text("#status") == "Busy: 'second.png' was not opened; drop it again when this is done."
     page.idle()
     assert page.text("#status").startswith("Protected in"), page.text("#status")
     assert page.text("#image-info") == "first.png: PNG, 800x600" and mask_count(page) == painted
@@ -34,6 +36,11 @@ def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
     page.drop(tmp_path / "second.png", on="#stage")
     page.idle()
     assert page.text("#image-info") == "second.png: PNG, 52x40"
+    page.drop(tmp_path / "first.png", tmp_path / "second.png")  # the second was left out without a word
+    page.idle()
+    assert page.text("#image-info") == "first.png: PNG, 800x600"
+    assert page.text("#status") == ("Opened the first of the 2 dropped files; the page protects one image at a time. "
+                                    "Paint the region to protect, then press Protect.")
 
 
 def test_a_result_goes_once_its_mask_is_edited(page, tmp_path):
@@ -107,4 +114,16 @@ def test_large_images_protect_after_the_server_stops(browser, tmp_path):
         image, mask = photo(tmp_path, "png")
         protect_like_the_cli(page, url, tmp_path, image, mask, model="model-large.onnx")
         assert not page.errors, page.errors
+        page.close()
+
+
+def test_the_page_says_when_it_does_not_work_offline_for_large_images(browser, tmp_path):
+    """"Works offline once loaded" was said even when the large images' model had not downloaded."""
+    with served_copy(tmp_path, without=("model-large.onnx",)) as (_, url, _):
+        page = Page(browser, url)
+        page.page.locator("body[data-models=partly]").wait_for(timeout=TIMEOUT_MS)
+        assert page.text("#model-info").endswith(
+            "Works offline once loaded up to 6.0 MP; the model for larger images did not download, and is tried "
+            "again when one needs it."), page.text("#model-info")
+        assert page.error() == ""  # the default model works: nothing is wrong yet
         page.close()

@@ -69,12 +69,12 @@ class Page:
         self.page.set_input_files("#image-input", str(path))  # the change handler marks the page working at once
         self.idle()
 
-    def drop(self, path, on: str = "#open") -> None:
-        """Drop the file ``path`` on the element ``on``, as from a file manager (without waiting for the page)."""
+    def drop(self, *paths, on: str = "#open") -> None:
+        """Drop the files ``paths`` on the element ``on``, as from a file manager (without waiting for the page)."""
         transfer = self.page.evaluate_handle(
-            "([bytes, name]) => { const t = new DataTransfer(); "
+            "(files) => { const t = new DataTransfer(); for (const [bytes, name] of files) "
             "t.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'})); return t; }",
-            [list(Path(path).read_bytes()), Path(path).name])
+            [[list(Path(path).read_bytes()), Path(path).name] for path in paths])
         self.page.dispatch_event(on, "drop", {"dataTransfer": transfer})
 
     def load_mask(self, path) -> None:

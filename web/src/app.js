@@ -4,7 +4,7 @@
 
 import * as ort from '../ort/ort.min.mjs';
 import { FileFormatError, imageSize } from './formats.js';
-import { MaskEditor, maskRegion } from './mask.js';
+import { MaskEditor, emptyMaskReason, maskRegion } from './mask.js';
 import { generatorInfo } from './onnxmeta.js';
 import { networkInputs, noiseView, protectedPixels } from './protect.js';
 
@@ -109,8 +109,15 @@ async function loadModels() {
   await loadSession(state.models[0]);
   // the others' bytes now (a few MB), so that "works offline once loaded" holds for large images too; a failure
   // here is left for the first image that needs that model to report
-  Promise.allSettled(state.models.slice(1).map(fetchModel))
-    .then(() => { document.body.dataset.models = 'fetched'; }); // tests wait on it
+  Promise.allSettled(state.models.slice(1).map(fetchModel)).then((results) => {
+    const missed = results.findIndex((r) => r.status === 'rejected');
+    if (missed >= 0) { // the first model that did not come sets the size above which the page needs the server
+      $('model-info').textContent = $('model-info').textContent.replace('Works offline once loaded.',
+        `Works offline once loaded up to ${megapixels(state.models[missed].max_pixels)} MP; the model for larger `
+        + 'images did not download, and is tried again when one needs it.');
+    }
+    document.body.dataset.models = missed >= 0 ? 'partly' : 'fetched'; // tests wait on it
+  });
   const { eps, source, sha256 } = state.models[0].info;
   $('eps-levels').textContent = `±${Math.floor(eps * 255)}`;
   const threads = state.provider === 'wasm' ? `, ${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? 's' : ''}` : '';
@@ -208,7 +215,19 @@ function refocus(element) {
   if (element instanceof HTMLInputElement && !element.disabled && document.activeElement === document.body) element.focus();
 }
 
-async function openImage(file) {
+/** Open the first of the dropped files, saying so when there were more, or why none opens during a run. */
+function dropped(files) {
+  if (!files.length) return;
+  if (state.busy) {
+    setStatus(`Busy: '${files[0].name}' was not opened; drop it again when this is done.`);
+    return;
+  }
+  const others = files.length - 1;
+  openImage(files[0], others ? `Opened the first of the ${files.length} dropped files; the page protects one image at a time. ` : '');
+}
+
+/** Open ``file`` as the image to protect; ``note`` goes before the status line that follows. */
+async function openImage(file, note = '') {
   if (state.busy) return;
   const focused = document.activeElement;
   clearError();
@@ -246,7 +265,7 @@ async function openImage(file) {
         + 'of the optimiser\'s effect (\'paintguard protect\' runs the default at any size)' : '';
     $('image-info').textContent = `${file.name}: ${head.format}, ${image.width}x${image.height}${large}`;
     if (state.modelError) showError(state.modelError);
-    else setStatus(loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…');
+    else setStatus(note + (loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…'));
   } catch (err) {
     showError(`Cannot open '${file.name}': ${err.message}.`);
   }
@@ -276,7 +295,9 @@ async function openMask(file) {
     if (mask.width !== width || mask.height !== height) {
       throw new FileFormatError(`the mask is ${mask.width}x${mask.height} but the image is ${width}x${height}`);
     }
-    editor.load(maskRegion(mask.rgba, width * height));
+    const region = maskRegion(mask.rgba, width * height);
+    if (!region.includes(1)) throw new FileFormatError(emptyMaskReason(mask.rgba, width * height));
+    editor.load(region);
     state.busy = false;
     const replaced = state.result !== null;
     maskChanged();
@@ -398,7 +419,7 @@ function wire() {
   // a file dropped anywhere on the page opens, on the painting as on the box (and never makes the browser
   // navigate away from the page and lose the work)
   window.addEventListener('dragover', (e) => e.preventDefault());
-  window.addEventListener('drop', (e) => { e.preventDefault(); if (e.dataTransfer?.files[0]) openImage(e.dataTransfer.files[0]); });
+  window.addEventListener('drop', (e) => { e.preventDefault(); dropped([...(e.dataTransfer?.files ?? [])]); });
 
   const overlay = $('mask-canvas');
   overlay.addEventListener('pointerdown', (e) => {

@@ -138,3 +138,14 @@ export function maskRegion(rgba, pixels) {
   }
   return region;
 }
+
+// Why a loaded mask marks nothing: the words for the error, as the CLI's warning says them.
+export function emptyMaskReason(rgba, pixels) {
+  let drawn = false, clear = false;
+  for (let i = 0; i < pixels; i++) {
+    if (rgba[4 * i + 3] > 0) drawn = true; else clear = true;
+  }
+  return drawn && clear
+    ? 'it marks nothing: it is drawn in black on a transparent background, and the region is its non-black pixels (paint it in white)'
+    : 'it marks nothing: every pixel is black or transparent';
+}
