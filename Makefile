@@ -102,5 +102,8 @@ editor-photos: setup
 tests benchmarks:
 	@echo "make: no target '$@'; did you mean '$(@:s=)'?" >&2; exit 2
 
+# what the build and the demo made; runs/ (training runs, caches, W&B logs) and the photos are work, kept
 clean:
-	rm -rf outputs runs .pytest_cache $(ONNX_DIR) $(WEB_DIST)
+	rm -rf outputs .pytest_cache build paintguard.egg-info $(WEB_DIST)
+	find . \( -path ./$(VENV) -o -path ./web/node_modules -o -path ./data \) -prune -o -name __pycache__ -type d \
+		-exec rm -rf {} +

@@ -226,6 +226,15 @@ def test_every_generator_config_parses(name):
     assert config_chain(name)[-1].name == name  # an overlay's header composes the overlay itself
 
 
+@pytest.mark.parametrize("value, batches", [("1", 1), ("1.0", 1.0), ("3", 3), ("0.5", 0.5)])
+def test_one_batch_means_one_batch(value, batches):
+    """--trainer.limit_val_batches 1 was read as 1.0, which Lightning takes for all of them (typing's union cache)."""
+    cli = parse_generator_config("lama-tiny.yaml", "--trainer.logger", "false", "--trainer.limit_val_batches", value,
+                                 "--trainer.limit_train_batches", value)
+    for limit in (cli.trainer.limit_val_batches, cli.trainer.limit_train_batches):
+        assert limit == batches and type(limit) is type(batches)
+
+
 @pytest.mark.parametrize("name", GENERATOR_CONFIGS)
 def test_every_overlay_writes_to_its_own_run_folder(name):
     """run_name names the checkpoint folder and the export: two variants never share a run folder."""

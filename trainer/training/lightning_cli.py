@@ -73,6 +73,23 @@ def _fill_run_name(value: Any, run_name: str) -> Any:
     return value
 
 
+def _batch_counts_stay_ints() -> None:
+    """Let ``--trainer.limit_val_batches 1`` mean one batch, as it does in Lightning, not all of them.
+
+    Lightning declares the four ``limit_*_batches`` as ``Optional[Union[int, float]]``, but typing caches a union
+    by its set of members, so its module got a ``Union[float, int, None]`` made by an earlier import; jsonargparse
+    tries the members in order and read 1 as 1.0, which Lightning takes for 100% (its issue 21259). A PEP 604
+    union is not cached that way and keeps int first; the type is the same, so nothing else changes.
+    """
+    hints = L.Trainer.__init__.__annotations__
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
+        if hints.get(key) == int | float | None:
+            hints[key] = int | float | None
+
+
+_batch_counts_stay_ints()
+
+
 class FitValidateCLI(LightningCLI):
     """LightningCLI limited to fit and validate; a resumed fit continues its W&B run with the config's
     learning rates."""
