@@ -69,13 +69,18 @@ def available(kind: str | None = None) -> list[str]:
 
 
 def resolve(name_or_path: str | os.PathLike, kind: str) -> Path:
-    """Turn a shipped name or a file path into an existing checkpoint path."""
+    """Turn a shipped name (with or without its suffix) or a file path into an existing checkpoint path."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"{article(kind)} checkpoint is a shipped name or a file path, got {type(name_or_path).__name__}")
     path = Path(name_or_path)
     if path.exists():
         return path
     named = checkpoints_dir() / f"{name_or_path}{SUFFIX}"
     if named.is_file():
         return named
+    shipped = checkpoints_dir() / path.name  # the name as `ls checkpoints/` shows it
+    if path.name == str(name_or_path) and path.suffix == SUFFIX and shipped.is_file():
+        return shipped
     names = ", ".join(available(kind)) or "none"
     raise CheckpointError(f"no {kind} checkpoint {str(name_or_path)!r}: not a file, and not a shipped name ({names})")
 
@@ -90,6 +95,8 @@ def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str,
 
     ``kind`` (what the caller expects) only shapes the error for an ONNX export or a PyTorch file given as one.
     """
+    if Path(path).is_dir():  # safetensors said "No such device (os error 19)"
+        raise CheckpointError(f"'{path}' is a folder, not a checkpoint file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
@@ -102,6 +109,9 @@ def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str,
             # torch.save's zip (a training run's last.ckpt, LaMa's best.ckpt): "header too large" says nothing of it
             raise CheckpointError(f"'{path}' is a PyTorch checkpoint, not a PaintGuard .safetensors one: "
                                   f"{EXPORTED_BY.get(str(kind), 'export it first')}") from None
+        if isinstance(err, SafetensorError):  # its own words ("header too large") do not say what the file is
+            raise CheckpointError(f"cannot read checkpoint '{path}': not a safetensors file, or a damaged one "
+                                  f"({one_line(str(err))})") from None
         raise CheckpointError(f"cannot read checkpoint '{path}': {err}") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is a safetensors file but not a PaintGuard checkpoint (no format metadata)")

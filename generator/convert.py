@@ -60,6 +60,32 @@ def check_image_tensor(image: Tensor, what: str = "image tensor") -> None:
     _check_unit_range(image, what)
 
 
+def check_batch(image: Tensor, mask: Tensor) -> None:
+    """Refuse a batch the networks cannot take: not tensors, shapes, a uint8 or 0..255 image, a NaN mask."""
+    for x, what in ((image, "image"), (mask, "mask")):
+        if not isinstance(x, Tensor):  # a PIL image or array failed with an AttributeError deep inside
+            raise TypeError(f"the {what} must be a tensor, got {type(x).__name__}; Protector.protect takes PIL "
+                            "images, numpy arrays and paths")
+    image, mask = image.detach(), mask.detach()  # reading values off a graph warns
+    if image.dim() != 4 or image.shape[1] != 3 or mask.dim() != 4 or mask.shape[1] != 1:
+        raise ValueError(f"expected image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and "
+                         f"{tuple(mask.shape)}")
+    if image.shape[-2:] != mask.shape[-2:] or image.shape[0] != mask.shape[0]:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(image.shape)}")
+    # a uint8 or 0..255 batch would otherwise come back almost white
+    check_image_tensor(image, "image")
+    check_has_data(mask, "mask")
+    _check_no_nan(mask)
+
+
+def _check_no_nan(mask: Tensor | np.ndarray) -> None:
+    # NaN != 0 would read as protected
+    nan = bool(mask.isnan().any()) if isinstance(mask, Tensor) and mask.is_floating_point() else \
+        isinstance(mask, np.ndarray) and np.issubdtype(mask.dtype, np.floating) and bool(np.isnan(mask).any())
+    if nan:
+        raise ValueError("the mask holds NaN values; give 1 where protected and 0 elsewhere")
+
+
 def _numpy_to_tensor(arr: np.ndarray) -> Tensor:
     """(H,W), (H,W,1), (H,W,3) or (H,W,4) uint8 / float in [0,1] -> (3,H,W) float32 (float64 from float64)."""
     if arr.dtype == np.uint8:
@@ -124,6 +150,7 @@ def mask_to_tensor(mask: ImageLike, image: Tensor) -> Tensor:
     if isinstance(mask, Tensor):
         check_has_data(mask, "mask tensor")
         m = mask.detach()
+        _check_no_nan(m)
         m = m[None, None] if m.dim() == 2 else m[:, None] if m.dim() == 3 else m
         if m.dim() != 4 or m.shape[1] != 1:
             raise ValueError(f"expected a mask (B,1,H,W), (B,H,W) or (H,W), got {tuple(mask.shape)}")
@@ -132,6 +159,7 @@ def mask_to_tensor(mask: ImageLike, image: Tensor) -> Tensor:
     elif isinstance(mask, np.ndarray):
         if mask.ndim not in (2, 3):
             raise ValueError(f"numpy masks must be (H,W) or (H,W,C), got {mask.shape}")
+        _check_no_nan(mask)
         region = mask != 0 if mask.ndim == 2 else (mask != 0).any(axis=-1)
         m = torch.from_numpy(region)[None, None]
     elif isinstance(mask, (str, os.PathLike)):

@@ -29,9 +29,11 @@ def native_bfloat16(device: str | torch.device = "cpu") -> bool:
     return False
 
 
-def resolve_dtype(name: str, device: str | torch.device = "cpu", backend: str = "torch") -> torch.dtype:
+def resolve_dtype(name: str | torch.dtype, device: str | torch.device = "cpu", backend: str = "torch") -> torch.dtype:
     """The torch dtype for a ``--dtype`` choice: ``"auto"`` is bfloat16 where ``device`` has it natively and the
-    backend runs it (the ONNX export runs in float32)."""
+    backend runs it (the ONNX export runs in float32). A torch dtype among them is returned as it is."""
+    if isinstance(name, torch.dtype) and str(name).removeprefix("torch.") in DTYPES:
+        return name  # "unknown dtype torch.bfloat16; choose from float32, bfloat16" read as a contradiction
     if name == "auto":
         return torch.bfloat16 if backend == "torch" and native_bfloat16(device) else torch.float32
     if name not in DTYPES:

@@ -83,18 +83,13 @@ def _method_and_steps(method: str, steps: Any) -> tuple[str, int | None]:
     return method, DEFAULT_STEPS.get(method) if steps is None else int(steps)
 
 
-def _check_batch(image: Tensor, mask: Tensor) -> None:
-    """Refuse a batch ``protect_batch`` or ``noise`` cannot take: shapes, a uint8 or 0..255 image, a NaN mask."""
-    if image.dim() != 4 or image.shape[1] != 3 or mask.dim() != 4 or mask.shape[1] != 1:
-        raise ValueError(f"expected image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and "
-                         f"{tuple(mask.shape)}")
-    if image.shape[-2:] != mask.shape[-2:] or image.shape[0] != mask.shape[0]:
-        raise ValueError(f"mask {tuple(mask.shape)} does not match image {tuple(image.shape)}")
-    # a uint8 or 0..255 batch would otherwise come back almost white
-    convert.check_image_tensor(image, "image")
-    convert.check_has_data(mask, "mask")
-    if mask.is_floating_point() and bool(mask.isnan().any()):
-        raise ValueError("the mask holds NaN values; give 1 where protected and 0 elsewhere")
+def _check_target(target: Tensor, batch: int) -> Tensor:
+    """A fill colour per image, (B,3) in [0,1], from (3,) or (B,3)."""
+    if not isinstance(target, Tensor) or target.shape not in ((3,), (batch, 3)):
+        shape = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
+        raise ValueError(f"target must be a tensor (3,) or ({batch},3) of RGB colours in [0, 1], got {shape}")
+    convert.check_image_tensor(target, "target")
+    return target.detach().expand(batch, 3)
 
 
 def _inpainter(source: str | os.PathLike | nn.Module | None) -> nn.Module | None:
@@ -103,6 +98,9 @@ def _inpainter(source: str | os.PathLike | nn.Module | None) -> nn.Module | None
         from trainer.inpainting.inpainter import load_inpainter  # lazy: generator stays importable without trainer
 
         return load_inpainter(source)
+    if source is not None and not isinstance(source, nn.Module):  # it failed at the first optimiser step
+        raise TypeError(f"inpainter must be a module, a shipped name, a file or a LaMa folder, got "
+                        f"{type(source).__name__}")
     return source
 
 
@@ -114,18 +112,19 @@ class Protector:
     (AVX512-BF16, AMX) at the same share of the optimiser's gain (README, "bfloat16"), and warns when first used on
     others, which emulate it many times slower (``generator.resolve_dtype("auto")`` picks for you). The optimiser (methods
     "iterative", "hybrid" and "refine") runs on ``device`` and needs ``inpainter``, the frozen model it attacks
-    (e.g. ``trainer.inpainting.inpainter.load_inpainter("lama-tiny")``); with a bfloat16 or float16 ``dtype``
-    the convolutions of its steps run in that type (``torch.autocast``), its noise and the bound in float32.
+    (a module such as ``trainer.load_inpainter("lama-tiny")``, or a name, file or LaMa folder it loads); with a
+    bfloat16 or float16 ``dtype`` the convolutions of its steps run in that type (``torch.autocast``), its noise
+    and the bound in float32.
     ``net`` None gives a Protector for the "iterative" method only (``Protector.iterative``).
     """
 
     def __init__(self, net: NoiseUNet | OnnxGenerator | None, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, inpainter: nn.Module | None = None) -> None:
+                 dtype: torch.dtype = torch.float32, inpainter: str | os.PathLike | nn.Module | None = None) -> None:
         _check_dtype(dtype)
         device = check_device(device)  # torch's own errors for "gpu" or a CPU-only build's "cuda" say less
         self.net = None if net is None else net.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = device, dtype
-        self.inpainter = inpainter
+        self.inpainter = _inpainter(inpainter)
         self._checked: set[tuple[torch.device, torch.dtype]] = set()  # where the emulation warning was considered
 
     @classmethod
@@ -154,13 +153,13 @@ class Protector:
             raise ValueError("onnx_model only applies to backend='onnx'")
         else:
             net = load_generator(name_or_path)
-        return cls(net, device, dtype, _inpainter(inpainter))
+        return cls(net, device, dtype, inpainter)
 
     @classmethod
     def iterative(cls, inpainter: str | os.PathLike | nn.Module = "lama-tiny",
                   device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "Protector":
         """The paper's optimiser alone, no generator loaded: ``protect(image, mask)`` runs it."""
-        return cls(None, device, dtype, inpainter=_inpainter(inpainter))
+        return cls(None, device, dtype, inpainter=inpainter)
 
     @property
     def eps(self) -> float:
@@ -182,15 +181,20 @@ class Protector:
         return self
 
     def noise(self, image: Tensor, mask: Tensor, target: Tensor | None = None) -> Tensor:
-        """The bounded noise for image (B,3,H,W) in [0,1] and mask (B,1,H,W); target colours default to the paper's."""
+        """The generator's noise for image (B,3,H,W) in [0,1] and mask (B,1,H,W), on ``device`` in the image's
+        precision, ``|noise| <= eps`` (in bfloat16, eps itself rounds to 0.02502); ``target`` is the fill colour,
+        (3,) or (B,3) in [0,1], by default the paper's (``target_colour``). An ordinary tensor, not differentiable."""
+        convert.check_batch(image, mask)
         image, mask = image.detach(), mask.detach()
-        _check_batch(image, mask)
-        return self._noise(image, mask, target)
+        if target is not None:
+            target = _check_target(target, len(image))
+        return self._noise(image, mask, target).clone()  # an inference tensor refuses in-place edits and autograd
 
     def _method_and_steps(self, method: str | None, steps: Any) -> tuple[str, int | None]:
         """``method`` (default: the generator's pass, or the optimiser for a Protector without one) and ``steps``,
         checked and resolved as ``_method_and_steps`` does."""
-        return _method_and_steps(method or ("generator" if self.net is not None else "iterative"), steps)
+        default = "generator" if self.net is not None else "iterative"
+        return _method_and_steps(default if method is None else method, steps)  # "" is a mistake, not the default
 
     def _require_generator(self) -> None:
         if self.net is None:
@@ -242,8 +246,8 @@ class Protector:
         method, steps = self._method_and_steps(method, steps)
         if method != "iterative":
             self._require_generator()
+        convert.check_batch(image, mask)
         image, mask = image.detach(), mask.detach()
-        _check_batch(image, mask)
         hole = mask.to(self.device) != 0
         if hole.flatten(1).all(1).any():
             # a warning, not an error: training and evaluation code pass synthetic masks; the CLI refuses

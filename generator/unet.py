@@ -129,6 +129,11 @@ class NoiseUNet(nn.Module):
         cfg = config or UNetConfig()
         self.config = cfg
         w = cfg.widths
+        # an IndexError, or (eps < 0) noise far outside any bound, otherwise
+        if not w or not all(isinstance(c, int) and c > 0 for c in w):
+            raise ValueError(f"widths must be a non-empty list of positive channel counts, got {w!r}")
+        if not 0 < cfg.eps < 1:
+            raise ValueError(f"eps is the noise's bound, in (0, 1), got {cfg.eps}")
         self.stem = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(self.in_channels * 4, w[0], 3, padding=1))
         self.down = nn.ModuleList()
         self.encoders = nn.ModuleList()

@@ -170,6 +170,10 @@ def test_fourier_context_starts_as_identity_and_keeps_the_bound():
     assert noise.shape == (1, 3, 37, 50) and noise.abs().max() <= 0.025
     with pytest.raises(ValueError, match="global_context must be one of none, fourier"):
         NoiseUNet(UNetConfig(global_context="attention"))
+    with pytest.raises(ValueError, match=r"eps is the noise's bound, in \(0, 1\), got -1"):
+        NoiseUNet(UNetConfig(eps=-1))  # its noise was returned as up to 1 in size, the wrong way round
+    with pytest.raises(ValueError, match=r"widths must be a non-empty list of positive channel counts, got \[\]"):
+        NoiseUNet(UNetConfig(widths=[]))
 
 
 def test_validation_teacher_is_computed_once_across_runs(tmp_path, ci_config, monkeypatch):

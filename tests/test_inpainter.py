@@ -176,6 +176,8 @@ def test_paintguard_checkpoint_round_trip_by_path_and_name(tmp_path, monkeypatch
     assert torch.equal(load_inpainter(path)(image, mask), tiny_inpainter(image, mask))
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
     assert torch.equal(load_inpainter("mine")(image, mask), tiny_inpainter(image, mask))
+    monkeypatch.chdir(tmp_path.parent)
+    assert torch.equal(load_inpainter("mine.safetensors")(image, mask), tiny_inpainter(image, mask))  # as ls shows it
 
 
 def test_bad_sources_give_clear_errors(tmp_path, monkeypatch, tiny_inpainter):
@@ -184,8 +186,16 @@ def test_bad_sources_give_clear_errors(tmp_path, monkeypatch, tiny_inpainter):
         load_inpainter("nope")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        load_inpainter(junk)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*: not a safetensors file, or a damaged one"):
+        load_inpainter(junk)  # safetensors' "header too large" alone said nothing of what the file is
+    with pytest.raises(ValueError, match="device 'cuda:7' cannot be used here"):
+        load_inpainter("nope", device="cuda:7")  # torch's "not compiled with CUDA", or an index out of range
+    from generator.protector import load_generator
+
+    with pytest.raises(CheckpointError, match="'.*' is a folder, not a checkpoint file"):
+        load_generator(tmp_path)  # "No such device (os error 19)"
+    with pytest.raises(TypeError, match="a generator checkpoint is a shipped name or a file path, got NoneType"):
+        load_generator(None)
     other = checkpoint.save(tiny_inpainter.net.state_dict(), tmp_path / "gen.safetensors", "generator", {})
     with pytest.raises(CheckpointError, match="is a generator checkpoint, expected a checkpoint of kind .inpainter."):
         load_inpainter(other)

@@ -13,7 +13,7 @@ def test_optimiser_lowers_the_loss_and_keeps_the_bound(steerable_inpainter):
     result = protect_iterative(steerable_inpainter, image, mask, task=task)
     after = result.history["total"][-1]
     assert (after < 0.5 * before).all()
-    assert result.noise.abs().max() <= 0.025 + 1e-7
+    assert result.noise.abs().max() <= 0.025  # no float32 slack: it reached 0.025000006
     assert torch.allclose(result.protected, (image + result.noise).clamp(0, 1))
     assert 0 <= result.protected.min() and result.protected.max() <= 1
     assert result.history["total"].shape == (21, 2)
@@ -25,7 +25,7 @@ def test_optimiser_on_a_small_ffc_inpainter(tiny_inpainter):
     before = protection_losses(tiny_inpainter, image, task)["total"].sum()
     result = protect_iterative(tiny_inpainter, image, mask, task=task)
     assert result.history["total"][-1].sum() < before
-    assert result.noise.abs().max() <= 0.025 + 1e-7
+    assert result.noise.abs().max() <= 0.025  # no float32 slack: it reached 0.025000006
 
 
 def test_last_update_is_kept(steerable_inpainter):

@@ -16,6 +16,9 @@ def test_auto_picks_bfloat16_only_where_it_is_native(native):
     assert resolve_dtype("auto") == (torch.bfloat16 if native else torch.float32)
     assert resolve_dtype("auto", backend="onnx") == torch.float32  # onnxruntime runs the float32 export
     assert (resolve_dtype("float32"), resolve_dtype("bfloat16")) == (torch.float32, torch.bfloat16)
+    assert resolve_dtype(torch.bfloat16) is torch.bfloat16  # "unknown dtype torch.bfloat16" before
+    with pytest.raises(ValueError, match="unknown dtype torch.float16"):
+        resolve_dtype(torch.float16)
     assert not native_bfloat16("meta")
     with pytest.raises(ValueError, match="unknown dtype 'float16'; choose from float32, bfloat16, auto"):
         resolve_dtype("float16")

@@ -17,6 +17,7 @@ from torch import nn
 
 from generator import checkpoint
 from generator.checkpoint import CheckpointError
+from generator.devices import check_device
 from generator.messages import one_line
 from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator, FFCResnetBlock
 
@@ -204,6 +205,7 @@ def _from_lama_dir(folder: Path) -> FFCResNetGenerator:
 
 def load_inpainter(source: str | os.PathLike = "lama-tiny", device: str | torch.device = "cpu") -> Inpainter:
     """Load a frozen inpainter from a shipped name, a PaintGuard checkpoint or a LaMa model directory."""
+    device = check_device(device)  # before the weights are read: torch's own words for a CPU-only "cuda" say less
     path = Path(source)
     net = _from_lama_dir(path) if path.is_dir() else _from_paintguard(checkpoint.resolve(source, KIND))
     return Inpainter(net).to(device)

@@ -49,9 +49,13 @@ def as_members(inpainters: Inpainters) -> list[nn.Module]:
     """One inpainter or a sequence of them, as a non-empty list."""
     if isinstance(inpainters, nn.Module) and not isinstance(inpainters, nn.ModuleList):
         return [inpainters]
-    members = list(inpainters)
+    members = list(inpainters) if isinstance(inpainters, (list, tuple, nn.ModuleList)) else [inpainters]
     if not members:
         raise ValueError("an ensemble needs at least one inpainter")
+    for member in members:  # a name failed with "'str' object is not callable"
+        if not isinstance(member, nn.Module):
+            raise TypeError(f"the inpainter must be a module (trainer.load_inpainter loads one by name), got "
+                            f"{type(member).__name__}")
     return members
 
 

@@ -23,6 +23,7 @@ from trainer.objective.ensemble import (
     ensemble_losses,
     prepare_ensemble_task,
 )
+from generator.convert import check_batch
 from trainer.objective.eot import EOTConfig, RandomTransforms
 from trainer.objective.losses import LossWeights, ProtectionTask
 
@@ -54,6 +55,8 @@ class IterativeConfig:
             raise ValueError(f"steps must be a whole number >= 0, got {self.steps!r}")
         if not self.eps > 0:
             raise ValueError(f"eps must be positive, got {self.eps}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
         self.eot = EOTConfig.coerce(self.eot)
         if self.eot_samples < 1:
             raise ValueError(f"eot_samples must be at least 1, got {self.eot_samples}")
@@ -102,10 +105,16 @@ def protect_iterative(
     then an ``EnsembleTask`` (``prepare_ensemble_task``).
     """
     cfg = config or IterativeConfig()
-    if image.dim() != 4 or mask.dim() != 4:
-        raise ValueError(f"expected batches: image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and "
-                         f"{tuple(mask.shape)}")
+    if not isinstance(cfg, IterativeConfig):
+        raise TypeError(f"config must be an IterativeConfig, got {type(cfg).__name__}")
+    check_batch(image, mask)  # a 0..255 image came back almost white, a float64 one failed deep in a convolution
     members = as_members(inpainter)
+    weights = next(members[0].parameters(), None)
+    if weights is not None and weights.is_floating_point() and image.dtype != weights.dtype:
+        raise ValueError(f"the image is {image.dtype} but the inpainter runs in {weights.dtype}; pass "
+                         f"image.to({weights.dtype})")
+    if init_noise is not None and init_noise.shape != image.shape:
+        raise ValueError(f"init_noise {tuple(init_noise.shape)} does not match image {tuple(image.shape)}")
     task = as_ensemble_task(task or prepare_ensemble_task(members, image, mask, target, cfg.dilation), len(members))
     if init_noise is None:
         init_noise = torch.rand(image.shape, generator=generator, device=image.device, dtype=image.dtype)
@@ -115,12 +124,16 @@ def protect_iterative(
     transform = RandomTransforms(cfg.eot) if cfg.eot is not None and cfg.eot.enabled else None
     random_member = cfg.ensemble == "random" and len(members) > 1
 
+    # the sum rounds by up to half an ulp: the returned noise keeps this far inside the bound, so that
+    # |protected - image| <= eps holds exactly (it reached 0.025000006 in float32)
+    inside = cfg.eps - torch.finfo(image.dtype).eps
     history: dict[str, list[Tensor]] = {}
     for step in range(cfg.steps + 1):
-        with torch.no_grad():
-            noise.clamp_(-cfg.eps, cfg.eps)
-        protected = (task.image + noise).clamp(0, 1)
         last = step == cfg.steps
+        bound = inside if last else cfg.eps
+        with torch.no_grad():
+            noise.clamp_(-bound, bound)
+        protected = (task.image + noise).clamp(0, 1)
         chosen = [draw_member(len(members), generator)] if random_member and not last else None
         if not last:
             optimiser.zero_grad(set_to_none=True)
