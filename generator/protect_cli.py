@@ -11,11 +11,13 @@ through Lightning's predict loop (``generator.protect_folder``), so ``--devices 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from PIL import Image
 
+from generator.checkpoint import CheckpointError, available, read_metadata, resolve
 from generator.cli_parser import ArgumentParser, device_option
 from generator.precision import CHOICES, resolve_dtype
 from generator.protect_folder import protect_folder
@@ -43,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "backend): bfloat16 is faster on CPUs with bfloat16 instructions; auto uses it there")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: " + ", ".join(
         f"{steps} for {method}" for method, steps in DEFAULT_STEPS.items()) + ")")
-    parser.add_argument("--inpainter", help="for iterative/hybrid/refine: name, file or LaMa folder (default "
-                                            f"{INPAINTER})")
+    parser.add_argument("--inpainter", help="for iterative/hybrid/refine: name, file or LaMa folder (default: "
+                                            "for hybrid and refine the one inpainter the generator was trained "
+                                            f"against, else {INPAINTER})")
     parser.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda, cuda:1, ... (folder mode: one per process)")
     parser.add_argument("--devices", type=int, default=1, help="folder mode: processes (devices) per node")
     parser.add_argument("--num-nodes", type=int, default=1, help="folder mode: machines")
@@ -56,6 +59,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pixels", type=float, default=40e6, help="refuse larger images (memory)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return parser
+
+
+def default_inpainter(generator: str, method: str) -> str:
+    """The inpainter the optimiser steps of hybrid and refine attack without --inpainter: the one ``generator`` was
+    trained against, where it can be loaded here, else lama-tiny (said, if the generator names another). A generator
+    of an ensemble keeps lama-tiny: which of its members a step should attack is the user's choice."""
+    if method not in ("hybrid", "refine"):
+        return INPAINTER
+    try:
+        trained = read_metadata(resolve(generator, "generator")).get("inpainter")
+    except (CheckpointError, OSError):
+        return INPAINTER  # loading the generator says what is wrong with it
+    if not trained or trained == INPAINTER or "," in trained:
+        return INPAINTER
+    if trained in available("inpainter") or Path(trained).exists():
+        return trained
+    say("warning", f"the generator was trained against '{trained}', which is not here; its optimiser steps attack "
+                   f"{INPAINTER} (pass --inpainter)")
+    return INPAINTER
+
+
+LONG_PIXELS = 4e6  # above this one generator pass takes seconds on a CPU; any optimiser step takes longer
+
+
+def working_note(item: Item, method: str, steps: int | None) -> None:
+    """On a terminal, say what runs before a long silent wait (a folder shows a progress bar instead)."""
+    h, w = item.image.shape[-2:]
+    if not sys.stderr.isatty() or (method == "generator" and h * w < LONG_PIXELS):
+        return
+    count = DEFAULT_STEPS.get(method) if steps is None else steps
+    how = ("the generator" if method == "generator" else
+           f"{count} optimiser step{'s' * (count != 1)} ({method})")
+    say("note", f"protecting '{item.image_path}' ({w}x{h}) with {how}; this takes a while on a CPU")
 
 
 def protect_file(args: argparse.Namespace, protector: Protector, steps: int | None, start: float) -> int:
@@ -72,6 +108,7 @@ def protect_file(args: argparse.Namespace, protector: Protector, steps: int | No
     if item.empty:
         warn_empty(item)
     else:
+        working_note(item, args.method, steps)
         item.protected = protector.protect_batch(item.image[None], item.mask[None], args.method, steps)[0].cpu()
     write(item, protector.eps)
     print(summary(1, int(item.empty), 0, time.perf_counter() - start, 1) + f"; wrote {output}", flush=True)
@@ -91,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         say("warning", "--inpainter is not used by --method generator (only by iterative, hybrid and refine)")
     if args.checkpoint is not None and args.method == "iterative":
         say("warning", "--checkpoint is not used by --method iterative (the optimiser alone loads no generator)")
-    args.checkpoint, args.inpainter = args.checkpoint or DEFAULT, args.inpainter or INPAINTER
+    args.checkpoint = args.checkpoint or DEFAULT
+    args.inpainter = args.inpainter or default_inpainter(args.checkpoint, args.method)
     if min(args.batch_size, args.devices, args.num_nodes) < 1 or args.workers < 0 or args.max_pixels <= 0:
         raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels > 0")
     if not Path(args.input).exists():

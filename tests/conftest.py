@@ -102,6 +102,24 @@ def write_mask(path, h: int, w: int, box: tuple[int, int, int, int]) -> None:
     Image.fromarray(m).save(path)
 
 
+@pytest.fixture
+def generator_path(tmp_path):
+    """A tiny generator checkpoint whose noise saturates: the bound is tested where it binds."""
+    torch.manual_seed(0)
+    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
+    with torch.no_grad():
+        net.head[0].weight.normal_(std=10.0)
+    return save_generator(net, tmp_path / "g.safetensors")
+
+
+@pytest.fixture
+def pair(tmp_path):
+    image, mask = tmp_path / "img.png", tmp_path / "img_mask.png"
+    write_rgb(image, 40, 52)
+    write_mask(mask, 40, 52, (10, 12, 28, 40))
+    return image, mask
+
+
 @pytest.fixture(params=[True, False], ids=["native", "emulated"])
 def native(request, monkeypatch):
     """This CPU as one with bfloat16 instructions, or as one without (which emulates them)."""

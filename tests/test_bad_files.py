@@ -8,26 +8,14 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from generator.io import ImageReadError, read_image, read_mask
 from generator.folder_scan import OUTPUT_MARKER
-from generator.protector import save_generator
-from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
 
 EPS = 0.025
 FORMATS = {"png": {}, "jpg": {"quality": 90}, "webp": {"quality": 80}}  # every format a folder is scanned for
-
-
-@pytest.fixture
-def generator_path(tmp_path):
-    torch.manual_seed(0)
-    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
-    with torch.no_grad():
-        net.head[0].weight.normal_(std=10.0)
-    return save_generator(net, tmp_path / "g.safetensors")
 
 
 def encode(pixels: np.ndarray, fmt: str) -> bytes:

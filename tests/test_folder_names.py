@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
 from PIL import Image
 
 from generator.io import find_image_mask_pairs, unpaired_masks
 from generator.folder_scan import OUTPUT_MARKER
-from generator.protector import save_generator
-from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
 
 from .conftest import write_mask, write_rgb
-
-
-@pytest.fixture
-def generator_path(tmp_path):
-    torch.manual_seed(0)
-    return save_generator(NoiseUNet(UNetConfig(widths=[8, 16], groups=4)), tmp_path / "g.safetensors")
 
 
 def test_an_image_with_the_suffix_in_its_name_is_an_image_and_a_jpeg_mask_is_named(tmp_path, generator_path,

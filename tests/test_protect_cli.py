@@ -23,23 +23,6 @@ from .conftest import one_line_error, write_mask, write_rgb
 EPS = 0.025
 
 
-@pytest.fixture
-def generator_path(tmp_path):
-    torch.manual_seed(0)
-    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
-    with torch.no_grad():
-        net.head[0].weight.normal_(std=10.0)  # saturated noise: the bound is tested where it binds
-    return save_generator(net, tmp_path / "g.safetensors")
-
-
-@pytest.fixture
-def pair(tmp_path):
-    image, mask = tmp_path / "img.png", tmp_path / "img_mask.png"
-    write_rgb(image, 40, 52)
-    write_mask(mask, 40, 52, (10, 12, 28, 40))
-    return image, mask
-
-
 def protect(*args) -> int:
     return main(["protect", *map(str, args)])
 
@@ -416,3 +399,20 @@ def test_every_process_gets_a_batch_even_with_fewer_images_than_processes(tmp_pa
         shares.append(list(data.predict_dataloader()))
     assert [len(s) for s in shares] == [1, 1, 1]  # Lightning stops on a process whose loader is empty
     assert [len(batch) for s in shares for batch in s] == [1, 0, 0]
+
+
+def test_hybrid_attacks_the_inpainter_its_generator_was_trained_against(tmp_path, pair, tiny_inpainter, capsys):
+    """Without --inpainter the optimiser steps attacked lama-tiny, whatever the generator had been trained against."""
+    image, mask = pair
+    inpainter = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")
+    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
+    own = save_generator(net, tmp_path / "own.safetensors", inpainter=str(inpainter))
+    gone = save_generator(net, tmp_path / "gone.safetensors", inpainter=str(tmp_path / "big-lama"))
+    run = ["--mask", mask, "--method", "hybrid", "--steps", "1"]
+    assert protect(image, *run, "-o", tmp_path / "a.png", "--checkpoint", own) == 0
+    assert protect(image, *run, "-o", tmp_path / "b.png", "--checkpoint", own, "--inpainter", inpainter) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert capsys.readouterr().err == ""
+    assert protect(image, *run, "-o", tmp_path / "c.png", "--checkpoint", gone) == 0
+    assert capsys.readouterr().err == (f"paintguard: warning: the generator was trained against '{tmp_path}/big-lama', "
+                                       "which is not here; its optimiser steps attack lama-tiny (pass --inpainter)\n")
