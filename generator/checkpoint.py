@@ -71,7 +71,8 @@ def available(kind: str | None = None) -> list[str]:
 def resolve(name_or_path: str | os.PathLike, kind: str) -> Path:
     """Turn a shipped name (with or without its suffix) or a file path into an existing checkpoint path."""
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(f"{article(kind)} checkpoint is a shipped name or a file path, got {type(name_or_path).__name__}")
+        raise TypeError(f"{article(kind)} checkpoint is a shipped name or a file path, got "
+                        f"{type(name_or_path).__name__}")
     path = Path(name_or_path)
     if path.exists():
         return path

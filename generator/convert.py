@@ -170,7 +170,11 @@ def mask_to_tensor(mask: ImageLike, image: Tensor) -> Tensor:
         mh, mw = m.shape[-2:]
         # the array's shape as given shows a layout mistake, e.g. a (H,W,1) tensor read as (B,H,W)
         shape = f" (shape {tuple(mask.shape)})" if isinstance(mask, (Tensor, np.ndarray)) else ""
-        raise ValueError(f"mask size {mw}x{mh}{shape} does not match the image's {w}x{h}")
+        layout = {(Tensor, (h, w, 1)): "; channels last? mask[..., 0]",
+                  (np.ndarray, (1, h, w)): "; channels first? mask[0]"}
+        hint = next((note for (kind, dims), note in layout.items()
+                     if isinstance(mask, kind) and tuple(mask.shape) == dims), "")
+        raise ValueError(f"mask size {mw}x{mh}{shape} does not match the image's {w}x{h}{hint}")
     if m.shape[0] not in (1, b):
         rgb = "; an RGB mask? mask.any(0) gives one" if isinstance(mask, Tensor) and mask.dim() == 3 else ""
         raise ValueError(f"{m.shape[0]} masks for {b} images{rgb}")

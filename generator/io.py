@@ -161,6 +161,8 @@ def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tens
     i.e. alpha is composited on black. ``size`` is the image's ``(H, W)``; a
     mask of another size raises ``ImageReadError``.
     """
+    if size is not None and (isinstance(size, (int, str)) or len(size) != 2):
+        raise TypeError(f"size is the image's (H, W), e.g. image.shape[-2:], got {size!r}")
     img = _open(path, "mask")
     region = mask_region(img)
     if not region.any() and _drawn_in_black(img):

@@ -16,6 +16,7 @@ from generator.protector import FULL_MASK
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
 FORMATS = {"png": ".png", "webp": ".webp", "jpg": ".jpg", "tif": ".tif"}  # --format -> the suffix written
+INVERTED = 0.75  # a mask covering more than this is more likely drawn the wrong way round than meant
 MIN_SIDE = 16  # below this the 17x17 ring around the mask and the U-Net's 16x downsampling do not fit
 # WebP is written losslessly, so it keeps the bound like PNG; JPEG re-quantises every pixel.
 SAVE_OPTIONS = {".webp": {"lossless": True, "exact": True}, ".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
@@ -73,6 +74,10 @@ def load(item: Item, max_pixels: float, overwrite: bool) -> Item:
     if item.mask.all():
         raise ValueError(f"'{item.image_path}': {FULL_MASK}; leave some of the image unmasked")
     item.empty = not item.mask.any()
+    covered = float(item.mask.mean())
+    if covered > INVERTED:  # black strokes on white mark everything but the strokes
+        say("warning", f"the mask of '{item.image_path}' covers {covered:.0%} of the image; non-zero pixels are "
+                       "the region to protect: is it inverted?")
     return item
 
 

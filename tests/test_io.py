@@ -230,3 +230,11 @@ def test_a_mask_drawn_in_black_on_transparency_says_why_it_is_empty(tmp_path, st
     assert [str(w.message).split(":")[0] for w in caught] == (
         [f"mask '{tmp_path / 'm.png'}' is drawn in black on a transparent background, so it marks nothing"]
         if hint else [])
+
+
+def test_read_mask_says_what_size_it_takes(tmp_path):
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(tmp_path / "m.png")
+    for size in [(1, 3, 4, 6), 4, (3, 4, 6)]:  # image.shape instead of image.shape[-2:]
+        with pytest.raises(TypeError, match=r"size is the image's \(H, W\), e.g. image.shape\[-2:\]"):
+            read_mask(tmp_path / "m.png", size=size)
+    assert read_mask(tmp_path / "m.png", size=torch.Size([4, 6])).shape == (1, 4, 6)

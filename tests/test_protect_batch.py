@@ -68,6 +68,8 @@ def test_the_defaults_and_the_mask_rule_are_protect_s(protector, monkeypatch):
     (lambda p, x, m: p.protect(x[0, :1], m[0]), ValueError, r"grey\? x.expand\(3, -1, -1\)"),
     (lambda p, x, m: p.protect(x[0].permute(1, 2, 0), m[0]), ValueError, r"channels last\? x.permute\(2, 0, 1\)"),
     (lambda p, x, m: p.protect(x[0], m[0].expand(3, -1, -1)), ValueError, r"an RGB mask\? mask.any\(0\)"),
+    (lambda p, x, m: p.protect(x[0], m[0].permute(1, 2, 0)), ValueError, r"channels last\? mask\[\.\.\., 0\]"),
+    (lambda p, x, m: p.protect(x[0], m[0].numpy()), ValueError, r"channels first\? mask\[0\]"),
     # each of these failed deep inside with an AttributeError or torch's own words
     (lambda p, x, m: p.protect_batch(x[0].permute(1, 2, 0).numpy(), m), TypeError,
      "the image must be a tensor, got ndarray; Protector.protect takes PIL images"),

@@ -1,12 +1,16 @@
-"""``paintguard protect`` on a terminal: a long single-image run says what it runs before its silent wait."""
+"""What ``paintguard protect`` says on the way besides errors: a long run's note on a terminal, a mask that looks
+inverted."""
 
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from generator import protect_cli
 from trainer.inpainting.inpainter import save_inpainter
 
+from .conftest import write_mask
 from .test_protect_cli import protect
 
 
@@ -25,3 +29,15 @@ def test_a_long_run_says_what_it_runs_on_a_terminal_only(tmp_path, pair, generat
     monkeypatch.setattr(protect_cli, "LONG_PIXELS", 52 * 40)  # a large image, even for the generator
     assert protect(image, "--mask", mask, "-o", tmp_path / "big.png", "--checkpoint", generator_path) == 0
     assert ("with the generator; this takes a while" in capsys.readouterr().err) == terminal
+
+
+def test_a_mask_that_covers_most_of_the_image_is_asked_about(tmp_path, pair, generator_path, capsys):
+    image, _ = pair
+    write_mask(tmp_path / "inverted.png", 40, 52, (0, 0, 40, 52))
+    inverted = np.asarray(Image.open(tmp_path / "inverted.png")).copy()
+    inverted[10:20, 10:20] = 0  # black strokes on white: everything but the strokes is marked
+    Image.fromarray(inverted).save(tmp_path / "inverted.png")
+    assert protect(image, "--mask", tmp_path / "inverted.png", "-o", tmp_path / "out.png",
+                   "--checkpoint", generator_path) == 0
+    assert capsys.readouterr().err == (f"paintguard: warning: the mask of '{image}' covers 95% of the image; non-zero "
+                                       "pixels are the region to protect: is it inverted?\n")
