@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from generator.cli_parser import ArgumentParser
+from generator.signals import Stopped
 from generator.web_server import SITE, address, check_site, make_server
 
 DEFAULT_PORT = 8765
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
           "-- open it in a browser; Ctrl+C stops", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):  # Ctrl+C is how a server is stopped: not an error
         print("paintguard web: stopped", flush=True)
     finally:
         server.server_close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -94,10 +95,20 @@ def check_site(root: str | os.PathLike = SITE) -> dict[str, dict]:
     return metas
 
 
+class SiteServer(ThreadingHTTPServer):
+    """Serves the page; a browser that goes away mid-file (a reload while a model downloads) is not an error."""
+
+    def handle_error(self, request, client_address) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return  # socketserver printed a 20-line traceback on the command's terminal
+        print(f"paintguard web: error serving {client_address[0]}: {type(error).__name__}: {error}", file=sys.stderr)
+
+
 def make_server(root: str | os.PathLike = SITE, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """A server for ``root`` on ``host:port`` (0: a free port); call ``serve_forever`` on it."""
     handler = functools.partial(FileHandler, directory=str(Path(root).resolve()))
-    server = ThreadingHTTPServer((host, port), handler)
+    server = SiteServer((host, port), handler)
     server.daemon_threads = True
     return server
 

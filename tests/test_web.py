@@ -148,9 +148,9 @@ def test_web_command_serves_files_only_and_prints_the_address(tmp_path):
     import urllib.error
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from generator.web_cli import main; "
-                             "sys.exit(main(sys.argv[1:]))", "--port", "0"], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from trainer.commands.cli import main; "
+                             "sys.exit(main(['web', *sys.argv[1:]]))", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     try:
         line = proc.stdout.readline()
         assert line.startswith("paintguard web: serving")
@@ -167,8 +167,11 @@ def test_web_command_serves_files_only_and_prints_the_address(tmp_path):
                 urllib.request.urlopen(urllib.request.Request(url + path, method=method, data=b"x" if method == "POST"
                                                               else None))
             assert err.value.code == code, path
+        proc.terminate()  # as Ctrl+C: the way a server is stopped, said as "paintguard: error: interrupted"
+        out, err = proc.communicate(timeout=10)
+        assert (proc.returncode, out, err) == (0, "paintguard web: stopped\n", "")
     finally:
-        proc.terminate()
+        proc.kill()
         proc.wait(timeout=10)
 
 
