@@ -91,6 +91,9 @@ def test_export_of_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
     assert err == (f"paintguard: error: cannot read Lightning checkpoint '{junk}': not a PyTorch checkpoint, or a "
                    "damaged one (struct.error: unpack requires a buffer of 4 bytes)")
     assert not out.exists()
+    assert main(["train", "export", "--ckpt_path", str(tmp_path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (f"paintguard: error: '{tmp_path}' is a folder; give a checkpoint file, "
+                                               "such as runs/NAME/checkpoints/last.ckpt")  # "no checkpoint" before
 
 
 def test_help_lists_export_beside_lightning_s_subcommands(capsys):

@@ -80,7 +80,14 @@ def test_sigterm_ends_a_fit_with_its_status_not_zero(ci_config, interactive, mon
 
     monkeypatch.setattr(GeneratorModule, "training_step", training_step)
     assert main(["train", "fit", "--config", str(ci_config)]) == 143
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "paintguard: error: terminated"
+    last = ci_config.parent / "ckpt" / "last.ckpt"
+    # the step is saved, so that --ckpt_path last loses nothing: before, no checkpoint was left before step 100
+    assert capsys.readouterr().err.strip().splitlines()[-2:] == [
+        f"paintguard: note: stopped at step 1, saved in {last}; resume with --ckpt_path last",
+        "paintguard: error: terminated"]
+    assert torch.load(last, weights_only=True)["global_step"] == 1
+    monkeypatch.setattr(GeneratorModule, "training_step", real)
+    assert main(["train", "fit", "--config", str(ci_config), "--ckpt_path", "last"]) == 0  # and goes on from it
 
 
 def test_a_command_run_from_another_thread_still_runs(capsys):

@@ -8,6 +8,7 @@ that from a Lightning checkpoint file, and ``ExportOnTrainEnd`` when a fit ends.
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from contextvars import ContextVar
 from pathlib import Path
@@ -24,8 +25,9 @@ from generator.checkpoint import CheckpointError, article, read_metadata, torch_
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
 from generator.save import check_creatable
-from trainer.training.resume_check import (check_fit_folder, check_resume, is_lightning_checkpoint, mostly_foreign,
-                                           warn_target_changed)
+from generator.signals import Stopped
+from trainer.training.resume_check import (check_fit_folder, check_fits, check_resume, is_lightning_checkpoint,
+                                           mostly_foreign, own_run, resume_file, warn_target_changed)
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
 RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
@@ -59,6 +61,25 @@ class ConfigLearningRates(L.Callback):
                 scheduler.base_lrs = [group["lr"] for group in groups]
                 for group, factor in zip(groups, scheduler.lr_lambdas):
                     group["lr"] *= factor(scheduler.last_epoch)
+
+
+class SnapshotOnStop(L.Callback):
+    """A fit stopped by Ctrl+C or SIGTERM saves its ``last.ckpt`` first, so that ``--ckpt_path last`` loses no steps
+    (the configs' own snapshots come every 100 steps). One process only: another's save would wait for ranks that
+    may not have been signalled."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, (Stopped, KeyboardInterrupt)) or trainer.world_size > 1 \
+                or trainer.sanity_checking or trainer.global_step == 0:
+            return
+        keeper = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "save_last", False) and cb.dirpath),
+                      None)
+        if keeper is None:
+            return
+        path = Path(keeper.dirpath) / f"{keeper.CHECKPOINT_NAME_LAST}{keeper.FILE_EXTENSION}"
+        trainer.save_checkpoint(path)
+        print(f"paintguard: note: stopped at step {trainer.global_step}, saved in {path}; resume with --ckpt_path last",
+              file=sys.stderr, flush=True)
 
 
 def _fill_run_name(value: Any, run_name: str) -> Any:
@@ -117,9 +138,19 @@ class FitValidateCLI(LightningCLI):
         config = self.config.get(subcommand or "", None)
         # the first look at --ckpt_path: before Lightning's unguarded torch.load, any run folder
         resumed = check_resume(self.model_class, config) if config is not None else None
-        self._resumed_run_id = resumed.get(WANDB_RUN_KEY) if resumed is not None else None  # the W&B run goes on
+        path = resume_file(config) if resumed is not None else None
+        # the W&B run goes on only from this run's own checkpoint
+        self._resumed_run_id = resumed.get(WANDB_RUN_KEY) if resumed is not None and own_run(path, config) else None
+        # what check_fits needs, not the whole checkpoint (its optimiser state can be as large as the weights)
+        self._resumed = None if resumed is None else {
+            "path": path, "hparams": resumed.get("hyper_parameters") or {},
+            "shapes": {k: tuple(v.shape) for k, v in resumed["state_dict"].items() if hasattr(v, "shape")}}
         if resumed is not None and subcommand == "fit":
             warn_target_changed(resumed, config)
+            done, most = resumed.get("global_step", 0), config.trainer.get("max_steps") or -1
+            if 0 <= most <= done:  # Lightning stopped at once, having reopened the W&B run and rewritten config.yaml
+                raise ValueError(f"'{path}' is at step {done}, and --trainer.max_steps is {most}: raise it to "
+                                 "train on")
         if config is not None:  # before the seed is set, whose log line would come before the error's
             self._check_run(subcommand, config)
         # Lightning lays a checkpoint file's saved hyperparameters over the parsed config (but not those of
@@ -160,7 +191,16 @@ class FitValidateCLI(LightningCLI):
             logger.init_args["id"] = run_id
 
     def before_fit(self) -> None:
-        self.trainer.callbacks.extend([RememberWandbRun(), ConfigLearningRates()])
+        self._check_fits()
+        self.trainer.callbacks.extend([RememberWandbRun(), ConfigLearningRates(), SnapshotOnStop()])
+
+    def before_validate(self) -> None:
+        self._check_fits()
+
+    def _check_fits(self) -> None:
+        resumed = getattr(self, "_resumed", None)
+        if resumed is not None:  # before the trainer opens the W&B run or writes config.yaml
+            check_fits(self.model, resumed, resumed["path"])
 
 
 # warnings that say nothing to a user of these commands: argv is passed on purpose (the paintguard dispatcher),
@@ -258,6 +298,8 @@ def read_lightning_checkpoint(path: str | Path) -> dict[str, Any]:
     if str(path) == "last":  # a fit's word for its own folder's newest snapshot, which export has no run to find in
         raise ValueError("--ckpt_path last names a fit's own last.ckpt; give export the file, such as "
                          "runs/NAME/checkpoints/last.ckpt")
+    if path.is_dir():
+        raise ValueError(f"'{path}' is a folder; give a checkpoint file, such as runs/NAME/checkpoints/last.ckpt")
     if not path.is_file():
         raise ValueError(f"no checkpoint '{path}'")
     blob = torch_load(path, "Lightning checkpoint")

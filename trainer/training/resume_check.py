@@ -76,11 +76,16 @@ def resume_file(config: Any) -> Path | None:
 def check_fit_folder(config: Any) -> None:
     """Refuse a fit that would mix two runs in one folder: a new run where another left its checkpoints (Lightning
     only warns, then keeps both runs' snapshots and picks ``last`` between them by date), and a resume without
-    ``--config``, which has none of the run's callbacks or folders and so writes its checkpoints elsewhere."""
-    if config.get("ckpt_path"):
-        if not config.get("config"):
+    ``--config``, which has none of the run's callbacks or folders and so writes its checkpoints elsewhere. A fit
+    without any ``--config`` is refused too: Lightning's defaults (1000 epochs, checkpoints under lightning_logs)
+    made a bare ``paintguard train`` start a long run."""
+    if not config.get("config"):
+        if config.get("ckpt_path"):
             raise ValueError("resuming a fit needs the run's options: add the --config files it was started with, "
                              "or the config.yaml it saved in its run folder")
+        raise ValueError("a fit needs --config: a model's YAML such as configs/generator/lama-tiny.yaml (with "
+                         "--data.train_dir for your photos), or a run's own config.yaml")
+    if config.get("ckpt_path"):
         return
     for folder in checkpoint_folders(config):
         if folder.is_dir() and any(folder.glob("*.ckpt")):
@@ -117,3 +122,27 @@ def warn_target_changed(resumed: dict[str, Any], config: Any) -> None:
         was, now = saved[changed[0]], config.model.get(changed[0])
         warnings.warn(f"resuming a run trained against {changed[0]} {was!r} with {now!r}: its best-share checkpoint "
                       "will compare scores against both", stacklevel=2)
+
+
+def own_run(path: Path | None, config: Any) -> bool:
+    """Whether the checkpoint ``path`` lies in one of this run's checkpoint folders: only then does a fit go on in
+    its W&B run (from another run's checkpoint it starts a run of its own, whose curves do not mix with that one's)."""
+    return path is not None and path.resolve().parent in {f.resolve() for f in checkpoint_folders(config)}
+
+
+def check_fits(model: Any, resumed: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose weights do not fit ``model`` before anything opens: Lightning found it out after
+    reopening the W&B run and rewriting the run's config.yaml, and said so in a line cut before the detail."""
+    theirs = resumed["shapes"]
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if not differ:
+        return
+    saved, now = resumed["hparams"], getattr(model, "hparams", {})
+    # the options that shape a network are whole numbers, lists, names and switches; rates and weights are floats
+    options = [f"model.{k} {saved[k]!r} there, {now[k]!r} here" for k in now
+               if k in saved and not k.startswith("_") and saved[k] != now[k] and not isinstance(now[k], float)]
+    first = differ[0]
+    detail = "; ".join(options[:3]) if options else (f"{first}: {theirs.get(first)} there, {ours.get(first)} here")
+    raise ValueError(f"'{path}' does not fit this model ({len(differ)} weights differ in shape or name; {detail}): "
+                     "give the options it was trained with, such as its run's config.yaml")
