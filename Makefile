@@ -27,7 +27,8 @@ WEB_FILES := web/index.html web/style.css web/models.json web/src $(wildcard web
 EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py generator/stem_head.py generator/encoder_head.py \
 	generator/transpose.py generator/real_fft.py
 
-.PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web FORCE tests benchmarks
+.PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web web-generators FORCE tests \
+	benchmarks
 
 setup: $(STAMP)
 
@@ -52,7 +53,14 @@ $(ONNX_DIR)/%.onnx: checkpoints/%.safetensors $(EXPORT_CODE) | $(STAMP)
 	$(PAINTGUARD) export-onnx $< -o $@ --overwrite
 
 # the in-browser page: its files, onnxruntime-web (npm, versions from web/package-lock.json) and the model
-web: $(WEB_DIST)/model.onnx $(WEB_DIST)/model-large.onnx $(WEB_DIST)/.files
+web: web-generators $(WEB_DIST)/model.onnx $(WEB_DIST)/model-large.onnx $(WEB_DIST)/.files
+
+# first, so that a name with no checkpoint is said in words, not as "No rule to make target 'build/onnx/...'"
+web-generators:
+	@for pair in WEB_GENERATOR=$(WEB_GENERATOR) WEB_LARGE_GENERATOR=$(WEB_LARGE_GENERATOR); do \
+		name=$${pair#*=}; test -f "checkpoints/$$name.safetensors" || { echo "make: $${pair%%=*}: no \
+	checkpoints/$$name.safetensors; give the name of a generator in checkpoints/ (copy your \
+	runs/NAME/NAME.safetensors there and pass NAME)" >&2; exit 2; }; done
 
 $(ORT_DIST)/ort.min.mjs: web/package.json web/package-lock.json
 	cd web && npm ci --ignore-scripts --no-audit --no-fund

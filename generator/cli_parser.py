@@ -17,7 +17,11 @@ def usage_error(message: str, prog: str) -> NoReturn:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, except that a bad argument prints ``paintguard: error: ...`` on one line instead of the usage."""
+    """argparse, except that a bad argument prints ``paintguard: error: ...`` on one line instead of the usage, and a
+    module docstring given as the description loses its reStructuredText quotes in ``--help``."""
+
+    def __init__(self, *args, description: str | None = None, **kwargs) -> None:
+        super().__init__(*args, description=description and description.replace("``", ""), **kwargs)
 
     def error(self, message: str) -> NoReturn:
         usage_error(message, self.prog)

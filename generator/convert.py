@@ -80,8 +80,10 @@ def check_batch(image: Tensor, mask: Tensor) -> None:
 
 def _check_no_nan(mask: Tensor | np.ndarray) -> None:
     # NaN != 0 would read as protected
-    nan = bool(mask.isnan().any()) if isinstance(mask, Tensor) and mask.is_floating_point() else \
-        isinstance(mask, np.ndarray) and np.issubdtype(mask.dtype, np.floating) and bool(np.isnan(mask).any())
+    if isinstance(mask, Tensor):
+        nan = mask.is_floating_point() and bool(mask.isnan().any())
+    else:
+        nan = np.issubdtype(mask.dtype, np.floating) and bool(np.isnan(mask).any())
     if nan:
         raise ValueError("the mask holds NaN values; give 1 where protected and 0 elsewhere")
 

@@ -43,6 +43,14 @@ def test_help_exits_0(capsys):
     assert "--config" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["protect", "export-onnx", "web", "optimize", "demo", "compare"])
+def test_help_is_plain_text(command, capsys):
+    """The module docstrings that describe the commands showed their reStructuredText quotes: ``paintguard protect``."""
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and f"paintguard {command}" in out
+
+
 def test_unknown_command_names_the_choices(capsys):
     assert main(["protec"]) == 2
     assert capsys.readouterr().err.strip() == f"paintguard: error: unknown command 'protec'; choose from {', '.join(COMMANDS)}"
