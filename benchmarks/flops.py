@@ -24,6 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from generator.cli_parser import ArgumentParser
+from generator.checkpoint import check_kind
 from generator.protector import load_generator
 from generator.target import target_colour
 from trainer.commands.cli import run_guarded
@@ -62,6 +63,8 @@ def main() -> None:
     if args.size < 32 or args.steps < 1 or args.target <= 0:
         raise ValueError("--size must be >= 32, --steps >= 1 and --target > 0")
     names = args.generator or ["generator-lama-tiny", "generator-lama-tiny-stem", "generator-lama-tiny-fast"]
+    for name in names:  # before the optimiser's count, which takes half a minute
+        check_kind(name, "generator")
 
     g = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, args.size, args.size, generator=g)  # FLOPs depend on the size, not the content

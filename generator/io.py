@@ -53,6 +53,9 @@ def not_regular(path: PathLike) -> str | None:
 def _open(path: PathLike, what: str = "image") -> Image.Image:
     """Fully decode ``path`` (an ``image`` or a ``mask``, as errors say) in its own mode, upright per its EXIF
     orientation."""
+    if not isinstance(path, (str, os.PathLike)):  # Python's own words name os.PathLike and bytes
+        raise TypeError(f"expected the {what}'s file path, got {type(path).__name__}; Protector.protect takes "
+                        "PIL images, arrays and tensors as they are")
     if (reason := not_regular(path)) is not None:
         raise ImageReadError(f"cannot read {what} '{os.fspath(path)}': {reason}")
     try:

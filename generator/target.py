@@ -16,6 +16,9 @@ def target_colour(image: Tensor) -> Tensor:
     As in the reference: the mean of the 8-bit image, truncated to integers, compared
     by the sum of squared differences normalised by 255.
     """
+    if not isinstance(image, Tensor) or not image.is_floating_point() or image.dim() != 4 or image.shape[1] != 3:
+        what = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"target_colour takes float images (B,3,H,W) in [0, 1], got {what}")
     mean = torch.round(image.detach().clamp(0, 1) * 255).mean(dim=(-2, -1)).floor() / 255
     colours = TARGET_COLOURS.to(image)
     distance = ((mean[:, None, :] - colours[None]) ** 2).sum(-1)

@@ -238,3 +238,10 @@ def test_read_mask_says_what_size_it_takes(tmp_path):
         with pytest.raises(TypeError, match=r"size is the image's \(H, W\), e.g. image.shape\[-2:\]"):
             read_mask(tmp_path / "m.png", size=size)
     assert read_mask(tmp_path / "m.png", size=torch.Size([4, 6])).shape == (1, 4, 6)
+
+
+def test_a_reader_given_no_path_says_what_it_takes(tmp_path):
+    with pytest.raises(TypeError, match="expected the image's file path, got Image; Protector.protect takes PIL"):
+        read_image(Image.new("RGB", (4, 4)))
+    with pytest.raises(TypeError, match="expected the mask's file path, got Tensor"):
+        read_mask(torch.zeros(1, 4, 4))

@@ -122,3 +122,12 @@ def test_its_warnings_point_at_the_caller_s_line(protector):
         protector.protect(image[0], mask[0])
         protector.protect_batch(image, torch.ones_like(mask))
     assert len(caught) == 3 and all(w.filename == __file__ for w in caught), [(w.filename, w.message) for w in caught]
+
+
+def test_target_colour_says_what_it_takes():
+    """A (3,H,W) image gave an IndexError, a uint8 one torch's mean() error, an array an AttributeError."""
+    from generator import target_colour
+
+    for bad in (torch.rand(3, 8, 8), torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.rand(1, 8, 8, 3).numpy()):
+        with pytest.raises(ValueError, match="target_colour takes float images"):
+            target_colour(bad)
