@@ -285,11 +285,24 @@ class ImageMaskDataModule(L.LightningDataModule):
     """Training crops with random LaMa masks and fixed validation crops.
 
     ``train_dir`` / ``val_dir`` default to the embedded ``skimage.data`` sample
-    splits, so training runs with no dataset on disk. ``val_size`` (default:
-    ``size``) sets the validation crop size. ``train_seed`` (default: ``seed``)
-    seeds the training crops alone: a run that goes on from another run's weights
-    with the same ``seed`` would draw the very crops that run trained on, and
-    changing ``seed`` would change the validation set too.
+    splits, so training runs with no dataset on disk. ``train_seed`` seeds the
+    training crops alone: a run that goes on from another run's weights with the
+    same ``seed`` would draw the very crops that run trained on, and changing
+    ``seed`` would change the validation set too.
+
+    Args:
+        train_dir: a folder of photos (searched recursively; JPEG, PNG, WebP, TIFF), or split:NAME[:N] for a
+            split of make photos' set (trainer/data/splits.py); null: the embedded scikit-image photos
+        val_dir: the validation photos, as train_dir; null: the embedded ones
+        size: the side of the square training crops, in pixels (smaller photos are scaled up)
+        batch_size: training crops per step
+        val_batch_size: validation crops per batch
+        num_workers: DataLoader worker processes
+        samples_per_epoch: training crops per epoch (each epoch ends with a validation)
+        masks_per_val_image: fixed validation masks drawn per validation photo
+        seed: seeds the validation crops and masks, and the training crops unless train_seed is set
+        val_size: the side of the validation crops (null: size)
+        train_seed: seeds the training crops alone (null: seed)
     """
 
     def __init__(

@@ -144,10 +144,13 @@ class WithTeacher(Dataset):
 class ProtectionDataModule(ImageMaskDataModule):
     """``ImageMaskDataModule`` whose training set can mix in cached entries: teacher pairs or input gradients.
 
-    ``teacher_cache``: a file of ``paintguard teacher-cache``; ``gradient_cache``: a folder
-    of ``paintguard gradient-cache``; ``teacher_fraction``: the share of training samples
-    taken from the cache (1 = the cache only). The other arguments are
-    ``ImageMaskDataModule``'s (LightningCLI reads them through ``**kwargs``).
+    The other arguments are ``ImageMaskDataModule``'s (LightningCLI reads them through ``**kwargs``).
+
+    Args:
+        teacher_cache: a file of paintguard teacher-cache: the optimiser's noises on cached crops, to distil
+        teacher_fraction: the share of training samples taken from the cache (1: the cache only)
+        gradient_cache: a folder of paintguard gradient-cache: the inpainter's input gradients, for the
+            supervised stage
     """
 
     def __init__(self, teacher_cache: str | None = None, teacher_fraction: float = 0.5,
