@@ -33,6 +33,13 @@ def quantize_within_bound(protected: Tensor, original: Tensor, eps: float) -> np
     return q.to(torch.uint8).permute(1, 2, 0).numpy()
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file in the same folder, then rename it to ``path``.
 
@@ -42,6 +49,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp = partial_path(path)
     try:
         write(tmp)
+        # as an ordinary new file's (0644 under the usual umask): safetensors writes 0600, unreadable to others
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except OSError as err:
         if err.filename is None:  # not about a file (a writer's own error): as it came

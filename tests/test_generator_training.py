@@ -290,6 +290,8 @@ def test_teacher_cache_command_checks_its_options_and_out_before_running(tmp_pat
     cases = {("--steps", "-1", "--out", str(out)): "--steps and --batch-size must be >= 1, got -1",
              ("--steps", "0", "--out", str(out)): "--steps and --batch-size must be >= 1, got 0",
              ("--steps", "1", "--out", str(tmp_path)): "is a folder; give the safetensors file to write",
+             # 'runs/tc/' was written as a file named 'runs/tc'
+             ("--steps", "1", "--out", f"{tmp_path}/new/"): f"--out must be a .safetensors file, got '{tmp_path}/new'",
              ("--steps", "1", "--out", inpainter_file): "exists and is not a teacher cache; refusing to replace it"}
     for args, message in cases.items():
         assert cli_main([*base, *args]) == 2

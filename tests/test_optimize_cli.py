@@ -66,6 +66,7 @@ def test_optimize_dtype_auto(tmp_path, files, native, capsys):
     ("no such device", "argument --device: 'nonsense' cannot be used here"),
     ("output is input", "is the input file"),
     ("output exists", "pass --overwrite"),
+    ("no steps", "--steps must be >= 1"),  # it wrote the optimiser's random start alone
 ])
 def test_optimize_bad_input_gives_one_line_error(tmp_path, files, capsys, case, pattern, tiny_inpainter):
     image, mask, inpainter, _ = files
@@ -99,7 +100,8 @@ def test_optimize_bad_input_gives_one_line_error(tmp_path, files, capsys, case, 
         out.write_bytes(b"keep me")
     before = image.read_bytes()
     argv = ["optimize", args["image"], args["mask"], "-o", args["-o"], "--inpainter", args["--inpainter"],
-            "--steps", "1", *(["--device", "nonsense"] if case == "no such device" else [])]
+            "--steps", "0" if case == "no steps" else "1",
+            *(["--device", "nonsense"] if case == "no such device" else [])]
     assert main(argv) == 2
     assert pattern in one_line_error(capsys)
     assert image.read_bytes() == before  # the input is never touched

@@ -1,3 +1,6 @@
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +28,18 @@ def test_plain_rounding_would_break_the_bound_off_grid():
     q = quantize_within_bound(protected, original, 0.025)
     assert abs(q[0, 0, 0] / 255 - original[0, 0, 0].item()) <= 0.025
     assert round(protected[0, 0, 0].item() * 255) / 255 - original[0, 0, 0].item() > 0.025
+
+
+def test_written_files_are_readable_as_the_umask_allows(tmp_path):
+    """safetensors writes its files 0600: caches and checkpoints were unreadable to other users of a machine."""
+    from safetensors.torch import save_file
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "x.safetensors", lambda tmp: save_file({"a": torch.zeros(1)}, str(tmp)))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_no_partial_file_is_left_when_writing_fails(tmp_path):

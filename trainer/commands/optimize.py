@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.steps < 0 or not 0 < args.eps <= 1:
-        raise ValueError("--steps must be >= 0 and --eps in (0, 1]")
+    if args.steps < 1 or not 0 < args.eps <= 1:  # 0 steps wrote the optimiser's random start alone
+        raise ValueError("--steps must be >= 1 and --eps in (0, 1]")
     output = check_output_path(args.output, [args.image, args.mask], args.overwrite)
     image = read_image(args.image)
     mask = read_mask(args.mask, size=tuple(image.shape[-2:]))

@@ -19,6 +19,8 @@ def check_out(out: Path) -> None:
     """Refuse, before the optimiser runs, an --out that cannot be written or would replace another kind of file."""
     if out.is_dir():
         raise ValueError(f"--out '{out}' is a folder; give the safetensors file to write")
+    if out.suffix != ".safetensors":  # 'runs/tc/' was written as a file named 'runs/tc'
+        raise ValueError(f"--out must be a .safetensors file, got '{out}'")
     check_creatable(out)
     # rebuilding a cache in place is the documented fix for a stale one; anything else may be an input
     if out.exists() and not is_teacher_cache(out):
