@@ -88,6 +88,11 @@ def _high_bit_to_float(img: Image.Image) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def _has_alpha(img: Image.Image) -> bool:
+    """Whether ``img`` has transparency: an alpha band, or a palette / colour key marked transparent."""
+    return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or img.has_transparency_data
+
+
 def _rgba(img: Image.Image) -> Image.Image:
     """``img`` as RGBA; Pillow converts premultiplied ``La`` only to ``LA``, not straight to RGBA."""
     return (img.convert("LA") if img.mode == "La" else img).convert("RGBA")
@@ -98,7 +103,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in _HIGH_BIT_MODES:
         grey = np.round(_high_bit_to_float(img) * 255.0).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or img.has_transparency_data:
+    if _has_alpha(img):
         # Composite rather than drop alpha: colours under transparent pixels are
         # arbitrary (often black), while white is what most viewers show.
         rgba = _rgba(img)
@@ -136,7 +141,7 @@ def mask_region(img: Image.Image) -> np.ndarray:
 
 def _drawn_in_black(img: Image.Image) -> bool:
     """Whether ``img`` has strokes that are opaque (in part) and black, on pixels that are fully transparent."""
-    if img.mode in _GREY_MODES or not (img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or img.has_transparency_data):
+    if img.mode in _GREY_MODES or not _has_alpha(img):
         return False
     alpha = np.asarray(_rgba(img))[..., 3]
     return bool((alpha > 0).any() and (alpha == 0).any())

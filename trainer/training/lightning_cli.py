@@ -27,7 +27,7 @@ from generator.messages import one_line
 from generator.save import check_creatable
 from generator.signals import Stopped
 from trainer.training.resume_check import (check_fit_folder, check_fits, check_resume, is_lightning_checkpoint,
-                                           mostly_foreign, own_run, resume_file, warn_target_changed)
+                                           mostly_foreign, own_run, warn_target_changed)
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
 RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
@@ -137,8 +137,7 @@ class FitValidateCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand or "", None)
         # the first look at --ckpt_path: before Lightning's unguarded torch.load, any run folder
-        resumed = check_resume(self.model_class, config) if config is not None else None
-        path = resume_file(config) if resumed is not None else None
+        path, resumed = (check_resume(self.model_class, config) if config is not None else None) or (None, None)
         # the W&B run goes on only from this run's own checkpoint
         self._resumed_run_id = resumed.get(WANDB_RUN_KEY) if resumed is not None and own_run(path, config) else None
         # what check_fits needs, not the whole checkpoint (its optimiser state can be as large as the weights)

@@ -96,9 +96,9 @@ def check_fit_folder(config: Any) -> None:
                              + "after removing that folder")
 
 
-def check_resume(model_class: type, config: Any) -> dict[str, Any] | None:
+def check_resume(model_class: type, config: Any) -> tuple[Path, dict[str, Any]] | None:
     """Refuse a ``--ckpt_path`` that is missing, damaged, ``last`` with nothing to resume, or another kind of run's;
-    returns the checkpoint it read (None where there is none to read)."""
+    returns the file and the checkpoint it read (None where there is none to read)."""
     path = resume_file(config)
     if path is None:
         return None
@@ -109,7 +109,7 @@ def check_resume(model_class: type, config: Any) -> dict[str, Any] | None:
     if foreign:
         raise ValueError(f"'{path}' holds another kind of model than this command trains ({model_class.__name__}): "
                          f"its options {', '.join(foreign[:3])}, ... are not this model's")
-    return blob
+    return path, blob
 
 
 def warn_target_changed(resumed: dict[str, Any], config: Any) -> None:
