@@ -44,6 +44,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from generator.cli_parser import ArgumentParser, positive_int
+from generator.messages import counted
 from generator.precision import DTYPES, labelled
 from generator.protector import Protector
 from trainer.commands.cli import run_guarded
@@ -234,8 +235,8 @@ def main() -> None:
         for name in starts:
             spread.setdefault(name, {})[split] = paired_share_difference(metrics[name]["attack_gain"], ref, ref)
         photos = len(images) // args.masks_per_image  # a split may hold fewer photos than asked for
-        report += [f"## {split}: {len(images)} samples ({photos} photos x {args.masks_per_image} "
-                   f"masks, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
+        report += [f"## {split}: {counted(len(images), 'sample')} ({counted(photos, 'photo')} x "
+                   f"{counted(args.masks_per_image, 'mask')}, {args.size} px) against {args.inpainter}", markdown_table(results, OPTIMISER)]
         if args.editor_masks:
             report[-1] += "\n\n" + editor_mask_table(inpainter, images, masks, runs, args.editor_masks, metrics,
                                                      paired=list(protectors))

@@ -30,6 +30,7 @@ import torch
 
 from amortisation import OPTIMISER, add_sample_arguments, load_protectors, split_samples
 from generator.cli_parser import ArgumentParser
+from generator.messages import counted
 from generator.target import target_colour
 from generator.unet import NoiseUNet
 from trainer.commands.cli import run_guarded
@@ -105,7 +106,7 @@ def main() -> None:
                  f"{metrics[r.name]['hide_psnr'].mean():.2f}", f"{metrics[r.name]['noise_psnr'].mean():.2f}",
                  f"{r.seconds_per_image:.3f}" if math.isfinite(r.seconds_per_image) else "-"]  # cached: untimed
                 for r in runs if r.name != "none"]
-        print(f"## {split}: {len(images)} samples ({args.size} px) against {args.inpainter}\n")
+        print(f"## {split}: {counted(len(images), 'sample')} ({args.size} px) against {args.inpainter}\n")
         print(markdown(["method", "share of the optimiser's gain", "hide PSNR (dB)", "noise PSNR (dB)",
                         "s / image"], rows), flush=True)
 

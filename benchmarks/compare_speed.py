@@ -22,6 +22,7 @@ import sys
 import torch
 
 from generator.cli_parser import ArgumentParser, positive_int
+from generator.messages import counted
 from generator.precision import DTYPES, labelled
 from generator.protector import Protector
 from trainer.commands.cli import run_guarded
@@ -62,7 +63,7 @@ def main() -> None:
     methods.update({labelled("hybrid", f"k={k}", dtype):
                     hybrid_method(p, inpainter, k) for dtype, p in protectors.items() for k in args.k})
 
-    print(f"torch {torch.__version__}, {args.device}, {args.threads} CPU thread(s), {len(images)} images of "
+    print(f"torch {torch.__version__}, {args.device}, {args.threads} CPU thread(s), {counted(len(images), 'image')} of "
           f"{args.size}x{args.size}, one per call, {args.repeats} timed call(s) each after a warm-up")
     print("| method | s / image | images / s | speed-up over the optimiser |")
     print("|---|---|---|---|")

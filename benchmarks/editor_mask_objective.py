@@ -27,6 +27,7 @@ import torch
 
 from amortisation import OPTIMISER, add_sample_arguments, editor_mask_table, load_protectors, split_samples
 from generator.cli_parser import ArgumentParser
+from generator.messages import counted
 from trainer.commands.cli import run_guarded
 from trainer.evaluation.editor_masks import EDITOR_MASKS
 from trainer.evaluation.scoring import MethodRun, as_saved, colour_push_method, generator_method, run_method, score_runs
@@ -91,7 +92,7 @@ def main() -> None:
             # what a protector whose noise is zero in the hole (the gradient heads') could keep of it at best
             runs += [family, MethodRun.untimed("the same, its noise in the hole cut", [
                 torch.where(m > 0, x, p) for p, x, m in zip(family.protected, images, masks)])]
-        print(f"## {split}: {len(images)} samples\n")
+        print(f"## {split}: {counted(len(images), 'sample')}\n")
         metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
         print(editor_mask_table(inpainter, images, masks, runs, list(EDITOR_MASKS), metrics), flush=True)
         print("\n" + markdown(["method", "hide PSNR (dB)", "noise PSNR (dB)"], [

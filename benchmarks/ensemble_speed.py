@@ -153,7 +153,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per setting (quality: the mean mode's)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                        help="the ensemble settings timed (mode and members)")
     parser.add_argument("--one", choices=list(SETTINGS), help=argparse.SUPPRESS)  # a child process's setting
     parser.add_argument("--quality", action="store_true", help="mean vs random mode at equal inpainter passes")
     parser.add_argument("--inpainters", default="lama-tiny", help="--quality: comma list of trained inpainters")

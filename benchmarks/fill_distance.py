@@ -24,15 +24,15 @@ from trainer.commands.cli import run_guarded
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.losses import prepare_task, protection_losses, reference_fills
 from trainer.objective.metrics import share_of_gain
-from trainer.training.generator_module import round_to_8bit
+from trainer.objective.transforms import round_to_8bit
 from trainer.training.gradient_cache import GradientCache
 
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True)
-    parser.add_argument("--cache", default="runs/teacher-cache-128")
-    parser.add_argument("--entries", type=int, default=128)
+    parser.add_argument("--cache", default="runs/teacher-cache-128", help="a teacher cache (paintguard teacher-cache)")
+    parser.add_argument("--entries", type=int, default=128, help="the cache's first N entries")
     parser.add_argument("--inpainter", default="lama-tiny")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()

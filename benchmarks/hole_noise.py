@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from amortisation import OPTIMISER, add_sample_arguments, split_samples
 from generator.cli_parser import ArgumentParser
+from generator.messages import counted
 from generator.protector import Protector
 from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import generator_method, run_method, score_runs
@@ -53,7 +54,7 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", default="generator-lama-tiny-fast", help="a direct-head generator")
     parser.add_argument("--splits", nargs="+", default=["val"])
-    parser.add_argument("--transforms", nargs="+", default=TRANSFORMS)
+    parser.add_argument("--transforms", nargs="+", default=TRANSFORMS, help="the transformations scored after the save")
     add_sample_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -70,7 +71,7 @@ def main() -> None:
         optimiser = next(run for run in references if run.name == OPTIMISER)
         runs = [optimiser] + [run_method(name, generator_method(p), images, masks, warmup=False)
                               for name, p in (("uncut", uncut), ("cut", cut))]
-        print(f"\n## {split}: {len(images)} samples, {args.generator} against {args.inpainter}\n")
+        print(f"\n## {split}: {counted(len(images), 'sample')}, {args.generator} against {args.inpainter}\n")
         print("| transformation | share uncut | share cut | cut minus uncut (paired) | hide PSNR (dB) | noise PSNR (dB) |")
         print("|---|---:|---:|---:|---:|---:|")
         for name in args.transforms:

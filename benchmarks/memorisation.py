@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from amortisation import OPTIMISER, add_sample_arguments, split_samples
 from generator.cli_parser import ArgumentParser
+from generator.messages import counted
 from generator.protector import load_generator
 from generator.unet import NoiseUNet
 from trainer.commands.cli import run_guarded
@@ -51,7 +52,7 @@ from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.field_steps import FIELD_LR, field_steps, has_field, stepped_field
 from trainer.objective.losses import ProtectionTask, prepare_task, protection_losses, select_task
 from trainer.objective.metrics import share_of_gain
-from trainer.training.generator_module import round_to_8bit
+from trainer.objective.transforms import round_to_8bit
 
 Tensor = torch.Tensor
 
@@ -195,8 +196,8 @@ def main() -> None:
         held_out.append(fixed_samples(parser, args, inpainter, args.held_out_split, args.seed, args.samples,
                                       net.config.eps))
         columns.append(f"{args.held_out_split} (not fitted)")
-    print(f"{n} samples of {args.split} ({args.size} px), {args.generator} against {args.inpainter}; share of the "
-          f"20-step optimiser's attack gain on these same samples, as saved")
+    print(f"{counted(n, 'sample')} of {args.split} ({args.size} px), {args.generator} against {args.inpainter}; "
+          f"share of the 20-step optimiser's attack gain on these same samples, as saved")
     print(f"| fitted | step | {' | '.join(columns)} | seconds |\n|---|---:|{'---:|' * len(columns)}---:|", flush=True)
     if args.free_field_steps:
         fit_free_field(net, inpainter, task, scorer, args.free_field_steps, args.every, args.field_lr,

@@ -23,6 +23,7 @@ import torch
 
 from amortisation import OPTIMISER, REFERENCES, add_sample_arguments, split_samples
 from generator.cli_parser import ArgumentParser
+from generator.messages import counted
 from generator.protector import Protector
 from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import MethodRun, iterative_method, run_method, score_runs
@@ -94,7 +95,8 @@ def main() -> None:
     metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
     size = torch.stack([((p - i).abs() / protector.eps).mean() for p, i in zip(plain.protected, images)]).mean()
     ref = metrics[OPTIMISER]["attack_gain"]
-    print(f"{args.generator} on {args.split} ({len(images)} samples, {args.size} px): mean |d| = {size:.2f} eps")
+    print(f"{args.generator} on {args.split} ({counted(len(images), 'sample')}, {args.size} px): "
+          f"mean |d| = {size:.2f} eps")
     print("| noise | share of the optimiser's gain |\n|---|---:|")
     for run in runs[len(REFERENCES):]:
         print(f"| {run.name} | {share_of_gain(metrics[run.name]['attack_gain'], ref):.3f} |")

@@ -99,7 +99,7 @@ def main() -> None:
                         help="also time this generator, interleaved with the first (repeatable)")
     parser.add_argument("--runs", type=int, default=5, help="timed passes per size (after one warm-up)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--folder-images", type=int, default=20)
+    parser.add_argument("--folder-images", type=int, default=20, help="images of the folder-mode timing (0: none)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                         help="the network through PyTorch or onnxruntime (exported in memory, as protect does)")
     parser.add_argument("--sizes", nargs="+", default=SIZES, metavar="WxH", help="image sizes to time")

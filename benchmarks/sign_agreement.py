@@ -39,9 +39,10 @@ def agreement(noise: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True)
-    parser.add_argument("--cache", default="runs/gradient-cache-128")
-    parser.add_argument("--train-entries", type=int, default=256)
-    parser.add_argument("--val-photos", type=int, default=6)
+    parser.add_argument("--cache", default="runs/gradient-cache-128",
+                        help="a gradient cache (paintguard gradient-cache)")
+    parser.add_argument("--train-entries", type=int, default=256, help="the cache's first N entries")
+    parser.add_argument("--val-photos", type=int, default=6, help="val photos, 4 masks each")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--inpainter", default="lama-tiny")
     args = parser.parse_args()

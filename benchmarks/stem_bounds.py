@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from amortisation import OPTIMISER, reference_path, reference_runs, samples
 from generator.cli_parser import ArgumentParser, positive_int
 from generator.encoder_head import EncoderGradientHead, lama_encoder_widths
+from generator.messages import counted
 from generator.stem_head import StemGradientHead
 from trainer.commands.cli import run_guarded
 from trainer.evaluation.scoring import run_method, score_runs
@@ -127,14 +128,15 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", default="val")
     parser.add_argument("--inpainter", default="lama-tiny")
-    parser.add_argument("--layers", type=int, nargs="*", default=[1, 2, 3])
-    parser.add_argument("--pool", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS)
+    parser.add_argument("--layers", type=int, nargs="*", default=[1, 2, 3],
+                        help="the layers k whose true gradient is averaged (1: the stem)")
+    parser.add_argument("--pool", type=int, nargs="+", default=[4, 8], help="the block sides s it is averaged over")
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=HEADS, help="the heads at layer 1 scored")
     parser.add_argument("--deep-heads", type=int, nargs="*", default=[],
                         help="layers k for a one-field head that carries layers 1..k (the attack's gates only)")
     parser.add_argument("--head-ranks", type=float, nargs="*", default=[],
                         help="shares of layers 2..4's rank for a four-layer head fed the true field (1: exact)")
-    parser.add_argument("--photos-per-split", type=positive_int, default=11)
+    parser.add_argument("--photos-per-split", type=positive_int, default=11, help="first N photos of each split")
     parser.add_argument("--masks-per-image", type=positive_int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--reference-dir", default="runs/amortisation-reference")
@@ -156,7 +158,7 @@ def main() -> None:
     runs += [run_method(name, m, images, masks, batch_size=4, warmup=False) for name, m in methods.items()]
     metrics = score_runs(inpainter, images, masks, runs, batch_size=4)
     reference = metrics[OPTIMISER]["attack_gain"]
-    print(f"{args.split}: {len(images)} samples, {args.size} px, against {args.inpainter}\n")
+    print(f"{args.split}: {counted(len(images), 'sample')}, {args.size} px, against {args.inpainter}\n")
     print("| method | share of the optimiser's gain | hide PSNR (dB) |\n|---|---:|---:|")
     for run in runs:
         m = metrics[run.name]

@@ -34,8 +34,8 @@ def curve(run_dir: Path, keys: list[str]) -> dict[int, dict[str, float]]:
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--keys", nargs="+", default=DEFAULT_KEYS)
+    parser.add_argument("run_dir", type=Path, help="a training run's folder (its W&B logs)")
+    parser.add_argument("--keys", nargs="+", default=DEFAULT_KEYS, help="the logged metrics tabulated")
     args = parser.parse_args()
     # an empty table would read as "this run logged nothing", not as a wrong folder or key
     if not args.run_dir.is_dir():

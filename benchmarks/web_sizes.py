@@ -30,7 +30,8 @@ def size(text: str) -> tuple[int, int]:
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=size, nargs="+", default=[(1024, 1024), (2048, 1024), (2048, 2048)],
-                        metavar="WxH")
+                        metavar="WxH",
+                        help="the image sizes the page protects (default: 1024x1024 2048x1024 2048x2048)")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright

@@ -124,6 +124,11 @@ def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, con
          **notes: str) -> Path:
     """Write tensors and architecture to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
+    for name, value in notes.items():  # safetensors' metadata maps str to str; "format" is the format's own
+        if not isinstance(value, str) or name == "format":
+            raise TypeError(f"checkpoint notes are strings, under any name but 'format'; got {name}={value!r}")
+    if path.is_dir():
+        raise IsADirectoryError(f"'{path}' is a folder; give the checkpoint file's name")
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "kind": kind, "config": json.dumps(config, sort_keys=True), **notes}
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}

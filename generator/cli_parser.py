@@ -16,12 +16,50 @@ def usage_error(message: str, prog: str) -> NoReturn:
     raise SystemExit(2)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written (a module docstring, wrapped already), and each option's default where it has
+    one and its help does not give it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if unset or not action.option_strings or "default" in text or isinstance(action, argparse._HelpAction):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+# the help of options many commands share, where a command gives none of its own
+COMMON_HELP = {
+    "inpainter": "the inpainter attacked: a shipped name, a .safetensors file or a LaMa folder",
+    "generator": "a shipped generator's name or a .safetensors file",
+    "device": "cpu, or cuda[:N] where this torch has it",
+    "threads": "torch's CPU threads",
+    "seed": "the random seed (crops, masks and noise starts)",
+    "size": "the side of the square images or crops, in pixels",
+    "batch_size": "images per batch",
+    "steps": "optimiser steps",
+    "split": "a photo split of 'make photos': train, val or test",
+    "splits": "photo splits of 'make photos': train, val and/or test",
+    "masks_per_image": "seeded masks drawn per photo",
+    "reference_dir": "the cache of the optimiser's reference runs, made if missing (relative to the working folder)",
+}
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, except that a bad argument prints ``paintguard: error: ...`` on one line instead of the usage, and a
-    module docstring given as the description loses its reStructuredText quotes in ``--help``."""
+    """argparse, except that a bad argument prints ``paintguard: error: ...`` on one line instead of the usage, a
+    module docstring given as the description loses its reStructuredText quotes in ``--help``, and options show
+    their defaults."""
 
     def __init__(self, *args, description: str | None = None, **kwargs) -> None:
+        if kwargs.get("formatter_class") in (None, argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+            kwargs["formatter_class"] = HelpFormatter
         super().__init__(*args, description=description and description.replace("``", ""), **kwargs)
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None:
+            action.help = COMMON_HELP.get(action.dest)
+        return action
 
     def error(self, message: str) -> NoReturn:
         usage_error(message, self.prog)

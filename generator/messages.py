@@ -19,6 +19,11 @@ def one_line(message: object, limit: int | None = None) -> str:
     return text
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``: a count and its noun (plural in -s)."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 class PaintGuardWarning(UserWarning):
     """A warning for the user of PaintGuard: the commands print it as their own one-line note, wherever it
     points (in a folder run the nearest frame outside the package is Lightning's or torch's)."""

@@ -19,6 +19,7 @@ from PIL import Image
 
 from generator.checkpoint import CheckpointError, available, read_metadata, resolve
 from generator.cli_parser import ArgumentParser, device_option
+from generator.messages import counted
 from generator.precision import CHOICES, resolve_dtype
 from generator.protect_folder import protect_folder
 from generator.protect_items import FORMATS, Item, load, say, summary, warn_empty, warn_lossy, write
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=0, help="folder mode: image-reading worker processes")
     parser.add_argument("--mask-suffix", default="_mask", help="folder mode: masks are NAME{suffix}*.png")
     parser.add_argument("--format", choices=FORMATS, default="png", help="folder mode: output format")
-    parser.add_argument("--max-pixels", type=float, default=40e6, help="refuse larger images (memory)")
+    parser.add_argument("--max-pixels", type=float, default=40e6,
+                        help="refuse larger images (memory; default: 40e6, 40 MP)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return parser
 
@@ -90,7 +92,7 @@ def working_note(item: Item, method: str, steps: int | None) -> None:
         return
     count = DEFAULT_STEPS.get(method) if steps is None else steps
     how = ("the generator" if method == "generator" else
-           f"{count} optimiser step{'s' * (count != 1)} ({method})")
+           f"{counted(count, 'optimiser step')} ({method})")
     say("note", f"protecting '{item.image_path}' ({w}x{h}) with {how}; this takes a while on a CPU")
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from generator.io import bomb_error, not_regular, read_image, read_mask
+from generator.messages import counted
 from generator.protector import FULL_MASK
 from generator.save import LOSSLESS, check_output_path, quantize_within_bound, write_atomic
 
@@ -110,5 +111,5 @@ def summary(written: int, unchanged: int, failed: int, seconds: float, processes
     rate = written / seconds if seconds > 0 else 0.0
     extra = f" ({unchanged} unchanged: empty mask)" if unchanged else ""
     procs = f" on {processes} processes" if processes > 1 else ""
-    images = f"{written} image{'s' * (written != 1)}"
+    images = counted(written, "image")
     return f"paintguard protect: {images} written{extra}, {failed} failed, {seconds:.1f} s ({rate:.2f} images/s){procs}"

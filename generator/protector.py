@@ -35,7 +35,11 @@ BACKENDS = ("torch", "onnx")
 
 
 def save_generator(net: NoiseUNet, path: str | os.PathLike, **notes: str) -> Path:
-    """Write a noise U-Net's weights and architecture as a PaintGuard safetensors checkpoint."""
+    """Write a noise U-Net's weights and architecture as a PaintGuard safetensors checkpoint; ``notes`` are
+    strings kept in its header (e.g. ``inpainter="lama-tiny"``, what it was trained against)."""
+    if not isinstance(net, NoiseUNet):  # a Protector or a LightningModule failed with an AttributeError
+        hint = " (pass its .net)" if isinstance(getattr(net, "net", None), NoiseUNet) else ""
+        raise TypeError(f"save_generator writes a NoiseUNet, got {type(net).__name__}{hint}")
     return checkpoint.save(net.state_dict(), path, KIND, net.config.to_dict(), **notes)
 
 

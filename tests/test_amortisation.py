@@ -83,7 +83,7 @@ def test_gradient_cache_grows_resumes_and_is_reproducible(tmp_path, inpainter_fi
     assert {e["photo"] for e in a.entries} <= {p.name for p in splits.sample_images("train")}
     item = a[0]
     assert item["has_grad"] == 1 and item["has_teacher"] == 0 and item["grad"].shape == (3, 32, 32)
-    with pytest.raises(ValueError, match="was built with other size"):
+    with pytest.raises(ValueError, match=r"was built with other size \(32 there, 48 here\); pass its options"):
         build_gradient_cache(tmp_path / "a", inpainter_file, None, count=8, size=48, shard_size=4)
     with pytest.raises(ValueError, match="built against another inpainter"):
         a.check_inpainter(build_inpainter(TINY, seed=1))
@@ -177,16 +177,16 @@ def test_fourier_context_starts_as_identity_and_keeps_the_bound():
 
 
 def test_validation_teacher_is_computed_once_across_runs(tmp_path, ci_config, monkeypatch):
-    from trainer.training import generator_module
+    from trainer.training import generator_validation
 
     calls = []
-    real = generator_module.protect_iterative
+    real = generator_validation.protect_iterative
 
     def counted(*args, **kwargs):
         calls.append(len(args[1]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(generator_module, "protect_iterative", counted)
+    monkeypatch.setattr(generator_validation, "protect_iterative", counted)
     cache = tmp_path / "val-teacher.safetensors"
     argv = ["fit", "--config", str(ci_config), "--model.val_teacher_cache", str(cache)]
     assert train_main(argv) == 0

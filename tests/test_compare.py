@@ -101,6 +101,9 @@ def test_summary_mean_median_and_t_interval():
     half = 2.7764451 * math.sqrt(12.5) / math.sqrt(5)  # t(0.975, 4) * sample std / sqrt(n)
     assert (s.low, s.high) == pytest.approx((4.0 - half, 4.0 + half))
     assert math.isnan(summarise(torch.tensor([2.0])).low)
+    values = torch.tensor([0.9, 0.95, 1.0, 0.98])  # SSIMs: an interval reached 1.53
+    plain, clipped = summarise(values), summarise(values, limits=(-1.0, 1.0))
+    assert plain.high > 1 and clipped.high == 1.0 and clipped.low == plain.low
 
 
 def test_paired_share_difference_sees_a_shift_smaller_than_the_spread_across_samples():
@@ -146,13 +149,24 @@ def test_compare_writes_report_csv_figures_and_a_wandb_run(tmp_path, checkpoints
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
     assert cli_main(["compare", "--config", str(path), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert printed.startswith("Every protected image is rounded to 8 bits")  # the columns explained, as in report.md
-    assert "success: the samples where it reaches 20 dB. Share of gain: the drop of the attack loss" in printed
+    assert "success: the samples where it reaches 20 dB. Incp PSNR: the same for the mask dilated" in printed
+    for term in ("Hide PSNR: ", "Noise PSNR, SSIM and L_inf", "Share of gain: the drop of the attack loss"):
+        assert term in printed
+    assert f"saved PNG and {len(TRANSFORMS) - 1} transformations ==" in captured.err  # not counting png
 
     report = (out / "report.md").read_text()
     main_table = report.split("## Against lama-tiny")[1].split("##")[0]
     assert "| share of gain |" in main_table
+    assert main_table.split("| none |")[1].split("\n")[0].endswith("| 0.00 | - | - | - |")  # no time of nothing
+    spread = report.split("## Spread over samples")[1].split("##")[0]
+    assert "`per_image.csv` has a row per sample and method" in spread
+    for row in spread.splitlines():  # two samples: t intervals wider than the range, clipped to it
+        if "| SSIM |" in row:
+            low, high = map(float, row.split("[")[1].split("]")[0].split(", "))
+            assert -1 <= low <= high <= 1
     for name in METHODS:
         assert f"| {name} |" in main_table
     robustness = report.split("## Robustness")[1].split("##")[0]

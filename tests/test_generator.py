@@ -66,6 +66,22 @@ def test_saved_checkpoints_get_the_usual_file_mode(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not safetensors' owner-only 0600
 
 
+def test_save_generator_checks_what_it_writes(tmp_path):
+    """A Protector failed with an AttributeError, a number as a note inside safetensors; a note named 'format'
+    replaced the checkpoint's format."""
+    net = NoiseUNet(UNetConfig(widths=[8, 16], groups=4))
+    with pytest.raises(TypeError, match=r"writes a NoiseUNet, got Protector \(pass its .net\)"):
+        save_generator(Protector(net), tmp_path / "g.safetensors")
+    for notes in ({"step": 3}, {"format": "mine"}):
+        with pytest.raises(TypeError, match="checkpoint notes are strings, under any name but 'format'"):
+            save_generator(net, tmp_path / "g.safetensors", **notes)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder; give the checkpoint file's name"):
+        save_generator(net, tmp_path / "folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+    assert load_generator(save_generator(net, tmp_path / "g.safetensors", step="3")).config == net.config
+
+
 def test_protector_rejects_an_inpainter_and_unknown_names(tmp_path, monkeypatch, tiny_inpainter):
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(tmp_path))
     inp = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")

@@ -59,3 +59,18 @@ def test_seeded_noise_is_reproducible(tiny_inpainter):
     runs = [protect_iterative(tiny_inpainter, image, mask, IterativeConfig(steps=2),
                               generator=torch.Generator().manual_seed(3)).protected for _ in range(2)]
     assert torch.equal(*runs)
+
+
+def test_an_empty_mask_returns_its_image_unchanged(steerable_inpainter):
+    """It returned its random start (up to init_scale), as Protector does not."""
+    image, mask = batch(2)
+    mask[0] = 0
+    for start in (None, torch.full_like(image, 0.02)):
+        result = protect_iterative(steerable_inpainter, image, mask, IterativeConfig(steps=3), init_noise=start)
+        assert torch.equal(result.protected[0], image[0]) and not result.noise[0].any()
+        alone = protect_iterative(steerable_inpainter, image[1:], mask[1:], IterativeConfig(steps=3),
+                                  init_noise=None if start is None else start[1:],
+                                  generator=torch.Generator().manual_seed(0))
+        assert result.noise[1].abs().max() > 0.01
+        if start is not None:  # the other image is optimised as it is alone
+            assert torch.allclose(result.protected[1:], alone.protected, atol=1e-6)

@@ -8,7 +8,7 @@ import yaml
 
 from trainer.commands.train import main as train_main
 from trainer.objective.mask_family import FAMILY, draw_family
-from trainer.training import generator_module
+from trainer.training import generator_module, generator_validation
 from trainer.training.generator_module import GeneratorModule
 
 from .conftest import masked_batch
@@ -63,6 +63,7 @@ def test_training_edits_family_masks_while_the_generator_reads_m(tmp_path, ci_co
         return real_forward(self, image, mask, target, with_field)
 
     monkeypatch.setattr(generator_module, "prepare_ensemble_task", prepare)
+    monkeypatch.setattr(generator_validation, "prepare_ensemble_task", prepare)
     monkeypatch.setattr(GeneratorModule, "_noise", noise)
     assert train_main(["fit", "--config", str(ci_config)]) == 0
     checkpoint = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)

@@ -137,3 +137,37 @@ def test_loader_workers_leave_signals_to_the_main_process(interactive):
     data = FolderData([], 1e9, False, 1)
     data.trainer = types.SimpleNamespace(global_rank=0, world_size=1)
     assert data.predict_dataloader().worker_init_fn is leave_signals_to_the_main_process
+
+
+def test_an_interrupted_cache_build_says_what_it_kept(tmp_path, monkeypatch, capsys, interactive, inpainter_file):
+    """Both said only "interrupted": a gradient cache keeps its whole shards and goes on; a teacher cache is written
+    at the end or not at all."""
+    from trainer.commands import teacher_cache
+    from trainer.training import gradient_cache
+
+    (tmp_path / "photos").mkdir()
+    for i in range(2):
+        write_rgb(tmp_path / "photos" / f"p{i}.png", 40, 40, seed=i)
+    real = gradient_cache.atomic_write
+
+    def write_then_stop(path, write):
+        out = real(path, write)
+        if path.name.startswith("shard-"):
+            os.kill(os.getpid(), signal.SIGINT)  # after the first shard, as a Ctrl-C then would
+        return out
+
+    monkeypatch.setattr(gradient_cache, "atomic_write", write_then_stop)
+    argv = ["gradient-cache", "--out", str(tmp_path / "gc"), "--inpainter", inpainter_file, "--images",
+            str(tmp_path / "photos"), "--count", "8", "--size", "32", "--shard-size", "4", "--batch-size", "4"]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"paintguard: error: interrupted; 1 whole shard(s) of 4 entries kept in '{tmp_path / 'gc'}'; the same "
+        "command goes on from there")
+
+    def stopped(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(teacher_cache, "build_teacher_cache", stopped)
+    out = tmp_path / "tc.safetensors"
+    assert main(["teacher-cache", "--out", str(out)]) == 143
+    assert capsys.readouterr().err == f"paintguard: error: terminated; '{out}' was not written\n"

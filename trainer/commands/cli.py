@@ -58,10 +58,11 @@ def run_guarded(func, *args) -> int:
         if isinstance(exit_.code, str):  # sys.exit("why"): Python would print it; say it as every error is said
             return fail(exit_.code)
         return exit_code(exit_)
-    except KeyboardInterrupt:
-        return fail("interrupted", 130)
-    except Stopped as stop:  # the shell's status for a signal: 128 + its number
-        return fail("interrupted" if stop.signum == signal.SIGINT else "terminated", 128 + stop.signum)
+    except (KeyboardInterrupt, Stopped) as stop:  # the shell's status for a signal: 128 + its number
+        signum = getattr(stop, "signum", signal.SIGINT)
+        # a command adds a note (BaseException.add_note) on what it leaves: "3 whole shards kept in ..."
+        said = ["interrupted" if signum == signal.SIGINT else "terminated", *getattr(stop, "__notes__", [])]
+        return fail("; ".join(said), 128 + signum)
     except (ValueError, OSError, RuntimeError, MemoryError) as err:
         if os.environ.get("PAINTGUARD_DEBUG"):
             raise

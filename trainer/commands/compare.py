@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from generator.cli_parser import ArgumentParser
+from generator.messages import counted
 from generator.save import atomic_write, check_folder_out
 from trainer.evaluation.compare_config import SAMPLE_SETS, CompareConfig, load_config
 from trainer.evaluation.comparison import (EPS, TRANSFER, InpainterPool, MethodSet, Sample, build_methods,
@@ -162,17 +163,17 @@ def compare(cfg: CompareConfig, config: Path, stage: Path, samples: list[Sample]
     images, masks = [s.image for s in samples], [s.mask for s in samples]
     runs = []
     for name, method in methods.items():
-        log_progress(f"== {name}: protecting {len(samples)} samples on {device} ==")
+        log_progress(f"== {name}: protecting {counted(len(samples), 'sample')} on {device} ==")
         runs.append(run_method(name, method, images, masks, cfg.batch_size, cfg.repeats, EPS, device))
 
     def score(target: Inpainter, transform: str, editor_mask: str | None = None) -> dict[str, dict[str, Tensor]]:
         return score_runs(target, images, masks, runs, get_transform(transform), cfg.batch_size, cfg.seed, device,
                           None if editor_mask is None else get_editor_mask(editor_mask))
 
-    n = len(cfg.transforms)
-    log_progress(f"== scoring against {cfg.inpainter}: saved PNG and {n} transformation{'s' * (n != 1)} ==")
+    transforms = [t for t in dict.fromkeys(cfg.transforms) if t != SAVED]  # "png" is the saved image itself
+    n = len(transforms)
+    log_progress(f"== scoring against {cfg.inpainter}: saved PNG and {counted(n, 'transformation')} ==")
     saved = score(inpainter, SAVED)  # protected images are already 8-bit: the PNG round trip is exact
-    transforms = [t for t in dict.fromkeys(cfg.transforms) if t != SAVED]
     conditions = {t: score(inpainter, t) for t in transforms}
     if editor_masks:
         log_progress(f"== scoring against {cfg.inpainter}: {len(editor_masks)} masks an editor might draw instead ==")

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from generator.cli_parser import ArgumentParser, device_option
+from generator.messages import counted
 from trainer.data.images import FixedCropDataset, list_images, sample_images
 from trainer.evaluation.attackability import SUCCESS_DB, protection_strength, steering_gain
 from trainer.inpainting.inpainter import load_inpainter
@@ -130,8 +131,8 @@ def evaluate(args: argparse.Namespace) -> int:
                        gain=steering_gain(inpainter, image, mask, generator=seed()))
 
     n = len(dataset)
-    print(f"{n} samples: {len(paths)} images from {where} x {args.masks_per_image} masks, "
-          f"{args.size} px centre crops, mask seed {args.seed}\n")
+    print(f"{counted(n, 'sample')}: {counted(len(paths), 'image')} from {where} x "
+          f"{counted(args.masks_per_image, 'mask')}, {args.size} px centre crops, mask seed {args.seed}\n")
     print("| method | hole PSNR (dB) | hole L1 |")
     print("|---|---:|---:|")
     for name, scores in methods.items():

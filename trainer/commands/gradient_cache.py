@@ -12,8 +12,9 @@ from pathlib import Path
 
 from generator.cli_parser import ArgumentParser, device_option
 from generator.save import check_folder_out
+from generator.signals import Stopped
 from trainer.inpainting.inpainter import load_inpainter
-from trainer.training.gradient_cache import GradientCache, build_gradient_cache
+from trainer.training.gradient_cache import SHARDS, GradientCache, build_gradient_cache
 
 
 def check_field_layers(inpainter: str, k: int) -> None:
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                              "--field-steps optimiser steps on it, and the noise it gives, as the entry's field and "
                              "teacher noise")
     parser.add_argument("--field-steps", type=int, default=10, help="steps on the field teacher's field")
-    parser.add_argument("--shard-size", type=int, default=64)
+    parser.add_argument("--shard-size", type=int, default=64,
+                        help="entries per file (an interrupted build resumes at its last whole one)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", type=device_option, default="cpu")
@@ -53,8 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_field_layers(args.inpainter, args.field_layers)
-    folder = build_gradient_cache(args.out, args.inpainter, args.images, args.count, args.size, args.seed,
-                                  args.teacher_steps, args.shard_size, args.batch_size, args.device,
-                                  args.field_layers, args.field_teacher, args.field_steps)
+    try:
+        folder = build_gradient_cache(args.out, args.inpainter, args.images, args.count, args.size, args.seed,
+                                      args.teacher_steps, args.shard_size, args.batch_size, args.device,
+                                      args.field_layers, args.field_teacher, args.field_steps)
+    except (KeyboardInterrupt, Stopped) as stop:
+        shards = len(list(Path(args.out).glob(SHARDS)))
+        stop.add_note(f"{shards} whole shard(s) of {args.shard_size} entries kept in '{args.out}'; the same command "
+                      "goes on from there")
+        raise
     print(json.dumps({"cache": str(folder), "entries": len(GradientCache(folder))}))
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from generator.cli_parser import ArgumentParser, device_option
 from generator.save import check_creatable
+from generator.signals import Stopped
 from trainer.training.teacher_cache import build_teacher_cache, is_teacher_cache
 
 
@@ -46,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.batch_size < 1:
         raise ValueError(f"--steps and --batch-size must be >= 1, got {args.steps} and {args.batch_size}")
     check_out(Path(args.out))
-    out = build_teacher_cache(args.inpainter, args.out, args.count, args.size, args.seed, args.train_dir,
-                              args.batch_size, args.steps, args.device)
+    try:
+        out = build_teacher_cache(args.inpainter, args.out, args.count, args.size, args.seed, args.train_dir,
+                                  args.batch_size, args.steps, args.device)
+    except (KeyboardInterrupt, Stopped) as stop:  # the file is written whole at the end, or not at all
+        stop.add_note(f"'{args.out}' was not written" + (" (the cache there is as it was)" if
+                                                          Path(args.out).exists() else ""))
+        raise
     print(json.dumps({"wrote": str(out), "pairs": args.count, "size": args.size}))
     return 0

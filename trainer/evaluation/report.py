@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from generator.messages import counted
 from generator.precision import resolve_dtype
 from generator.save import atomic_write
 from trainer.evaluation.compare_config import CompareConfig
@@ -142,15 +143,20 @@ def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], r
     ref = f"`{reference}`" if reference else "none (no optimiser in the config)"
     intro = [
         "# PaintGuard: protection methods compared",
-        f"Config `{config_path}`: {len(samples)} samples from `{cfg.images}` with {masks}; inpainter attacked "
+        f"Config `{config_path}`: {counted(len(samples), 'sample')} from `{cfg.images}` with {masks}; inpainter attacked "
         f"`{cfg.inpainter}`; device `{cfg.device}`{dtype_note(cfg)}, torch {torch.__version__} with {torch.get_num_threads()} CPU "
         f"thread(s), batch size {cfg.batch_size}, {cfg.repeats} timed run(s) per batch.",
         "Every protected image is rounded to 8 bits within the bound (what a saved PNG holds) before it is scored. "
-        "Values are means ± the half-width of a 95% Student-t interval over samples (wide for a few samples). "
-        "Attack PSNR: the inpainter's fill of the mask against the target colour, higher is stronger protection; "
-        f"success: the samples where it reaches {SUCCESS_DB:g} dB. Share of gain: the drop of the attack loss from no "
+        "Values are means ± the half-width of a 95% Student-t interval over samples (wide for a few samples; the "
+        "spread table's intervals stop at each metric's range). Attack PSNR: the inpainter's fill of the mask "
+        "against the target colour, higher is stronger protection; "
+        f"success: the samples where it reaches {SUCCESS_DB:g} dB. Incp PSNR: the same for the mask dilated by "
+        "17 x 17 px. Hide PSNR: an edit of the ring around the mask (the dilation minus the mask) against the same "
+        "edit of the unprotected image, higher keeps a benign edit as it was. Noise PSNR, SSIM and L_inf (the "
+        "largest pixel change, on [0, 1]): the saved image against the original; higher PSNR and SSIM are less "
+        "visible. Share of gain: the drop of the attack loss from no "
         f"noise, as a fraction of the reference's ({ref}); speed-up: the reference's time per image over the "
-        "method's. Time per image: median of warm timed calls, after a warm-up call.",
+        "method's. Time per image: median of warm timed calls, after a warm-up call (none for no protection).",
     ]
     tables = [
         f"## Against {cfg.inpainter}",
@@ -172,7 +178,12 @@ def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], r
                    "An inpainter the generator was not trained against; the share is of the reference's gain on it.",
                    condition_table(results, [TRANSFER], reference, relative_to=TRANSFER)]
     tables += list(transfer)
-    rest = ["## Spread over samples", spread_table(results), "## Figures",
+    rest = ["## Spread over samples", spread_table(results),
+            "`per_image.csv` has a row per sample and method: `seconds` (its batch's time over the batch size), the "
+            "metrics above, `attack_loss`, `hide_loss` and `total_loss` (total = attack + incp + 2 hide, each a mean "
+            "squared error), `attack_gain` and `total_gain` (their drop from the unprotected image), and "
+            "`condition/metric` under each transformation.",
+            "## Figures",
             "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures)]
     return "\n\n".join(intro + tables + rest) + "\n", "\n\n".join([intro[-1], *tables])  # what the columns mean
 

@@ -32,7 +32,10 @@ class Summary:
     high: float
 
 
-def summarise(values: Tensor, confidence: float = CONFIDENCE) -> Summary:
+def summarise(values: Tensor, confidence: float = CONFIDENCE,
+              limits: tuple[float, float] = (-math.inf, math.inf)) -> Summary:
+    """``limits``: the values' range, which the interval is clipped to (a mean cannot leave it: an SSIM
+    interval reached 1.53 on two samples)."""
     from scipy import stats  # scipy comes with scikit-image; imported here to keep module import light
 
     v = values.detach().double().cpu().numpy()
@@ -40,7 +43,7 @@ def summarise(values: Tensor, confidence: float = CONFIDENCE) -> Summary:
     if len(v) < 2:
         return Summary(mean, median, math.nan, math.nan)
     half = float(stats.t.ppf((1 + confidence) / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return Summary(mean, median, mean - half, mean + half)
+    return Summary(mean, median, max(mean - half, limits[0]), min(mean + half, limits[1]))
 
 
 def paired_share_difference(gain: Tensor, baseline_gain: Tensor, teacher_gain: Tensor) -> Summary:
@@ -62,6 +65,9 @@ MAIN_METRICS: dict[str, tuple[str, str]] = {
     "ssim": ("SSIM", ".4f"),
     "linf": ("L_inf", ".4f"),
 }
+# the range each main metric's values lie in (PSNRs of [0, 1] images are >= 0; PaintGuard caps them at 100 dB)
+LIMITS: dict[str, tuple[float, float]] = {"success": (0.0, 1.0), "ssim": (-1.0, 1.0), "linf": (0.0, 1.0),
+                                          **{k: (0.0, 100.0) for k in MAIN_METRICS if k.endswith("_psnr")}}
 # the metrics that matter once the image has been transformed (noise PSNR would mostly measure the transform)
 ROBUSTNESS_METRICS = ("attack_psnr", "success", "incp_psnr", "hide_psnr", "ssim")
 
@@ -90,12 +96,13 @@ def main_records(results: Sequence[MethodScore], reference: str | None = None) -
     for r in results:
         row: dict[str, float | str] = {"method": r.name}
         for key in MAIN_METRICS:
-            s = summarise(r.metrics[key])
+            s = summarise(r.metrics[key], limits=LIMITS[key])
             row.update({f"{key}_mean": s.mean, f"{key}_median": s.median, f"{key}_low": s.low,
                         f"{key}_high": s.high})
         row["share_of_gain"] = _share(r.metrics, ref.metrics if ref else None)
-        row["seconds_per_image"] = r.seconds_per_image
-        row["images_per_second"] = r.images_per_second
+        timed = r.name != "none"  # no protection runs nothing: its "time" is a function call's
+        row["seconds_per_image"] = r.seconds_per_image if timed else math.nan
+        row["images_per_second"] = r.images_per_second if timed else math.nan
         speed_up = math.nan
         if ref is not None and r is not ref and r.name != "none" and r.seconds_per_image > 0:
             speed_up = ref.seconds_per_image / r.seconds_per_image
@@ -137,7 +144,8 @@ def _mean_ci(row: dict, key: str, spec: str) -> str:
     mean, low, high = row[f"{key}_mean"], row[f"{key}_low"], row[f"{key}_high"]
     if spec.endswith("%") or not math.isfinite(high - low):
         return _fmt(mean, spec)
-    return f"{_fmt(mean, spec)} ± {_fmt((high - low) / 2, spec)}"
+    # the t interval's half-width: the side the metric's range did not clip
+    return f"{_fmt(mean, spec)} ± {_fmt(max(mean - low, high - mean), spec)}"
 
 
 def markdown_table(results: Sequence[MethodScore], reference: str | None = None) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from generator.messages import counted
 from trainer.evaluation.comparison import InpainterPool
 from trainer.evaluation.scoring import MethodRun, iterative_method, run_method, score_runs
 from trainer.objective.iterative import IterativeConfig
@@ -88,7 +89,7 @@ def run_transfer(targets: Sequence[str], pool: InpainterPool, source: str, runs:
             whitebox[target] = reference
             continue
         name = whitebox_name(label, target)
-        log(f"== white-box optimiser against {target}: {len(images)} samples ==")
+        log(f"== white-box optimiser against {target}: {counted(len(images), 'sample')} ==")
         method = iterative_method(pool(target), IterativeConfig(steps=steps), seed=seed)
         extra_runs.append(run_method(name, method, images, masks, batch_size, 1, eps, device, warmup=False))
         extra_rows.append(TransferRow(name, label, [target]))

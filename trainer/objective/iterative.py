@@ -103,6 +103,8 @@ def protect_iterative(
     step from ``generator`` ("random"); ``history`` holds the losses that were
     minimised, and its last entry is always the mean over all members. ``task`` is
     then an ``EnsembleTask`` (``prepare_ensemble_task``).
+
+    An image whose mask is empty comes back unchanged (zero noise).
     """
     cfg = config or IterativeConfig()
     if not isinstance(cfg, IterativeConfig):
@@ -119,7 +121,11 @@ def protect_iterative(
     if init_noise is None:
         init_noise = torch.rand(image.shape, generator=generator, device=image.device, dtype=image.dtype)
         init_noise = init_noise * cfg.init_scale
-    noise = init_noise.detach().clone().requires_grad_(True)
+    # an empty mask protects nothing: that image keeps a zero noise and comes back unchanged, as from Protector
+    used = (mask != 0).flatten(1).any(1).to(image.dtype)[:, None, None, None]
+    noise = (init_noise.detach() * used).requires_grad_(True)
+    if not used.all():
+        noise.register_hook(lambda grad: grad * used)  # Adam moves nothing whose gradient stays zero
     optimiser = torch.optim.Adam([noise], lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
     transform = RandomTransforms(cfg.eot) if cfg.eot is not None and cfg.eot.enabled else None
     random_member = cfg.ensemble == "random" and len(members) > 1

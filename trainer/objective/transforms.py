@@ -32,6 +32,12 @@ def png_round_trip(images: Tensor, generator: torch.Generator | None = None) -> 
     return torch.round(images.clamp(0, 1) * 255) / 255
 
 
+def round_to_8bit(image: Tensor, straight_through: bool = True) -> Tensor:
+    """Round to the 8-bit grid as saving a PNG does; the gradient passes straight through."""
+    rounded = torch.round(image * 255) / 255
+    return image + (rounded - image).detach() if straight_through else rounded
+
+
 def jpeg(images: Tensor, quality: int, generator: torch.Generator | None = None) -> Tensor:
     """Encode each image as an 8-bit JPEG of ``quality`` with Pillow, in memory, and decode it again."""
     pixels = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

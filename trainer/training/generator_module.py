@@ -1,39 +1,13 @@
 """Training the amortised protector against a frozen inpainter.
 
 Per batch: noise = G(x, m, t); x' = clip(x + noise) (8-bit rounded, straight through); the attack/incp/hide
-losses of the 20-step optimiser on x', plus an optional distillation term towards the optimiser's own noise for
-the same (image, mask) pair (the teacher cache). Validation reports the protection metrics next to the teacher's
-on the same images, so the amortisation gap is visible in every run, with the training time so far
-(``val/train_minutes``, kept across resumes) for the curve of held-out share against time.
-
-Supervised terms on cached entries need no inpainter call: ``gradient_weight`` towards the direction of a cached
-input gradient g (normalised to mean |g| = 1; one FGSM step is ``d = -eps * sign(g)``), and ``teacher_weight`` with
-``teacher_loss: sign`` towards the teacher noise's signs (``mse``: the squared error to it). Both sign terms are a
-hinge on the pre-tanh output, weighted per pixel by |g| (or 1): ``|g| * relu(margin - s * raw)`` with s the wanted
-sign (why a hinge: trainer/training/supervised_terms.py). ``field_weight`` (an encoder-gradient
-generator and a cache built with ``field_layers``) adds ``1 - cos`` between the field the U-Net predicts and the
-cached true field at the target's layer k: the head turns that field into the noise exactly, so the field is the
-one thing the generator has to learn, and a dense target that does not saturate. With ``e2e_weight: 0`` training is
-supervised only (a pretraining stage); with both, the supervised terms regularise the end-to-end loss.
-
-With ``eot`` (trainer/objective/eot.py), every training batch passes through a random chain of differentiable
-transformations (JPEG, resize, blur, noise, shift, colour jitter) between x' and the inpainter: the generator
-learns a protection that survives them. Validation stays untransformed; ``val_jpeg_quality`` adds the same metrics
-after a real (Pillow) JPEG round trip, for ours and the teacher. With ``family_p`` > 0 the edits are, per image
-and with that probability, of a mask near m (trainer/objective/mask_family.py) while the generator reads m: a
-protection that holds when the editor draws a slightly different mask. Validation keeps m.
-
-With ``inpainters`` (a list of sources), the generator is trained against all of them at once: the mean of the
-per-model losses, each with its own hide reference (``trainer.objective.ensemble``; ``ensemble: random`` draws one
-model per batch instead). Validation and its teacher (the ensemble optimiser) score the same mean.
-``output_weight`` (a cache with teacher noises) adds output distillation on the cached entries: the squared
-distance of the protected image's fills of m and E(m) to those of the teacher's protected image, a reachable target
-next to the solid colour (``trainer.objective.losses.reference_fills``; one extra forward without gradients).
-``teacher_generator`` (a generator file): its noise for every training crop, made on the fly, is the teacher that
-``teacher_weight`` distils towards (trainer/training/generator_teacher.py): a small student taught by a larger one.
-``lr_decay_steps`` > 0: a cosine decay of the rate to ``lr_final`` (trainer/training/lr_schedule.py).
-``field_gradient`` (an encoder-gradient generator): how the loss's gradient reaches the U-Net through its field
-(trainer/training/field_gradient.py).
+losses of the 20-step optimiser on x', plus optional supervised terms: towards a cached optimiser noise for the
+same (image, mask) pair (the teacher cache), a cached input gradient's direction (one FGSM step is
+``d = -eps * sign(g)``) or a cached field. Those need no inpainter call: with ``e2e_weight: 0`` training is
+supervised only (a pretraining stage); with both, they regularise the end-to-end loss. The sign terms are a hinge
+on the pre-tanh output, weighted per pixel by |g| (why a hinge: trainer/training/supervised_terms.py).
+Validation (trainer/training/generator_validation.py) reports the protection metrics next to the teacher's on the
+same images. Every option is explained in ``GeneratorModule``'s Args, which ``paintguard train fit --help`` shows.
 """
 
 from __future__ import annotations
@@ -58,13 +32,12 @@ from trainer.objective.ensemble import (ENSEMBLE_MODES, EnsembleTask, draw_membe
                                        prepare_ensemble_task)
 from trainer.objective.eot import EOTConfig, FixedTransform, RandomTransforms
 from trainer.objective.field_steps import has_field
-from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights, reference_fills
 from trainer.objective.mask_family import check_family_p, draw_family
-from trainer.objective.metrics import protection_metrics, share_of_gain
-from trainer.objective.transforms import jpeg
+from trainer.objective.transforms import jpeg, round_to_8bit
 from trainer.training.field_gradient import check_field_gradient, reshape_field_gradient
 from trainer.training.generator_teacher import GeneratorTeacher
+from trainer.training.generator_validation import GeneratorValidation
 from trainer.training.lr_schedule import adamw, check_decay
 from trainer.training.supervised_terms import field_cosine, over_entries, supervised_term
 from trainer.training.teacher_metrics import TeacherMetrics
@@ -73,14 +46,66 @@ Tensor = torch.Tensor
 TEACHER_LOSSES = ("mse", "sign")
 
 
-def round_to_8bit(image: Tensor, straight_through: bool = True) -> Tensor:
-    """Round to the 8-bit grid as saving a PNG does; the gradient passes straight through."""
-    rounded = torch.round(image * 255) / 255
-    return image + (rounded - image).detach() if straight_through else rounded
+class GeneratorModule(GeneratorValidation, L.LightningModule):
+    """A noise U-Net trained with the protection losses through a frozen inpainter.
 
-
-class GeneratorModule(L.LightningModule):
-    """A noise U-Net trained with the protection losses through a frozen inpainter."""
+    Args:
+        inpainter: the frozen inpainter attacked: a shipped name (lama-tiny), an inpainter checkpoint or a big-lama
+            folder
+        inpainters: several inpainters attacked at once (the mean of their losses, each with its own hide
+            reference); null: the one inpainter
+        ensemble: with inpainters, mean (every model every batch) or random (one model per batch)
+        widths: the U-Net's channels per level (null: 16, 32, 64, 128)
+        blocks_per_level: residual blocks per U-Net level
+        groups: GroupNorm groups
+        eps: the L_inf bound of the noise, on [0, 1] pixels
+        lr: AdamW's learning rate
+        weight_decay: AdamW's weight decay
+        lr_decay_steps: > 0: the rate decays to lr_final on half a cosine over this many steps
+        lr_final: the rate at the end of the decay
+        attack_weight: weight of the attack loss (the fill of m towards the target colour)
+        incp_weight: weight of the incp loss (the same for the mask dilated by dilation)
+        hide_weight: weight of the hide loss (an edit of the ring E(m) - m stays as on the clean image)
+        dilation: the side of the square that dilates m, in pixels
+        teacher_weight: weight of distillation towards the teacher's noise (a teacher cache in the data, or
+            teacher_generator)
+        quantize: round the protected image to 8 bits in training (straight through), as a saved PNG is
+        teacher_steps: the validation teacher's optimiser steps
+        panel_every_n_steps: log a picture panel to W&B every this many training steps (0: never)
+        eot: expectation over transformation: probabilities and ranges of the random JPEG, resize, blur, noise,
+            shift and colour jitter applied between the protected image and the inpainter in training (EOTConfig
+            in trainer/objective/eot.py); validation stays untransformed
+        val_jpeg_quality: also score validation, ours and the teacher's, after a real JPEG of this quality
+        e2e_weight: weight of the end-to-end loss through the inpainter; 0: supervised terms only, no inpainter
+            call
+        gradient_weight: weight of the hinge towards the signs of a cached input gradient (a gradient cache)
+        teacher_loss: how teacher_weight compares with the teacher's noise: mse, or sign (a hinge towards its
+            signs)
+        global_context: none, or fourier (a spectral block at the U-Net's bottleneck)
+        init_from: start from these weights (a generator checkpoint or a shipped generator's name), widened
+            where the U-Net is wider
+        supervised_margin: the hinge's margin on the pre-tanh output
+        val_teacher_cache: a .safetensors file that keeps the validation teacher's metrics across runs
+        head: direct (the U-Net emits the noise) or stem-gradient (it predicts a field at the inpainter's layer
+            head_layers, which frozen copies of its first layers map to the image)
+        stem_channels: the inpainter's first layer's width, for the stem-gradient head
+        stem_kernel: the inpainter's first layer's kernel, for the stem-gradient head
+        head_layers: how many of the inpainter's encoder layers the stem-gradient head carries
+        head_rank: below 1, the head keeps that share of the rank of the inpainter's layers 2..head_layers
+        field_weight: weight of 1 - cos between the predicted field and a cached true field (a gradient cache
+            built with --field-layers)
+        encoder_features: the U-Net also reads the inpainter's own activations at layer head_layers
+        bottleneck_blocks: with encoder_features, also read the inpainter's bottleneck after this many of its
+            residual blocks (0: off)
+        output_weight: weight of output distillation: the fills of the protected image pulled towards those of
+            the cached teacher's (needs e2e_weight > 0 and no eot)
+        field_gradient: how the loss's gradient reaches the U-Net at its field: loss (as it is), sample (one size
+            per image) or sign (trainer/training/field_gradient.py)
+        teacher_generator: a generator file whose noise for every training crop is the teacher of
+            teacher_weight (a small student taught by a larger one)
+        family_p: per image, the probability that the edits are of a mask near m (2 px tighter, 6 px looser or 4 px
+            off) while the generator reads m
+    """
 
     def __init__(
         self,
@@ -313,81 +338,6 @@ class GeneratorModule(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         return adamw(self.net.parameters(), hp.lr, hp.weight_decay, hp.lr_decay_steps, hp.lr_final)
-
-    # --- validation -------------------------------------------------------------------------
-    def on_validation_epoch_start(self) -> None:
-        self._val_rows = []
-
-    def _teacher(self, task: EnsembleTask) -> dict[str, Tensor]:
-        """The 20-step optimiser's metrics on these validation images, computed once per image and kept
-        (trainer/training/teacher_metrics.py; with ``val_teacher_cache`` in a file that later runs reuse)."""
-        if self._teacher_recipe is None:  # the frozen weights and the recipe do not change: hash them once
-            hp = self.hparams
-            self._teacher_recipe = repr([[m.fingerprint() for m in self.inpainters], hp.teacher_steps, hp.eps,
-                                         hp.dilation, list(vars(self.weights).values()), hp.val_jpeg_quality,
-                                         hp.ensemble])
-        keys = TeacherMetrics.keys(self._teacher_recipe, task.image, task.mask)
-        missing = self._teacher_val.missing(keys, self.device)
-        if missing:
-            sub = task.select(missing)
-            config = IterativeConfig(steps=self.hparams.teacher_steps, eps=self.hparams.eps,
-                                     dilation=self.hparams.dilation, weights=self.weights)
-            gen = torch.Generator(device=self.device).manual_seed(0)
-            with torch.enable_grad():
-                result = protect_iterative(self.inpainters, sub.image, sub.mask, config, generator=gen, task=sub)
-            teacher = round_to_8bit(result.protected, straight_through=False)
-            losses = ensemble_losses(self.inpainters, teacher, sub, self.weights)
-            metrics = protection_metrics(losses, teacher - sub.image)
-            if self.val_jpeg is not None:
-                metrics.update(self._jpeg_metrics(teacher, sub))
-            self._teacher_val.add([keys[i] for i in missing], metrics, save=self.global_rank == 0)
-        return self._teacher_val.stack(keys)
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        if torch.is_inference_mode_enabled():
-            raise RuntimeError("generator validation runs the optimiser (its teacher) and needs gradients: "
-                               "set trainer.inference_mode=false")
-        # validation judges what a user has and saves: 8-bit originals, 8-bit protected PNGs (so |saved - x| <= eps)
-        image = round_to_8bit(batch["image"], straight_through=False)
-        task = prepare_ensemble_task(self.inpainters, image, batch["mask"], dilation=self.hparams.dilation)
-        protected, noise, _ = self._protect(task, straight_through=False)
-        clean = ensemble_losses(self.inpainters, task.image, task, self.weights)
-        ours = protection_metrics(ensemble_losses(self.inpainters, protected, task, self.weights),
-                                  protected - task.image, clean)
-        teacher = self._teacher(task)
-        row = dict(ours)
-        row.update({f"teacher_{k}": v for k, v in teacher.items()})
-        row["teacher_attack_gain"] = clean["attack"] - teacher["attack_loss"]
-        row["teacher_total_gain"] = clean["total"] - teacher["total_loss"]
-        row["clean_attack_psnr"] = protection_metrics(clean, torch.zeros_like(noise))["attack_psnr"]
-        if self.val_jpeg is not None:
-            row.update(self._jpeg_metrics(protected, task))
-        self._val_rows.append(row)
-        if batch_idx == 0:
-            self._log_panel("val/panel", task, protected, noise)
-
-    def _jpeg_metrics(self, protected: Tensor, task: EnsembleTask) -> dict[str, Tensor]:
-        """Attack, success and hide after the fixed validation JPEG (hide against the clean image's JPEG edit)."""
-        q = self.hparams.val_jpeg_quality
-        # ensemble_losses applies the JPEG to the protected image and, per model, makes the hide reference of the
-        # clean image's JPEG (transform_task)
-        losses = ensemble_losses(self.inpainters, protected, task, self.weights, transform=self.val_jpeg)
-        metrics = protection_metrics(losses, protected - task.image)
-        return {f"jpeg{q}_{k}": metrics[k] for k in ("attack_psnr", "success", "hide_psnr")}
-
-    def on_validation_epoch_end(self) -> None:
-        if not self._val_rows:
-            return
-        rows = {k: torch.cat([r[k] for r in self._val_rows]) for k in self._val_rows[0]}
-        if self.trainer.world_size > 1:
-            rows = {k: self.all_gather(v).flatten() for k, v in rows.items()}
-        metrics = {f"val/{k}": v.float().mean() for k, v in rows.items()}
-        metrics["val/share_of_attack_gain"] = torch.tensor(share_of_gain(rows["attack_gain"],
-                                                                         rows["teacher_attack_gain"]))
-        metrics["val/share_of_total_gain"] = torch.tensor(share_of_gain(rows["total_gain"],
-                                                                        rows["teacher_total_gain"]))
-        metrics["val/train_minutes"] = torch.tensor(self._elapsed() / 60)
-        self.log_dict(metrics, sync_dist=False)
 
     # --- pictures and export ----------------------------------------------------------------
     @torch.no_grad()

@@ -30,6 +30,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -48,6 +49,7 @@ from trainer.objective.losses import prepare_task
 
 Tensor = torch.Tensor
 META = "cache.json"
+SHARDS = "shard-*.safetensors"  # each one whole: written atomically, shard_size entries
 SHARD = "shard-{:05d}.safetensors"
 # samples are addressed as (0, i) of one endless epoch, so entry i never depends on the count asked for
 ENDLESS = 10**9
@@ -64,6 +66,20 @@ def _recipe(inpainter: str, fingerprint: str, size: int, seed: int, images: list
     return recipe
 
 
+def _compare(built: dict, recipe: dict, keys: list[str]) -> str:
+    """``shard_size (64 there, 32 here), images (58 there, 40 here)``: what differs, as a resume needs it."""
+    def shown(value: Any) -> str:
+        if value is None:
+            return "none"
+        if isinstance(value, list):
+            return f"{len(value)} photos"
+        if isinstance(value, dict):  # a field teacher
+            return str(value.get("generator", "set"))
+        return str(value)[:16]  # a fingerprint in full says no more
+
+    return ", ".join(f"{k} ({shown(built.get(k))} there, {shown(recipe.get(k))} here)" for k in keys)
+
+
 def _store(tensors: dict[str, list[Tensor]], key: str, scale_key: str, value: Tensor) -> None:
     """Append ``value`` divided by each entry's mean absolute value (float16) under ``key``, and that value under
     ``scale_key``: how gradients and fields are kept."""
@@ -73,7 +89,7 @@ def _store(tensors: dict[str, list[Tensor]], key: str, scale_key: str, value: Te
 
 
 def _shards(folder: Path) -> list[Path]:
-    return sorted(folder.glob("shard-*.safetensors"))
+    return sorted(folder.glob(SHARDS))
 
 
 def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", images: str | None = "split:train",
@@ -114,8 +130,8 @@ def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", i
         built = json.loads((folder / META).read_text())["recipe"]
         differs = sorted(k for k in recipe.keys() | built.keys() if built.get(k) != recipe.get(k))
         if differs:
-            raise ValueError(f"gradient cache '{folder}' was built with other {', '.join(differs)}; "
-                             "use a new folder to build a different cache")
+            raise ValueError(f"gradient cache '{folder}' was built with other {_compare(built, recipe, differs)}; "
+                             "pass its options to extend it, or use a new folder to build a different cache")
     dataset = RandomCropDataset(paths, size=size, samples_per_epoch=ENDLESS, mask_generator=MaskGenerator(size),
                                 seed=seed)
     config = IterativeConfig(steps=max(teacher_steps, 1))

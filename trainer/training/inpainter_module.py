@@ -71,6 +71,32 @@ class InpainterModule(L.LightningModule):
     batches. ``attack_eval_every_n_epochs`` = 0 turns the attackability probe off.
     ``init_from``: an inpainter source whose weights the generator starts a fit from
     (architecture options must match it; the discriminator starts afresh).
+
+    Args:
+        ngf: the FFC-ResNet's channels at full resolution
+        n_downsampling: its downsamplings before the residual blocks
+        n_blocks: its FFC residual blocks at the bottleneck
+        resnet_ratio: the share of each block's channels in its global (Fourier) branch
+        max_features: the cap on the channels per layer
+        init_from: start from these weights: a shipped inpainter's name, an inpainter checkpoint or a LaMa folder
+        disc_ndf: the PatchGAN discriminator's channels in its first layer
+        disc_n_layers: the discriminator's strided layers
+        l1_missing: weight of the L1 inside the hole
+        l1_known: weight of the L1 outside the hole
+        highfreq: weight of the amplitude-spectrum term (the stand-in for the perceptual loss)
+        highfreq_patch: the side of that term's patches, in pixels
+        adversarial: weight of the adversarial loss; 0: no discriminator
+        feature_matching: weight of discriminator feature matching
+        gp_coef: the discriminator's R1 penalty
+        mask_as_fake_target: the discriminator learns the hole as fake, as in LaMa
+        lr_generator: the generator's Adam rate
+        lr_discriminator: the discriminator's Adam rate
+        gradient_clip_val: the gradient norm each optimiser step is clipped to
+        image_log_every_n_steps: log training panels to W&B every this many steps (0: never)
+        panel_images: images per panel
+        attack_eval_every_n_epochs: probe how attackable the inpainter is every this many epochs (0: never)
+        attack_eval_images: validation images the probe protects
+        attack_eval_steps: the probe optimiser's steps
     """
 
     def __init__(
