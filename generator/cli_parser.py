@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import NoReturn
 
@@ -21,11 +22,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     one and its help does not give it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        text, default = action.help or "", action.default
+        unset = default is None or default is False or default == argparse.SUPPRESS or default == []
         if unset or not action.option_strings or "default" in text or isinstance(action, argparse._HelpAction):
             return text
-        return f"{text} (default: %(default)s)".lstrip()
+        if isinstance(default, (list, tuple)):  # as typed: --pool 4 8, --heads 'two stems' 'one field'
+            default = " ".join(shlex.quote(str(v)) for v in default)
+        return f"{text} (default: {str(default).replace('%', '%%')})".lstrip()
 
 
 # the help of options many commands share, where a command gives none of its own

@@ -127,3 +127,18 @@ def test_help_shows_defaults_where_the_text_does_not(capsys):
     assert "--seed SEED the random seed (crops, masks and noise starts) (default: 0)" in out  # 0 is not "unset"
     assert "--train-dir TRAIN_DIR image folder (default: the embedded sample images)" in out  # said once
     assert "--count COUNT number of (crop, mask) pairs (default: 128)" in out
+
+
+def test_list_defaults_show_as_typed_and_empty_ones_not_at_all():
+    from generator.cli_parser import ArgumentParser
+
+    parser = ArgumentParser(prog="p")
+    parser.add_argument("--pool", type=int, nargs="+", default=[4, 8], help="block sides")
+    parser.add_argument("--heads", nargs="+", default=["one field", "no gate"], help="heads")
+    parser.add_argument("--ranks", type=float, nargs="*", default=[], help="ranks")
+    parser.add_argument("--share", type=float, default=0.5, help="a 50%% share")  # argparse formats help: % is written %%
+    parser.add_argument("--name", default="im-%d.png", help="names")
+    text = " ".join(parser.format_help().split())
+    assert "names (default: im-%d.png)" in text
+    assert "block sides (default: 4 8)" in text and "heads (default: 'one field' 'no gate')" in text
+    assert "ranks --share" in text and "a 50% share (default: 0.5)" in text  # [] is no default
