@@ -139,8 +139,13 @@ def test_load_lama_directory(tmp_path, tiny_inpainter):
         ModelCheckpoint,  # Lightning 1.x keys callback states by class
     )
 
+    from omegaconf import OmegaConf
+
+    # and its config as OmegaConf containers (Lightning's hyper_parameters), which name typing.Any and builtins.dict
+    config = OmegaConf.create({"generator": {"ngf": 8, "blocks": [1, 2.5, {"a": None}], "on": True, "name": "x"}})
     folder = make_lama_dir(tmp_path / "big-lama", tiny_inpainter,
-                           extra_blob={"callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}}})
+                           extra_blob={"callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}},
+                                       "hyper_parameters": config, "hparams_name": "config"})
     loaded = load_inpainter(folder)
     image, mask = torch.rand(1, 3, 33, 41), (torch.rand(1, 1, 33, 41) > 0.5).float()
     assert torch.equal(loaded(image, mask), tiny_inpainter(image, mask))

@@ -155,6 +155,12 @@ LAMA_CHECKPOINT_GLOBALS = [
     "omegaconf.base.ContainerMetadata",
     "omegaconf.base.Metadata",
     "omegaconf.nodes.AnyNode",
+    # what a pickled DictConfig's metadata names: its key, element and object types and its resolver cache
+    "typing.Any",
+    "builtins.dict",
+    "builtins.list",
+    "builtins.int",
+    "collections.defaultdict",
 ]
 
 
