@@ -86,9 +86,19 @@ def test_a_fit_starts_from_init_from_and_a_resumed_fit_keeps_its_own_weights(tmp
     ("shapes", r"weights in '.*shapes.safetensors' do not fit the architecture: missing keys"),
     ("generator", r"is a generator checkpoint, expected a checkpoint of kind 'inpainter'"),
     ("missing", r"no inpainter checkpoint 'no-such-inpainter'"),
+    ("lama-folder", r"init_from '.*big-lama' is another architecture: n_downsampling 3 \(this model: 2\)"),
+    ("bad-folder", r"'.*nockpt' is not a LaMa model directory: missing models/best.ckpt"),
 ])
-def test_init_from_refuses_a_mismatched_checkpoint_with_one_line(tmp_path, capsys, case, pattern):
-    if case == "wider":
+def test_init_from_refuses_a_mismatched_checkpoint_with_one_line(tmp_path, capsys, case, pattern, tiny_inpainter):
+    """Before the run folder and W&B run open: a LaMa folder was loaded only at setup, after both."""
+    from .test_inpainter import make_lama_dir
+
+    if case == "lama-folder":
+        path = make_lama_dir(tmp_path / "big-lama", tiny_inpainter)
+    elif case == "bad-folder":
+        path = make_lama_dir(tmp_path / "nockpt", tiny_inpainter)
+        (path / "models" / "best.ckpt").unlink()
+    elif case == "wider":
         path = save_inpainter(build_inpainter(FFCResNetConfig(ngf=16, n_downsampling=2, n_blocks=1)).net,
                               tmp_path / "wide.safetensors")
     elif case == "shapes":  # same architecture metadata, tensors of another network: caught key for key
@@ -110,7 +120,7 @@ def test_init_from_refuses_a_mismatched_checkpoint_with_one_line(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("paintguard: error: ") and re.search(pattern, err[0]), err
-    assert not (tmp_path / "runs/ci/checkpoints").exists()  # refused before a single step
+    assert not (tmp_path / "runs").exists()  # refused before the run folder and W&B run open
 
 
 # --- the overlays ------------------------------------------------------------------------------

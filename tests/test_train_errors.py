@@ -41,6 +41,8 @@ BAD_OPTIONS = [
     (["--model.init_from", "inpainter.safetensors"], "'inpainter.safetensors' is an inpainter checkpoint, expected "
                                                      "a checkpoint of kind 'generator'"),  # after W&B had opened
     (["--model.inpainter", "nothere"], "no inpainter checkpoint 'nothere': not a file, and not a shipped name"),
+    (["--model.inpainter", "empty"], "'empty' is not a LaMa model directory: missing config.yaml"),  # after W&B
+    (["--model.init_from", "generator-lama-tiny"], "init_from 'generator-lama-tiny' is another architecture"),
     (["--data.train_dir", "nowhere"], "image folder 'nowhere' does not exist"),
     (["--data.val_dir", "empty"], "no images found in 'empty'"),
     (["--data.val_dir", "empty/notes.txt"], "image folder 'empty/notes.txt' is a file, not a folder"),

@@ -163,11 +163,7 @@ class GeneratorModule(GeneratorValidation, L.LightningModule):
         if output_weight > 0 and (e2e_weight <= 0 or eot):
             raise ValueError("output_weight compares the fills of the end-to-end pass: it needs e2e_weight > 0 "
                              "and no eot")
-        config = UNetConfig(eps=eps, blocks_per_level=blocks_per_level, groups=groups, global_context=global_context,
-                            head=head, stem_channels=stem_channels, stem_kernel=stem_kernel, head_layers=head_layers,
-                            head_rank=head_rank, encoder_features=encoder_features, bottleneck_blocks=bottleneck_blocks,
-                            **({} if widths is None else {"widths": list(widths)}))
-        self.net = NoiseUNet(config)
+        self.net = NoiseUNet(self.unet_config(self.hparams))
         check_field_gradient(field_gradient, has_field=has_field(self.net))
         self.weights = LossWeights(attack_weight, incp_weight, hide_weight)
         # training only: validation and the teacher see the images as saved
@@ -206,15 +202,29 @@ class GeneratorModule(GeneratorValidation, L.LightningModule):
         return self.inpainters[0]
 
     @staticmethod
-    def check_init_from(source: str) -> None:
-        """Refuse an ``init_from`` that is neither a generator checkpoint nor a shipped generator's name."""
+    def unet_config(options: Any) -> UNetConfig:
+        """The U-Net these model options (the module's hyperparameters, or a parsed ``model`` config) make."""
+        names = ("eps", "blocks_per_level", "groups", "global_context", "head", "stem_channels", "stem_kernel",
+                 "head_layers", "head_rank", "encoder_features", "bottleneck_blocks")
+        widths = options.get("widths")
+        return UNetConfig(**{n: options[n] for n in names if options.get(n) is not None},
+                          **({} if widths is None else {"widths": list(widths)}))
+
+    @staticmethod
+    def check_init_from(source: str, model: Any) -> None:
+        """Refuse an ``init_from`` that is no generator checkpoint or shipped name, or that cannot start the U-Net
+        of these options (tried on a throwaway copy: the generator is small)."""
         checkpoint.check_kind(source, KIND)
+        start_from(NoiseUNet(GeneratorModule.unet_config(model)), source)
 
     @staticmethod
     def check_inpainters(model: Any) -> None:
-        """Refuse an ``inpainter`` or ``inpainters`` entry that is no LaMa folder, inpainter checkpoint or name."""
+        """Refuse an ``inpainter`` or ``inpainters`` entry that is no LaMa folder, inpainter checkpoint or name; a
+        LaMa folder is loaded whole (its layout, config and weights), as the fit will load it again."""
         for source in [model.get("inpainter"), *(model.get("inpainters") or [])]:
-            if source and not Path(str(source)).is_dir():
+            if source and Path(str(source)).is_dir():
+                load_inpainter(source)
+            elif source:
                 checkpoint.check_kind(source, INPAINTER)
 
     def setup(self, stage: str) -> None:

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from generator import checkpoint
 from generator.checkpoint import copy_weights
 from trainer.evaluation.attackability import protection_strength, steering_gain
 from trainer.inpainting.discriminator import NLayerDiscriminator
 from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator
-from trainer.inpainting.inpainter import KIND, Inpainter, lama_predict, load_inpainter, save_inpainter
+from trainer.inpainting.inpainter import Inpainter, lama_predict, load_inpainter, save_inpainter
 from trainer.objective.iterative import IterativeConfig
 from trainer.objective.losses import masked_mse, psnr_from_mse
 from trainer.training.inpainter_losses import (
@@ -99,6 +99,8 @@ class InpainterModule(L.LightningModule):
         attack_eval_steps: the probe optimiser's steps
     """
 
+    EXAMPLE_CONFIG = "configs/inpainter/lama-tiny.yaml"  # what a fit without --config is pointed to
+
     def __init__(
         self,
         # generator: LaMa's FFC-ResNet
@@ -134,9 +136,7 @@ class InpainterModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.generator = FFCResNetGenerator(FFCResNetConfig(
-            ngf=ngf, n_downsampling=n_downsampling, n_blocks=n_blocks, max_features=max_features,
-            resnet_ratio_gin=resnet_ratio, resnet_ratio_gout=resnet_ratio, add_out_act="sigmoid"))
+        self.generator = FFCResNetGenerator(self.generator_config(self.hparams))
         self.discriminator = NLayerDiscriminator(3, disc_ndf, disc_n_layers) if adversarial > 0 else None
         # as lama_predict's input; measured on lama-tiny's 256 px fine-tune: 3.27 -> 3.13 s per step (the
         # convolutions gain 30%, the rest of the GAN step, R1 penalty and spectrum loss included, does not)
@@ -156,11 +156,21 @@ class InpainterModule(L.LightningModule):
             self.load_generator_from(self.hparams.init_from)
 
     @staticmethod
-    def check_init_from(source: str) -> None:
+    def generator_config(options: Any) -> FFCResNetConfig:
+        """The FFC-ResNet these model options (the module's hyperparameters, or a parsed ``model`` config) make."""
+        ratio = options["resnet_ratio"]
+        return FFCResNetConfig(ngf=options["ngf"], n_downsampling=options["n_downsampling"],
+                               n_blocks=options["n_blocks"], max_features=options["max_features"],
+                               resnet_ratio_gin=ratio, resnet_ratio_gout=ratio, add_out_act="sigmoid")
+
+    @staticmethod
+    def check_init_from(source: str, model: Any) -> None:
         """Refuse an ``init_from`` that is neither a LaMa folder, an inpainter checkpoint nor a shipped inpainter's
-        name."""
-        if not Path(source).is_dir():
-            checkpoint.check_kind(source, KIND)
+        name, or whose weights do not fit the network of these options (copied into a throwaway one, as a fit
+        copies them at setup)."""
+        net = FFCResNetGenerator(InpainterModule.generator_config(model))
+        source_net = load_inpainter(source).net
+        copy_weights(net, net.config, source_net, source_net.config, source)
 
     def load_generator_from(self, source: str) -> None:
         """Copy a saved inpainter's weights into the generator, key for key with every shape checked."""
