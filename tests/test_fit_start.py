@@ -23,12 +23,14 @@ def test_a_missing_init_from_is_refused_before_the_run_folder_exists(tmp_path, c
     assert list(tmp_path.iterdir()) == []  # no runs/ folder, no offline W&B run
 
 
-def test_a_bare_train_asks_for_a_config(tmp_path, capsys):
-    """It started a fit with Lightning's defaults: 1000 epochs of 256 px crops, seven minutes before its first step."""
+@pytest.mark.parametrize("argv, example", [(["train"], "configs/generator/lama-tiny.yaml"),
+                                           (["fit-inpainter", "fit"], "configs/inpainter/lama-tiny.yaml")])
+def test_a_bare_train_asks_for_a_config(tmp_path, capsys, argv, example):
+    """It started a fit with Lightning's defaults: 1000 epochs of 256 px crops, seven minutes before its first step.
+    fit-inpainter was pointed to the generator's config, which it refuses."""
     with contextlib.chdir(tmp_path):
-        assert cli.main(["train"]) == 2
-    assert one_line_error(capsys, logs_before=True).startswith("a fit needs --config: a model's YAML such as "
-                                                               "configs/generator/lama-tiny.yaml")
+        assert cli.main(argv) == 2
+    assert one_line_error(capsys, logs_before=True).startswith(f"a fit needs --config: a model's YAML such as {example}")
     assert list(tmp_path.iterdir()) == []
 
 

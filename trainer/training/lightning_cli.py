@@ -167,11 +167,11 @@ class FitValidateCLI(LightningCLI):
     def _check_run(self, subcommand: str, config: Any) -> None:
         """Refuse what a fit or validate would find out only once its run folder and W&B run are open."""
         if subcommand == "fit":
-            check_fit_folder(config)
+            check_fit_folder(config, getattr(self.model_class, "EXAMPLE_CONFIG", "configs/generator/lama-tiny.yaml"))
             # a fit loads init_from only at setup
             check_init_from = getattr(self.model_class, "check_init_from", None)
             if check_init_from is not None and config.model.get("init_from"):
-                check_init_from(config.model.init_from)
+                check_init_from(config.model.init_from, config.model)
         check_inpainters = getattr(self.model_class, "check_inpainters", None)  # loaded only when the model is built
         if check_inpainters is not None and config.get("model") is not None:
             check_inpainters(config.model)

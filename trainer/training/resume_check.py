@@ -73,18 +73,18 @@ def resume_file(config: Any) -> Path | None:
     return max(lasts, key=lambda p: p.stat().st_mtime) if lasts else None
 
 
-def check_fit_folder(config: Any) -> None:
+def check_fit_folder(config: Any, example: str = "configs/generator/lama-tiny.yaml") -> None:
     """Refuse a fit that would mix two runs in one folder: a new run where another left its checkpoints (Lightning
     only warns, then keeps both runs' snapshots and picks ``last`` between them by date), and a resume without
     ``--config``, which has none of the run's callbacks or folders and so writes its checkpoints elsewhere. A fit
     without any ``--config`` is refused too: Lightning's defaults (1000 epochs, checkpoints under lightning_logs)
-    made a bare ``paintguard train`` start a long run."""
+    made a bare ``paintguard train`` start a long run; ``example`` is the config the message suggests."""
     if not config.get("config"):
         if config.get("ckpt_path"):
             raise ValueError("resuming a fit needs the run's options: add the --config files it was started with, "
                              "or the config.yaml it saved in its run folder")
-        raise ValueError("a fit needs --config: a model's YAML such as configs/generator/lama-tiny.yaml (with "
-                         "--data.train_dir for your photos), or a run's own config.yaml")
+        raise ValueError(f"a fit needs --config: a model's YAML such as {example} (with --data.train_dir for "
+                         "your photos), or a run's own config.yaml")
     if config.get("ckpt_path"):
         return
     for folder in checkpoint_folders(config):
