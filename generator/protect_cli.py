@@ -65,21 +65,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 def default_inpainter(generator: str, method: str) -> str:
     """The inpainter the optimiser steps of hybrid and refine attack without --inpainter: the one ``generator`` was
-    trained against, where it can be loaded here, else lama-tiny (said, if the generator names another). A generator
-    of an ensemble keeps lama-tiny: which of its members a step should attack is the user's choice."""
+    trained against, as its checkpoint records it (a shipped name, or a path here or beside the generator whose
+    weights match the recorded fingerprint), else lama-tiny, said. A generator of an ensemble keeps lama-tiny:
+    which of its members a step should attack is the user's choice."""
     if method not in ("hybrid", "refine"):
         return INPAINTER
     try:
-        trained = read_metadata(resolve(generator, "generator")).get("inpainter")
+        path = resolve(generator, "generator")
+        meta = read_metadata(path)
     except (CheckpointError, OSError):
         return INPAINTER  # loading the generator says what is wrong with it
-    if not trained or trained == INPAINTER or "," in trained:
+    trained, recorded = meta.get("inpainter"), meta.get("inpainter_sha")
+    if not trained or trained == INPAINTER:
         return INPAINTER
-    if trained in available("inpainter") or Path(trained).exists():
-        return trained
-    say("warning", f"the generator was trained against '{trained}', which is not here; its optimiser steps attack "
-                   f"{INPAINTER} (pass --inpainter)")
+    if "," in trained:
+        say("note", f"the generator was trained against several inpainters ({trained}); its optimiser steps attack "
+                    f"{INPAINTER} (pass --inpainter to choose)")
+        return INPAINTER
+    # the path as typed when it was trained: from here, or from the generator's folder if it travelled with it
+    candidates = [c for c in dict.fromkeys([trained, str(path.parent / trained)])
+                  if c in available("inpainter") or Path(c).exists()]
+    for candidate in candidates:
+        if recorded is None or _fingerprint(candidate) == recorded:
+            return candidate
+    why = f"'{candidates[0]}' here holds other weights" if candidates else "which is not here"
+    say("warning", f"the generator was trained against '{trained}', {why}; its optimiser steps attack {INPAINTER} "
+                   "(pass --inpainter)")
     return INPAINTER
+
+
+def _fingerprint(source: str) -> str | None:
+    from trainer.inpainting.inpainter import load_inpainter  # lazy: the generator package runs without trainer
+
+    try:
+        return load_inpainter(source).fingerprint()
+    except (CheckpointError, OSError, ValueError):
+        return None
 
 
 LONG_PIXELS = 4e6  # above this one generator pass takes seconds on a CPU; any optimiser step takes longer
@@ -130,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         say("warning", "--inpainter is not used by --method generator (only by iterative, hybrid and refine)")
     if args.checkpoint is not None and args.method == "iterative":
         say("warning", "--checkpoint is not used by --method iterative (the optimiser alone loads no generator)")
+    if args.inpainter is not None and "," in args.inpainter:  # read as one file name, which did not exist
+        raise ValueError(f"--inpainter takes one inpainter, got '{args.inpainter}'; paintguard optimize attacks a "
+                         "comma list of them at once")
     args.checkpoint = args.checkpoint or DEFAULT
     args.inpainter = args.inpainter or default_inpainter(args.checkpoint, args.method)
     if min(args.batch_size, args.devices, args.num_nodes) < 1 or args.workers < 0 or args.max_pixels <= 0:
