@@ -91,6 +91,15 @@ def article(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
+def _lama_folder_of(path: Path) -> Path | None:
+    """The LaMa model folder (config.yaml + models/best.ckpt) that ``path`` is one of the two files of, or None."""
+    for folder in (path.parent, path.parent.parent):
+        if path.is_file() and path in (folder / "config.yaml", folder / "models" / "best.ckpt") and (
+                (folder / "config.yaml").is_file() and (folder / "models" / "best.ckpt").is_file()):
+            return folder
+    return None
+
+
 def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
     """The metadata of a PaintGuard safetensors file, with ``config`` decoded from JSON.
 
@@ -98,6 +107,9 @@ def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str,
     """
     if Path(path).is_dir():  # safetensors said "No such device (os error 19)"
         raise CheckpointError(f"'{path}' is a folder, not a checkpoint file")
+    lama = _lama_folder_of(Path(path))
+    if lama is not None:  # a file inside a LaMa folder: the folder is what loads
+        raise CheckpointError(f"'{path}' is part of the LaMa model folder '{lama}': give the folder itself")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})

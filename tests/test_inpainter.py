@@ -255,3 +255,13 @@ def test_a_pytorch_checkpoint_given_as_a_paintguard_one_says_how_to_export_it(tm
     assert main(["protect", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o", str(out), *option]) == 2
     one_line_error(capsys, f"'{ckpt}' is a PyTorch checkpoint, not a PaintGuard .safetensors one: ")
     assert not out.exists()
+
+
+def test_a_file_of_a_lama_folder_names_the_folder(tmp_path, tiny_inpainter):
+    """best.ckpt said only "give a LaMa checkpoint's folder", config.yaml "not a safetensors file ... header too
+    large"."""
+    folder = make_lama_dir(tmp_path / "my-lama", tiny_inpainter)
+    for part in ("config.yaml", "models/best.ckpt"):
+        with pytest.raises(CheckpointError, match=f"'{folder / part}' is part of the LaMa model folder '{folder}': "
+                                                  "give the folder itself"):
+            load_inpainter(folder / part)

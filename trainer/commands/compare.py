@@ -5,8 +5,8 @@ Runs no protection, the 20-step optimiser, the one-pass generator, hybrids
 steps on an encoder-gradient generator's own field) on the same images and
 masks, and scores what a saved PNG of each holds: against the attacked
 inpainter, after the transformations of ``trainer.objective.transforms`` (JPEG, resizing,
-blur, noise), and optionally against a second "transfer" inpainter the
-generator was not trained against, and against masks an editor might draw instead of
+blur, noise), and optionally against a second "transfer" inpainter (usually one the
+generator was not trained against), and against masks an editor might draw instead of
 the protected one (``editor_masks``). With ``targets``, a transfer matrix: every
 method's saved images scored against each target inpainter, next to the white-box
 optimiser on that target (OUTDIR/transfer_per_image.csv, figures/transfer-matrix.png).

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=CHOICES, default="float32",
                         help="the inpainters' convolutions (torch.autocast; auto: bfloat16 where the device has it); "
                              "the noise and its bound stay float32")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the seed of the optimiser's random start")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 

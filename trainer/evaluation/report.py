@@ -175,7 +175,9 @@ def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], r
                    condition_table(results, list(editor_masks), reference)]
     if cfg.transfer:
         tables += [f"## Transfer: the same saved images against {cfg.transfer}",
-                   "An inpainter the generator was not trained against; the share is of the reference's gain on it.",
+                   f"The same saved images against a second inpainter; the share is of the reference's gain on it. "
+                   f"The optimisers' noise was made against {cfg.inpainter} alone, a generator's against what its "
+                   "checkpoint records (`targets:` marks which cells are held out).",
                    condition_table(results, [TRANSFER], reference, relative_to=TRANSFER)]
     tables += list(transfer)
     rest = ["## Spread over samples", spread_table(results),
