@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from generator.io import IMAGE_SUFFIXES, find_image_mask_pairs, unpaired_masks
+from generator.io import IMAGE_SUFFIXES, files_under, find_image_mask_pairs, unpaired_masks
 from generator.protect_items import Item, say
 
 # left in every output folder, so that a later run over a folder that holds it does not take its protected
@@ -32,7 +32,7 @@ def skipped_folders(folder: Path, out_dir: Path) -> set[Path]:
     output folders. Each is named once on stderr, except this run's own when it holds only earlier outputs."""
     root, out = folder.resolve(), out_dir.resolve()
     skipped = set()
-    for marker in folder.rglob(OUTPUT_MARKER):
+    for marker in (p for p in files_under(folder, hidden=True) if p.name == OUTPUT_MARKER):
         earlier = marker.parent.resolve()
         if earlier != root and earlier not in skipped:
             skipped.add(earlier)
@@ -40,7 +40,7 @@ def skipped_folders(folder: Path, out_dir: Path) -> set[Path]:
                 say("note", f"skipping '{marker.parent}': the output folder of an earlier run")
     if root in out.parents:
         if out not in skipped and rank_zero_only.rank == 0 and any(
-                p.suffix.lower() in IMAGE_SUFFIXES for p in out_dir.rglob("*")):
+                p.suffix.lower() in IMAGE_SUFFIXES for p in files_under(out_dir)):
             say("note", f"skipping '{out_dir}': it is this run's output folder, not an input")
         skipped.add(out)
     return skipped
@@ -66,7 +66,8 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> 
         if not masks:
             item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
         if item.output in seen:
-            item.error = f"'{image}' and '{seen[item.output]}' would both be written to '{item.output}'"
+            item.error = (f"'{image}' skipped: '{seen[item.output]}' is written to '{item.output}' (rename one of "
+                          "them, or protect them into two folders)")
         seen.setdefault(item.output, image)
         items.append(item)
     return items

@@ -39,7 +39,7 @@ def bomb_error(path: PathLike) -> ImageReadError:
     return ImageReadError(f"image '{os.fspath(path)}' exceeds Pillow's decompression-bomb limit")
 
 
-ANIMATED = ("GIF", "PNG", "WEBP")  # formats whose extra frames are an animation
+ANIMATED = ("GIF", "PNG", "WEBP", "TIFF")  # formats whose extra frames are an animation (a TIFF's: its pages)
 
 
 def not_regular(path: PathLike) -> str | None:
@@ -62,6 +62,7 @@ def _open(path: PathLike, what: str = "image") -> Image.Image:
         with Image.open(path) as img:
             # an animation's other frames are never read (a phone's MPO JPEG holds previews, not frames: no word)
             frames = img.n_frames if getattr(img, "is_animated", False) and img.format in ANIMATED else 1
+            kind = "a document of {} pages" if img.format == "TIFF" else "an animation of {} frames"
             # exif_transpose returns a new image (a copy when nothing to do);
             # load() forces the whole decode so truncated files fail here.
             img = ImageOps.exif_transpose(img)
@@ -72,7 +73,7 @@ def _open(path: PathLike, what: str = "image") -> Image.Image:
         reason = one_line(getattr(err, "strerror", None) or err)
         raise ImageReadError(f"cannot read {what} '{os.fspath(path)}': {reason}") from None
     if frames > 1:
-        warn_user(f"{what} '{os.fspath(path)}' is an animation of {frames} frames; only the first is read")
+        warn_user(f"{what} '{os.fspath(path)}' is {kind.format(frames)}; only the first is read")
     return img
 
 
@@ -178,8 +179,39 @@ def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tens
                   "the region is its non-black pixels; paint it in white")
     if size is not None and tuple(region.shape) != tuple(size):
         (h, w), (ih, iw) = region.shape, size
-        raise ImageReadError(f"mask '{os.fspath(path)}' is {w}x{h} but the image is {iw}x{ih}")
+        # a photo stored sideways and shown upright by its EXIF orientation is read upright: draw the mask so
+        sideways = " (turned: draw the mask on the image as viewers show it)" if (h, w) == (iw, ih) else ""
+        raise ImageReadError(f"mask '{os.fspath(path)}' is {w}x{h} but the image is {iw}x{ih}{sideways}")
     return torch.from_numpy(region[None].astype(np.float32))
+
+
+# folders that operating systems, NAS boxes and archivers fill with copies that are no photos: Synology's
+# thumbnails, zip's macOS resource forks (hidden names, a leading dot, are left out too: "._IMG.jpg", ".Trashes")
+CLUTTER = ("@eaDir", "__MACOSX")
+
+
+def files_under(folder: str | os.PathLike, hidden: bool = False) -> list[Path]:
+    """Every file below ``folder``, sorted, through linked folders too (each real folder once: no loop, no file
+    twice); names with a leading dot and ``CLUTTER`` folders are left out unless ``hidden``."""
+    root = Path(folder)
+    seen, found = {os.path.realpath(root)}, []
+    for top, folders, files in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(folders):
+            real = os.path.realpath(os.path.join(top, name))
+            if (hidden or not (name.startswith(".") or name in CLUTTER)) and real not in seen:
+                seen.add(real)
+                kept.append(name)
+        folders[:] = kept
+        found += [Path(top, name) for name in files if hidden or not name.startswith(".")]
+    return sorted(found)
+
+
+def _marks_mask(tail: str, mask_suffix: str) -> bool:
+    """Whether a name's ``tail`` (what follows the image's name) is LaMa's mask suffix: ``_mask``, ``_mask001``,
+    ``_mask_sky``, not the start of a word (``_masked``, ``_masks``)."""
+    rest = tail[len(mask_suffix):]
+    return tail.startswith(mask_suffix) and not rest[:1].isalpha()
 
 
 def find_image_mask_pairs(
@@ -188,22 +220,22 @@ def find_image_mask_pairs(
     """Pair every image under ``folder`` with its masks, by LaMa's naming convention.
 
     ``dir/NAME.jpg`` (any of ``IMAGE_SUFFIXES``) goes with the PNG files
-    ``dir/NAME{mask_suffix}*.png`` beside it. PNG files whose name contains
-    ``mask_suffix`` are masks, never images, and so are other files named as
+    ``dir/NAME{mask_suffix}*.png`` beside it, where ``*`` is empty or starts with
+    a non-letter (``_mask001``, ``_mask_sky``; ``NAME_masked.png`` is a photo).
+    PNG files named so are masks, never images, and so are other files named as
     the mask of an image beside them (``unpaired_masks`` reports both kinds);
     any other file, such as ``gas_mask.jpg`` alone, is an image. Images without
     masks are kept, with an empty list, so the caller decides what that means;
     so are links to nothing, which the caller then fails to read and reports.
-    Sorted by path.
+    Hidden files and clutter folders are left out (``files_under``). Sorted by path.
     """
-    root = Path(folder)
     pairs = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or is_mask_name(path, mask_suffix) or path.is_dir():
+    for path in files_under(folder):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or is_mask_name(path, mask_suffix):
             continue
         masks = sorted(
             m for m in path.parent.glob(glob_escape(f"{path.stem}{mask_suffix}") + "*")
-            if m.suffix.lower() == ".png" and m.is_file()
+            if m.suffix.lower() == ".png" and m.is_file() and _marks_mask(m.stem[len(path.stem):], mask_suffix)
         )
         pairs.append((path, masks))
     return pairs
@@ -212,12 +244,14 @@ def find_image_mask_pairs(
 def is_mask_name(path: Path, mask_suffix: str = "_mask") -> bool:
     """Whether ``path`` is named as a mask: a PNG with ``mask_suffix`` in its name, or another image file named
     ``NAME{mask_suffix}...`` beside an image ``NAME`` (a mask saved in the wrong format)."""
-    if mask_suffix not in path.name:
+    parts = path.stem.split(mask_suffix)
+    # NAME before each occurrence that marks a mask
+    owners = {mask_suffix.join(parts[:i]) for i in range(1, len(parts))
+              if _marks_mask(mask_suffix + mask_suffix.join(parts[i:]), mask_suffix)}
+    if not owners:
         return False
     if path.suffix.lower() == ".png":
         return True
-    parts = path.name.split(mask_suffix)
-    owners = {mask_suffix.join(parts[:i]) for i in range(1, len(parts))}  # NAME before each occurrence
     return any(path.with_name(owner + suffix).is_file() for owner in owners if owner
                for suffix in {*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES)})
 
@@ -227,5 +261,5 @@ def unpaired_masks(folder: str | os.PathLike, pairs: list[tuple[Path, list[Path]
     """The masks under ``folder`` that no image of ``pairs`` claims: their image is missing or misnamed, or they
     are not PNG files."""
     claimed = {mask for _, masks in pairs for mask in masks}
-    return [path for path in sorted(Path(folder).rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES
+    return [path for path in files_under(folder) if path.suffix.lower() in IMAGE_SUFFIXES
             and is_mask_name(path, mask_suffix) and path.is_file() and path not in claimed]

@@ -1,5 +1,5 @@
 """Folder mode's naming, as a user's folder has it: images whose names hold the mask suffix, masks saved in the
-wrong format (also for one image), and what a file without a mask is told it lacks."""
+wrong format (also for one image), what a file without a mask is told it lacks, and what else real folders hold."""
 
 from __future__ import annotations
 
@@ -142,3 +142,82 @@ def test_an_output_folder_whose_images_all_fail_to_decode_is_removed_again(tmp_p
     assert "bad.png" in capsys.readouterr().err
     assert (out / "good.png").is_file() and (out / "kept").is_dir()
     assert not (out / "sub").exists()  # out/sub/deeper stayed, empty
+
+
+def test_a_real_folder_s_clutter_links_and_look_alike_names(tmp_path, generator_path, capsys):
+    """macOS's ._ files and a NAS's @eaDir thumbnails failed as images, a linked album was left out without a word,
+    and a photo named beach_masked.png was read as a second mask of beach.png."""
+    src, album = tmp_path / "in", tmp_path / "album"
+    for folder in (src / "@eaDir", src / ".thumbnails", album):
+        folder.mkdir(parents=True)
+    for name in ("beach.png", "beach_masked.png", "@eaDir/beach.png", ".thumbnails/t.png", "._beach.png"):
+        write_rgb(src / name, 20, 24)
+    for name in ("beach_mask.png", "beach_masked_mask.png", "@eaDir/beach_mask.png"):
+        write_mask(src / name, 20, 24, (2, 2, 8, 8))
+    (src / "._beach_mask.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    write_rgb(album / "pic.png", 20, 24)
+    write_mask(album / "pic_mask1.png", 20, 24, (2, 2, 8, 8))
+    os.symlink(album, src / "album")
+    os.symlink(src, album / "loop")  # a link back up: each real folder is read once
+    assert find_image_mask_pairs(src) == [(src / "album" / "pic.png", [src / "album" / "pic_mask1.png"]),
+                                          (src / "beach.png", [src / "beach_mask.png"]),
+                                          (src / "beach_masked.png", [src / "beach_masked_mask.png"])]
+    out = tmp_path / "out"
+    assert main(["protect", str(src), "-o", str(out), "--checkpoint", str(generator_path)]) == 0
+    assert capsys.readouterr().err == ""
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == ["album/pic.png", "beach.png", "beach_masked.png"]
+
+
+def test_two_images_for_one_output_say_which_one_is_written(tmp_path, generator_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for suffix in (".jpg", ".png"):
+        write_rgb(src / f"dup{suffix}", 20, 24)
+    write_mask(src / "dup_mask.png", 20, 24, (2, 2, 8, 8))
+    assert main(["protect", str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(generator_path)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"paintguard: error: '{src}/dup.png' skipped: '{src}/dup.jpg' is written to '{tmp_path}/out/dup.png' "
+        "(rename one of them, or protect them into two folders)")
+
+
+def test_an_output_folder_under_a_file_and_one_whose_images_all_fail(tmp_path, generator_path, capsys):
+    """The first was errno 20 from makedirs, the second left a folder holding only the run's marker."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write_rgb(src / "sub" / "a.png", 20, 24)
+    write_mask(src / "sub" / "a_mask.png", 20, 24, (2, 2, 8, 8))
+    (tmp_path / "afile").write_text("keep")
+    run = ["protect", str(src), "--checkpoint", str(generator_path)]
+    assert main([*run, "-o", str(tmp_path / "afile" / "x")]) == 2
+    assert capsys.readouterr().err == (f"paintguard: error: -o '{tmp_path}/afile/x' cannot be created: "
+                                       f"'{tmp_path}/afile' is a file\n")
+    assert main([*run, "-o", str(tmp_path / "out"), "--max-pixels", "100"]) == 1
+    assert "24x20 = 0.00048 MP, above --max-pixels 0.0001 MP" in capsys.readouterr().err  # it said 0.0 MP
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_with_skip_existing_finishes_a_stopped_run(tmp_path, generator_path, capsys):
+    """A rerun refused every image already written ("exists; pass --overwrite") and failed; --overwrite redid all."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        write_rgb(src / f"{name}.png", 20, 24)
+        write_mask(src / f"{name}_mask.png", 20, 24, (2, 2, 8, 8))
+    run = ["protect", str(src), "-o", str(out), "--checkpoint", str(generator_path)]
+    assert main(run) == 0
+    kept = (out / "a.png").read_bytes()
+    (out / "b.png").unlink()  # as a stopped run leaves it
+    capsys.readouterr()
+    assert main([*run, "--skip-existing"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "paintguard: note: 2 images skipped: their output exists (--skip-existing)\n"
+    assert captured.out.startswith("paintguard protect: 1 image written, 0 failed")
+    assert (out / "b.png").is_file() and (out / "a.png").read_bytes() == kept
+    assert main([*run, "--skip-existing"]) == 0 and "3 images skipped" in capsys.readouterr().err
+    for extra in (["--overwrite"], []):
+        argv = [*run, "--skip-existing", *extra] if extra else ["protect", str(src / "a.png"), "--mask",
+                                                                str(src / "a_mask.png"), "-o", str(tmp_path / "x.png"),
+                                                                "--skip-existing"]
+        assert main(argv) == 2
+        assert "--skip-existing is for a folder" in capsys.readouterr().err

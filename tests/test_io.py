@@ -193,6 +193,10 @@ def test_mask_size_mismatch(tmp_path):
     with pytest.raises(ImageReadError) as info:
         read_mask(path, size=(512, 512))
     assert str(info.value) == f"mask '{path}' is 600x400 but the image is 512x512"
+    with pytest.raises(ImageReadError) as info:  # drawn on a photo stored sideways, which is read upright
+        read_mask(path, size=(600, 400))
+    assert str(info.value) == (f"mask '{path}' is 600x400 but the image is 400x600 (turned: draw the mask on the "
+                               "image as viewers show it)")
 
 
 def test_missing_mask(tmp_path):
@@ -212,6 +216,9 @@ def test_an_animation_is_read_as_its_first_frame_and_said_so(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(tmp_path / "still.png")
+    frames[0].save(tmp_path / "scan.tif", save_all=True, append_images=frames[1:])  # pages were dropped silently
+    with pytest.warns(UserWarning, match=r"image '.*scan\.tif' is a document of 3 pages; only the first is read"):
+        read_image(tmp_path / "scan.tif")
 
 
 @pytest.mark.parametrize("strokes, alpha, hint", [

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from generator.io import IMAGE_SUFFIXES, image_size, is_mask_name, read_image
+from generator.io import IMAGE_SUFFIXES, files_under, image_size, is_mask_name, read_image
 from generator.signals import leave_signals_to_the_main_process
 from trainer.data.masks import MaskGenerator, seeded_masks
 
@@ -58,12 +58,10 @@ SAMPLE_TRAIN = (
 
 
 def list_images(root: str | os.PathLike, mask_suffix: str = "_mask") -> list[Path]:
-    """All images under ``root`` (recursive, sorted), skipping files named as masks (``generator.io.is_mask_name``)."""
-    return sorted(
-        p
-        for p in Path(root).rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not is_mask_name(p, mask_suffix) and p.is_file()
-    )
+    """All images under ``root`` (recursive, sorted, without hidden files: ``generator.io.files_under``), skipping
+    files named as masks (``generator.io.is_mask_name``)."""
+    return [p for p in files_under(root)
+            if p.suffix.lower() in IMAGE_SUFFIXES and not is_mask_name(p, mask_suffix) and p.is_file()]
 
 
 def sample_images(split: str = "train") -> list[Path]:
