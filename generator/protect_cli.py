@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pixels", type=float, default=40e6,
                         help="refuse larger images (memory; default: 40e6, 40 MP)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="folder mode: leave the images whose output exists (a rerun finishes a stopped run)")
     return parser
 
 
@@ -167,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
     if args.method == "refine" and args.backend != "torch":
         raise ValueError("--method refine steps the generator's own field, which needs --backend torch")
+    if args.skip_existing and (args.overwrite or not Path(args.input).is_dir()):
+        raise ValueError("--skip-existing is for a folder, and leaves what --overwrite would replace: give one")
     if args.onnx_model and args.backend != "onnx":
         raise ValueError("--onnx-model needs --backend onnx")
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match

@@ -20,15 +20,17 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from generator.folder_scan import folder_items, mark_output
+from generator.folder_scan import OUTPUT_MARKER, folder_items, mark_output
 from generator.io import IMAGE_SUFFIXES
-from generator.messages import one_line
+from generator.messages import counted, one_line
 from generator.protect_items import FORMATS, Item, load, peek, say, summary, warn_empty, warn_lossy, write
 from generator.protector import Protector
-from generator.signals import leave_signals_to_the_main_process
+from generator.save import check_creatable
+from generator.signals import Stopped, leave_signals_to_the_main_process
 
 
 def identity(batch):
@@ -188,8 +190,12 @@ def make_folders(folders: set[Path]) -> list[Path]:
 
 
 def remove_empty(folders: list[Path]) -> None:
-    """Remove those of ``folders`` (deepest first) that are empty: nothing was written into them."""
+    """Remove those of ``folders`` (deepest first) that are empty: nothing was written into them (the output
+    folder's marker alone is nothing)."""
     for folder in folders:
+        marker = folder / OUTPUT_MARKER
+        if marker.is_file() and [p.name for p in folder.iterdir()] == [OUTPUT_MARKER]:
+            marker.unlink(missing_ok=True)
         try:
             folder.rmdir()
         except OSError:  # not empty (or gone): keep it
@@ -218,9 +224,18 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
         raise ValueError(f"output folder '{out_dir}' is the input folder; choose another")
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output '{out_dir}' is a file; a folder's outputs go to a folder")
+    check_creatable(out_dir, "-o")  # before any work: a file where one of its folders must go
     items = folder_items(folder, out_dir, FORMATS[args.format], args.mask_suffix)
     if not items:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'")
+    if args.skip_existing:  # outputs are written whole (atomic_write): one that exists is done
+        done = [item for item in items if item.error is None and item.output.is_file()]
+        items = [item for item in items if not (item.error is None and item.output.is_file())]
+        if done and rank_zero_only.rank == 0:
+            say("note", f"{counted(len(done), 'image')} skipped: {'its' if len(done) == 1 else 'their'} output "
+                        "exists (--skip-existing)")
+        if not items:
+            return 0
     groups = group_by_size(items, args.batch_size)
     data = FolderData(groups, args.max_pixels, args.overwrite, args.workers)
     accel, index = accelerator(args.device)
@@ -239,12 +254,18 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
         # folders for the images that may be written (load checks that an output's folder exists); one whose
         # images all failed the scan is not made, and one whose images all fail later is removed again
         made = make_folders({item.output.parent for item in items if item.error is None})
-        if trainer.is_global_zero:  # one marker and one line per run, not per process
-            if out_dir.is_dir():
-                mark_output(out_dir, folder)
-            warn_lossy(FORMATS[args.format])
-        trainer.predict(ProtectModule(protector, args.method, steps), datamodule=data, return_predictions=False)
-    remove_empty(made)  # after predict every process has written all it will
+        try:
+            if trainer.is_global_zero:  # one marker and one line per run, not per process
+                if out_dir.is_dir():
+                    mark_output(out_dir, folder)
+                warn_lossy(FORMATS[args.format])
+            trainer.predict(ProtectModule(protector, args.method, steps), datamodule=data, return_predictions=False)
+        except (KeyboardInterrupt, Stopped) as stop:  # what was written is whole: say how to finish
+            stop.add_note(f"{counted(writer.counts[0], 'image')} written; the same command with --skip-existing "
+                          "protects the rest")
+            raise
+        finally:  # also when stopped: an interrupted run left its empty folders
+            remove_empty(made)  # after predict every process has written all it will
     written, unchanged, failed = writer.counts
     if trainer.is_global_zero:
         line = summary(written, unchanged, failed, writer.seconds, trainer.world_size)

@@ -19,8 +19,11 @@ from generator.save import LOSSLESS, check_output_path, quantize_within_bound, w
 FORMATS = {"png": ".png", "webp": ".webp", "jpg": ".jpg", "tif": ".tif"}  # --format -> the suffix written
 INVERTED = 0.75  # a mask covering more than this is more likely drawn the wrong way round than meant
 MIN_SIDE = 16  # below this the 17x17 ring around the mask and the U-Net's 16x downsampling do not fit
-# WebP is written losslessly, so it keeps the bound like PNG; JPEG re-quantises every pixel.
-SAVE_OPTIONS = {".webp": {"lossless": True, "exact": True}, ".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
+# WebP is written losslessly, so it keeps the bound like PNG; JPEG re-quantises every pixel, and at full chroma
+# resolution (4:4:4) moves them less: on three 512 px photos the mean change 1.7-2.0 levels against 2.2-3.4, the
+# largest 17-18 against 28-63, for files 1.4 times the size of 4:2:0's
+JPEG = {"quality": 95, "subsampling": 0}
+SAVE_OPTIONS = {".webp": {"lossless": True, "exact": True}, ".jpg": JPEG, ".jpeg": JPEG}
 
 
 @dataclass
@@ -65,7 +68,7 @@ def load(item: Item, max_pixels: float, overwrite: bool) -> Item:
     if header is not None:
         (w, h), item.icc = header
         if w * h > max_pixels:
-            raise ValueError(f"image '{item.image_path}' is {w}x{h} = {w * h / 1e6:.1f} MP, above --max-pixels "
+            raise ValueError(f"image '{item.image_path}' is {w}x{h} = {w * h / 1e6:.3g} MP, above --max-pixels "
                              f"{max_pixels / 1e6:g} MP")
         if min(w, h) < MIN_SIDE:
             raise ValueError(f"image '{item.image_path}' is {w}x{h}; at least {MIN_SIDE} px on each side are needed")

@@ -15,7 +15,6 @@ import types
 import pytest
 import torch
 
-from generator.folder_scan import OUTPUT_MARKER
 from generator.protect_folder import FolderData
 from generator.protector import Protector, save_generator
 from generator.signals import leave_signals_to_the_main_process, stops_on_signals
@@ -63,8 +62,9 @@ def test_a_signal_stops_a_folder_run(folder, interactive, monkeypatch, capsys, s
     signal_on_first_batch(monkeypatch, signum)
     assert main(["protect", str(folder / "in"), "-o", str(folder / "out"), "--checkpoint",
                  str(folder / "g.safetensors"), "--batch-size", "1"]) == code
-    assert capsys.readouterr().err.strip().splitlines()[-1] == f"paintguard: error: {said}"
-    assert [p.name for p in (folder / "out").iterdir()] == [OUTPUT_MARKER]  # no image, no temporary file
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"paintguard: error: {said}; 0 images written; the same command with --skip-existing protects the rest")
+    assert not (folder / "out").exists()  # no image, no temporary file, no folder left holding only its marker
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # the caller's handlers are back
 
 
