@@ -213,7 +213,7 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
     mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
                   if k in state and state[k].shape != v.shape]
     problems = []
-    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", mismatched)):
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch (file vs architecture)", mismatched)):
         if keys:
             more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
             problems.append(f"{label}: {', '.join(keys[:3])}{more}")

@@ -90,7 +90,7 @@ def default_inpainter(generator: str, method: str) -> str:
     for candidate in candidates:
         if recorded is None or _fingerprint(candidate) == recorded:
             return candidate
-    why = f"'{candidates[0]}' here holds other weights" if candidates else "which is not here"
+    why = f"'{candidates[0]}' holds other weights" if candidates else "which is not here"
     say("warning", f"the generator was trained against '{trained}', {why}; its optimiser steps attack {INPAINTER} "
                    "(pass --inpainter)")
     return INPAINTER
@@ -169,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
     if args.method == "refine" and args.backend != "torch":
         raise ValueError("--method refine steps the generator's own field, which needs --backend torch")
-    if args.skip_existing and (args.overwrite or not Path(args.input).is_dir()):
-        raise ValueError("--skip-existing is for a folder, and leaves what --overwrite would replace: give one")
+    if args.skip_existing and args.overwrite:
+        raise ValueError("--skip-existing leaves the outputs that --overwrite replaces: give one of them")
+    if args.skip_existing and not Path(args.input).is_dir():
+        raise ValueError("--skip-existing is for a folder (a single image's output is replaced with --overwrite)")
     if args.onnx_model and args.backend != "onnx":
         raise ValueError("--onnx-model needs --backend onnx")
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match

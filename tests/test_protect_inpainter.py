@@ -53,7 +53,7 @@ def test_a_recorded_path_is_checked_by_its_weights_and_found_beside_the_generato
     shutil.move(inpainter, tmp_path / "moved.safetensors")
     assert protect(image, *run, "-o", tmp_path / "other.png") == 0
     assert capsys.readouterr().err == (
-        "paintguard: warning: the generator was trained against 'mine.safetensors', 'mine.safetensors' here holds "
+        "paintguard: warning: the generator was trained against 'mine.safetensors', 'mine.safetensors' holds "
         "other weights; its optimiser steps attack lama-tiny (pass --inpainter)\n")
     assert os.path.exists(tmp_path / "other.png")
 

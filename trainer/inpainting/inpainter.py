@@ -205,7 +205,12 @@ def _from_lama_dir(folder: Path) -> FFCResNetGenerator:
         if not needed.is_file():
             raise CheckpointError(f"'{folder}' is not a LaMa model directory: missing {needed.relative_to(folder)}")
     net = FFCResNetGenerator(read_lama_config(config_path))
-    checkpoint.load_state_strict(net, _read_lama_state(ckpt), str(ckpt))
+    try:
+        checkpoint.load_state_strict(net, _read_lama_state(ckpt), str(ckpt))
+    except CheckpointError as err:  # the architecture is the config's: say which file to compare
+        if "do not fit" not in str(err):
+            raise
+        raise CheckpointError(f"{err} (the architecture of {config_path}'s generator block)") from None
     return net
 
 
