@@ -67,7 +67,8 @@ def _recipe(inpainter: str, fingerprint: str, size: int, seed: int, images: list
 
 
 def _compare(built: dict, recipe: dict, keys: list[str]) -> str:
-    """``shard_size (64 there, 32 here), images (58 there, 40 here)``: what differs, as a resume needs it."""
+    """``shard_size (64 there, 32 here), images (58 photos there, 40 photos here)``: what differs, as a resume
+    needs it."""
     def shown(value: Any) -> str:
         if value is None:
             return "none"
