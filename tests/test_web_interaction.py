@@ -80,7 +80,9 @@ def test_the_mask_stays_on_the_image_when_the_window_narrows(page, tmp_path):
     write_rgb(tmp_path / "wide.png", 300, 900)
     page.open_image(tmp_path / "wide.png")
     page.page.set_viewport_size({"width": 390, "height": 844})
-    page.page.wait_for_timeout(200)
+    # the page refits on the window's resize event, which a loaded machine delivered after more than 200 ms
+    page.page.wait_for_function("() => document.getElementById('image-canvas').getBoundingClientRect().width <= 390",
+                                timeout=10_000)
     image, overlay = (page.page.locator(s).bounding_box() for s in ("#image-canvas", "#mask-canvas"))
     assert image["width"] <= 390 and abs(image["width"] - overlay["width"]) < 1, (image, overlay)
     # a refused file is said where the user sees it, not below the fold
