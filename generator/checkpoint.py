@@ -93,11 +93,13 @@ def article(word: str) -> str:
 
 def _lama_folder_of(path: Path) -> Path | None:
     """The LaMa model folder (config.yaml + models/best.ckpt) that ``path`` is one of the two files of, or None."""
-    for folder in (path.parent, path.parent.parent):
-        if path.is_file() and path in (folder / "config.yaml", folder / "models" / "best.ckpt") and (
-                (folder / "config.yaml").is_file() and (folder / "models" / "best.ckpt").is_file()):
-            return folder
-    return None
+    if path.name == "config.yaml":
+        folder = path.parent
+    elif path.name == "best.ckpt" and path.parent.name == "models":
+        folder = path.parent.parent
+    else:
+        return None
+    return folder if (folder / "config.yaml").is_file() and (folder / "models" / "best.ckpt").is_file() else None
 
 
 def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
@@ -145,15 +147,8 @@ def save(state: dict[str, torch.Tensor], path: str | os.PathLike, kind: str, con
     meta = {"format": FORMAT, "kind": kind, "config": json.dumps(config, sort_keys=True), **notes}
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
-    def write(tmp: Path) -> None:
-        save_file(tensors, str(tmp), metadata=meta)
-        # safetensors creates the file owner-only (0600); a checkpoint is meant to be shared like any other file
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-
-    try:
-        return atomic_write(path, write)
+    try:  # atomic_write gives it an ordinary file's mode (safetensors creates it owner-only, 0600)
+        return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     except SafetensorError as err:  # safetensors' own type for an I/O failure (a full disk, no such folder)
         raise OSError(f"cannot write '{path}': {err}") from None
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from PIL import Image
+from torch import nn
 
 from generator.checkpoint import CheckpointError, available, read_metadata, resolve
 from generator.cli_parser import ArgumentParser, device_option
@@ -65,11 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_inpainter(generator: str, method: str) -> str:
+def default_inpainter(generator: str, method: str) -> str | nn.Module:
     """The inpainter the optimiser steps of hybrid and refine attack without --inpainter: the one ``generator`` was
     trained against, as its checkpoint records it (a shipped name, or a path here or beside the generator whose
-    weights match the recorded fingerprint), else lama-tiny, said. A generator of an ensemble keeps lama-tiny:
-    which of its members a step should attack is the user's choice."""
+    weights match the recorded fingerprint: then the inpainter loaded to check them), else lama-tiny, said. A
+    generator of an ensemble keeps lama-tiny: which of its members a step should attack is the user's choice."""
     if method not in ("hybrid", "refine"):
         return INPAINTER
     try:
@@ -88,19 +89,22 @@ def default_inpainter(generator: str, method: str) -> str:
     candidates = [c for c in dict.fromkeys([trained, str(path.parent / trained)])
                   if c in available("inpainter") or Path(c).exists()]
     for candidate in candidates:
-        if recorded is None or _fingerprint(candidate) == recorded:
+        if recorded is None:
             return candidate
+        loaded = _loaded(candidate)
+        if loaded is not None and loaded.fingerprint() == recorded:
+            return loaded  # read once: the protector takes the module as it is
     why = f"'{candidates[0]}' holds other weights" if candidates else "which is not here"
     say("warning", f"the generator was trained against '{trained}', {why}; its optimiser steps attack {INPAINTER} "
                    "(pass --inpainter)")
     return INPAINTER
 
 
-def _fingerprint(source: str) -> str | None:
+def _loaded(source: str) -> nn.Module | None:
     from trainer.inpainting.inpainter import load_inpainter  # lazy: the generator package runs without trainer
 
     try:
-        return load_inpainter(source).fingerprint()
+        return load_inpainter(source)
     except (CheckpointError, OSError, ValueError):
         return None
 

@@ -229,8 +229,10 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
     if not items:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'")
     if args.skip_existing:  # outputs are written whole (atomic_write): one that exists is done
-        done = [item for item in items if item.error is None and item.output.is_file()]
-        items = [item for item in items if not (item.error is None and item.output.is_file())]
+        done, todo = [], []
+        for item in items:
+            (done if item.error is None and item.output.is_file() else todo).append(item)
+        items = todo
         if done and rank_zero_only.rank == 0:
             say("note", f"{counted(len(done), 'image')} skipped: {'its' if len(done) == 1 else 'their'} output "
                         "exists (--skip-existing)")

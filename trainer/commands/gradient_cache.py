@@ -14,7 +14,7 @@ from generator.cli_parser import ArgumentParser, device_option
 from generator.save import check_folder_out
 from generator.signals import Stopped
 from trainer.inpainting.inpainter import load_inpainter
-from trainer.training.gradient_cache import SHARDS, GradientCache, build_gradient_cache
+from trainer.training.gradient_cache import GradientCache, build_gradient_cache, shard_files
 
 
 def check_field_layers(inpainter: str, k: int) -> None:
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                                       args.teacher_steps, args.shard_size, args.batch_size, args.device,
                                       args.field_layers, args.field_teacher, args.field_steps)
     except (KeyboardInterrupt, Stopped) as stop:
-        shards = len(list(Path(args.out).glob(SHARDS)))
-        stop.add_note(f"{shards} whole shard(s) of {args.shard_size} entries kept in '{args.out}'; the same command "
+        kept = len(shard_files(Path(args.out)))
+        stop.add_note(f"{kept} whole shard(s) of {args.shard_size} entries kept in '{args.out}'; the same command "
                       "goes on from there")
         raise
     print(json.dumps({"cache": str(folder), "entries": len(GradientCache(folder))}))

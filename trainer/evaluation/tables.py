@@ -104,7 +104,7 @@ def main_records(results: Sequence[MethodScore], reference: str | None = None) -
         row["seconds_per_image"] = r.seconds_per_image if timed else math.nan
         row["images_per_second"] = r.images_per_second if timed else math.nan
         speed_up = math.nan
-        if ref is not None and r is not ref and r.name != "none" and r.seconds_per_image > 0:
+        if ref is not None and r is not ref and timed and r.seconds_per_image > 0:
             speed_up = ref.seconds_per_image / r.seconds_per_image
         row["speed_up"] = speed_up
         records.append(row)

@@ -89,7 +89,8 @@ def _store(tensors: dict[str, list[Tensor]], key: str, scale_key: str, value: Te
     tensors[scale_key].append(scale.float().cpu())
 
 
-def _shards(folder: Path) -> list[Path]:
+def shard_files(folder: Path) -> list[Path]:
+    """The cache's whole shard files, in order."""
     return sorted(folder.glob(SHARDS))
 
 
@@ -136,7 +137,7 @@ def build_gradient_cache(out: str | os.PathLike, inpainter: str = "lama-tiny", i
     dataset = RandomCropDataset(paths, size=size, samples_per_epoch=ENDLESS, mask_generator=MaskGenerator(size),
                                 seed=seed)
     config = IterativeConfig(steps=max(teacher_steps, 1))
-    start, shard = time.perf_counter(), len(_shards(folder))
+    start, shard = time.perf_counter(), len(shard_files(folder))
     while shard * shard_size < count:
         first = shard * shard_size
         tensors: dict[str, list[Tensor]] = {k: [] for k in ("image", "mask", "target", "grad", "scale", "teacher",
@@ -186,7 +187,7 @@ class GradientCache(Dataset):
     def __init__(self, folder: str | os.PathLike) -> None:
         self.check_exists(folder)
         self.folder = Path(folder)
-        shards = _shards(self.folder)
+        shards = shard_files(self.folder)
         self.recipe = json.loads((self.folder / META).read_text())["recipe"]
         parts = [load_file(str(p)) for p in shards]
         self.data = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
@@ -198,7 +199,7 @@ class GradientCache(Dataset):
     @staticmethod
     def check_exists(folder: str | os.PathLike, size: int = 128) -> None:
         """Refuse a cache folder without a recipe or shards, with the command that builds one of ``size`` px crops."""
-        if not (Path(folder) / META).is_file() or not _shards(Path(folder)):
+        if not (Path(folder) / META).is_file() or not shard_files(Path(folder)):
             raise ValueError(f"gradient cache '{folder}' does not exist or is empty; build it first: "
                              f"paintguard gradient-cache --out {folder} --count 1024 --size {size}")
 
