@@ -25,6 +25,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from generator.messages import one_line
+from generator.resources import project_path
 from generator.save import atomic_write
 
 FORMAT = "paintguard"
@@ -53,7 +54,7 @@ def weights_fingerprint(module: nn.Module) -> str:
 def checkpoints_dir() -> Path:
     """The folder searched for checkpoint names."""
     env = os.environ.get("PAINTGUARD_CHECKPOINTS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "checkpoints"
+    return Path(env) if env else project_path("checkpoints")
 
 
 def available(kind: str | None = None) -> list[str]:

@@ -24,10 +24,10 @@ from generator import checkpoint
 from generator.messages import one_line
 from generator.onnx_meta import INPUTS, OUTPUT, OnnxModelError, check_fresh, check_metadata
 from generator.protector import DEFAULT, KIND
+from generator.resources import extra_hint
 from generator.unet import UNetConfig
 
 Tensor = torch.Tensor
-EXTRA = "pip install -e \".[onnx]\" in PaintGuard's folder"
 # onnxruntime's graph optimisation levels, by the names the benchmark and the API use
 LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
           "all": "ORT_ENABLE_ALL"}
@@ -42,7 +42,7 @@ def require(package: str) -> ModuleType:
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise MissingExtraError(f"the ONNX backend needs the '{package}' package: {EXTRA}") from None
+        raise MissingExtraError(f"the ONNX backend needs the '{package}' package: {extra_hint('onnx')}") from None
 
 
 class OnnxGenerator:

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generator: one pass (default); iterative: the 20-step optimiser; hybrid: the optimiser "
                              "from the generator's noise; refine: optimiser steps on the generator's own field")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="run the generator with torch or onnxruntime (CPU; pip install -e '.[onnx]')")
+                        help="run the generator with torch or onnxruntime (CPU; onnx: needs the onnx extra)")
     parser.add_argument("--onnx-model", help="--backend onnx: an exported .onnx file of --checkpoint (checked "
                                              "against its fingerprint); default: export in memory")
     parser.add_argument("--dtype", choices=CHOICES, default="float32", help="the networks' convolutions (torch "

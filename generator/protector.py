@@ -140,8 +140,8 @@ class Protector:
 
         ``inpainter`` (a name such as ``"lama-tiny"``, a file, a LaMa directory or a module)
         enables the "iterative", "hybrid" and "refine" methods. ``backend="onnx"`` runs the generator
-        through onnxruntime on the CPU (``pip install -e ".[onnx]"`` in the clone): from ``onnx_model``,
-        an export checked against the checkpoint's fingerprint, from an ``.onnx`` checkpoint,
+        through onnxruntime on the CPU (the ``onnx`` extra: ``pip install -e ".[onnx]"`` in the clone): from
+        ``onnx_model``, an export checked against the checkpoint's fingerprint, from an ``.onnx`` checkpoint,
         or else exported in memory (``generator.onnx_backend.load_onnx_generator``).
         """
         _check_dtype(dtype)

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"port (default {DEFAULT_PORT}; 0: any free one)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: this computer only)")
-    parser.add_argument("--root", default=str(SITE), help="the built page (default: web/dist)")
+    parser.add_argument("--root", default=str(SITE), help="the built page (default: the clone's web/dist, or the "
+                        "installed copy of it)")
     return parser
 
 

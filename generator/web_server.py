@@ -17,8 +17,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from generator.onnx_meta import check_fresh, read_metadata
+from generator.resources import in_clone, project_path
 
-SITE = Path(__file__).resolve().parents[1] / "web" / "dist"
+SITE = project_path("web", "dist")
 MODELS = "models.json"  # the page's generators, each with the largest image it takes
 REQUIRED = ("index.html", "src/app.js", "ort/ort.min.mjs", MODELS)
 # the Makefile's variable that picks each model's checkpoint: a rebuild hint names it, so that a page built from
@@ -61,19 +62,26 @@ def inside_site(name: object) -> bool:
     return bool(parts) and parts[0] not in (".", "..")
 
 
+def build_hint() -> str:
+    """How to get a built page: ``make web`` in a clone; a wheel carries the page only if it was built first."""
+    if in_clone():
+        return "run 'make web'"
+    return "run 'make web' in a PaintGuard clone and install from it again, or pass --root"
+
+
 def site_models(root: str | os.PathLike = SITE) -> list[str]:
     """The model files the page at ``root`` runs (``models.json``), the default one first."""
     path = Path(root) / MODELS
     try:
         files = [model["file"] for model in json.loads(path.read_text())["models"]]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise SiteError(f"'{path}' does not list the page's models: rebuild the page with 'make web' ({err})") from None
+        raise SiteError(f"'{path}' does not list the page's models; {build_hint()} ({err})") from None
     if not files:
-        raise SiteError(f"'{path}' lists no model: rebuild the page with 'make web'")
+        raise SiteError(f"'{path}' lists no model; {build_hint()}")
     for name in files:
         # the page fetches each model from this server, which serves nothing outside the page's folder
         if not inside_site(name):
-            raise SiteError(f"'{path}' lists {name!r}, not a file of the page: rebuild the page with 'make web'")
+            raise SiteError(f"'{path}' lists {name!r}, not a file of the page; {build_hint()}")
     return files
 
 
@@ -85,7 +93,7 @@ def check_site(root: str | os.PathLike = SITE) -> dict[str, dict]:
     models = [] if missing else site_models(root)  # models.json, once it is there, says which models the page needs
     missing += [name for name in models if not (root / name).is_file()]
     if missing:
-        raise SiteError(f"the web page in '{root}' is not built (missing {', '.join(missing)}): run 'make web'")
+        raise SiteError(f"the web page in '{root}' is not built (missing {', '.join(missing)}); {build_hint()}")
     metas = {}
     for name in models:
         metas[name] = read_metadata(root / name)

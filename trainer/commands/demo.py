@@ -19,6 +19,7 @@ from PIL import Image
 
 from generator.cli_parser import ArgumentParser
 from generator.protector import Protector
+from generator.resources import project_path
 from generator.save import save_protected
 from trainer.commands.train import main as train_main
 from trainer.data.images import FixedCropDataset, sample_images
@@ -26,7 +27,7 @@ from trainer.evaluation.scoring import generator_method, iterative_method, no_pr
 from trainer.evaluation.tables import markdown_table
 from trainer.inpainting.inpainter import load_inpainter
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "generator" / "demo.yaml"
+DEMO_CONFIG = project_path("configs", "generator", "demo.yaml")
 DEMO_RUN = Path("runs/demo")
 
 

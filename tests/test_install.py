@@ -1,0 +1,116 @@
+"""PaintGuard installed as a package (a wheel, as `pip install .` builds it), used from a folder outside the clone."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import ROOT
+
+# what a wheel is built from: the code, what pyproject.toml's data-files name, and the page when make built it
+SOURCES = ("pyproject.toml", "README.md", "generator", "trainer", "checkpoints", "configs", "web/dist")
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict:
+    """A wheel of this tree installed under its own prefix, and the environment that puts it first on the path."""
+    tmp = tmp_path_factory.mktemp("install")
+    tree = tmp / "tree"
+    tree.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+        elif (ROOT / name).exists():
+            shutil.copy(ROOT / name, tree / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    # no build isolation: it would fetch setuptools from the network; the dev extra installs it
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(tree), "-w", str(tmp / "wheel")],
+                   check=True, capture_output=True)
+    wheel, = (tmp / "wheel").glob("paintguard-*.whl")
+    prefix = tmp / "prefix"
+    # --ignore-installed: with --prefix alone pip uninstalls the paintguard this suite runs from (make's editable one)
+    subprocess.run([*pip, "install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel)],
+                   check=True, capture_output=True)
+    assert subprocess.run([*pip, "show", "paintguard"], capture_output=True).returncode == 0, "the install removed it"
+    site, = prefix.glob("lib/python*/site-packages")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("PAINTGUARD_CHECKPOINTS", None)
+    work = tmp / "work"  # the user's own folder: no checkpoints/, configs/ or web/ in it
+    work.mkdir()
+    return {"prefix": prefix, "site": site, "env": env, "work": work}
+
+
+def run_python(installed: dict, code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], cwd=installed["work"], env=installed["env"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_the_installed_package_finds_its_shipped_files(installed):
+    found = json.loads(run_python(installed, (
+        "import json, generator, generator.checkpoint as c, generator.web_server as w, trainer.commands.demo as d\n"
+        "print(json.dumps({'package': generator.__file__, 'checkpoints': str(c.checkpoints_dir()), "
+        "'names': c.available(), 'site': str(w.SITE), 'demo': str(d.DEMO_CONFIG)}))")))
+    share = (installed["prefix"] / "share" / "paintguard").resolve()
+    assert Path(found["package"]).is_relative_to(installed["site"])  # not the clone's editable install
+    assert Path(found["checkpoints"]) == share / "checkpoints"
+    shipped = sorted(p.name.removesuffix(".safetensors") for p in (ROOT / "checkpoints").glob("*.safetensors"))
+    assert sorted(found["names"]) == shipped
+    assert Path(found["site"]) == share / "web" / "dist"
+    assert Path(found["demo"]) == share / "configs" / "generator" / "demo.yaml" and Path(found["demo"]).is_file()
+    configs = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
+    assert sorted(p.relative_to(share).as_posix() for p in (share / "configs").rglob("*.yaml")) == configs
+
+
+def test_the_installed_command_protects_by_shipped_name(installed):
+    work = installed["work"]
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(work / "photo.png")
+    mask = np.zeros((64, 80), np.uint8)
+    mask[20:40, 30:50] = 255
+    Image.fromarray(mask).save(work / "photo_mask.png")
+    command = [str(installed["prefix"] / "bin" / "paintguard"), "protect", "photo.png", "--mask", "photo_mask.png",
+               "-o", "out.png"]
+    out = subprocess.run(command, cwd=work, env=installed["env"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert Image.open(work / "out.png").size == (80, 64)
+    run_python(installed, "from generator import Protector\nfast = Protector.from_checkpoint('generator-lama-tiny-fast')\n"
+                          "fast.protect('photo.png', 'photo_mask.png')")
+
+
+def test_the_installed_page_is_the_built_one(installed):
+    """A wheel built after `make web` carries the page; `paintguard web` serves it without --root."""
+    from generator.web_server import check_site
+
+    try:
+        built = sorted(check_site())
+    except ValueError as err:
+        pytest.fail(f"{err} (make test builds it)")
+    said = run_python(installed, "from generator.web_server import check_site\nprint(sorted(check_site()))")
+    assert said.strip() == str(built)
+
+
+def test_an_install_without_the_page_says_where_to_build_it(tmp_path, monkeypatch):
+    from generator import web_server
+
+    monkeypatch.setattr(web_server, "in_clone", lambda: False)
+    with pytest.raises(web_server.SiteError) as err:
+        web_server.check_site(tmp_path)
+    assert str(err.value).endswith("run 'make web' in a PaintGuard clone and install from it again, or pass --root")
+
+
+def test_a_missing_extra_names_its_packages_where_there_is_no_clone_to_install_from(monkeypatch):
+    from generator import resources
+
+    assert resources.extra_hint("onnx") == "pip install -e \".[onnx]\" in PaintGuard's folder"
+    monkeypatch.setattr(resources, "in_clone", lambda: False)
+    assert resources.extra_hint("onnx") == "pip install onnxruntime onnx onnxscript"  # pyproject.toml's onnx extra
