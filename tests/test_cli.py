@@ -81,6 +81,16 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "paintguard: error: out of memory: try a smaller image, batch or size"
 
 
+def test_debug_shows_the_traceback_and_keeps_the_line_and_the_exit_status(monkeypatch, capsys, tmp_path):
+    argv = ["protect", str(tmp_path / "none.png"), "--mask", str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png")]
+    assert main(argv) == 2
+    line = capsys.readouterr().err.strip()
+    monkeypatch.setenv("PAINTGUARD_DEBUG", "1")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):" and err[-1] == line
+
+
 @pytest.mark.parametrize("command", ["train", "fit-inpainter"])
 def test_every_model_and_data_option_explains_itself(command, capsys):
     """``--model.*`` options showed only their type: the modules' docstrings had no Args section for jsonargparse."""

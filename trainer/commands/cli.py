@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def run_guarded(func, *args) -> int:
         return fail("; ".join(said), 128 + signum)
     except (ValueError, OSError, RuntimeError, MemoryError) as err:
         if os.environ.get("PAINTGUARD_DEBUG"):
-            raise
+            traceback.print_exc()  # then the same line and exit status as without it: scripts see no difference
         if isinstance(err, MemoryError):  # numpy's and torch's CPU allocations; compare and evaluate-inpainter
             return fail("out of memory: try a smaller image, batch or size")  # name their own options
         text = str(err).strip().splitlines()
