@@ -84,7 +84,13 @@ def resolve(name_or_path: str | os.PathLike, kind: str) -> Path:
     if path.name == str(name_or_path) and path.suffix == SUFFIX and shipped.is_file():
         return shipped
     names = ", ".join(available(kind)) or "none"
-    raise CheckpointError(f"no {kind} checkpoint {str(name_or_path)!r}: not a file, and not a shipped name ({names})")
+    what = "a file or a LaMa folder" if kind == "inpainter" else "a file"
+    hint = ""
+    local = Path("checkpoints") / f"{name_or_path}{SUFFIX}"  # the clone's habit, outside the clone (an installed copy)
+    if path.name == str(name_or_path) and local.is_file():
+        hint = f"; '{local}' is a file of the working folder: pass its path"
+    raise CheckpointError(f"no {kind} checkpoint {str(name_or_path)!r}: not {what}, and not a shipped name "
+                          f"({names}){hint}")
 
 
 def article(word: str) -> str:

@@ -42,7 +42,8 @@ def require(package: str) -> ModuleType:
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise MissingExtraError(f"the ONNX backend needs the '{package}' package: {extra_hint('onnx')}") from None
+        raise MissingExtraError(f"ONNX export and the ONNX backend need the '{package}' package: "
+                                f"{extra_hint('onnx')}") from None
 
 
 class OnnxGenerator:

@@ -7,7 +7,9 @@ which the installed distribution's file list locates, whatever the prefix (a ven
 from __future__ import annotations
 
 import functools
+import os
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -58,3 +60,17 @@ def extra_hint(extra: str) -> str:
     packages = [re.match(r"[\w.-]+", req).group() for req in requires
                 if req.replace(" ", "").replace("'", '"').endswith(f'extra=="{extra}"')]
     return f"pip install {' '.join(packages)}" if packages else f"pip install \"paintguard[{extra}]\""
+
+
+def own_file(path: str | os.PathLike) -> Path:
+    """``path`` as given, or, where it names nothing from the working folder but one of PaintGuard's own files
+    relative to its folder (``configs/compare/lama-tiny.yaml`` outside the clone), that file, with a note."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = project_root() / given
+    if not shipped.is_file():
+        return given
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # the processes Lightning starts for DDP rerun the command
+        print(f"paintguard: note: no '{given}' here: using PaintGuard's own, '{shipped}'", file=sys.stderr)
+    return shipped

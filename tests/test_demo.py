@@ -16,7 +16,8 @@ def test_demo_compares_both_shipped_generators_with_the_optimiser(tmp_path, caps
         assert f"| {name} |" in report
     assert "share" in report and "| generator (shipped fast) |" in capsys.readouterr().out
     assert sorted(p.name for p in out.glob("protected_*.png")) == [
-        "protected_generator_1.png", "protected_generator_2.png", "protected_none_0.png", "protected_optimiser_3.png"]
+        "protected_0_none.png", "protected_1_generator-shipped.png", "protected_2_generator-shipped-fast.png",
+        "protected_3_optimiser-20-steps.png"]
     assert Image.open(out / "panel.png").size == (3 * 48, len(rows) * 48)
 
 

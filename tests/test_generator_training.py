@@ -1,6 +1,7 @@
 """Generator training end to end: LightningCLI, W&B offline history, resume, teacher cache, export."""
 
 
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -301,3 +302,17 @@ def test_teacher_cache_command_checks_its_options_and_out_before_running(tmp_pat
     for _ in range(2):  # rebuilding a cache in place is what a stale cache's message asks for
         assert cli_main([*base, "--steps", "1", "--out", str(out)]) == 0
     assert len(TeacherCache(out)) == 1
+
+
+def test_lightning_s_adverts_stay_out_of_the_training_logs(tmp_path, caplog):
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from trainer.training.lightning_cli import not_an_advert
+
+    assert not_an_advert in logging.getLogger("lightning.pytorch.utilities.rank_zero").filters
+    caplog.set_level(logging.INFO)
+    L.Trainer(logger=CSVLogger(tmp_path), accelerator="cpu", enable_progress_bar=False)
+    said = [record.getMessage() for record in caplog.records]
+    assert any("GPU available" in line for line in said)  # Lightning's other lines still come through
+    assert not any("Tip" in line for line in said), said

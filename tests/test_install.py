@@ -16,6 +16,7 @@ from PIL import Image
 from .conftest import ROOT
 
 # what a wheel is built from: the code, what pyproject.toml's data-files name, and the page when make built it
+MINE = "mine.safetensors"
 SOURCES = ("pyproject.toml", "README.md", "generator", "trainer", "checkpoints", "configs", "web/dist")
 
 
@@ -83,7 +84,8 @@ def test_the_installed_command_protects_by_shipped_name(installed):
     out = subprocess.run(command, cwd=work, env=installed["env"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert Image.open(work / "out.png").size == (80, 64)
-    run_python(installed, "from generator import Protector\nfast = Protector.from_checkpoint('generator-lama-tiny-fast')\n"
+    run_python(installed, "from generator import Protector\n"
+                          "fast = Protector.from_checkpoint('generator-lama-tiny-fast')\n"
                           "fast.protect('photo.png', 'photo_mask.png')")
 
 
@@ -114,3 +116,56 @@ def test_a_missing_extra_names_its_packages_where_there_is_no_clone_to_install_f
     assert resources.extra_hint("onnx") == "pip install -e \".[onnx]\" in PaintGuard's folder"
     monkeypatch.setattr(resources, "in_clone", lambda: False)
     assert resources.extra_hint("onnx") == "pip install onnxruntime onnx onnxscript"  # pyproject.toml's onnx extra
+
+
+def test_a_config_named_as_in_the_clone_is_the_shipped_one_from_any_folder(tmp_path, monkeypatch, capsys):
+    from generator import resources
+    from trainer.commands.cli import main
+
+    from .test_compare_out import quick_config
+
+    project = tmp_path / "project"
+    (project / "configs" / "compare").mkdir(parents=True)
+    quick_config(project / "configs" / "compare")
+    monkeypatch.setattr(resources, "project_root", lambda: project)
+    monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(ROOT / "checkpoints"))  # the shipped names as before
+    monkeypatch.chdir(tmp_path)
+    assert resources.own_file("configs/compare/missing.yaml") == Path("configs/compare/missing.yaml")
+    assert capsys.readouterr().err == ""
+    assert main(["compare", "--config", "configs/compare/quick.yaml", "--out", "out"]) == 0
+    note = f"paintguard: note: no 'configs/compare/quick.yaml' here: using PaintGuard's own, " \
+           f"'{project / 'configs/compare/quick.yaml'}'"
+    assert capsys.readouterr().err.splitlines()[0] == note
+    assert (tmp_path / "out" / "report.md").is_file()
+    # a file of that name in the working folder is the one meant: no note
+    (tmp_path / "configs" / "compare").mkdir(parents=True)
+    mine = quick_config(tmp_path / "configs" / "compare")
+    assert resources.own_file("configs/compare/quick.yaml") == Path("configs/compare/quick.yaml")
+    assert resources.own_file(mine) == mine and capsys.readouterr().err == ""
+
+
+def test_training_configs_named_as_in_the_clone_work_from_any_folder(tmp_path, monkeypatch, capsys):
+    from trainer.commands.cli import main
+    from trainer.training.lightning_cli import own_configs
+
+    monkeypatch.chdir(tmp_path)
+    base, overlay = "configs/generator/lama-tiny.yaml", "configs/generator/lama-tiny-256.yaml"
+    assert own_configs(["fit", f"--config={base}", "--config", overlay, "--model.lr", "0.1"]) == [
+        "fit", f"--config={ROOT / base}", "--config", str(ROOT / overlay), "--model.lr", "0.1"]
+    capsys.readouterr()
+    assert main(["train", "fit", "--config", base, "--config", overlay, "--print_config"]) == 0
+    out = capsys.readouterr()
+    assert "\n  size: 256\n" in out.out and f"using PaintGuard's own, '{ROOT / overlay}'" in out.err
+
+
+def test_a_name_exported_into_checkpoints_here_outside_the_clone_says_to_pass_its_path(tmp_path, monkeypatch):
+    from generator import Protector
+    from generator.checkpoint import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(ROOT / "checkpoints" / "generator-lama-tiny-fast.safetensors", tmp_path / "checkpoints" / MINE)
+    with pytest.raises(CheckpointError, match="; 'checkpoints/mine.safetensors' is a file of the working folder: pass "
+                                              "its path$"):
+        Protector.from_checkpoint("mine")
+    Protector.from_checkpoint(f"checkpoints/{MINE}")

@@ -40,7 +40,8 @@ BAD_OPTIONS = [
                                            "training"),
     (["--model.init_from", "inpainter.safetensors"], "'inpainter.safetensors' is an inpainter checkpoint, expected "
                                                      "a checkpoint of kind 'generator'"),  # after W&B had opened
-    (["--model.inpainter", "nothere"], "no inpainter checkpoint 'nothere': not a file, and not a shipped name"),
+    (["--model.inpainter", "nothere"], "no inpainter checkpoint 'nothere': not a file or a LaMa folder, and not a "
+                                       "shipped name"),
     (["--model.inpainter", "empty"], "'empty' is not a LaMa model directory: missing config.yaml"),  # after W&B
     (["--model.init_from", "generator-lama-tiny"], "init_from 'generator-lama-tiny' is another architecture"),
     (["--data.train_dir", "nowhere"], "image folder 'nowhere' does not exist"),

@@ -33,6 +33,7 @@ import torch
 
 from generator.cli_parser import ArgumentParser
 from generator.messages import counted
+from generator.resources import own_file
 from generator.save import atomic_write, check_folder_out
 from trainer.evaluation.compare_config import SAMPLE_SETS, CompareConfig, load_config
 from trainer.evaluation.comparison import (EPS, TRANSFER, InpainterPool, MethodSet, Sample, build_methods,
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """The comparison that ``main`` parsed the arguments of; writes nothing in --out until it has succeeded."""
     start = time.perf_counter()
+    args.config = str(own_file(args.config))  # configs/compare/... from any folder: the shipped one
     cfg = load_config(args.config)
     out = Path(args.out)
     check_out(out, cfg)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 from pathlib import Path
 
@@ -34,7 +35,8 @@ DEMO_RUN = Path("runs/demo")
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="paintguard demo", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="outputs/demo", help="folder for the pictures and the report")
+    parser.add_argument("--out", default="outputs/demo", help="folder for the pictures and the report (the "
+                        f"training run, a throwaway one, goes to {DEMO_RUN}/)")
     parser.add_argument("--inpainter", default="lama-tiny")
     parser.add_argument("--generator", default="generator-lama-tiny", help="the shipped generator to compare")
     parser.add_argument("--fast-generator", default="generator-lama-tiny-fast",
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             protected = r.protected[:1]
             fill = inpainter(protected, masks[:1])
-            save_protected(protected[0], images[0], out / f"protected_{r.name.split()[0]}_{len(rows)}.png", 0.025)
+            name = re.sub(r"[^a-z0-9]+", "-", r.name.lower()).strip("-")  # "generator (shipped fast)": which one
+            save_protected(protected[0], images[0], out / f"protected_{len(rows)}_{name}.png", 0.025)
             rows.append([protected[0], ((protected - images[:1])[0] * 20 + 0.5).clamp(0, 1), fill[0]])
     save_panel(out / "panel.png", rows)
     print(f"wrote {out / 'report.md'} and {out / 'panel.png'} (rows: {', '.join(r.name for r in results)}; "

@@ -7,6 +7,7 @@ that from a Lightning checkpoint file, and ``ExportOnTrainEnd`` when a fit ends.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import warnings
@@ -24,12 +25,21 @@ from lightning.pytorch.loggers import WandbLogger
 from generator.checkpoint import CheckpointError, article, read_metadata, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
+from generator.resources import own_file
 from generator.save import check_creatable
 from generator.signals import Stopped
 from trainer.training.resume_check import (check_fit_folder, check_fits, check_resume, is_lightning_checkpoint,
                                            mostly_foreign, own_run, warn_target_changed)
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
+
+
+def not_an_advert(record: logging.LogRecord) -> bool:
+    """Lightning advertises its cloud services at every fit ("💡 Tip: ... litlogger"): not a line for our logs."""
+    return not record.getMessage().startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(not_an_advert)
 RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
 
 
@@ -357,13 +367,24 @@ def export_main(model_class: type[L.LightningModule], prog: str, argv: list[str]
     return 0
 
 
+def own_configs(argv: list[str]) -> list[str]:
+    """``--config configs/...`` from any folder: a config file named relative to the clone is its shipped copy."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg.startswith("--config="):
+            out[i] = "--config=" + str(own_file(arg.removeprefix("--config=")))
+        elif i and out[i - 1] == "--config":
+            out[i] = str(own_file(arg))
+    return out
+
+
 def cli_main(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule], prog: str,
              description: str, argv: list[str]) -> int:
     """Dispatch ``export`` to :func:`export_main` and everything else to LightningCLI."""
     if argv[:1] == ["export"]:
         return export_main(model_class, prog, argv[1:])
     try:
-        make_cli(model_class, datamodule_class, argv, prog, description)
+        make_cli(model_class, datamodule_class, own_configs(argv), prog, description)
     except SystemExit as exit_:  # argparse/jsonargparse end with sys.exit (--help, bad options)
         return exit_code(exit_)
     except MisconfigurationException as err:  # Lightning's word for a bad Trainer option (max_steps -5, devices 0)
