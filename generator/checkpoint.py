@@ -80,14 +80,16 @@ def resolve(name_or_path: str | os.PathLike, kind: str) -> Path:
     named = checkpoints_dir() / f"{name_or_path}{SUFFIX}"
     if named.is_file():
         return named
-    shipped = checkpoints_dir() / path.name  # the name as `ls checkpoints/` shows it
-    if path.name == str(name_or_path) and path.suffix == SUFFIX and shipped.is_file():
+    # the name as `ls checkpoints/` shows it, or as the configs write it from the clone (checkpoints/NAME.safetensors)
+    shipped = checkpoints_dir() / path.name
+    if path.suffix == SUFFIX and path.parts[:-1] in ((), ("checkpoints",)) and shipped.is_file():
         return shipped
     names = ", ".join(available(kind)) or "none"
     what = "a file or a LaMa folder" if kind == "inpainter" else "a file"
     hint = ""
-    local = Path("checkpoints") / f"{name_or_path}{SUFFIX}"  # the clone's habit, outside the clone (an installed copy)
-    if path.name == str(name_or_path) and local.is_file():
+    # the clone's habit outside the clone (an installed copy): an export into ./checkpoints named by its name
+    local = Path("checkpoints") / (path.name if path.suffix == SUFFIX else f"{path.name}{SUFFIX}")
+    if len(path.parts) == 1 and local.is_file():
         hint = f"; '{local}' is a file of the working folder: pass its path"
     raise CheckpointError(f"no {kind} checkpoint {str(name_or_path)!r}: not {what}, and not a shipped name "
                           f"({names}){hint}")

@@ -15,11 +15,18 @@ from pathlib import Path
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = "share/paintguard"
+# where launchers put a process's rank, as Lightning's rank_zero_only reads them (lightning is a heavy import here)
+RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
+@functools.cache
 def in_clone() -> bool:
     """Whether this code runs from a clone of PaintGuard (its own tree), not from an installed copy."""
-    return (SOURCE_ROOT / "pyproject.toml").is_file()  # a wheel installs no pyproject.toml beside its packages
+    # a wheel installs no pyproject.toml beside its packages; another package's stray one names another project
+    try:
+        return re.search(r'(?m)^name\s*=\s*"paintguard"', (SOURCE_ROOT / "pyproject.toml").read_text()) is not None
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 @functools.cache
@@ -38,8 +45,11 @@ def project_root() -> Path:
         for file in files:
             posix = file.as_posix()
             at = posix.find(DATA_DIR + "/")
-            if at >= 0:
-                return Path(dist.locate_file(posix[:at + len(DATA_DIR)])).resolve()
+            # normpath, not resolve: the record's "../../../share" counts from site-packages as the path spells it,
+            # which may run through a link (a Homebrew Cellar's) that resolve() would follow elsewhere
+            data = Path(os.path.normpath(dist.locate_file(posix[:at + len(DATA_DIR)]))) if at >= 0 else None
+            if data is not None and data.is_dir():
+                return data
     return SOURCE_ROOT
 
 
@@ -57,9 +67,11 @@ def extra_hint(extra: str) -> str:
     except metadata.PackageNotFoundError:
         requires = []
     # an installed copy has no folder to install from: name the extra's own packages, as its metadata lists them
-    packages = [re.match(r"[\w.-]+", req).group() for req in requires
+    packages = [req.split(";")[0].replace(" ", "") for req in requires
                 if req.replace(" ", "").replace("'", '"').endswith(f'extra=="{extra}"')]
-    return f"pip install {' '.join(packages)}" if packages else f"pip install \"paintguard[{extra}]\""
+    if not packages:
+        return f"install the packages of PaintGuard's '{extra}' extra (pyproject.toml)"
+    return "pip install " + " ".join(f"'{p}'" if re.search(r"[<>=!~;\[]", p) else p for p in packages)
 
 
 def own_file(path: str | os.PathLike) -> Path:
@@ -71,6 +83,7 @@ def own_file(path: str | os.PathLike) -> Path:
     shipped = project_root() / given
     if not shipped.is_file():
         return given
-    if os.environ.get("LOCAL_RANK", "0") == "0":  # the processes Lightning starts for DDP rerun the command
+    rank = next((os.environ[key] for key in RANKS if key in os.environ), "0")  # the first one set counts
+    if rank == "0":  # DDP's other processes rerun the command
         print(f"paintguard: note: no '{given}' here: using PaintGuard's own, '{shipped}'", file=sys.stderr)
     return shipped

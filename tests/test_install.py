@@ -20,10 +20,21 @@ MINE = "mine.safetensors"
 SOURCES = ("pyproject.toml", "README.md", "generator", "trainer", "checkpoints", "configs", "web/dist")
 
 
+def pip(*args: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict:
     """A wheel of this tree installed under its own prefix, and the environment that puts it first on the path."""
     tmp = tmp_path_factory.mktemp("install")
+    yield _install(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)  # about 350 MB: the tree, the wheel and the install
+
+
+def _install(tmp: Path) -> dict:
     tree = tmp / "tree"
     tree.mkdir()
     for name in SOURCES:
@@ -31,16 +42,13 @@ def installed(tmp_path_factory) -> dict:
             shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
         elif (ROOT / name).exists():
             shutil.copy(ROOT / name, tree / name)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     # no build isolation: it would fetch setuptools from the network; the dev extra installs it
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(tree), "-w", str(tmp / "wheel")],
-                   check=True, capture_output=True)
+    pip("wheel", "--no-deps", "--no-build-isolation", str(tree), "-w", str(tmp / "wheel"))
     wheel, = (tmp / "wheel").glob("paintguard-*.whl")
     prefix = tmp / "prefix"
     # --ignore-installed: with --prefix alone pip uninstalls the paintguard this suite runs from (make's editable one)
-    subprocess.run([*pip, "install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel)],
-                   check=True, capture_output=True)
-    assert subprocess.run([*pip, "show", "paintguard"], capture_output=True).returncode == 0, "the install removed it"
+    pip("install", "--no-deps", "--ignore-installed", "--prefix", str(prefix), str(wheel))
+    pip("show", "paintguard")  # still there
     site, = prefix.glob("lib/python*/site-packages")
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("PAINTGUARD_CHECKPOINTS", None)
@@ -110,12 +118,31 @@ def test_an_install_without_the_page_says_where_to_build_it(tmp_path, monkeypatc
     assert str(err.value).endswith("run 'make web' in a PaintGuard clone and install from it again, or pass --root")
 
 
+def test_the_data_folder_is_found_through_a_linked_lib_folder(installed, tmp_path):
+    """pip writes the data beside the prefix's lib folder as spelled, which a link (a Homebrew Cellar's) may lead
+    elsewhere: resolving the link would look for the data where there is none."""
+    prefix, linked = installed["prefix"], tmp_path / "linked"
+    linked.mkdir()
+    (linked / "lib").symlink_to(prefix / "lib")
+    (prefix / "share").rename(linked / "share")
+    try:
+        site = linked / installed["site"].relative_to(prefix)
+        out = subprocess.run([sys.executable, "-c", "import generator.resources as r; print(r.project_root())"],
+                             cwd=installed["work"], env={**installed["env"], "PYTHONPATH": str(site)},
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        (linked / "share").rename(prefix / "share")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(linked / "share" / "paintguard")
+
+
 def test_a_missing_extra_names_its_packages_where_there_is_no_clone_to_install_from(monkeypatch):
     from generator import resources
 
     assert resources.extra_hint("onnx") == "pip install -e \".[onnx]\" in PaintGuard's folder"
     monkeypatch.setattr(resources, "in_clone", lambda: False)
-    assert resources.extra_hint("onnx") == "pip install onnxruntime onnx onnxscript"  # pyproject.toml's onnx extra
+    # pyproject.toml's onnx extra, quoted for the shell
+    assert resources.extra_hint("onnx") == "pip install 'onnxruntime>=1.17' 'onnx>=1.15' 'onnxscript>=0.2'"
 
 
 def test_a_config_named_as_in_the_clone_is_the_shipped_one_from_any_folder(tmp_path, monkeypatch, capsys):
@@ -150,8 +177,13 @@ def test_training_configs_named_as_in_the_clone_work_from_any_folder(tmp_path, m
 
     monkeypatch.chdir(tmp_path)
     base, overlay = "configs/generator/lama-tiny.yaml", "configs/generator/lama-tiny-256.yaml"
-    assert own_configs(["fit", f"--config={base}", "--config", overlay, "--model.lr", "0.1"]) == [
-        "fit", f"--config={ROOT / base}", "--config", str(ROOT / overlay), "--model.lr", "0.1"]
+    assert own_configs(["fit", f"--config={base}", "-c", overlay, "--model.lr", "0.1"]) == [
+        "fit", f"--config={ROOT / base}", "-c", str(ROOT / overlay), "--model.lr", "0.1"]
+    # YAML given inline, paths of other forms and names too long for a path are left exactly as they are
+    inline = ['{"trainer": {"default_root_dir": "s3://bucket/x"}}', "configs/generator/", "", "./x.yaml",
+              "configs/../configs/generator/demo.yaml", "configs/" + "x" * 300 + ".yaml"]
+    for value in inline:
+        assert own_configs(["fit", "--config", value]) == ["fit", "--config", value]
     capsys.readouterr()
     assert main(["train", "fit", "--config", base, "--config", overlay, "--print_config"]) == 0
     out = capsys.readouterr()
@@ -165,7 +197,19 @@ def test_a_name_exported_into_checkpoints_here_outside_the_clone_says_to_pass_it
     monkeypatch.chdir(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(ROOT / "checkpoints" / "generator-lama-tiny-fast.safetensors", tmp_path / "checkpoints" / MINE)
-    with pytest.raises(CheckpointError, match="; 'checkpoints/mine.safetensors' is a file of the working folder: pass "
-                                              "its path$"):
-        Protector.from_checkpoint("mine")
+    for name in ("mine", MINE):
+        with pytest.raises(CheckpointError, match="; 'checkpoints/mine.safetensors' is a file of the working folder: "
+                                                  "pass its path$"):
+            Protector.from_checkpoint(name)
     Protector.from_checkpoint(f"checkpoints/{MINE}")
+
+
+def test_the_configs_checkpoints_path_is_the_shipped_file_from_any_folder(tmp_path, monkeypatch):
+    """Configs name shipped generators as the clone spells them, checkpoints/NAME.safetensors (init_from)."""
+    from generator.checkpoint import CheckpointError, resolve
+
+    monkeypatch.chdir(tmp_path)
+    shipped = ROOT / "checkpoints" / "generator-lama-tiny.safetensors"
+    assert resolve("checkpoints/generator-lama-tiny.safetensors", "generator") == shipped
+    with pytest.raises(CheckpointError):
+        resolve("elsewhere/generator-lama-tiny.safetensors", "generator")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 # light imports only: torch and Lightning load with the subcommand, once the signal handlers are set
 from generator.messages import PaintGuardWarning, one_line
+from generator.resources import SOURCE_ROOT
 from generator.signals import Stopped, stops_on_signals
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -74,7 +75,7 @@ def run_guarded(func, *args) -> int:
 
 
 # PaintGuard's own packages: their warnings are the commands' notes; a library's keeps its own format
-OWN = tuple(str(Path(__file__).resolve().parents[2] / package) + os.sep for package in ("generator", "trainer"))
+OWN = tuple(str(SOURCE_ROOT / package) + os.sep for package in ("generator", "trainer"))
 
 
 def one_line_warning(message, category, filename, lineno, line=None, *, fallback) -> str:

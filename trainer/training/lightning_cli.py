@@ -17,7 +17,6 @@ from typing import Any, NoReturn
 
 import lightning as L
 import torch
-import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
@@ -25,13 +24,14 @@ from lightning.pytorch.loggers import WandbLogger
 from generator.checkpoint import CheckpointError, article, read_metadata, torch_load
 from generator.cli_parser import ArgumentParser, exit_code, usage_error
 from generator.messages import one_line
-from generator.resources import own_file
 from generator.save import check_creatable
 from generator.signals import Stopped
+from trainer.training.config_args import config_file_with, own_configs
 from trainer.training.resume_check import (check_fit_folder, check_fits, check_resume, is_lightning_checkpoint,
                                            mostly_foreign, own_run, warn_target_changed)
 
 WANDB_RUN_KEY = "paintguard_wandb_run_id"
+RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
 
 
 def not_an_advert(record: logging.LogRecord) -> bool:
@@ -40,7 +40,6 @@ def not_an_advert(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(not_an_advert)
-RUN_NAME = "${run_name}"  # stands for the config's run_name in the logger's and callbacks' options
 
 
 class RememberWandbRun(L.Callback):
@@ -226,32 +225,6 @@ UNKNOWN_KEY = re.compile(r"(?:does not accept option|Option) '([^']+)'(?: is not
 PARSED: ContextVar[tuple[list[str], str | None]] = ContextVar("PARSED", default=([], None))
 
 
-def _holds(tree: Any, key: list[str], anywhere: bool) -> bool:
-    """Whether the YAML ``tree`` has the dotted ``key`` at its top, or (``anywhere``) a bare key at any depth."""
-    if isinstance(tree, list):
-        return anywhere and any(_holds(item, key, anywhere) for item in tree)
-    if not isinstance(tree, dict):
-        return False
-    if key[0] in tree and (len(key) == 1 or _holds(tree[key[0]], key[1:], False)):
-        return True
-    return anywhere and any(_holds(value, key, anywhere) for value in tree.values())
-
-
-def config_file_with(key: str, args: list[str]) -> str | None:
-    """The last ``--config`` file among ``args`` that sets ``key`` (dotted from the top, or a bare name at any
-    depth), so that an unknown key's error can say where it is; None when no file can be read or holds it."""
-    files = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--config"]
-    files += [arg.removeprefix("--config=") for arg in args if arg.startswith("--config=")]
-    for file in reversed(files):
-        try:
-            tree = yaml.safe_load(Path(file).read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if _holds(tree, key.split("."), anywhere="." not in key):
-            return file
-    return None
-
-
 class OneLineErrorParser(LightningArgumentParser):
     """LightningCLI's parser, except that a bad option or config is one line and exit code 2, not the usage."""
 
@@ -365,17 +338,6 @@ def export_main(model_class: type[L.LightningModule], prog: str, argv: list[str]
     path = export(model_class, args.ckpt_path, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
-
-
-def own_configs(argv: list[str]) -> list[str]:
-    """``--config configs/...`` from any folder: a config file named relative to the clone is its shipped copy."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg.startswith("--config="):
-            out[i] = "--config=" + str(own_file(arg.removeprefix("--config=")))
-        elif i and out[i - 1] == "--config":
-            out[i] = str(own_file(arg))
-    return out
 
 
 def cli_main(model_class: type[L.LightningModule], datamodule_class: type[L.LightningDataModule], prog: str,
