@@ -75,13 +75,16 @@ def extra_hint(extra: str) -> str:
 
 
 def own_file(path: str | os.PathLike) -> Path:
-    """``path`` as given, or, where it names nothing from the working folder but one of PaintGuard's own files
-    relative to its folder (``configs/compare/lama-tiny.yaml`` outside the clone), that file, with a note."""
+    """``path`` as given, or, where a config named as in the clone (``configs/compare/lama-tiny.yaml``) is no file
+    of the working folder, PaintGuard's own, with a note."""
     given = Path(path)
-    if given.is_absolute() or given.exists():
+    if given.is_absolute() or given.parts[:1] != ("configs",) or ".." in given.parts:
         return given
     shipped = project_root() / given
-    if not shipped.is_file():
+    try:
+        if given.exists() or not shipped.is_file():
+            return given
+    except OSError:  # a name too long for a path, say: no file of ours either
         return given
     rank = next((os.environ[key] for key in RANKS if key in os.environ), "0")  # the first one set counts
     if rank == "0":  # DDP's other processes rerun the command

@@ -157,7 +157,9 @@ def test_a_config_named_as_in_the_clone_is_the_shipped_one_from_any_folder(tmp_p
     monkeypatch.setattr(resources, "project_root", lambda: project)
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(ROOT / "checkpoints"))  # the shipped names as before
     monkeypatch.chdir(tmp_path)
-    assert resources.own_file("configs/compare/missing.yaml") == Path("configs/compare/missing.yaml")
+    (project / "README.md").write_text("not a config")
+    for name in ("configs/compare/missing.yaml", "README.md", "configs/../README.md"):  # only configs, and no ..
+        assert resources.own_file(name) == Path(name)
     assert capsys.readouterr().err == ""
     assert main(["compare", "--config", "configs/compare/quick.yaml", "--out", "out"]) == 0
     note = f"paintguard: note: no 'configs/compare/quick.yaml' here: using PaintGuard's own, " \

@@ -36,14 +36,10 @@ def own_configs(args: list[str]) -> list[str]:
 
 
 def _shipped(value: str) -> str | None:
-    # only a plain relative name under configs/: a --config value may also be YAML text, or a path of any form
-    parts = Path(value).parts
-    if not parts or parts[0] != "configs" or ".." in parts or value.endswith(("/", os.sep)):
+    # a --config value may also be YAML text: only a name that becomes another file is rewritten, as own_file spells it
+    if value.endswith(("/", os.sep)):
         return None
-    try:
-        found = own_file(value)
-    except OSError:  # a name too long for a path, say: no file of ours
-        return None
+    found = own_file(value)
     return None if found == Path(value) else str(found)
 
 
