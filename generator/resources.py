@@ -53,6 +53,18 @@ def project_root() -> Path:
     return SOURCE_ROOT
 
 
+def version() -> str:
+    """PaintGuard's version: the installed distribution's, or in a clone run without installing, its pyproject's."""
+    if in_clone():
+        found = re.search(r'(?m)^version\s*=\s*"([^"]+)"', (SOURCE_ROOT / "pyproject.toml").read_text())
+        if found:
+            return found.group(1)
+    try:
+        return metadata.version("paintguard")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def project_path(*parts: str) -> Path:
     """A shipped file or folder, e.g. ``project_path("configs", "generator", "demo.yaml")``."""
     return project_root().joinpath(*parts)

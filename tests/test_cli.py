@@ -1,5 +1,7 @@
 """The ``paintguard`` dispatcher: every subcommand reports a bad argument on one line with exit code 2."""
 
+import re
+
 import pytest
 
 from trainer.commands.cli import COMMANDS, main, one_line_warning
@@ -68,6 +70,15 @@ def test_paintguard_warnings_are_one_line_and_a_librarys_keep_their_format():
         "paintguard: warning: lossy: prefer PNG\n")
     assert one_line_warning("deprecated", UserWarning, library, 3, fallback=fallback) == (
         f"{library}:3: UserWarning: deprecated\n")
+
+
+def test_version_says_which_paintguard_runs_and_where_its_shipped_files_are(capsys):
+    from .conftest import ROOT
+
+    for flag in ("--version", "-V"):
+        assert main([flag]) == 0
+        version = re.search(r'(?m)^version = "(.+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+        assert capsys.readouterr().out == f"paintguard {version} ({ROOT})\n"
 
 
 def test_running_out_of_memory_is_one_line(monkeypatch, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def test_the_installed_package_finds_its_shipped_files(installed):
     assert sorted(found["names"]) == shipped
     assert Path(found["site"]) == share / "web" / "dist"
     assert Path(found["demo"]) == share / "configs" / "generator" / "demo.yaml" and Path(found["demo"]).is_file()
+    said = subprocess.run([str(installed["prefix"] / "bin" / "paintguard"), "--version"], cwd=installed["work"],
+                          env=installed["env"], capture_output=True, text=True, timeout=120)
+    version = re.search(r'(?m)^version = "(.+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert said.stdout == f"paintguard {version} ({share})\n", said
     configs = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").rglob("*.yaml"))
     assert sorted(p.relative_to(share).as_posix() for p in (share / "configs").rglob("*.yaml")) == configs
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 # light imports only: torch and Lightning load with the subcommand, once the signal handlers are set
 from generator.messages import PaintGuardWarning, one_line
-from generator.resources import SOURCE_ROOT
+from generator.resources import SOURCE_ROOT, project_root, version
 from generator.signals import Stopped, stops_on_signals
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "protect": ("generator.protect_cli", "protect an image or a folder in one pass (--devices N: several processes)"),
     "export-onnx": ("generator.export_onnx_cli", "export a generator to ONNX (dynamic sizes), checked against PyTorch"),
-    "web": ("generator.web_cli", "serve the in-browser protection page on this computer (make web builds it)"),
+    "web": ("generator.web_cli", "serve the in-browser protection page on this computer"),
     "optimize": ("trainer.commands.optimize", "protect one image with the 20-step optimiser (the paper's method)"),
     "demo": ("trainer.commands.demo", "the main job on the embedded defaults: train briefly, protect, compare"),
     "train": ("trainer.commands.train", "train the one-pass generator against a frozen inpainter (LightningCLI)"),
@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 USAGE = "usage: paintguard COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
     f"  {name:<20} {help_}" for name, (_, help_) in COMMANDS.items()
-) + "\n\nRun 'paintguard COMMAND --help' for a command's options."
+) + "\n\nRun 'paintguard COMMAND --help' for a command's options; 'paintguard --version' says which PaintGuard runs."
 
 
 class UsageError(ValueError):
@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):  # and where its shipped files are: the clone, or an installed copy's
+        print(f"paintguard {version()} ({project_root()})")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         return fail(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
