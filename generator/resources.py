@@ -15,18 +15,22 @@ from pathlib import Path
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = "share/paintguard"
-# where launchers put a process's rank, as Lightning's rank_zero_only reads them (lightning is a heavy import here)
-RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def _pyproject(key: str) -> str | None:
+    """A top-level ``key = "value"`` of the pyproject.toml beside the packages: a clone's (a wheel installs none)."""
+    try:
+        text = (SOURCE_ROOT / "pyproject.toml").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = re.search(rf'(?m)^{key}\s*=\s*"([^"]+)"', text)
+    return found.group(1) if found else None
 
 
 @functools.cache
 def in_clone() -> bool:
     """Whether this code runs from a clone of PaintGuard (its own tree), not from an installed copy."""
-    # a wheel installs no pyproject.toml beside its packages; another package's stray one names another project
-    try:
-        return re.search(r'(?m)^name\s*=\s*"paintguard"', (SOURCE_ROOT / "pyproject.toml").read_text()) is not None
-    except (OSError, UnicodeDecodeError):
-        return False
+    return _pyproject("name") == "paintguard"  # another package's stray pyproject.toml names another project
 
 
 @functools.cache
@@ -55,10 +59,9 @@ def project_root() -> Path:
 
 def version() -> str:
     """PaintGuard's version: the installed distribution's, or in a clone run without installing, its pyproject's."""
-    if in_clone():
-        found = re.search(r'(?m)^version\s*=\s*"([^"]+)"', (SOURCE_ROOT / "pyproject.toml").read_text())
-        if found:
-            return found.group(1)
+    found = _pyproject("version") if in_clone() else None
+    if found:
+        return found
     try:
         return metadata.version("paintguard")
     except metadata.PackageNotFoundError:
@@ -98,7 +101,8 @@ def own_file(path: str | os.PathLike) -> Path:
             return given
     except OSError:  # a name too long for a path, say: no file of ours either
         return given
-    rank = next((os.environ[key] for key in RANKS if key in os.environ), "0")  # the first one set counts
-    if rank == "0":  # DDP's other processes rerun the command
+    from lightning.pytorch.utilities import rank_zero_only  # loaded already by both callers, compare and training
+
+    if rank_zero_only.rank == 0:  # DDP's other processes rerun the command
         print(f"paintguard: note: no '{given}' here: using PaintGuard's own, '{shipped}'", file=sys.stderr)
     return shipped

@@ -3,7 +3,6 @@ config that a ``configs/...`` name stands for outside the clone."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,10 @@ def own_configs(args: list[str]) -> list[str]:
     """``args`` with each ``--config configs/...`` that names no file here replaced by the shipped config."""
     out = list(args)
     for i, value in config_values(args):
-        shipped = _shipped(value)
-        if shipped is not None:
-            out[i] = f"--config={shipped}" if out[i].startswith("--config=") else shipped
+        found = own_file(value)  # anything else (YAML given inline, a path of another form) comes back as it was
+        if found != Path(value):
+            out[i] = ("--config=" if out[i].startswith("--config=") else "") + str(found)
     return out
-
-
-def _shipped(value: str) -> str | None:
-    # a --config value may also be YAML text: only a name that becomes another file is rewritten, as own_file spells it
-    if value.endswith(("/", os.sep)):
-        return None
-    found = own_file(value)
-    return None if found == Path(value) else str(found)
 
 
 def _holds(tree: Any, key: list[str], anywhere: bool) -> bool:

@@ -107,6 +107,8 @@ class GeneratorModule(GeneratorValidation, L.LightningModule):
             off) while the generator reads m
     """
 
+    EXAMPLE_CONFIG = "configs/generator/lama-tiny.yaml"  # what a fit without --config is pointed to
+
     def __init__(
         self,
         inpainter: str = "lama-tiny",

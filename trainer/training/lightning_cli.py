@@ -176,7 +176,7 @@ class FitValidateCLI(LightningCLI):
     def _check_run(self, subcommand: str, config: Any) -> None:
         """Refuse what a fit or validate would find out only once its run folder and W&B run are open."""
         if subcommand == "fit":
-            check_fit_folder(config, getattr(self.model_class, "EXAMPLE_CONFIG", "configs/generator/lama-tiny.yaml"))
+            check_fit_folder(config, self.model_class.EXAMPLE_CONFIG)
             # a fit loads init_from only at setup
             check_init_from = getattr(self.model_class, "check_init_from", None)
             if check_init_from is not None and config.model.get("init_from"):

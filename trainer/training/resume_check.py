@@ -73,7 +73,7 @@ def resume_file(config: Any) -> Path | None:
     return max(lasts, key=lambda p: p.stat().st_mtime) if lasts else None
 
 
-def check_fit_folder(config: Any, example: str = "configs/generator/lama-tiny.yaml") -> None:
+def check_fit_folder(config: Any, example: str) -> None:
     """Refuse a fit that would mix two runs in one folder: a new run where another left its checkpoints (Lightning
     only warns, then keeps both runs' snapshots and picks ``last`` between them by date), and a resume without
     ``--config``, which has none of the run's callbacks or folders and so writes its checkpoints elsewhere. A fit
