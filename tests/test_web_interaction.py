@@ -129,3 +129,37 @@ def test_the_page_says_when_it_does_not_work_offline_for_large_images(browser, t
             "again when one needs it."), page.text("#model-info")
         assert page.error() == ""  # the default model works: nothing is wrong yet
         page.close()
+
+
+def test_undo_brings_back_the_image_a_drop_replaced(page, tmp_path):
+    """A file dropped by mistake replaced the image and the mask painted on it, with no way back."""
+    image, mask = photo(tmp_path, "png")
+    write_rgb(tmp_path / "stray.png", 40, 52, seed=2)
+    page.open_image(image)
+    page.load_mask(mask)
+    page.page.click("#protect")
+    page.idle()
+    page.drop(tmp_path / "stray.png", on="#stage")
+    page.idle()
+    assert page.text("#image-info") == "stray.png: PNG, 52x40" and mask_count(page) == 0
+    assert page.text("#status").endswith("Undo reopens 'photo.png' with its mask.")
+    page.page.mouse.move(*_centre(page))  # a stroke on the stray image is undone first
+    page.page.mouse.down()
+    page.page.mouse.up()
+    assert mask_count(page) > 0
+    page.page.keyboard.press("Control+z")
+    assert page.text("#image-info") == "stray.png: PNG, 52x40" and mask_count(page) == 0
+    page.page.click("#undo")
+    assert page.text("#image-info") == "photo.png: PNG, 83x61" and mask_count(page) == 1200
+    assert page.text("#status") == "Reopened 'photo.png' with its mask, in place of 'stray.png'."
+    # the result is not brought back: it is made again from the mask, which is now the one undo goes through
+    assert page.page.is_hidden("#results") and page.page.is_disabled("#download")
+    page.page.click("#undo")  # the loaded mask
+    assert mask_count(page) == 0 and page.page.is_disabled("#undo")  # one image back, not two
+    page.page.click("#protect")
+    assert page.error().startswith("The mask is empty")
+
+
+def _centre(page: Page) -> tuple[float, float]:
+    box = page.page.locator("#mask-canvas").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

@@ -21,7 +21,10 @@ const $ = (id) => document.getElementById(id);
 // the generators of models.json (`make web`), each with the largest image it takes: the default one first
 // (its graph needs far more memory per pixel than the fast one's), a faster one above it. `session` and `info`
 // (eps, source, sha256) are set once a model is loaded; the first one loads with the page, the others when needed.
-const state = { models: [], providers: [], provider: null, image: null, result: null, busy: false, modelError: null };
+// `previous` is the image a newly opened one replaced, with its mask's edits: Undo brings it back (a stray drop
+// would otherwise lose a painted mask), once the new image's own edits are undone.
+const state = { models: [], providers: [], provider: null, image: null, previous: null, result: null, busy: false,
+  modelError: null };
 const loaded = () => state.models.length > 0 && state.models[0].session !== null;
 const editor = new MaskEditor($('mask-canvas'));
 
@@ -49,7 +52,7 @@ function refreshButtons() {
   const ready = loaded() && state.image && !state.busy;
   const painted = state.image ? editor.count() : 0;
   $('protect').disabled = !ready;
-  $('undo').disabled = !state.image || !editor.canUndo() || state.busy;
+  $('undo').disabled = !state.image || !(editor.canUndo() || state.previous) || state.busy;
   $('clear').disabled = !painted || state.busy;
   $('download').disabled = !state.result || state.busy;
   // no other file while one is opened or protected: its result would be shown and saved under the new name
@@ -247,25 +250,14 @@ async function openImage(file, note = '') {
     setStatus('Decoding…');
     const image = await decode(file);
     if (image.width * image.height !== pixels) throw new FileFormatError('its header and its pixels disagree on its size');
-    state.image = { ...image, name: file.name };
-    state.result = null;
-    const view = $('image-canvas');
-    view.width = image.width;
-    view.height = image.height;
-    view.getContext('2d').putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
-    editor.reset(image.width, image.height);
-    refit();
-    clearResult();
-    const slider = $('brush-size');
-    slider.max = String(Math.max(8, Math.round(Math.min(image.width, image.height) / 2)));
-    slider.value = String(Math.max(2, Math.round(Math.min(image.width, image.height) / 12)));
-    $('brush-size-value').textContent = slider.value;
     const large = state.models.length && modelFor(pixels) !== state.models[0]
       ? `; above ${megapixels(state.models[0].max_pixels)} MP the page protects with a faster generator that keeps less `
         + 'of the optimiser\'s effect (\'paintguard protect\' runs the default at any size)' : '';
-    $('image-info').textContent = `${file.name}: ${head.format}, ${image.width}x${image.height}${large}`;
+    if (state.image) state.previous = { image: state.image, mask: editor.history() };
+    show({ ...image, name: file.name, info: `${file.name}: ${head.format}, ${image.width}x${image.height}${large}` });
+    const back = state.previous?.mask.ops.length ? ` Undo reopens '${state.previous.image.name}' with its mask.` : '';
     if (state.modelError) showError(state.modelError);
-    else setStatus(note + (loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…'));
+    else setStatus(note + (loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…') + back);
   } catch (err) {
     showError(`Cannot open '${file.name}': ${err.message}.`);
   }
@@ -273,6 +265,41 @@ async function openImage(file, note = '') {
   refreshButtons();
   refocus(focused);
   working(false);
+}
+
+/** Put ``image`` on the page with an empty mask (or ``mask``, an earlier ``editor.history()``), no result. */
+function show(image, mask = null) {
+  state.image = image;
+  state.result = null;
+  const view = $('image-canvas');
+  view.width = image.width;
+  view.height = image.height;
+  view.getContext('2d').putImageData(new ImageData(image.rgba, image.width, image.height), 0, 0);
+  if (mask) editor.restore(mask); else editor.reset(image.width, image.height);
+  refit();
+  clearResult();
+  const slider = $('brush-size');
+  slider.max = String(Math.max(8, Math.round(Math.min(image.width, image.height) / 2)));
+  slider.value = String(Math.max(2, Math.round(Math.min(image.width, image.height) / 12)));
+  $('brush-size-value').textContent = slider.value;
+  $('image-info').textContent = image.info;
+}
+
+/** Undo the mask's last edit or, with none left, bring back the image this one replaced and its mask. */
+function undo() {
+  if (editor.canUndo()) {
+    editor.undo();
+    maskChanged();
+    return;
+  }
+  if (!state.previous) return;
+  const replaced = state.image.name;
+  const { image, mask } = state.previous;
+  state.previous = null;
+  show(image, mask);
+  clearError();
+  setStatus(`Reopened '${image.name}' with its mask, in place of '${replaced}'.`);
+  refreshButtons();
 }
 
 async function openMask(file) {
@@ -436,13 +463,13 @@ function wire() {
     });
   }
   $('brush-size').addEventListener('input', (e) => { $('brush-size-value').textContent = e.target.value; });
-  $('undo').addEventListener('click', () => { editor.undo(); maskChanged(); });
+  $('undo').addEventListener('click', undo);
   $('clear').addEventListener('click', () => { editor.clear(); maskChanged(); });
   $('protect').addEventListener('click', protect);
   $('download').addEventListener('click', download);
   window.addEventListener('keydown', (e) => {
     // as the Undo button: not while a file is opened or protected, whose run reads the mask
-    if ((e.ctrlKey || e.metaKey) && e.key === 'z' && !$('undo').disabled) { editor.undo(); maskChanged(); }
+    if ((e.ctrlKey || e.metaKey) && e.key === 'z' && !$('undo').disabled) undo();
   });
   window.addEventListener('resize', refit);
 }

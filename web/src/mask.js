@@ -29,6 +29,17 @@ export class MaskEditor {
     this.render();
   }
 
+  /** Back to an earlier image's mask: its size and its list of edits, replayed (see ``history``). */
+  restore({ width, height, ops }) {
+    this.reset(width, height);
+    this.ops = ops;
+    for (const op of ops) this.apply(op);
+    this.render();
+  }
+
+  /** What ``restore`` takes to bring this mask back once another image has replaced it. */
+  history() { return { width: this.width, height: this.height, ops: this.ops }; }
+
   /** Protected pixels so far. */
   count() {
     let n = 0;
