@@ -24,7 +24,7 @@ from generator.messages import counted
 from generator.precision import CHOICES, resolve_dtype
 from generator.protect_folder import protect_folder
 from generator.protect_items import FORMATS, Item, load, say, summary, warn_empty, warn_lossy, write
-from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, METHODS, OPTIMISED, Protector
+from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, METHODS, OPTIMISED, Protector, check_steps
 
 INPAINTER = "lama-tiny"  # the optimiser's target when --inpainter is not given
 
@@ -147,10 +147,7 @@ def protect_file(args: argparse.Namespace, protector: Protector, steps: int | No
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     args = build_parser().parse_args(argv)
-    if args.steps is not None and (args.method == "generator" or args.steps < 0):
-        raise ValueError("--steps must be >= 0 and only applies to --method iterative, hybrid or refine")
-    if args.method == "iterative" and args.steps == 0:  # it would write the optimiser's random start alone
-        raise ValueError("--method iterative needs --steps >= 1")
+    check_steps(args.method, args.steps, "--steps")
     # an option the method does not use was ignored without a word; a warning, not a refusal, so that a script
     # looping over methods with one set of options still runs
     if args.inpainter is not None and args.method == "generator":

@@ -79,12 +79,18 @@ def _method_and_steps(method: str, steps: Any) -> tuple[str, int | None]:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral)):
         raise TypeError(f"steps must be a whole number, got {steps!r}")
+    check_steps(method, steps)
+    return method, DEFAULT_STEPS.get(method) if steps is None else int(steps)
+
+
+def check_steps(method: str, steps: int | None, name: str = "steps") -> None:
+    """Refuse a number of ``steps`` (None: the method's default) that ``method`` does not take, in one sentence that
+    calls it ``name`` (the command line's ``--steps``)."""
     if steps is not None and (method == "generator" or steps < 0):
-        raise ValueError(f"steps must be >= 0 and only applies to 'iterative', 'hybrid' and 'refine', got {steps} "
+        raise ValueError(f"{name} must be >= 0 and only applies to 'iterative', 'hybrid' and 'refine', got {steps} "
                          f"with {method!r}")
     if method == "iterative" and steps == 0:  # it would return the optimiser's random start, no protection
-        raise ValueError("the 'iterative' method needs steps >= 1")
-    return method, DEFAULT_STEPS.get(method) if steps is None else int(steps)
+        raise ValueError(f"the 'iterative' method needs {name} >= 1")
 
 
 def _check_target(target: Tensor, batch: int) -> Tensor:

@@ -342,7 +342,7 @@ def test_iterative_and_hybrid_methods(tmp_path, pair, generator_path, tiny_inpai
                                        "optimiser alone loads no generator)\n")
     bound_kept(out, image)
     assert protect(image, "--mask", mask, "-o", out, "--method", "iterative", "--steps", "0") == 2
-    assert capsys.readouterr().err == "paintguard: error: --method iterative needs --steps >= 1\n"
+    assert capsys.readouterr().err == "paintguard: error: the 'iterative' method needs --steps >= 1\n"
     assert protect(image, "--mask", mask, "-o", tmp_path / "g.png", "--checkpoint", generator_path,
                    "--inpainter", inpainter) == 0
     assert "paintguard: warning: --inpainter is not used by --method generator" in capsys.readouterr().err
