@@ -141,6 +141,25 @@ def test_the_data_folder_is_found_through_a_linked_lib_folder(installed, tmp_pat
     assert out.stdout.strip() == str(linked / "share" / "paintguard")
 
 
+def test_of_two_installs_on_the_path_the_running_one_has_the_data(installed, tmp_path):
+    """Another paintguard ahead on the path (its metadata and data, but the packages run from the test's prefix):
+    taking the first distribution found would give the other install's data folder."""
+    other = tmp_path / "other"
+    site = other / installed["site"].relative_to(installed["prefix"])
+    dist_info, = installed["site"].glob("paintguard-*.dist-info")
+    shutil.copytree(dist_info, site / dist_info.name)  # its RECORD lists generator/ and the data, as a real one's
+    (other / "share" / "paintguard" / "checkpoints").mkdir(parents=True)
+    path = os.pathsep.join([str(site), str(installed["site"])])
+    out = subprocess.run([sys.executable, "-c", "import importlib.metadata as m, generator.resources as r; "
+                          "print(len(list(m.distributions(name='paintguard'))), r.project_root())"],
+                         cwd=installed["work"], env={**installed["env"], "PYTHONPATH": path},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    found, root = out.stdout.split()
+    assert int(found) >= 2  # both, the other one first
+    assert Path(root) == (installed["prefix"] / "share" / "paintguard").resolve()
+
+
 def test_a_missing_extra_names_its_packages_where_there_is_no_clone_to_install_from(monkeypatch):
     from generator import resources
 
