@@ -1,7 +1,9 @@
 """``paintguard web``: serve the in-browser protection page on this computer and print its address.
 
-    make web              # once: npm packages and the exported models into web/dist
+    make web              # once, in a clone: npm packages and the exported models into web/dist
     paintguard web        # then open the printed address; --port N to choose the port
+
+An installed copy serves the page it was installed with (built before installing).
 
 The page runs the generator in the browser (onnxruntime-web): images never leave
 it, and this server only hands out the page's files. It refuses to start when the
