@@ -215,7 +215,8 @@ class FitValidateCLI(LightningCLI):
 # manual optimisation (the inpainter's GAN) saves the post-step state by design, and a new fit into a folder
 # with checkpoints is refused before Lightning looks (check_fit_folder), so its warning came only on every resume
 QUIET = ("LightningCLI's args parameter is intended", "Using ModelCheckpoint with manual optimization",
-         "Checkpoint directory .* exists and is not empty")
+         "Checkpoint directory .* exists and is not empty",
+         r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # Lightning's own use of torch's pytree
 
 
 UNEXPECTED = "Unexpected config:"
