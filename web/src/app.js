@@ -218,6 +218,26 @@ function refocus(element) {
   if (element instanceof HTMLInputElement && !element.disabled && document.activeElement === document.body) element.focus();
 }
 
+/** Read a file with ``read``, the page busy meanwhile (nothing else opens), ``failed`` told why it could not;
+ * focus goes back to the file picker a keyboard user started from. */
+async function reading(read, failed) {
+  if (state.busy) return;
+  const focused = document.activeElement;
+  clearError();
+  state.busy = true;
+  working(true);
+  refreshButtons();
+  try {
+    await read();
+  } catch (err) {
+    failed(err);
+  }
+  state.busy = false;
+  refreshButtons();
+  refocus(focused);
+  working(false);
+}
+
 /** Open the first of the dropped files, saying so when there were more, or why none opens during a run. */
 function dropped(files) {
   if (!files.length) return;
@@ -230,14 +250,8 @@ function dropped(files) {
 }
 
 /** Open ``file`` as the image to protect; ``note`` goes before the status line that follows. */
-async function openImage(file, note = '') {
-  if (state.busy) return;
-  const focused = document.activeElement;
-  clearError();
-  state.busy = true;
-  working(true);
-  refreshButtons();
-  try {
+function openImage(file, note = '') {
+  return reading(async () => {
     const head = await readHeader(file);
     const pixels = head.width * head.height;
     if (pixels > MAX_PIXELS) {
@@ -258,13 +272,7 @@ async function openImage(file, note = '') {
     const back = state.previous?.mask.ops.length ? ` Undo reopens '${state.previous.image.name}' with its mask.` : '';
     if (state.modelError) showError(state.modelError);
     else setStatus(note + (loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…') + back);
-  } catch (err) {
-    showError(`Cannot open '${file.name}': ${err.message}.`);
-  }
-  state.busy = false;
-  refreshButtons();
-  refocus(focused);
-  working(false);
+  }, (err) => showError(`Cannot open '${file.name}': ${err.message}.`));
 }
 
 /** Put ``image`` on the page with an empty mask (or ``mask``, an earlier ``editor.history()``), no result. */
@@ -298,18 +306,12 @@ function undo() {
   state.previous = null;
   show(image, mask);
   clearError();
-  setStatus(`Reopened '${image.name}' with its mask, in place of '${replaced}'.`);
+  setStatus(`Reopened '${image.name}'${mask.ops.length ? ' with its mask' : ''}, in place of '${replaced}'.`);
   refreshButtons();
 }
 
-async function openMask(file) {
-  if (state.busy) return;
-  const focused = document.activeElement;
-  clearError();
-  state.busy = true;
-  working(true);
-  refreshButtons();
-  try {
+function openMask(file) {
+  return reading(async () => {
     if (!state.image) throw new FileFormatError('open the image first');
     const head = await readHeader(file);
     const { width, height } = state.image;
@@ -329,13 +331,7 @@ async function openMask(file) {
     const replaced = state.result !== null;
     maskChanged();
     setStatus(`Loaded the mask '${file.name}'${replaced ? ': press Protect again' : ''}.`);
-  } catch (err) {
-    showError(`Cannot use the mask '${file.name}': ${err.message}.`);
-  }
-  state.busy = false;
-  refreshButtons();
-  refocus(focused);
-  working(false);
+  }, (err) => showError(`Cannot use the mask '${file.name}': ${err.message}.`));
 }
 
 // --- protecting ---------------------------------------------------------------------------------
