@@ -77,13 +77,23 @@ def _open(path: PathLike, what: str = "image") -> Image.Image:
     return img
 
 
-def _high_bit_to_float(img: Image.Image) -> np.ndarray:
+def _high_bit_to_float(img: Image.Image, what: str = "the image") -> np.ndarray:
     """Samples of a >8-bit greyscale image as float32 ``(H, W)`` in [0, 1].
 
     Integer modes are read as 16-bit (value / 65535); float ``F`` images are
     taken to already lie in [0, 1], the usual convention for float TIFFs.
+    Samples outside that range are clipped, with a warning that names ``what``.
     """
     arr = np.asarray(img, dtype=np.float32)
+    top = 1.0 if img.mode == "F" else 65535.0
+    finite = np.isfinite(arr)
+    lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
+    if lo < 0 or hi > top or not finite.all():
+        # a float TIFF in [0, 255], or a 32-bit one, came out white or black without a word
+        odd = "" if finite.all() else ", and some are not numbers (read as 0)"
+        warn_user(f"the samples of {what} run from {lo:g} to {hi:g}{odd}; a mode {img.mode} image is read as "
+                  f"[0, {top:g}], so values outside it are clipped")
+    arr = np.nan_to_num(arr, nan=0.0, posinf=top, neginf=0.0)
     if img.mode != "F":
         arr = arr / 65535.0
     return np.clip(arr, 0.0, 1.0)
@@ -99,10 +109,10 @@ def _rgba(img: Image.Image) -> Image.Image:
     return (img.convert("LA") if img.mode == "La" else img).convert("RGBA")
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image, what: str = "the image") -> Image.Image:
     """Convert any decoded PIL image to 8-bit RGB; transparency is composited on white."""
     if img.mode in _HIGH_BIT_MODES:
-        grey = np.round(_high_bit_to_float(img) * 255.0).astype(np.uint8)
+        grey = np.round(_high_bit_to_float(img, what) * 255.0).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
     if _has_alpha(img):
         # Composite rather than drop alpha: colours under transparent pixels are
@@ -120,13 +130,14 @@ def open_rgb(path: PathLike) -> Image.Image:
     values are rescaled, not clipped); alpha is composited on white.
     Raises ``ImageReadError`` for missing, unreadable or corrupt/truncated files.
     """
-    return _to_rgb(_open(path))
+    return _to_rgb(_open(path), f"image '{os.fspath(path)}'")
 
 
-def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """A decoded PIL image as float32 ``(3, H, W)`` in [0, 1], converted as files are (see ``open_rgb``)."""
+def pil_to_tensor(img: Image.Image, what: str = "the image") -> torch.Tensor:
+    """A decoded PIL image as float32 ``(3, H, W)`` in [0, 1], converted as files are (see ``open_rgb``); ``what``
+    names it in a warning."""
     if img.mode in _HIGH_BIT_MODES:
-        grey = torch.from_numpy(_high_bit_to_float(img))
+        grey = torch.from_numpy(_high_bit_to_float(img, what))
         return grey.expand(3, -1, -1).contiguous()
     rgb = np.array(_to_rgb(img))  # a writable copy for torch
     return kornia.image.image_to_tensor(rgb, keepdim=True).float().div_(255.0)
@@ -159,7 +170,7 @@ def read_image(path: PathLike) -> torch.Tensor:
     16-bit greyscale keeps its precision (value / 65535). 16-bit RGB(A) PNGs are
     reduced to 8 bits by PIL itself, which has no 16-bit colour mode.
     """
-    return pil_to_tensor(_open(path))
+    return pil_to_tensor(_open(path), f"image '{os.fspath(path)}'")
 
 
 def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tensor:

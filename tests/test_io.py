@@ -1,5 +1,6 @@
 """Reading images and masks: orientation, mode conversion, errors."""
 
+import re
 import warnings
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from generator.io import ImageReadError, _to_rgb, mask_region, open_rgb, read_image, read_mask
+from generator.io import ImageReadError, _to_rgb, mask_region, open_rgb, pil_to_tensor, read_image, read_mask
+from generator.messages import PaintGuardWarning
 
 ORIENTATION = 0x0112
 
@@ -117,14 +119,29 @@ def test_16_bit_keeps_precision_and_rescales(tmp_path):
     np.testing.assert_array_equal(np.asarray(open_rgb(tmp_path / "deep.png"))[0, :, 0], [0, 4, 4, 128, 255])
 
 
-def test_32_bit_int_and_float_modes(tmp_path):
+def test_32_bit_int_and_float_modes(tmp_path, recwarn):
     Image.fromarray(np.array([[0, 65535]], np.int32)).save(tmp_path / "int.tif")
     assert Image.open(tmp_path / "int.tif").mode == "I"
     torch.testing.assert_close(read_image(tmp_path / "int.tif")[:, 0], torch.tensor([[0.0, 1.0]] * 3))
+    Image.fromarray(np.array([[0.25, 1.0]], np.float32)).save(tmp_path / "unit.tif")
+    torch.testing.assert_close(read_image(tmp_path / "unit.tif")[:, 0], torch.tensor([[0.25, 1.0]] * 3))
+    assert not [w for w in recwarn.list if w.category is PaintGuardWarning], [str(w.message) for w in recwarn.list]
 
-    Image.fromarray(np.array([[0.25, 2.0]], np.float32)).save(tmp_path / "float.tif")
-    assert Image.open(tmp_path / "float.tif").mode == "F"
-    torch.testing.assert_close(read_image(tmp_path / "float.tif")[:, 0], torch.tensor([[0.25, 1.0]] * 3))
+    # out of range, or not numbers: clipped as before, but said (a float TIFF in [0, 255] came out white silently)
+    cases = {"float.tif": (np.array([[0.25, 2.0]], np.float32), [0.25, 1.0], "run from 0.25 to 2; a mode F image "
+                           "is read as [0, 1], so values outside it are clipped"),
+             "nan.tif": (np.array([[np.nan, 0.5]], np.float32), [0.0, 0.5], "run from 0.5 to 0.5, and some are not "
+                         "numbers (read as 0)"),
+             "wide.tif": (np.array([[-1, 70000]], np.int32), [0.0, 1.0], "a mode I image is read as [0, 65535]")}
+    for name, (values, expected, words) in cases.items():
+        Image.fromarray(values).save(tmp_path / name)
+        assert Image.open(tmp_path / name).mode in ("F", "I")
+        with pytest.warns(PaintGuardWarning, match=re.escape(f"the samples of image '{tmp_path / name}' run ")) as said:
+            image = read_image(tmp_path / name)
+        assert words in str(said[0].message)
+        torch.testing.assert_close(image[:, 0], torch.tensor([expected] * 3))
+    with pytest.warns(PaintGuardWarning, match="^the samples of the image run from 0.25 to 2;"):
+        pil_to_tensor(Image.open(tmp_path / "float.tif"))
 
 
 def assert_one_line_error(path, match: str) -> None:
