@@ -270,8 +270,9 @@ function openImage(file, note = '') {
     if (state.image) state.previous = { image: state.image, mask: editor.history() };
     show({ ...image, name: file.name, info: `${file.name}: ${head.format}, ${image.width}x${image.height}${large}` });
     const back = state.previous?.mask.ops.length ? ` Undo reopens '${state.previous.image.name}' with its mask.` : '';
+    const next = loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…';
     if (state.modelError) showError(state.modelError);
-    else setStatus(note + (loaded() ? 'Paint the region to protect, then press Protect.' : 'Loading the model…') + back);
+    else setStatus(note + next + back);
   }, (err) => showError(`Cannot open '${file.name}': ${err.message}.`));
 }
 
