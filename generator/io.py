@@ -87,13 +87,16 @@ def _high_bit_to_float(img: Image.Image, what: str = "the image") -> np.ndarray:
     arr = np.asarray(img, dtype=np.float32)
     top = 1.0 if img.mode == "F" else 65535.0
     finite = np.isfinite(arr)
-    lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
-    if lo < 0 or hi > top or not finite.all():
+    numbers = bool(finite.all())
+    values = arr if numbers else arr[finite]  # one copy, and only where there is something to leave out
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if lo < 0 or hi > top or not numbers:
         # a float TIFF in [0, 255], or a 32-bit one, came out white or black without a word
-        odd = "" if finite.all() else ", and some are not numbers (read as 0)"
+        odd = "" if numbers else ", and some are not numbers (read as 0)"
         warn_user(f"the samples of {what} run from {lo:g} to {hi:g}{odd}; a mode {img.mode} image is read as "
                   f"[0, {top:g}], so values outside it are clipped")
-    arr = np.nan_to_num(arr, nan=0.0, posinf=top, neginf=0.0)
+    if not numbers:
+        arr = np.nan_to_num(arr, nan=0.0, posinf=top, neginf=0.0)
     if img.mode != "F":
         arr = arr / 65535.0
     return np.clip(arr, 0.0, 1.0)
