@@ -111,6 +111,25 @@ def _lama_folder_of(path: Path) -> Path | None:
     return folder if (folder / "config.yaml").is_file() and (folder / "models" / "best.ckpt").is_file() else None
 
 
+# the LightningModule attribute each kind's network is trained under (GeneratorModule.net, InpainterModule.generator;
+# LaMa's own best.ckpt too): the first part of its weights' names in a training checkpoint
+TRAINED_UNDER = {"net": "generator", "generator": "inpainter"}
+
+
+def trained_kind(path: str | os.PathLike) -> str | None:
+    """The kind of network a training checkpoint (a ``torch.save`` file) holds, told by its weights' names; None
+    when it cannot be read safely or its names say neither."""
+    try:  # mmap: only the names are wanted, not gigabytes of weights read in
+        blob = torch_load(path, mmap=True)
+    except CheckpointError:
+        return None
+    state = blob.get("state_dict") if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        return None
+    kinds = {TRAINED_UNDER.get(str(name).split(".")[0]) for name in state} - {None}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
     """The metadata of a PaintGuard safetensors file, with ``config`` decoded from JSON.
 
@@ -131,8 +150,12 @@ def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str,
             raise CheckpointError(f"'{path}' is an ONNX export, not a safetensors checkpoint{hint}") from None
         if Path(path).is_file() and zipfile.is_zipfile(path):
             # torch.save's zip (a training run's last.ckpt, LaMa's best.ckpt): "header too large" says nothing of it
+            trained = trained_kind(path)
+            if kind and trained and trained != kind:  # the other model's run: its export would be refused here too
+                raise CheckpointError(f"'{path}' is a training checkpoint of {article(trained)}, not of "
+                                      f"{article(kind)}") from None
             raise CheckpointError(f"'{path}' is a PyTorch checkpoint, not a PaintGuard .safetensors one: "
-                                  f"{EXPORTED_BY.get(str(kind), 'export it first')}") from None
+                                  f"{EXPORTED_BY.get(str(trained or kind), 'export it first')}") from None
         if isinstance(err, SafetensorError):  # its own words ("header too large") do not say what the file is
             raise CheckpointError(f"cannot read checkpoint '{path}': not a safetensors file, or a damaged one "
                                   f"({one_line(str(err))})") from None

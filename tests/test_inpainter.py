@@ -259,6 +259,34 @@ def test_a_pytorch_checkpoint_given_as_a_paintguard_one_says_how_to_export_it(tm
     assert not out.exists()
 
 
+@pytest.mark.parametrize("kind,other", [("inpainter", "generator"), ("generator", "inpainter")])
+def test_the_other_models_training_checkpoint_is_named_as_such(tmp_path, tiny_inpainter, capsys, kind, other):
+    """A generator run's last.ckpt given as --inpainter said to export it with fit-inpainter export, which then
+    named train export: the file's own kind is said at once (told by where Lightning keeps its weights)."""
+    from trainer.commands.cli import main
+
+    weights = {f"{'net' if other == 'generator' else 'generator'}.{k}": v
+               for k, v in tiny_inpainter.net.state_dict().items()}
+    if other == "inpainter":
+        weights["discriminator.conv.weight"] = torch.zeros(1)  # InpainterModule's other network
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": weights, "hyper_parameters": {}, "pytorch-lightning_version": "2"}, ckpt)
+    assert checkpoint.trained_kind(ckpt) == other
+    with pytest.raises(CheckpointError, match=f"is a training checkpoint of {checkpoint.article(other)}, not of "
+                                              f"{checkpoint.article(kind)}$"):
+        checkpoint.load(ckpt, kind)
+    # given where its own kind goes, the export that makes it one
+    command = "train export" if other == "generator" else "fit-inpainter export"
+    with pytest.raises(CheckpointError, match=f"is a PyTorch checkpoint, .*'paintguard {command} --ckpt_path CKPT"):
+        checkpoint.load(ckpt, other)
+    write_rgb(tmp_path / "a.png", 24, 24)
+    write_mask(tmp_path / "m.png", 24, 24, (4, 4, 16, 16))
+    option = ["--inpainter", str(ckpt), "--method", "iterative"] if kind == "inpainter" else ["--checkpoint", str(ckpt)]
+    assert main(["protect", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png"), "-o",
+                 str(tmp_path / "out.png"), *option]) == 2
+    one_line_error(capsys, f"'{ckpt}' is a training checkpoint of {checkpoint.article(other)}, not of ")
+
+
 def test_a_file_of_a_lama_folder_names_the_folder(tmp_path, tiny_inpainter):
     """best.ckpt said only "give a LaMa checkpoint's folder", config.yaml "not a safetensors file ... header too
     large"."""
