@@ -77,6 +77,12 @@ def write_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> 
     return atomic_write(path, lambda tmp: image.save(tmp, **save_kwargs))
 
 
+def write_image(image: Tensor, path: str | os.PathLike) -> Path:
+    """Save a (3,H,W) image in [0, 1] as 8-bit RGB, each value rounded to the nearest level, atomically."""
+    pixels = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return write_atomic(Image.fromarray(pixels), path)
+
+
 def check_creatable(out: Path, option: str = "--out") -> None:
     """Refuse an output path that cannot be created because a file stands where one of its folders must go."""
     blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)

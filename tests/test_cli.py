@@ -12,6 +12,7 @@ BAD_ARGUMENTS = [
     (["export-onnx"], "the following arguments are required: -o/--output"),
     (["web", "--port", "x"], "argument --port: invalid int value: 'x'"),
     (["optimize", "a.png"], "the following arguments are required: mask, -o/--output"),
+    (["inpaint", "a.png", "-o", "b.png"], "the following arguments are required: --mask"),
     (["demo", "--train-minutes", "soon"], "argument --train-minutes: invalid float value: 'soon'"),
     (["teacher-cache", "--out", "x.safetensors", "--count", "many"], "argument --count: invalid int value"),
     (["gradient-cache", "--out", "gc", "--teacher-steps", "all"], "argument --teacher-steps: invalid int value"),
@@ -45,7 +46,7 @@ def test_help_exits_0(capsys):
     assert "--config" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["protect", "export-onnx", "web", "optimize", "demo", "compare"])
+@pytest.mark.parametrize("command", ["protect", "export-onnx", "web", "optimize", "inpaint", "demo", "compare"])
 def test_help_is_plain_text(command, capsys):
     """The module docstrings that describe the commands showed their reStructuredText quotes: ``paintguard protect``."""
     assert main([command, "--help"]) == 0

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-onnx": ("generator.export_onnx_cli", "export a generator to ONNX (dynamic sizes), checked against PyTorch"),
     "web": ("generator.web_cli", "serve the in-browser protection page on this computer"),
     "optimize": ("trainer.commands.optimize", "protect one image with the 20-step optimiser (the paper's method)"),
+    "inpaint": ("trainer.commands.inpaint", "inpaint an image as an editor would: see what a protected image gives"),
     "demo": ("trainer.commands.demo", "the main job on the embedded defaults: train briefly, protect, compare"),
     "train": ("trainer.commands.train", "train the one-pass generator against a frozen inpainter (LightningCLI)"),
     "teacher-cache": ("trainer.commands.teacher_cache", "run the 20-step optimiser once over training crops, for distillation"),

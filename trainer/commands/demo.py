@@ -16,12 +16,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from generator.cli_parser import ArgumentParser
 from generator.protector import Protector
 from generator.resources import project_path
-from generator.save import save_protected
+from generator.save import save_protected, write_image
 from trainer.commands.train import main as train_main
 from trainer.data.images import FixedCropDataset, sample_images
 from trainer.evaluation.scoring import generator_method, iterative_method, no_protection, score_methods
@@ -61,7 +60,7 @@ def train_demo_generator(minutes: float) -> Path:
 def save_panel(path: Path, rows: list[list[torch.Tensor]]) -> None:
     """A grid of (3,H,W) images, one row per method."""
     grid = torch.cat([torch.cat(row, dim=-1) for row in rows], dim=-2)
-    Image.fromarray((grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
+    write_image(grid, path)
 
 
 def main(argv: list[str] | None = None) -> int:
