@@ -102,6 +102,21 @@ def write_mask(path, h: int, w: int, box: tuple[int, int, int, int]) -> None:
     Image.fromarray(m).save(path)
 
 
+def write_image_and_mask(folder: Path) -> tuple[Path, Path, np.ndarray]:
+    """img.png (a random 40x52 RGB image) and img_mask.png (a box) in ``folder``, and the image's pixels."""
+    image, mask = folder / "img.png", folder / "img_mask.png"
+    pixels = write_rgb(image, 40, 52)
+    write_mask(mask, 40, 52, (10, 12, 28, 40))
+    return image, mask, pixels
+
+
+@pytest.fixture
+def files(tmp_path, tiny_inpainter) -> tuple[Path, Path, Path, np.ndarray]:
+    """An image, its mask and the tiny inpainter's checkpoint in tmp_path, for the one-image commands; the pixels."""
+    image, mask, pixels = write_image_and_mask(tmp_path)
+    return image, mask, save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors"), pixels
+
+
 @pytest.fixture
 def generator_path(tmp_path):
     """A tiny generator checkpoint whose noise saturates: the bound is tested where it binds."""

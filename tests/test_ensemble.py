@@ -15,7 +15,7 @@ from trainer.objective.eot import RandomTransforms
 from trainer.objective.iterative import IterativeConfig, protect_iterative
 from trainer.objective.losses import LossWeights, prepare_task, protection_losses, transform_task
 
-from .conftest import reactive_inpainter, write_mask, write_rgb
+from .conftest import reactive_inpainter, write_image_and_mask
 from .conftest import masked_batch as batch
 
 KEYS = ("attack", "incp", "hide", "total")
@@ -140,10 +140,7 @@ def test_random_mode_steps_on_one_drawn_member_and_ends_on_the_mean(pair):
 
 @pytest.fixture
 def files(tmp_path, pair):
-    image = tmp_path / "img.png"
-    pixels = write_rgb(image, 40, 52)
-    mask = tmp_path / "img_mask.png"
-    write_mask(mask, 40, 52, (10, 12, 28, 40))
+    image, mask, pixels = write_image_and_mask(tmp_path)
     paths = [save_inpainter(f, tmp_path / f"inp{i}.safetensors") for i, f in enumerate(pair)]
     return image, mask, paths, pixels
 

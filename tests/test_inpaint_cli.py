@@ -9,23 +9,13 @@ from PIL import Image
 
 from generator.io import read_image, read_mask
 from trainer.commands.cli import main
-from trainer.inpainting.inpainter import load_inpainter, save_inpainter
+from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.losses import prepare_task, protection_losses, psnr_from_mse
 
 from .conftest import one_line_error, write_mask, write_rgb
 
 PRINTED = re.compile(r"fill of the mask is (-?[\d.]+) dB from solid (\w+)[^;]*(?:; on the original (-?[\d.]+) dB: the "
                      r"attack loss ([\d.]+) -> ([\d.]+) \(([-+][\d.]+)%\), the two images (\d+) 8-bit levels apart at most)?; wrote")
-
-
-@pytest.fixture
-def files(tmp_path, tiny_inpainter):
-    image = tmp_path / "img.png"
-    pixels = write_rgb(image, 40, 52)
-    mask = tmp_path / "img_mask.png"
-    write_mask(mask, 40, 52, (10, 12, 28, 40))
-    inpainter = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")
-    return image, mask, inpainter, pixels
 
 
 def attack_psnr(inpainter_path, image_path, mask_path) -> float:

@@ -7,20 +7,9 @@ import pytest
 from PIL import Image
 
 from trainer.commands.cli import main
-from trainer.inpainting.inpainter import save_inpainter
 
-from .conftest import one_line_error, write_mask, write_rgb
+from .conftest import one_line_error, write_mask
 from .test_bad_files import bomb_png
-
-
-@pytest.fixture
-def files(tmp_path, tiny_inpainter):
-    image = tmp_path / "img.png"
-    pixels = write_rgb(image, 40, 52)
-    mask = tmp_path / "img_mask.png"
-    write_mask(mask, 40, 52, (10, 12, 28, 40))
-    inpainter = save_inpainter(tiny_inpainter, tmp_path / "inp.safetensors")
-    return image, mask, inpainter, pixels
 
 
 def test_optimize_writes_a_bounded_png_and_prints_losses(tmp_path, files, capsys):
