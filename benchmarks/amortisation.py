@@ -47,6 +47,7 @@ from generator.cli_parser import ArgumentParser, positive_int
 from generator.messages import counted
 from generator.precision import DTYPES, labelled
 from generator.protector import Protector
+from generator.save import atomic_write, check_creatable
 from trainer.commands.cli import run_guarded
 from trainer.data.images import FixedCropDataset
 from trainer.data.splits import split_paths
@@ -180,6 +181,18 @@ def editor_mask_table(inpainter, images: list, masks: list, runs: list[MethodRun
     return table
 
 
+def check_report_path(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Refuse, in one line, a report path that cannot be written: a folder, or one in a folder that is not there."""
+    if out.is_dir():
+        parser.error(f"--out '{out}' is a folder; give the report's file, such as '{out / 'report.md'}'")
+    try:
+        check_creatable(out)
+    except ValueError as err:
+        parser.error(str(err))
+    if not out.parent.is_dir():
+        parser.error(f"--out '{out}': the folder '{out.parent}' does not exist")
+
+
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True, help="shipped name or file; repeatable")
@@ -201,6 +214,8 @@ def main() -> None:
     args = parser.parse_args()
     if 0 in args.optimiser_seeds:
         parser.error("--optimiser-seeds 0 is the reference's own start")
+    if args.out:  # before the work: a folder given here used to end an hour's run at its last line
+        check_report_path(parser, Path(args.out))
     torch.set_num_threads(args.threads)
     inpainter = load_inpainter(args.inpainter)
     protectors = load_protectors(parser, args.generator, tuple(args.dtypes))
@@ -257,7 +272,7 @@ def main() -> None:
                    "samples (mean [95% interval])", markdown(["method", *args.splits], rows)]
     print("\n\n" + "\n\n".join(report[summaries:]))
     if args.out:
-        Path(args.out).write_text("\n\n".join(report) + "\n")
+        atomic_write(args.out, lambda tmp: tmp.write_text("\n\n".join(report) + "\n"))
 
 
 if __name__ == "__main__":

@@ -149,9 +149,12 @@ def test_the_optimiser_from_other_starts_is_scored_against_the_reference(monkeyp
     with pytest.raises(SystemExit) as exit_:
         amortisation.main()
     assert exit_.value.code == 2 and "--optimiser-seeds 0 is the reference's own start" in capsys.readouterr().err
-    monkeypatch.setattr(sys, "argv", [*argv, "--optimiser-seeds", "1", "2"])
+    monkeypatch.setattr(sys, "argv", [*argv, "--optimiser-seeds", "1", "2", "--out", str(tmp_path / "report.md")])
     amortisation.main()
     out = capsys.readouterr().out
+    written = (tmp_path / "report.md").read_text()
+    summary = out.split("## Share of the 20-step optimiser's attack gain")[1].strip()
+    assert written.startswith("## val: 2 samples") and written.strip().endswith(summary)  # the report, whole
     shares = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in
               out.split("## Share of the 20-step optimiser's attack gain")[1].splitlines() if row.startswith("| ")}
     assert shares[amortisation.OPTIMISER] == "1.00"
@@ -159,6 +162,31 @@ def test_the_optimiser_from_other_starts_is_scored_against_the_reference(monkeyp
     spread = out.split("## The optimiser from other random starts")[1]
     rows = [row for row in spread.splitlines() if row.startswith("| optimiser (20 steps, seed")]
     assert len(rows) == 2 and all("[" in row for row in rows)  # mean [95% interval] per split
+    sys.modules.pop("amortisation", None)
+
+
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_work(monkeypatch, tmp_path, capsys):
+    """``amortisation.py --out``: a folder ended an hour's run at its last line ("[Errno 21] Is a directory"); it
+    is refused in one line before the inpainter loads, as is a file under a missing folder or under a file."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(SCRIPTS[0].parent))
+    amortisation = importlib.import_module("amortisation")
+
+    def no_work(name):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(amortisation, "load_inpainter", no_work)
+    (tmp_path / "a-file").write_text("x")
+    for out, message in [(tmp_path, f"--out '{tmp_path}' is a folder; give the report's file, such as "
+                                     f"'{tmp_path / 'report.md'}'"),
+                         (tmp_path / "missing" / "r.md", f"the folder '{tmp_path / 'missing'}' does not exist"),
+                         (tmp_path / "a-file" / "r.md", f"'{tmp_path / 'a-file'}' is a file")]:
+        monkeypatch.setattr(sys, "argv", ["amortisation.py", "--generator", "generator-lama-tiny", "--out", str(out)])
+        with pytest.raises(SystemExit) as exit_:
+            amortisation.main()
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and message in err.splitlines()[-1], err
     sys.modules.pop("amortisation", None)
 
 
