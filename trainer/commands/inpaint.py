@@ -1,4 +1,4 @@
-"""``paintguard inpaint IMAGE --mask MASK -o FILL.png``: what an editor's inpainter makes of an image.
+"""``paintguard inpaint IMAGE --mask MASK -o EDITED.png``: what an editor's inpainter makes of an image.
 
 Writes the inpainter's fill of the mask (LaMa's inference: the image outside the mask
 kept) and says how far the fill is from the target colour that protection steers it
