@@ -14,8 +14,9 @@ from trainer.objective.losses import prepare_task, protection_losses, psnr_from_
 
 from .conftest import one_line_error, write_mask, write_rgb
 
-PRINTED = re.compile(r"fill of the mask is (-?[\d.]+) dB from solid (\w+)[^;]*(?:; on the original (-?[\d.]+) dB: the "
-                     r"attack loss ([\d.]+) -> ([\d.]+) \(([-+][\d.]+)%\), the two images (\d+) 8-bit levels apart at most)?; wrote")
+PRINTED = re.compile(r"fill of the mask is (-?[\d.]+) dB from solid (\w+)[^;]*"
+                     r"(?:; on the original (-?[\d.]+) dB: the attack loss ([\d.]+) -> ([\d.]+) \(([-+][\d.]+)%\), "
+                     r"the two images (\d+) 8-bit levels apart at most)?; wrote")
 
 
 def attack_psnr(inpainter_path, image_path, mask_path) -> float:
