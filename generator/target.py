@@ -7,7 +7,16 @@ import torch
 Tensor = torch.Tensor
 
 # checked in this order; on a tie the earlier one wins
-TARGET_COLOURS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # green, red, blue
+TARGET_COLOURS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+TARGET_NAMES = ("green", "red", "blue")  # of TARGET_COLOURS, in order
+
+
+def colour_name(colour: Tensor) -> str:
+    """The name of a target colour (3,), as ``target_colour`` gives it."""
+    matches = (TARGET_COLOURS == colour.detach().cpu().float()).all(dim=1).nonzero()
+    if not len(matches):
+        raise ValueError(f"{colour.tolist()} is not a target colour")
+    return TARGET_NAMES[matches[0].item()]
 
 
 def target_colour(image: Tensor) -> Tensor:

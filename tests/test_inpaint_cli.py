@@ -14,7 +14,7 @@ from trainer.objective.losses import prepare_task, protection_losses, psnr_from_
 
 from .conftest import one_line_error, write_mask, write_rgb
 
-PRINTED = re.compile(r"fill of the mask is (-?[\d.]+) dB from solid (\w+)[^;]*"
+PRINTED = re.compile(r"fill of the mask scores (-?[\d.]+) dB PSNR against solid (\w+)[^;]*"
                      r"(?:; on the original (-?[\d.]+) dB: the attack loss ([\d.]+) -> ([\d.]+) \(([-+][\d.]+)%\), "
                      r"the two images (\d+) 8-bit levels apart at most)?; wrote")
 
@@ -120,3 +120,11 @@ def test_inpaint_bad_input_gives_one_line_error(tmp_path, files, capsys, case, p
     elif case not in ("output is input", "output is original"):
         assert not out.exists()
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_target_colours_are_named():
+    from generator.target import colour_name
+
+    assert [colour_name(c) for c in torch.eye(3)] == ["red", "green", "blue"]
+    with pytest.raises(ValueError, match="is not a target colour"):
+        colour_name(torch.tensor([1.0, 1.0, 0.0]))

@@ -20,11 +20,10 @@ from generator.cli_parser import ArgumentParser, device_option
 from generator.io import read_image, read_mask
 from generator.protector import FULL_MASK
 from generator.save import check_output_path, write_image
-from generator.target import target_colour
+from generator.target import colour_name, target_colour
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.losses import masked_mse, psnr_from_mse
 
-COLOUR_NAMES = {(0, 1, 0): "green", (1, 0, 0): "red", (0, 0, 1): "blue"}
 TAKEN_OVER_DB = 20.0  # compare's success threshold: a fill this close to the target reads as the solid colour
 
 
@@ -70,11 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     attack = masked_mse(fills, target.reshape(1, 3, 1, 1).expand_as(fills), masks)
     write_image(fills[0], output)
 
-    colour = COLOUR_NAMES.get(tuple(int(v) for v in target.tolist()), "the target")
     name = Path(str(args.inpainter)).name
     psnr = psnr_from_mse(attack).tolist()
-    said = (f"{name}'s fill of the mask is {psnr[0]:.2f} dB from solid {colour}, the target colour "
-            f"({TAKEN_OVER_DB:g} dB reads as solid)")
+    said = (f"{name}'s fill of the mask scores {psnr[0]:.2f} dB PSNR against solid {colour_name(target)}, the "
+            f"target colour ({TAKEN_OVER_DB:g} dB or more reads as solid)")
     if original is not None:
         levels = ((image - original).abs().amax() * 255).item()
         change = 100 * (attack[0] / attack[1].clamp_min(1e-12) - 1).item()
