@@ -77,10 +77,20 @@ def write_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> 
     return atomic_write(path, lambda tmp: image.save(tmp, **save_kwargs))
 
 
+def to_uint8(image: Tensor) -> np.ndarray:
+    """A (3,H,W)/(1,H,W)/(H,W) tensor in [0,1] as an HWC/HW uint8 array, each value rounded to the nearest level
+    (what PIL and wandb.Image take)."""
+    x = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    if x.dim() == 3:
+        x = x.permute(1, 2, 0)
+        if x.shape[-1] == 1:
+            x = x[..., 0]
+    return x.numpy()
+
+
 def write_image(image: Tensor, path: str | os.PathLike) -> Path:
     """Save a (3,H,W) image in [0, 1] as 8-bit RGB, each value rounded to the nearest level, atomically."""
-    pixels = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return write_atomic(Image.fromarray(pixels), path)
+    return write_atomic(Image.fromarray(to_uint8(image)), path)
 
 
 def check_creatable(out: Path, option: str = "--out") -> None:

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-import numpy as np
 import torch
 from google.protobuf.message import DecodeError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+from generator.save import to_uint8
 
 Tensor = torch.Tensor
 DEFAULT_HOST = "api.wandb.ai"
@@ -149,16 +150,6 @@ class PaintGuardWandbLogger(WandbLogger):
             wait_for_offline_run(sync_dir)
 
 
-def to_uint8(image: Tensor) -> np.ndarray:
-    """A (3,H,W)/(1,H,W)/(H,W) tensor in [0,1] as an HWC/HW uint8 array (what wandb.Image expects)."""
-    x = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
-    if x.dim() == 3:
-        x = x.permute(1, 2, 0)
-        if x.shape[-1] == 1:
-            x = x[..., 0]
-    return x.numpy()
-
-
 # --- reading offline runs back ----------------------------------------------------------------
 
 @dataclass
@@ -247,4 +238,4 @@ def read_offline_run(run_dir: str | os.PathLike) -> OfflineRun:
 
 
 __all__ = ["PaintGuardWandbLogger", "wandb_account_configured", "read_offline_run", "wait_for_offline_run",
-           "OfflineRun", "to_uint8"]
+           "OfflineRun"]
