@@ -62,6 +62,14 @@ OPTIMISED = ("iterative", "hybrid", "refine")  # the methods that call the inpai
 FULL_MASK = "the mask covers the whole image: an inpainter sees none of its pixels, so no noise can steer its fill"
 
 
+def check_region(mask: Tensor, name: str, purpose: str) -> None:
+    """Refuse, in one line that calls it ``name``, a mask that marks nothing (nothing to ``purpose``) or everything."""
+    if not mask.any():
+        raise ValueError(f"{name} is empty: nothing to {purpose}")
+    if mask.all():
+        raise ValueError(f"{name}: {FULL_MASK}; leave some of the image unmasked")
+
+
 def _check_dtype(dtype: Any) -> None:
     # a name ("bfloat16", as --dtype takes) would otherwise fail deep inside nn.Module.to
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

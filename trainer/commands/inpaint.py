@@ -18,7 +18,7 @@ import torch
 
 from generator.cli_parser import ArgumentParser, device_option
 from generator.io import read_image, read_mask
-from generator.protector import FULL_MASK
+from generator.protector import check_region
 from generator.save import check_output_path, write_image
 from generator.target import colour_name, target_colour
 from trainer.inpainting.inpainter import load_inpainter
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     output = check_output_path(args.output, inputs, args.overwrite)
     image = read_image(args.image)
     mask = read_mask(args.mask, size=tuple(image.shape[-2:]))
-    if not mask.any():
-        raise ValueError(f"mask '{args.mask}' is empty: nothing to inpaint")
-    if mask.all():
-        raise ValueError(f"mask '{args.mask}': {FULL_MASK}")
+    check_region(mask, f"mask '{args.mask}'", "inpaint")
     original = None
     if args.original:
         original = read_image(args.original)

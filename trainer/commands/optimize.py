@@ -15,7 +15,7 @@ import torch
 from generator.cli_parser import ArgumentParser, device_option
 from generator.io import read_image, read_mask
 from generator.precision import CHOICES, autocast, resolve_dtype, warn_if_emulated
-from generator.protector import FULL_MASK
+from generator.protector import check_region
 from generator.save import check_output_path, save_protected
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.ensemble import ENSEMBLE_MODES, ensemble_losses, prepare_ensemble_task
@@ -50,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     output = check_output_path(args.output, [args.image, args.mask], args.overwrite)
     image = read_image(args.image)
     mask = read_mask(args.mask, size=tuple(image.shape[-2:]))
-    if not mask.any():
-        raise ValueError(f"mask '{args.mask}' is empty: nothing to protect")
-    if mask.all():  # as paintguard protect refuses it
-        raise ValueError(f"mask '{args.mask}': {FULL_MASK}; leave some of the image unmasked")
+    check_region(mask, f"mask '{args.mask}'", "protect")  # a full one as paintguard protect refuses it
     sources = [s.strip() for s in args.inpainter.split(",")]
     if not all(sources):
         raise ValueError(f"--inpainter '{args.inpainter}' has an empty entry; give names separated by commas")
