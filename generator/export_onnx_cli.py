@@ -1,13 +1,14 @@
-"""``paintguard export-onnx``: write a generator as an ONNX model (dynamic batch, height and width).
+"""``paintguard export-onnx``: write a generator, or an inpainter, as an ONNX model (dynamic batch, height and width).
 
     paintguard export-onnx -o generator-lama-tiny.onnx                  # the default shipped generator
     paintguard export-onnx generator-lama-tiny-robust -o robust.onnx
     paintguard export-onnx runs/my-generator.safetensors -o my.onnx
     paintguard export-onnx -o generator-lama-tiny.onnx --overwrite     # rebuild an existing export
+    paintguard export-onnx lama-tiny -o lama-tiny.onnx                 # an inpainter: the web page's editor view
 
-The model's metadata properties hold eps, the architecture (JSON) and the source
-checkpoint's file name and SHA-256; loaders compare that fingerprint with the
-checkpoint and refuse a stale export. Every export is checked on the spot:
+The model's metadata properties hold eps (a generator's), the architecture (JSON)
+and the source checkpoint's file name and SHA-256; loaders compare that fingerprint
+with the checkpoint and refuse a stale export. Every export is checked on the spot:
 onnxruntime must match PyTorch within 1e-4 on random odd and non-square sizes.
 Needs the onnx extra: pip install -e ".[onnx]" in the clone.
 """
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="paintguard export-onnx", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", nargs="?", default=DEFAULT,
-                        help=f"generator: shipped name or .safetensors file (default {DEFAULT})")
+                        help=f"a generator or an inpainter: shipped name or .safetensors file (default {DEFAULT})")
     parser.add_argument("-o", "--output", required=True, help="the ONNX file to write (.onnx)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript",

@@ -1,9 +1,10 @@
-"""What an exported ONNX generator says about itself, and whether it still matches its checkpoint.
+"""What an exported ONNX model says about itself, and whether it still matches its checkpoint.
 
-An exported model carries, in its ONNX metadata properties, the noise bound
+An exported generator carries, in its ONNX metadata properties, the noise bound
 ``eps``, the U-Net architecture (JSON, as in the safetensors checkpoint), the
 source checkpoint's file name, whether it was a shipped one (in ``checkpoints/``)
-and the SHA-256 of that file. The fingerprint is what makes a stale export
+and the SHA-256 of that file. An exported inpainter (the web page's editor view)
+carries the same, less ``eps``, with its FFC-ResNet architecture. The fingerprint is what makes a stale export
 impossible to use by mistake: whoever loads an ONNX file next to its checkpoint
 compares the two and refuses a mismatch, telling an export of another checkpoint
 (by its recorded name) from one of an older version.
@@ -23,6 +24,10 @@ FORMAT = "paintguard"
 KIND = "generator-onnx"
 INPUTS = ("image", "mask", "target")
 OUTPUT = "noise"
+INPAINTER_KIND = "inpainter-onnx"
+INPAINTER_INPUTS = ("image", "mask")
+INPAINTER_OUTPUT = "edited"  # LaMa's inference: the prediction in the mask, the image outside it
+WHAT = {KIND: "generator", INPAINTER_KIND: "inpainter"}
 
 
 class OnnxModelError(ValueError):
@@ -38,12 +43,12 @@ def fingerprint(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def metadata_for(source: Path, config: dict[str, Any], exporter: str) -> dict[str, str]:
-    """The metadata properties written into an export of the checkpoint file ``source``."""
-    return {"format": FORMAT, "kind": KIND, "eps": repr(float(config["eps"])),
-            "config": json.dumps(config, sort_keys=True), "source": source.name,
-            "source_shipped": str(_shipped(source)).lower(), "source_sha256": fingerprint(source),
-            "exporter": exporter}
+def metadata_for(source: Path, config: dict[str, Any], exporter: str, kind: str = KIND) -> dict[str, str]:
+    """The metadata properties written into an export (of ``kind``) of the checkpoint file ``source``."""
+    bound = {"eps": repr(float(config["eps"]))} if kind == KIND else {}
+    return {"format": FORMAT, "kind": kind, **bound, "config": json.dumps(config, sort_keys=True),
+            "source": source.name, "source_shipped": str(_shipped(source)).lower(),
+            "source_sha256": fingerprint(source), "exporter": exporter}
 
 
 def _shipped(source: Path) -> bool:
@@ -51,17 +56,24 @@ def _shipped(source: Path) -> bool:
     return source.resolve().parent == checkpoint.checkpoints_dir().resolve()
 
 
-def check_metadata(meta: dict[str, str], where: str) -> dict[str, Any]:
-    """Validate the metadata properties of ``where`` and decode them (``config`` as a dict, ``eps`` as a float)."""
-    if meta.get("format") != FORMAT or meta.get("kind") != KIND:
+def check_metadata(meta: dict[str, str], where: str, kind: str = KIND) -> dict[str, Any]:
+    """Validate the metadata properties of ``where``, an export of ``kind``, and decode them (``config`` as a dict,
+    a generator's ``eps`` as a float)."""
+    what = WHAT[kind]
+    if meta.get("format") == FORMAT and meta.get("kind") in WHAT and meta["kind"] != kind:
+        raise OnnxModelError(f"'{where}' is an export of {checkpoint.article(WHAT[meta['kind']])}, not of "
+                             f"{checkpoint.article(what)}")
+    if meta.get("format") != FORMAT or meta.get("kind") != kind:
         # read without onnx, a few bytes of text can parse as a model with no properties: do not call it one
-        raise OnnxModelError(f"'{where}' is not a PaintGuard generator export (no paintguard metadata); export "
+        raise OnnxModelError(f"'{where}' is not a PaintGuard {what} export (no paintguard metadata); export "
                              "one with 'paintguard export-onnx'")
     try:
-        decoded = {**meta, "config": json.loads(meta["config"]), "eps": float(meta["eps"])}
+        decoded = {**meta, "config": json.loads(meta["config"])}
+        if kind == KIND:
+            decoded["eps"] = float(meta["eps"])
     except (KeyError, ValueError) as err:
         raise OnnxModelError(f"'{where}' has broken PaintGuard metadata: {err}") from None
-    if decoded["config"].get("eps") != decoded["eps"]:
+    if kind == KIND and decoded["config"].get("eps") != decoded["eps"]:
         raise OnnxModelError(f"'{where}' has inconsistent metadata: eps {decoded['eps']} vs the architecture's "
                              f"{decoded['config'].get('eps')}")
     return decoded
@@ -130,8 +142,8 @@ def _fields(data: bytes):
 METADATA_PROPS = 14  # ModelProto.metadata_props: repeated StringStringEntryProto {1: key, 2: value}
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The decoded PaintGuard metadata of an ONNX file, read without onnx or onnxruntime.
+def read_metadata(path: str | os.PathLike, kind: str = KIND) -> dict[str, Any]:
+    """The decoded PaintGuard metadata of an ONNX file, an export of ``kind``, read without onnx or onnxruntime.
 
     Walking the top level of the ModelProto is enough (the graph is skipped unread),
     so ``paintguard web`` can check a model's freshness with the base install.
@@ -147,4 +159,4 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise OnnxModelError(f"cannot read ONNX model '{path}': {err.strerror or err}") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise OnnxModelError(f"'{path}' is not an ONNX model: {err}") from None
-    return check_metadata(meta, str(path))
+    return check_metadata(meta, str(path), kind)

@@ -16,7 +16,7 @@ from generator.checkpoint import CheckpointError
 from generator.io import read_image
 from generator.onnx_backend import MissingExtraError, OnnxGenerator, load_onnx_generator
 from generator.onnx_export import export_bytes, export_onnx, random_inputs
-from generator.onnx_meta import OnnxModelError, fingerprint, read_metadata
+from generator.onnx_meta import INPAINTER_KIND, OnnxModelError, fingerprint, read_metadata
 from generator.protector import save_generator
 from generator.unet import NoiseUNet, UNetConfig
 from trainer.commands.cli import main
@@ -75,7 +75,10 @@ def test_default_checkpoint_is_the_shipped_generator(tmp_path, capsys):
 def test_export_errors_are_one_line_and_write_nothing(tmp_path, generator, capsys, monkeypatch):
     path, _ = generator
     assert main(["export-onnx", "nope", "-o", str(tmp_path / "x.onnx")]) == 2
-    one_line_error(capsys, "no generator checkpoint 'nope'")
+    # either kind exports: the names of both are offered
+    one_line_error(capsys, "no checkpoint 'nope': not a file, and not the name of a shipped generator (")
+    assert main(["export-onnx", "lama-tny", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "generator-lama-tiny-fast" in capsys.readouterr().err and not list(tmp_path.glob("*.onnx"))
     assert main(["export-onnx", str(path), "-o", str(tmp_path / "x.txt")]) == 2
     one_line_error(capsys, "should end in .onnx")
     assert main(["export-onnx", str(path), "-o", str(tmp_path / "missing" / "x.onnx")]) == 2
@@ -84,8 +87,8 @@ def test_export_errors_are_one_line_and_write_nothing(tmp_path, generator, capsy
     from generator import onnx_export
 
     other, _ = tiny_generator(tmp_path / "other.safetensors", seed=1)
-    wrong = onnx_export._graph(onnx_export.load_generator(other), "torchscript")
-    monkeypatch.setattr(onnx_export, "_graph", lambda net, exporter: wrong)
+    wrong = onnx_export.generator_graph(onnx_export.load_generator(other), "torchscript")
+    monkeypatch.setattr(onnx_export, "generator_graph", lambda net, exporter: wrong)
     assert main(["export-onnx", str(path), "-o", str(tmp_path / "bad.onnx")]) == 2
     one_line_error(capsys, "self-check failed: onnxruntime differs from PyTorch by")
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*partial*"))
@@ -313,10 +316,39 @@ def test_generator_with_fourier_context_exports_with_both_exporters(tmp_path, ca
 def test_an_export_onnxruntime_cannot_run_is_a_one_line_error(tmp_path, generator, capsys, monkeypatch):
     path, _ = generator
 
-    def fail(self, image, mask, target):
+    import onnxruntime
+
+    def fail(self, outputs, feeds):
         raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : a kernel\nfailed")
 
-    monkeypatch.setattr(OnnxGenerator, "__call__", fail)
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", fail)
     assert main(["export-onnx", str(path), "-o", str(tmp_path / "x.onnx")]) == 2
     one_line_error(capsys, "self-check failed: onnxruntime cannot run the export on a 37x53 batch of 1")
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_an_inpainter_exports_as_lamas_inference(tmp_path, inpainter_file, tiny_inpainter, capsys):
+    """The web page's editor view runs an inpainter export: (image, mask) -> the fill in the mask, the image
+    outside it, at any size (the padding to the network's multiple is in the graph); it is no generator."""
+    out = tmp_path / "inpainter.onnx"
+    assert main(["export-onnx", inpainter_file, "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    meta = read_metadata(out, INPAINTER_KIND)
+    assert meta["kind"] == "inpainter-onnx" and meta["source_sha256"] == fingerprint(inpainter_file)
+    assert meta["config"] == tiny_inpainter.config.to_dict() and "eps" not in meta
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image", "mask"]
+    for batch, h, w in [(1, 29, 45), (2, 32, 24), (1, 57, 19)]:  # odd, a multiple of 8 already, tall
+        image, mask, _ = random_inputs(batch, h, w, torch.Generator().manual_seed(h))
+        with torch.no_grad():
+            expected = tiny_inpainter(image, mask)
+        (got,) = session.run(None, {"image": image.numpy(), "mask": mask.numpy()})
+        assert got.shape == (batch, 3, h, w) and np.abs(got - expected.numpy()).max() < 1e-4
+        assert np.array_equal(got[(mask.expand_as(image) == 0).numpy()], image[mask.expand_as(image) == 0].numpy())
+    # a generator's loaders refuse it by what it is
+    with pytest.raises(OnnxModelError, match="is an export of an inpainter, not of a generator"):
+        read_metadata(out)
+    with pytest.raises(OnnxModelError, match="is an export of an inpainter, not of a generator"):
+        OnnxGenerator(out, threads=1)

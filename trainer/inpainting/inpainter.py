@@ -19,6 +19,7 @@ from generator import checkpoint
 from generator.checkpoint import CheckpointError
 from generator.devices import check_device
 from generator.messages import one_line
+from generator.real_fft import exporting
 from trainer.inpainting.ffc import FFCResNetConfig, FFCResNetGenerator, FFCResnetBlock
 
 Tensor = torch.Tensor
@@ -30,7 +31,7 @@ def pad_symmetric(x: Tensor, multiple: int) -> Tensor:
     for dim in (-2, -1):
         n = x.shape[dim]
         extra = -n % multiple
-        if extra:
+        if extra or exporting():  # an export traces one example: the graph must pad whatever the size
             # symmetric padding walks back and forth over the edge rows: n-1, n-2, ..., 0, 0, 1, ...
             j = torch.arange(extra, device=x.device)
             turn, offset = j // n, j % n
