@@ -18,6 +18,8 @@ GENERATORS := generator-lama-tiny generator-lama-tiny-stem generator-lama-tiny-f
 # generator/transpose.py), beyond WebAssembly's 4 GB (torch runs them in bands)
 WEB_GENERATOR ?= generator-lama-tiny
 WEB_LARGE_GENERATOR ?= generator-lama-tiny-fast
+# the inpainter of the page's editor view ("See what an editor gets"): an inpainter checkpoint's name
+WEB_INPAINTER ?= lama-tiny
 WEB_DIST := web/dist
 ORT_DIST := web/node_modules/onnxruntime-web/dist
 # the ESM build with WebGPU and its WebAssembly runtime: all the page loads from onnxruntime-web
@@ -25,7 +27,7 @@ ORT_FILES := ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.
 # web/src itself too: its date moves when a file is removed, which the list of files cannot show
 WEB_FILES := web/index.html web/style.css web/models.json web/src $(wildcard web/src/*.js)
 EXPORT_CODE := generator/onnx_export.py generator/onnx_meta.py generator/unet.py generator/stem_head.py generator/encoder_head.py \
-	generator/transpose.py generator/real_fft.py
+	generator/transpose.py generator/real_fft.py trainer/inpainting/ffc.py trainer/inpainting/inpainter.py
 
 .PHONY: setup test demo benchmark benchmark-onnx photos editor-photos clean onnx web web-generators FORCE tests \
 	benchmarks
@@ -53,13 +55,14 @@ $(ONNX_DIR)/%.onnx: checkpoints/%.safetensors $(EXPORT_CODE) | $(STAMP)
 	$(PAINTGUARD) export-onnx $< -o $@ --overwrite
 
 # the in-browser page: its files, onnxruntime-web (npm, versions from web/package-lock.json) and the model
-web: web-generators $(WEB_DIST)/model.onnx $(WEB_DIST)/model-large.onnx $(WEB_DIST)/.files
+web: web-generators $(WEB_DIST)/model.onnx $(WEB_DIST)/model-large.onnx $(WEB_DIST)/inpainter.onnx $(WEB_DIST)/.files
 
 # first, so that a name with no checkpoint is said in words, not as "No rule to make target 'build/onnx/...'"
 web-generators:
-	@for pair in WEB_GENERATOR=$(WEB_GENERATOR) WEB_LARGE_GENERATOR=$(WEB_LARGE_GENERATOR); do \
+	@for pair in WEB_GENERATOR=$(WEB_GENERATOR) WEB_LARGE_GENERATOR=$(WEB_LARGE_GENERATOR) \
+		WEB_INPAINTER=$(WEB_INPAINTER); do \
 		name=$${pair#*=}; test -f "checkpoints/$$name.safetensors" || { echo "make: $${pair%%=*}: no \
-	checkpoints/$$name.safetensors; give the name of a generator in checkpoints/ (copy your \
+	checkpoints/$$name.safetensors; give the name of a checkpoint in checkpoints/ (copy your \
 	runs/NAME/NAME.safetensors there and pass NAME)" >&2; exit 2; }; done
 
 $(ORT_DIST)/ort.min.mjs: web/package.json web/package-lock.json
@@ -81,6 +84,9 @@ $(WEB_DIST)/model.onnx: $(ONNX_DIR)/$(WEB_GENERATOR).onnx FORCE
 	@cmp -s $< $@ || { echo "cp $< $@"; cp $< $@; }
 
 $(WEB_DIST)/model-large.onnx: $(ONNX_DIR)/$(WEB_LARGE_GENERATOR).onnx FORCE
+	@mkdir -p $(@D)
+	@cmp -s $< $@ || { echo "cp $< $@"; cp $< $@; }
+$(WEB_DIST)/inpainter.onnx: $(ONNX_DIR)/$(WEB_INPAINTER).onnx FORCE
 	@mkdir -p $(@D)
 	@cmp -s $< $@ || { echo "cp $< $@"; cp $< $@; }
 

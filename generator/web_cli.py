@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from generator.cli_parser import ArgumentParser
+from generator.onnx_meta import INPAINTER_KIND, KIND
 from generator.signals import Stopped
 from generator.web_server import SITE, address, check_site, make_server
 
@@ -37,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be 0-65535, got {args.port}")
-    sources = ", then ".join(meta["source"] for meta in check_site(args.root).values())
+    metas = check_site(args.root).values()
+    sources = ", then ".join(meta["source"] for meta in metas if meta["kind"] == KIND)
+    editors = [meta["source"] for meta in metas if meta["kind"] == INPAINTER_KIND]
+    sources += f"; the editor view's inpainter from {editors[0]}" if editors else ""
     try:
         server = make_server(args.root, args.port, args.host)
     except OSError as err:

@@ -1,6 +1,6 @@
 """A static file server for the web page (``web/dist``, built by ``make web``): files only, on this computer.
 
-It computes nothing: the page runs the generator in the browser. It lists no
+It computes nothing: the page runs the generator (and the editor view's inpainter) in the browser. It lists no
 folders, answers only GET and HEAD, binds to the loopback address by default,
 and sends the cross-origin isolation headers that let onnxruntime-web use
 WebAssembly threads.
@@ -16,15 +16,16 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from generator.onnx_meta import check_fresh, read_metadata
+from generator.onnx_meta import INPAINTER_KIND, KIND, check_fresh, read_metadata
 from generator.resources import in_clone, project_path
 
 SITE = project_path("web", "dist")
-MODELS = "models.json"  # the page's generators, each with the largest image it takes
+MODELS = "models.json"  # the page's generators, each with the largest image it takes, and its editor's inpainter
 REQUIRED = ("index.html", "src/app.js", "ort/ort.min.mjs", MODELS)
 # the Makefile's variable that picks each model's checkpoint: a rebuild hint names it, so that a page built from
 # a generator of one's own is not rebuilt from the default
-BUILT_FROM = {"model.onnx": "WEB_GENERATOR", "model-large.onnx": "WEB_LARGE_GENERATOR"}
+BUILT_FROM = {"model.onnx": "WEB_GENERATOR", "model-large.onnx": "WEB_LARGE_GENERATOR",
+              "inpainter.onnx": "WEB_INPAINTER"}
 
 
 class SiteError(ValueError):
@@ -69,14 +70,18 @@ def build_hint() -> str:
     return "run 'make web' in a PaintGuard clone and install from it again, or pass --root"
 
 
-def site_models(root: str | os.PathLike = SITE) -> list[str]:
-    """The model files the page at ``root`` runs (``models.json``), the default one first."""
+def site_models(root: str | os.PathLike = SITE) -> dict[str, str]:
+    """The model files the page at ``root`` runs (``models.json``), each with its kind of export: the generators,
+    the default one first, then the inpainter of the editor view when the page has one."""
     path = Path(root) / MODELS
     try:
-        files = [model["file"] for model in json.loads(path.read_text())["models"]]
+        listed = json.loads(path.read_text())
+        files = {model["file"]: KIND for model in listed["models"]}
+        if "inpainter" in listed:
+            files[listed["inpainter"]["file"]] = INPAINTER_KIND
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SiteError(f"'{path}' does not list the page's models; {build_hint()} ({err})") from None
-    if not files:
+    if KIND not in files.values():
         raise SiteError(f"'{path}' lists no model; {build_hint()}")
     for name in files:
         # the page fetches each model from this server, which serves nothing outside the page's folder
@@ -87,16 +92,16 @@ def site_models(root: str | os.PathLike = SITE) -> list[str]:
 
 def check_site(root: str | os.PathLike = SITE) -> dict[str, dict]:
     """Refuse a page folder that is incomplete or whose models no longer match their checkpoints; returns each
-    model's metadata by file name, the default one first."""
+    model's metadata by file name, as ``site_models`` orders them."""
     root = Path(root)
     missing = [name for name in REQUIRED if not (root / name).is_file()]
-    models = [] if missing else site_models(root)  # models.json, once it is there, says which models the page needs
+    models = {} if missing else site_models(root)  # models.json, once it is there, says which models the page needs
     missing += [name for name in models if not (root / name).is_file()]
     if missing:
         raise SiteError(f"the web page in '{root}' is not built (missing {', '.join(missing)}); {build_hint()}")
     metas = {}
-    for name in models:
-        metas[name] = read_metadata(root / name)
+    for name, kind in models.items():
+        metas[name] = read_metadata(root / name, kind)
         source = Path(str(metas[name].get("source", ""))).stem
         rebuild = f"make web {BUILT_FROM[name]}={source}" if name in BUILT_FROM and source else "make web"
         check_fresh(metas[name], str(root / name), rebuild=rebuild)

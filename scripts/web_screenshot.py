@@ -1,9 +1,9 @@
-"""Take the README's screenshot of the web page: a photo, a region painted with the brush, protected.
+"""Take the README's screenshot of the web page: a photo, a region painted with the brush, protected, edited.
 
     make web && python scripts/web_screenshot.py web/screenshot.png
 
 Serves web/dist like ``paintguard web``, drives Debian's Chromium headless with
-Playwright, paints with the mouse as a person would, presses Protect and saves
+Playwright, paints with the mouse as a person would, presses Protect, then "See what an editor gets", and saves
 a screenshot of the whole page.
 """
 
@@ -48,10 +48,13 @@ def main() -> None:
             page.mouse.up()
         page.click("#protect")
         page.locator("body[data-state=idle]").wait_for(timeout=120_000)
+        page.click("#inpaint")  # step 4: what an editor makes of the original and of the protected image
+        page.locator("body[data-state=idle]").wait_for(timeout=120_000)
+        said = page.text_content("#edit-status")
         page.screenshot(path=args.output, full_page=True)
         browser.close()
     server.shutdown()
-    print(f"wrote {args.output}")
+    print(f"the editor view said: {said}\nwrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -175,7 +175,7 @@ def test_web_command_serves_files_only_and_prints_the_address(tmp_path):
         proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("model", ["model.onnx", "model-large.onnx"])
+@pytest.mark.parametrize("model", ["model.onnx", "model-large.onnx", "inpainter.onnx"])
 def test_web_command_refuses_a_missing_or_stale_page(tmp_path, monkeypatch, capsys, model):
     assert main(["web", "--root", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
@@ -196,7 +196,8 @@ def test_web_command_refuses_a_missing_or_stale_page(tmp_path, monkeypatch, caps
     monkeypatch.setenv("PAINTGUARD_CHECKPOINTS", str(checkpoints))
     assert main(["web", "--root", str(root), "--port", "0"]) == 2
     err = capsys.readouterr().err.strip()
-    variable = {"model.onnx": "WEB_GENERATOR", "model-large.onnx": "WEB_LARGE_GENERATOR"}[model]
+    variable = {"model.onnx": "WEB_GENERATOR", "model-large.onnx": "WEB_LARGE_GENERATOR",
+                "inpainter.onnx": "WEB_INPAINTER"}[model]
     assert err.count("\n") == 0 and f"{model}' is stale" in err
     assert err.endswith(f"rebuild it with 'make web {variable}={shipped.stem}'")  # the generator it was built from
 

@@ -24,14 +24,16 @@ TIMEOUT_MS = 60_000  # model load and WebAssembly compile on a busy 2-core machi
 
 
 @contextmanager
-def served_copy(tmp_path: Path, models: list[dict] | None = None, without: tuple[str, ...] = ()
-                ) -> Iterator[tuple[Path, str, object]]:
-    """A copy of the built page, with another ``models`` list or ``without`` some files, served in the
-    background: (its folder, its address, the server, which a test may stop early)."""
+def served_copy(tmp_path: Path, models: list[dict] | None = None, without: tuple[str, ...] = (),
+                inpainter: dict | None = None) -> Iterator[tuple[Path, str, object]]:
+    """A copy of the built page, with another ``models`` list (and no editor view's ``inpainter`` unless given) or
+    ``without`` some files, served in the background: (its folder, its address, the server, which a test may stop
+    early)."""
     root = tmp_path / "site"
     shutil.copytree(SITE, root, ignore=shutil.ignore_patterns(*without))
     if models is not None:
-        (root / "models.json").write_text(json.dumps({"models": models}))
+        listed = {"models": models} if inpainter is None else {"models": models, "inpainter": inpainter}
+        (root / "models.json").write_text(json.dumps(listed))
     server = serve_in_background(root)
     try:
         yield root, address(server), server

@@ -5,8 +5,9 @@
 import * as ort from '../ort/ort.min.mjs';
 import { FileFormatError, imageSize } from './formats.js';
 import { MaskEditor, emptyMaskReason, maskRegion } from './mask.js';
-import { generatorInfo } from './onnxmeta.js';
-import { networkInputs, noiseView, protectedPixels } from './protect.js';
+import { attackLoss, cropPixels, editSummary, editedPixels, levelsApart, maskBox } from './edit.js';
+import { generatorInfo, inpainterInfo } from './onnxmeta.js';
+import { colourName, networkInputs, noiseView, protectedPixels } from './protect.js';
 
 // Larger images are refused from their header, before decoding: onnxruntime's peak grows with the pixels
 // (1 GB at 3840x2160 natively, so about 2 GB here, plus the page's own copies) and a WebAssembly page
@@ -23,8 +24,9 @@ const $ = (id) => document.getElementById(id);
 // (eps, source, sha256) are set once a model is loaded; the first one loads with the page, the others when needed.
 // `previous` is the image a newly opened one replaced, with its mask's edits: Undo brings it back (a stray drop
 // would otherwise lose a painted mask), once the new image's own edits are undone.
-const state = { models: [], providers: [], provider: null, image: null, previous: null, result: null, busy: false,
-  modelError: null };
+// `inpainter` is models.json's one for the editor view (step 4), loaded on its first use; null when the page has none.
+const state = { models: [], inpainter: null, providers: [], provider: null, image: null, previous: null, result: null,
+  busy: false, modelError: null };
 const loaded = () => state.models.length > 0 && state.models[0].session !== null;
 const editor = new MaskEditor($('mask-canvas'));
 
@@ -55,21 +57,28 @@ function refreshButtons() {
   $('undo').disabled = !state.image || !(editor.canUndo() || state.previous) || state.busy;
   $('clear').disabled = !painted || state.busy;
   $('download').disabled = !state.result || state.busy;
+  $('inpaint').disabled = !state.result || state.busy || !editorTakes(state.image);
   // no other file while one is opened or protected: its result would be shown and saved under the new name
   $('image-input').disabled = state.busy;
   $('mask-input').disabled = state.busy || !state.image;
   if (state.image) $('mask-info').textContent = `${painted.toLocaleString('en')} px protected`;
 }
 
-/** No result on show: the figures and their captions go, and the room their display size took. */
+const RESULT_CANVASES = ['result-canvas', 'noise-canvas', 'edit-original-canvas', 'edit-protected-canvas'];
+
+/** No result on show: the figures and their captions go, and the room their display size took; the editor view's
+ * with them, as it shows what an editor makes of that result. */
 function clearResult() {
-  for (const id of ['result-canvas', 'noise-canvas']) {
+  for (const id of RESULT_CANVASES) {
     $(id).width = 0;
     $(id).height = 0;
     $(id).style.width = '';
     $(id).style.height = '';
   }
   $('results').hidden = true;
+  $('edits').hidden = true;
+  $('edit').hidden = true;
+  $('edit-status').textContent = '';
 }
 
 /** The mask was edited: a result protects the old one, so it is taken away rather than saved by mistake. */
@@ -99,8 +108,11 @@ async function loadModels() {
   try {
     const response = await fetch('models.json');
     if (!response.ok) throw new Error(`HTTP ${response.status} for models.json`);
-    state.models = (await response.json()).models.map((m) => ({ ...m, session: null, info: null }));
+    const listed = await response.json();
+    state.models = listed.models.map((m) => ({ ...m, session: null, info: null }));
     if (!state.models.length) throw new Error('models.json lists no model');
+    const inpainter = listed.inpainter;
+    state.inpainter = inpainter ? { ...inpainter, session: null, info: null } : null;
   } catch (err) {
     throw notLoaded(err);
   }
@@ -139,14 +151,15 @@ function notLoaded(err) {
   return new Error(`the model did not load (${err.message}); ${hint}`);
 }
 
-/** Fetch one model of models.json and read its metadata (once; a failed fetch is tried again when needed). */
+/** Fetch one model of models.json and read its metadata (once; a failed fetch is tried again when needed): a
+ * generator's, or the editor view's inpainter's. */
 function fetchModel(model) {
   model.fetched ??= (async () => {
     try {
       const response = await fetch(model.file);
       if (!response.ok) throw new Error(`HTTP ${response.status} for ${model.file}`);
       const bytes = new Uint8Array(await response.arrayBuffer());
-      model.info = generatorInfo(bytes);
+      model.info = (model === state.inpainter ? inpainterInfo : generatorInfo)(bytes);
       return bytes;
     } catch (err) {
       model.fetched = null;
@@ -160,11 +173,14 @@ function fetchModel(model) {
 async function loadSession(model) {
   if (model.session) return model;
   const bytes = await fetchModel(model);
-  const providers = state.provider ? [state.provider] : state.providers;
+  // the generators keep to the provider the first one loaded on; the editor view's inpainter tries each in turn
+  const inpainter = model === state.inpainter;
+  const providers = state.provider && !inpainter ? [state.provider] : state.providers;
   for (const provider of providers) {
     try {
       model.session = await ort.InferenceSession.create(bytes, { executionProviders: [provider], graphOptimizationLevel: 'all' });
-      state.provider = provider;
+      model.provider = provider;
+      if (!inpainter) state.provider = provider;
       model.fetched = null; // the session holds the model now
       break;
     } catch (err) {
@@ -173,6 +189,10 @@ async function loadSession(model) {
   }
   return model;
 }
+
+/** Whether the editor view's inpainter takes ``image`` (the page has one, and the image is within its size). */
+const editorTakes = (image) => Boolean(state.inpainter && image
+  && image.width * image.height <= state.inpainter.max_pixels);
 
 /** The first model that takes an image of this many pixels (the last one takes any the page opens). */
 function modelFor(pixels) {
@@ -354,7 +374,7 @@ async function protect() {
     const start = performance.now();
     const model = await loadSession(modelFor(width * height));
     const inputs = networkInputs(rgba, editor.mask, width, height);
-    const colour = ['red', 'green', 'blue'][inputs.target.indexOf(1)]; // now: run() hands the buffers to the worker
+    const colour = colourName(inputs.target); // now: run() hands the buffers to the worker
     const feeds = {
       image: new ort.Tensor('float32', inputs.image, [1, 3, height, width]),
       mask: new ort.Tensor('float32', inputs.mask, [1, 1, height, width]),
@@ -370,6 +390,7 @@ async function protect() {
     drawTo($('result-canvas'), pixels, width, height);
     drawTo($('noise-canvas'), noiseView(rgba, pixels, NOISE_GAIN), width, height);
     state.result = { pixels, name: `${image.name.replace(/\.[^.]*$/, '')}_protected.png` };
+    offerEdit(image);
     const total = performance.now() - start;
     const seconds = (ms) => (ms / 1000).toFixed(2);
     setStatus(`Protected in ${seconds(total)} s (${model.info.source.replace(/\.safetensors$/, '')}, network `
@@ -380,6 +401,74 @@ async function protect() {
     $('status').dataset.totalMs = String(total);
   } catch (err) {
     showError(`Protection failed: ${String(err.message ?? err).replace(/\.$/, '')}.`);
+  } finally {
+    state.busy = false;
+    refreshButtons();
+    working(false);
+  }
+}
+
+// --- the editor view ----------------------------------------------------------------------------
+
+/** Step 4 under a new result: what it does, or why this image is too large for it. */
+function offerEdit(image) {
+  if (!state.inpainter) return; // a page built without an inpainter (models.json lists none)
+  $('edit').hidden = false;
+  $('edit-note').textContent = editorTakes(image)
+    ? 'the inpainter protection was trained against (a LaMa network) fills the mask in the original and in the '
+      + 'protected image, as an editing tool would; its model loads on the first press.'
+    : `this image is ${megapixels(image.width * image.height)} MP; the editor view takes at most `
+      + `${megapixels(state.inpainter.max_pixels)} MP (browser memory): 'paintguard inpaint' shows it for any size.`;
+}
+
+/** Inpaint the original and the protected image with the editor view's inpainter; show both and how far the
+ * protection moved the fill towards the target colour, as `paintguard inpaint --original` says it. */
+async function inpaint() {
+  if (state.busy || !state.result || !editorTakes(state.image)) return;
+  clearError();
+  const { width, height, rgba } = state.image;
+  const { pixels } = state.result;
+  const mask = editor.mask; // the result's: an edited mask takes the result away
+  state.busy = true;
+  working(true);
+  refreshButtons();
+  $('edit-status').textContent = 'Inpainting both images…';
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  try {
+    const start = performance.now();
+    const model = await loadSession(state.inpainter);
+    const n = width * height;
+    const edit = async (image) => { // one image at a time: half the peak memory of a batch of two
+      const inputs = networkInputs(image, mask, width, height);
+      const target = inputs.target;
+      const output = await model.session.run({
+        image: new ort.Tensor('float32', inputs.image, [1, 3, height, width]),
+        mask: new ort.Tensor('float32', inputs.mask, [1, 1, height, width]),
+      });
+      const edited = output.edited.data;
+      output.edited.dispose?.();
+      return { edited, target };
+    };
+    const original = await edit(rgba); // the target colour is the original's, as protection took it
+    const protectedEdit = await edit(pixels);
+    $('edits').hidden = false;
+    // around the mask, where the two differ: the whole image would show a small region too small to judge
+    const box = maskBox(mask, width, height);
+    const [boxWidth, boxHeight] = [box[2] - box[0], box[3] - box[1]];
+    for (const [id, { edited }] of [['edit-original-canvas', original], ['edit-protected-canvas', protectedEdit]]) {
+      drawTo($(id), cropPixels(editedPixels(edited, n), width, box), boxWidth, boxHeight);
+    }
+    $('edits').dataset.box = box.join(',');
+    const attackOriginal = attackLoss(original.edited, mask, original.target, n);
+    const attackProtected = attackLoss(protectedEdit.edited, mask, original.target, n);
+    const summary = editSummary({ inpainter: model.info.source.replace(/\.safetensors$/, ''), target: original.target,
+      attackProtected, attackOriginal, levels: levelsApart(pixels, rgba) });
+    const seconds = ((performance.now() - start) / 1000).toFixed(1);
+    $('edit-status').textContent = `${summary}; ${seconds} s on ${model.provider}.`;
+    Object.assign($('edit-status').dataset, { attackOriginal, attackProtected, inpainter: model.info.source });
+  } catch (err) {
+    $('edit-status').textContent = '';
+    showError(`The editor view failed: ${String(err.message ?? err).replace(/\.$/, '')}.`);
   } finally {
     state.busy = false;
     refreshButtons();
@@ -401,7 +490,7 @@ const resultWidth = () => ($('run').clientWidth >= 640 ? ($('run').clientWidth -
 function refit() {
   if (state.image) fit($('image-canvas'), state.image.width, state.image.height, $('paint').clientWidth - 40, 0.65);
   $('mask-canvas').classList.toggle('pixelated', $('image-canvas').classList.contains('pixelated'));
-  for (const id of ['result-canvas', 'noise-canvas']) {
+  for (const id of RESULT_CANVASES) {
     if ($(id).width) fit($(id), $(id).width, $(id).height, resultWidth(), 0.45);
   }
 }
@@ -464,6 +553,7 @@ function wire() {
   $('clear').addEventListener('click', () => { editor.clear(); maskChanged(); });
   $('protect').addEventListener('click', protect);
   $('download').addEventListener('click', download);
+  $('inpaint').addEventListener('click', inpaint);
   window.addEventListener('keydown', (e) => {
     // as the Undo button: not while a file is opened or protected, whose run reads the mask
     if ((e.ctrlKey || e.metaKey) && e.key === 'z' && !$('undo').disabled) undo();

@@ -60,3 +60,12 @@ export function generatorInfo(bytes) {
   if (!(eps > 0 && eps < 1)) throw new Error(`the model's eps '${meta.eps}' is not a valid bound`);
   return { eps, config: JSON.parse(meta.config), source: meta.source, sha256: meta.source_sha256 };
 }
+
+/** Source and architecture of a PaintGuard inpainter export (the editor view's); throws if the model is not one. */
+export function inpainterInfo(bytes) {
+  const meta = onnxMetadata(bytes);
+  if (meta.format !== 'paintguard' || meta.kind !== 'inpainter-onnx') {
+    throw new Error('this ONNX model is not a PaintGuard inpainter export (no paintguard metadata)');
+  }
+  return { config: JSON.parse(meta.config), source: meta.source, sha256: meta.source_sha256 };
+}

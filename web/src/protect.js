@@ -32,6 +32,9 @@ export function targetColour(rgba, pixels) {
   return TARGET_COLOURS[best].map((c) => c / 255);
 }
 
+/** The name of a target colour [r, g, b] in {0, 1}: its one full channel's. */
+export const colourName = (target) => ['red', 'green', 'blue'][Array.prototype.indexOf.call(target, 1)];
+
 /** The network's inputs: image (1,3,H,W) planar float32, mask (1,1,H,W) in {0,1}, target (1,3). */
 export function networkInputs(rgba, mask, width, height) {
   const n = width * height;
