@@ -7,9 +7,10 @@
 A generator's graph takes ``image`` (B,3,H,W) in [0,1], ``mask`` (B,1,H,W) and
 ``target`` (B,3) and returns ``noise`` (B,3,H,W), exactly ``NoiseUNet.forward``
 (padding to a multiple of ``2**len(widths)`` included). An inpainter's takes
-``image`` and ``mask`` and returns ``edited``, exactly ``Inpainter.forward``. Every export is checked
-at once: onnxruntime must agree with PyTorch within ``TOLERANCE`` on a few random
-sizes, odd and non-square ones among them, or the export fails.
+``image`` and ``mask`` and returns ``edited``, exactly ``Inpainter.forward``.
+Every export is checked at once: onnxruntime must agree with PyTorch within
+``TOLERANCE`` on a few random sizes, odd and non-square ones among them, or the
+export fails.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ An exported generator carries, in its ONNX metadata properties, the noise bound
 ``eps``, the U-Net architecture (JSON, as in the safetensors checkpoint), the
 source checkpoint's file name, whether it was a shipped one (in ``checkpoints/``)
 and the SHA-256 of that file. An exported inpainter (the web page's editor view)
-carries the same, less ``eps``, with its FFC-ResNet architecture. The fingerprint is what makes a stale export
-impossible to use by mistake: whoever loads an ONNX file next to its checkpoint
-compares the two and refuses a mismatch, telling an export of another checkpoint
-(by its recorded name) from one of an older version.
+carries the same, less ``eps``, with its FFC-ResNet architecture. The fingerprint
+is what makes a stale export impossible to use by mistake: whoever loads an ONNX
+file next to its checkpoint compares the two and refuses a mismatch, telling an
+export of another checkpoint (by its recorded name) from one of an older version.
 """
 
 from __future__ import annotations
