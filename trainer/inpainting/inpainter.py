@@ -34,7 +34,8 @@ def pad_symmetric(x: Tensor, multiple: int) -> Tensor:
         if extra or exporting():  # an export traces one example: the graph must pad whatever the size
             # symmetric padding walks back and forth over the edge rows: n-1, n-2, ..., 0, 0, 1, ...
             j = torch.arange(extra, device=x.device)
-            turn, offset = j // n, j % n
+            turn = j // n
+            offset = j - turn * n  # not j % n: the torch.export-based ONNX exporter has no remainder by a symbolic size
             idx = torch.where(turn % 2 == 0, n - 1 - offset, offset)
             x = torch.cat([x, x.index_select(dim, idx)], dim=dim)
     return x
