@@ -115,6 +115,12 @@ def test_the_edits_go_with_their_result(page, tmp_path):
     page.page.click("#inpaint")
     page.idle()
     assert page.page.is_visible("#edits") and "dB PSNR" in page.text("#edit-status")
+    page.page.click("#protect")  # a new result: the edits of the last one go
+    page.idle()
+    assert page.page.is_visible("#edit") and page.page.is_hidden("#edits") and page.text("#edit-status") == ""
+    page.page.click("#inpaint")
+    page.idle()
+    assert page.page.is_visible("#edits")
     page.page.click("#undo")  # back to the empty mask: the result goes, and its edits with it
     assert page.page.is_hidden("#edit") and page.text("#edit-status") == ""
     assert page.page.locator("#edit-protected-canvas").get_attribute("width") == "0"

@@ -414,6 +414,8 @@ async function protect() {
 function offerEdit(image) {
   if (!state.inpainter) return; // a page built without an inpainter (models.json lists none)
   $('edit').hidden = false;
+  $('edits').hidden = true; // edits of an earlier result go with it
+  $('edit-status').textContent = '';
   $('edit-note').textContent = editorTakes(image)
     ? 'the inpainter protection was trained against (a LaMa network) fills the mask in the original and in the '
       + 'protected image, as an editing tool would; its model loads on the first press.'
@@ -432,7 +434,7 @@ async function inpaint() {
   state.busy = true;
   working(true);
   refreshButtons();
-  $('edit-status').textContent = 'Inpainting both images…';
+  $('edit-status').textContent = 'Inpainting the original…';
   await new Promise((resolve) => setTimeout(resolve, 0));
   try {
     const start = performance.now();
@@ -450,6 +452,7 @@ async function inpaint() {
       return { edited, target };
     };
     const original = await edit(rgba); // the target colour is the original's, as protection took it
+    $('edit-status').textContent = 'Inpainting the protected image…';
     const protectedEdit = await edit(pixels);
     $('edits').hidden = false;
     // around the mask, where the two differ: the whole image would show a small region too small to judge
