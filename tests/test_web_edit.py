@@ -3,6 +3,7 @@ image, in headless Chromium, against `paintguard inpaint --original` on the down
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -11,13 +12,17 @@ from PIL import Image
 
 from generator.io import read_image, read_mask
 from generator.target import target_colour
+from generator.web_server import SITE
 from trainer.commands.cli import main
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.losses import masked_mse
 
 from .web_page import Page, photo, served_copy
 
-MODELS = [{"file": "model.onnx", "max_pixels": 6000000}, {"file": "model-large.onnx", "max_pixels": 16777216}]
+
+def generators() -> list[dict]:
+    """The built page's generators (its models.json), for a copy of the page with another inpainter or none."""
+    return json.loads((SITE / "models.json").read_text())["models"]
 
 
 def protect_and_download(page: Page, tmp_path, image, mask):
@@ -25,10 +30,8 @@ def protect_and_download(page: Page, tmp_path, image, mask):
     page.load_mask(mask)
     page.page.click("#protect")
     page.idle()
-    with page.page.expect_download() as download:
-        page.page.click("#download")
     saved = tmp_path / "protected.png"
-    download.value.save_as(saved)
+    page.download(saved)
     return saved
 
 
@@ -87,7 +90,7 @@ def test_the_editor_view_says_what_paintguard_inpaint_says(page, tmp_path, capsy
 
 
 def test_a_page_without_an_inpainter_has_no_editor_view(browser, tmp_path):
-    with served_copy(tmp_path, MODELS) as (_, url, _):
+    with served_copy(tmp_path, generators()) as (_, url, _):
         page = Page(browser, url)
         image, mask = photo(tmp_path, "png")
         protect_and_download(page, tmp_path, image, mask)
@@ -97,7 +100,8 @@ def test_a_page_without_an_inpainter_has_no_editor_view(browser, tmp_path):
 
 
 def test_an_image_above_the_inpainters_limit_is_sent_to_the_cli(browser, tmp_path):
-    with served_copy(tmp_path, MODELS, inpainter={"file": "inpainter.onnx", "max_pixels": 5000}) as (_, url, _):
+    inpainter = {"file": "inpainter.onnx", "max_pixels": 5000}
+    with served_copy(tmp_path, generators(), inpainter=inpainter) as (_, url, _):
         page = Page(browser, url)
         image, mask = photo(tmp_path, "png")  # 5063 pixels
         protect_and_download(page, tmp_path, image, mask)
@@ -128,7 +132,7 @@ def test_the_edits_go_with_their_result(page, tmp_path):
 
 def test_an_inpainter_that_does_not_load_is_reported_and_the_page_goes_on(browser, tmp_path):
     inpainter = {"file": "inpainter.onnx", "max_pixels": 6000000}
-    with served_copy(tmp_path, MODELS, without=("inpainter.onnx",), inpainter=inpainter) as (_, url, _):
+    with served_copy(tmp_path, generators(), without=("inpainter.onnx",), inpainter=inpainter) as (_, url, _):
         page = Page(browser, url)
         image, mask = photo(tmp_path, "png")
         protect_and_download(page, tmp_path, image, mask)

@@ -29,9 +29,7 @@ def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
     page.idle()
     assert page.text("#status").startswith("Protected in"), page.text("#status")
     assert page.text("#image-info") == "first.png: PNG, 800x600" and mask_count(page) == painted
-    with page.page.expect_download() as download:
-        page.page.click("#download")
-    assert download.value.suggested_filename == "first_protected.png"
+    assert page.download(tmp_path / "downloaded.png") == "first_protected.png"
     # once it has run, a drop anywhere on the page opens the file: on the painting too, not only on the box
     page.drop(tmp_path / "second.png", on="#stage")
     page.idle()

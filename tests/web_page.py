@@ -83,6 +83,13 @@ class Page:
         self.page.set_input_files("#mask-input", str(path))
         self.idle()
 
+    def download(self, to: Path) -> str:
+        """Press Download PNG and save the file at ``to``; returns the file name the page suggested."""
+        with self.page.expect_download() as download:
+            self.page.click("#download")
+        download.value.save_as(to)
+        return download.value.suggested_filename
+
     def error(self) -> str:
         return self.text("#error") if self.page.is_visible("#error") else ""
 
@@ -117,11 +124,8 @@ def protect_like_the_cli(page: Page, site: str, tmp_path: Path, image: Path, mas
     assert page.error() == "" and page.text("#status").startswith("Protected in")
     source = check_site(SITE)[model]["source"]  # the generator the page's model was exported from (the Makefile's)
     assert page.page.get_attribute("#status", "data-generator") == source
-    with page.page.expect_download() as download:
-        page.page.click("#download")
     saved = tmp_path / "downloaded.png"
-    download.value.save_as(saved)
-    assert download.value.suggested_filename == "photo_protected.png"
+    assert page.download(saved) == "photo_protected.png"
 
     moved = (read_image(saved).double() - read_image(image).double()).abs().max().item()
     assert 5 / 255 < moved <= EPS + 1e-9  # the noise is there, within the bound after decoding
