@@ -15,13 +15,13 @@ from generator.protect_items import Item, say
 OUTPUT_MARKER = ".paintguard-output"
 
 
-def mark_output(out_dir: Path, folder: Path) -> None:
-    """Leave ``OUTPUT_MARKER`` in ``out_dir``, saying which folder its images were protected from."""
-    (out_dir / OUTPUT_MARKER).write_text(f"protected images written by paintguard protect from '{folder}'; "
-                                         "folder runs over a folder above this one skip it\n")
+def mark_output(out_dir: Path, folder: Path, command: str = "protect") -> None:
+    """Leave ``OUTPUT_MARKER`` in ``out_dir``, saying which command wrote its images from which folder."""
+    (out_dir / OUTPUT_MARKER).write_text(f"images written by paintguard {command} from '{folder}'; folder runs "
+                                         "over a folder above this one skip it\n")
 
 
-def _below(path: Path, folders: set[Path]) -> bool:
+def lies_below(path: Path, folders: set[Path]) -> bool:
     """Whether ``path`` lies in one of ``folders`` (resolved), however the run spells it."""
     parent = path.parent.resolve()
     return any(folder == parent or folder in parent.parents for folder in folders)
@@ -46,15 +46,16 @@ def skipped_folders(folder: Path, out_dir: Path) -> set[Path]:
     return skipped
 
 
-def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> list[Item]:
-    """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored)."""
+def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str, command: str = "protect") -> list[Item]:
+    """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored), for ``paintguard
+    command``."""
     items, seen = [], {}
     skipped = skipped_folders(folder, out_dir)
     pairs = [(image, masks) for image, masks in find_image_mask_pairs(folder, mask_suffix)
-             if not _below(image, skipped)]
+             if not lies_below(image, skipped)]
     # every process scans the folder; one of them says what the scan found
     for mask in unpaired_masks(folder, pairs, mask_suffix) if rank_zero_only.rank == 0 else []:
-        if _below(mask, skipped):
+        if lies_below(mask, skipped):
             continue
         if mask.suffix.lower() != ".png":  # lossy formats change a mask's pixels: only PNG masks are read
             say("warning", f"mask '{mask}' is not a PNG file (masks are NAME{mask_suffix}*.png); skipped")
@@ -67,7 +68,7 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str) -> 
             item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
         if item.output in seen:
             item.error = (f"'{image}' skipped: '{seen[item.output]}' is written to '{item.output}' (rename one of "
-                          "them, or protect them into two folders)")
+                          f"them, or {command} them into two folders)")
         seen.setdefault(item.output, image)
         items.append(item)
     return items

@@ -247,12 +247,14 @@ def find_image_mask_pairs(
     for path in files_under(folder):
         if path.suffix.lower() not in IMAGE_SUFFIXES or is_mask_name(path, mask_suffix):
             continue
-        masks = sorted(
-            m for m in path.parent.glob(glob_escape(f"{path.stem}{mask_suffix}") + "*")
-            if m.suffix.lower() == ".png" and m.is_file() and _marks_mask(m.stem[len(path.stem):], mask_suffix)
-        )
-        pairs.append((path, masks))
+        pairs.append((path, masks_beside(path, mask_suffix)))
     return pairs
+
+
+def masks_beside(path: Path, mask_suffix: str = "_mask") -> list[Path]:
+    """The masks of image ``path``, by LaMa's naming: the PNG files ``NAME{mask_suffix}*.png`` beside it, sorted."""
+    return sorted(m for m in path.parent.glob(glob_escape(f"{path.stem}{mask_suffix}") + "*")
+                  if m.suffix.lower() == ".png" and m.is_file() and _marks_mask(m.stem[len(path.stem):], mask_suffix))
 
 
 def is_mask_name(path: Path, mask_suffix: str = "_mask") -> bool:

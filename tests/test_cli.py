@@ -12,7 +12,7 @@ BAD_ARGUMENTS = [
     (["export-onnx"], "the following arguments are required: -o/--output"),
     (["web", "--port", "x"], "argument --port: invalid int value: 'x'"),
     (["optimize", "a.png"], "the following arguments are required: mask, -o/--output"),
-    (["inpaint", "a.png", "-o", "b.png"], "the following arguments are required: --mask"),
+    (["inpaint", "a.png", "-o", "b.png"], "the following arguments are required for one image: --mask"),
     (["demo", "--train-minutes", "soon"], "argument --train-minutes: invalid float value: 'soon'"),
     (["teacher-cache", "--out", "x.safetensors", "--count", "many"], "argument --count: invalid int value"),
     (["gradient-cache", "--out", "gc", "--teacher-steps", "all"], "argument --teacher-steps: invalid int value"),

@@ -1,0 +1,180 @@
+"""``paintguard inpaint DIR -o OUTDIR``: a folder edited as the one-image command edits each file, bad files
+reported."""
+
+import re
+import statistics
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from generator.folder_scan import OUTPUT_MARKER
+from trainer.commands.cli import main
+
+from .conftest import ERROR, one_line_error, write_mask, write_rgb
+from .test_inpaint_cli import PRINTED
+
+LINE = re.compile(r"'(.+?)': (-?[\d.]+) dB against solid (\w+)(?:; on the original (-?[\d.]+) dB: attack loss "
+                  r"([\d.]+) -> ([\d.]+) \(([-+][\d.]+)%\))?; wrote (.+)")
+SUMMARY = re.compile(r"paintguard inpaint: (\d+) images? edited, (\d+) failed, [\d.]+ s(?:; \S+ fills score "
+                     r"(-?[\d.]+) dB PSNR against their target colours on average \((\d+) of \d+ at 20 dB or more\)"
+                     r"(?:; on the originals (-?[\d.]+) dB: the attack loss ([-+][\d.]+)% \(median; from "
+                     r"([-+][\d.]+)% to ([-+][\d.]+)%\))?)?")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """photos/a.jpg, photos/b.png and photos/sub/c.png, each with NAME_mask.png (c with two masks)."""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    for i, name in enumerate(["a", "b", "sub/c"]):
+        pixels = write_rgb(root / f"{name}.png", 40, 52, seed=i)
+        write_mask(root / f"{name}_mask.png", 40, 52, (8 + i, 10, 26, 36))
+        if name == "a":  # a JPEG original: protect writes a.png from it
+            (root / "a.png").unlink()
+            Image.fromarray(pixels).save(root / "a.jpg", quality=95)
+    write_mask(root / "sub/c_mask_2.png", 40, 52, (30, 40, 36, 50))
+    return root
+
+
+def run(capsys, *args) -> tuple[int, list[re.Match], re.Match, str]:
+    """``paintguard inpaint ARGS``: exit code, the image lines, the summary and stderr."""
+    code = main(["inpaint", *map(str, args)])
+    out, err = capsys.readouterr()
+    lines = [LINE.fullmatch(line) for line in out.splitlines()[:-1]]
+    assert all(lines), out
+    summary = SUMMARY.fullmatch(out.splitlines()[-1])
+    assert summary, out
+    return code, lines, summary, err
+
+
+def test_a_protected_folder_is_edited_as_each_image_is(tmp_path, photos, generator_path, inpainter_file, capsys):
+    protected, edited = tmp_path / "protected", tmp_path / "edited"
+    assert main(["protect", str(photos), "-o", str(protected), "--checkpoint", str(generator_path)]) == 0
+    capsys.readouterr()
+    code, lines, summary, err = run(capsys, protected, "--original", photos, "-o", edited, "--inpainter",
+                                    inpainter_file)
+    assert code == 0 and err == ""
+    assert [m.group(1) for m in lines] == [str(protected / n) for n in ("a.png", "b.png", "sub/c.png")]
+    assert summary.groups()[:2] == ("3", "0")
+    for found, name, original in zip(lines, ["a", "b", "sub/c"], ["a.jpg", "b.png", "sub/c.png"]):
+        assert found.group(8) == str(edited / f"{name}.png")
+        # the one-image command on the same files, the masks of c merged as protect merged them
+        masks = sorted(photos.glob(f"{name}_mask*.png"))
+        mask = tmp_path / "merged.png"
+        Image.fromarray(np.maximum.reduce([np.asarray(Image.open(m)) for m in masks])).save(mask)
+        single = tmp_path / f"single-{name.replace('/', '-')}.png"
+        assert main(["inpaint", str(protected / f"{name}.png"), "--mask", str(mask), "-o", str(single),
+                     "--inpainter", inpainter_file, "--original", str(photos / original)]) == 0
+        one = PRINTED.search(capsys.readouterr().out)
+        assert (found.group(2), found.group(3)) == one.group(1, 2)
+        assert found.group(4, 5, 6, 7) == one.group(3, 4, 5, 6)
+        assert np.array_equal(np.asarray(Image.open(edited / f"{name}.png")), np.asarray(Image.open(single)))
+    psnrs = [float(m.group(2)) for m in lines]
+    assert float(summary.group(3)) == pytest.approx(statistics.fmean(psnrs), abs=0.011)  # each rounded, then the mean
+    changes = [float(m.group(7)) for m in lines]
+    assert float(summary.group(6)) == pytest.approx(statistics.median(changes), abs=0.051)
+    assert (float(summary.group(7)), float(summary.group(8))) == (min(changes), max(changes))
+    assert (edited / OUTPUT_MARKER).is_file()
+    assert sorted(p.name for p in photos.rglob("*")) == sorted(
+        ["a.jpg", "a_mask.png", "b.png", "b_mask.png", "sub", "c.png", "c_mask.png", "c_mask_2.png"])
+
+    # without originals: the masks beside the images, the target colour each image's own
+    code, lines, summary, _ = run(capsys, photos, "-o", tmp_path / "plain", "--inpainter", inpainter_file)
+    assert code == 0 and summary.group(6) is None and all(m.group(4) is None for m in lines)
+    assert [m.group(1) for m in lines] == [str(photos / n) for n in ("a.jpg", "b.png", "sub/c.png")]
+
+
+def test_one_bad_file_does_not_stop_the_others(tmp_path, photos, inpainter_file, capsys):
+    (photos / "broken.png").write_bytes(b"not an image")
+    write_mask(photos / "broken_mask.png", 40, 52, (8, 10, 26, 36))
+    write_rgb(photos / "small.png", 30, 30)
+    write_mask(photos / "small_mask.png", 40, 52, (8, 10, 26, 36))  # the wrong size
+    write_rgb(photos / "alone.png", 40, 52)  # no mask
+    write_rgb(photos / "blank.png", 40, 52)
+    write_mask(photos / "blank_mask.png", 40, 52, (0, 0, 0, 0))  # an empty mask
+    out = tmp_path / "edited"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"keep me")  # exists: not replaced without --overwrite
+    code, lines, summary, err = run(capsys, photos, "-o", out, "--inpainter", inpainter_file)
+    assert code == 1 and summary.groups()[:2] == ("2", "5")
+    assert [m.group(1) for m in lines] == [str(photos / "a.jpg"), str(photos / "sub/c.png")]
+    errors = err.strip().splitlines()
+    assert len(errors) == 5 and all(e.startswith(ERROR) for e in errors), err
+    for name, why in [("alone.png", "no mask"), ("b.png", "pass --overwrite"), ("blank.png", "is empty"),
+                      ("broken.png", "cannot read"), ("small.png", "is 30x30")]:
+        assert any(name in e and why in e for e in errors), (name, err)
+    assert (out / "b.png").read_bytes() == b"keep me"
+    assert sorted(p.name for p in out.rglob("*.png")) == ["a.png", "b.png", "c.png"]
+    assert not list(out.rglob("*partial*"))
+    code, _, summary, _ = run(capsys, photos, "-o", out, "--inpainter", inpainter_file, "--overwrite")
+    assert code == 1 and summary.groups()[:2] == ("3", "4") and (out / "b.png").read_bytes() != b"keep me"
+
+
+def test_protected_images_are_found_by_their_originals_name(tmp_path, photos, inpainter_file, capsys):
+    protected = tmp_path / "protected"
+    (protected / "sub").mkdir(parents=True)
+    write_rgb(protected / "a.webp", 40, 52)  # any suffix finds a.jpg
+    write_rgb(protected / "b.png", 40, 50)  # the wrong size
+    write_rgb(protected / "sub/c.png", 40, 52)
+    write_rgb(protected / "sub/c.tif", 40, 52)  # c twice: one output each
+    write_rgb(protected / "new.png", 40, 52)  # no original
+    code, lines, summary, err = run(capsys, protected, "--original", photos, "-o", tmp_path / "e", "--inpainter",
+                                    inpainter_file)
+    assert code == 1 and summary.groups()[:2] == ("2", "3")
+    assert [m.group(1) for m in lines] == [str(protected / "a.webp"), str(protected / "sub/c.png")]
+    for why in ["--original '", "no original for '" + str(protected / "new.png"),
+                "'" + str(protected / "sub/c.tif") + "' skipped"]:
+        assert why in err, err
+
+
+@pytest.mark.parametrize("case,pattern", [
+    ("mask", "--mask is for one image"),
+    ("original is a file", "is not a folder"),
+    ("output is the input", "is the input folder"),
+    ("output is the original", "is the --original folder"),
+    ("output is a file", "is a file; a folder's edits go to a folder"),
+    ("no images", "no images"),
+    ("protected without originals", "give the folder they were protected from, --original PHOTOS"),
+    ("a folder's original for one image", "is a folder but the image is one file"),
+])
+def test_refused_before_any_work(tmp_path, photos, inpainter_file, capsys, case, pattern):
+    out = tmp_path / "out"
+    args = [str(photos), "-o", str(out), "--inpainter", inpainter_file]
+    if case == "mask":
+        args += ["--mask", str(photos / "b_mask.png")]
+    elif case == "original is a file":
+        args += ["--original", str(photos / "b.png")]
+    elif case == "output is the input":
+        args[2] = str(photos)
+    elif case == "output is the original":
+        args[0], args[2] = str(tmp_path), str(photos)
+        args += ["--original", str(photos)]
+    elif case == "output is a file":
+        out.write_bytes(b"keep me")
+    elif case == "no images":
+        (tmp_path / "empty").mkdir()
+        args[0] = str(tmp_path / "empty")
+    elif case == "protected without originals":
+        protected = tmp_path / "protected"
+        protected.mkdir()
+        write_rgb(protected / "b.png", 40, 52)
+        (protected / OUTPUT_MARKER).write_text("written by paintguard protect\n")
+        args[0] = str(protected)
+    elif case == "a folder's original for one image":
+        args = [str(photos / "b.png"), "--mask", str(photos / "b_mask.png"), "-o", str(tmp_path / "e.png"),
+                "--original", str(photos)]
+    assert main(["inpaint", *args]) == 2
+    assert pattern in one_line_error(capsys)
+    assert not out.exists() or out.read_bytes() == b"keep me"
+
+
+def test_one_image_into_an_existing_folder_takes_its_name(tmp_path, photos, inpainter_file, capsys):
+    out = tmp_path / "edits"
+    out.mkdir()
+    args = ["inpaint", str(photos / "a.jpg"), "--mask", str(photos / "a_mask.png"), "-o", str(out), "--inpainter",
+            inpainter_file]
+    assert main(args) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"; wrote {out / 'a.png'}")
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+    assert main(args) == 2 and "pass --overwrite" in one_line_error(capsys)  # as for a file named in full

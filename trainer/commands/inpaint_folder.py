@@ -1,0 +1,175 @@
+"""``paintguard inpaint DIR -o OUTDIR``: what an editor's inpainter makes of a folder of images.
+
+Each image is edited as ``paintguard inpaint`` edits one, and written to the same path under OUTDIR as a PNG
+(sub-folders mirrored). The masks are found by name as ``paintguard protect`` finds them: NAME_mask*.png beside
+each image, or, given ``--original PHOTOS`` (the folder that was protected), beside each image's original, the
+file of the same name (any image suffix) at the same place under PHOTOS. One line per image, then a summary over
+the folder; one bad file is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+from glob import escape as glob_escape
+from pathlib import Path
+
+import torch
+
+from generator.folder_scan import OUTPUT_MARKER, folder_items, lies_below, mark_output, skipped_folders
+from generator.io import IMAGE_SUFFIXES, files_under, is_mask_name, masks_beside, read_image, read_mask
+from generator.messages import counted, one_line
+from generator.protect_folder import make_folders, remove_empty
+from generator.protect_items import say
+from generator.protector import check_region
+from generator.save import check_creatable, check_output_path, write_image
+from trainer.commands.inpaint import TAKEN_OVER_DB, Edit, check_original, edit, inpainter_name
+from trainer.inpainting.inpainter import load_inpainter
+
+
+@dataclass
+class Job:
+    """One image of the folder to edit."""
+
+    image: Path
+    masks: list[Path]
+    output: Path
+    original: Path | None = None
+    error: str | None = None
+
+
+def _images(folder: Path, out_dir: Path, mask_suffix: str) -> list[Path]:
+    """The images under ``folder`` (masks, this run's output folder and earlier runs' left out)."""
+    skipped = skipped_folders(folder, out_dir)
+    return [p for p in files_under(folder) if p.suffix.lower() in IMAGE_SUFFIXES and not is_mask_name(p, mask_suffix)
+            and not lies_below(p, skipped)]
+
+
+def _original_of(image: Path, folder: Path, originals: Path, mask_suffix: str) -> Path:
+    """The file that ``image`` (under ``folder``) was protected from: its name, any image suffix, under
+    ``originals``, as ``paintguard protect`` mirrors a folder."""
+    where = originals / image.relative_to(folder)
+    found = sorted(p for p in where.parent.glob(glob_escape(where.stem) + ".*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.stem == where.stem and not is_mask_name(p, mask_suffix))
+    if not found:
+        raise ValueError(f"no original for '{image}' ('{where.with_suffix('.*')}' with an image suffix)")
+    if len(found) > 1:
+        raise ValueError(f"'{image}' has {len(found)} originals: {', '.join(repr(str(p)) for p in found)}")
+    return found[0]
+
+
+def folder_jobs(folder: Path, out_dir: Path, originals: Path | None, mask_suffix: str) -> list[Job]:
+    """Every image under ``folder`` with its masks, its original (given ``originals``) and its output path."""
+    if originals is None:
+        return [Job(item.image_path, item.mask_paths, item.output, error=item.error)
+                for item in folder_items(folder, out_dir, ".png", mask_suffix, command="inpaint")]
+    jobs, seen = [], {}
+    for image in _images(folder, out_dir, mask_suffix):
+        job = Job(image, [], out_dir / image.relative_to(folder).with_suffix(".png"))
+        try:
+            job.original = _original_of(image, folder, originals, mask_suffix)
+            job.masks = masks_beside(job.original, mask_suffix)
+            if not job.masks:
+                job.error = f"no mask for '{job.original}' (no '{job.original.stem}{mask_suffix}*.png' beside it)"
+        except ValueError as err:
+            job.error = str(err)
+        if job.output in seen:
+            job.error = (f"'{image}' skipped: '{seen[job.output]}' is written to '{job.output}' (rename one of them, "
+                         "or inpaint them into two folders)")
+        seen.setdefault(job.output, image)
+        jobs.append(job)
+    return jobs
+
+
+def run_job(job: Job, inpainter: torch.nn.Module, overwrite: bool) -> Edit:
+    """Read, check, edit and write one image; raises ValueError/OSError with a one-line reason."""
+    if job.error is not None:
+        raise ValueError(job.error)
+    check_output_path(job.output, [job.image, *job.masks, *([job.original] if job.original else [])], overwrite)
+    image = read_image(job.image)
+    original = None
+    if job.original is not None:  # first: its masks are drawn on it, so a resized image is said to be
+        original = read_image(job.original)
+        check_original(original, image, job.original)
+    size = tuple(image.shape[-2:])
+    mask = torch.stack([read_mask(p, size=size) for p in job.masks]).amax(0)  # several masks: one region
+    check_region(mask, f"the mask of '{job.image}'", "inpaint")
+    result = edit(inpainter, image, mask, original)
+    write_image(result.edited, job.output)
+    return result
+
+
+def line(job: Job, result: Edit) -> str:
+    """One image's figures: ``paintguard inpaint``'s for one image, shortened."""
+    said = f"'{job.image}': {result.psnr:.2f} dB against solid {result.colour}"
+    if result.change is not None:
+        said += (f"; on the original {result.original_psnr:.2f} dB: attack loss {result.original_attack:.4f} -> "
+                 f"{result.attack:.4f} ({result.change:+.1f}%)")
+    return f"{said}; wrote {job.output}"
+
+
+def summary(name: str, results: list[Edit], failed: int, seconds: float) -> str:
+    """The folder's figures: mean PSNRs, how many fills read as solid, and the median change of the attack loss."""
+    said = f"paintguard inpaint: {counted(len(results), 'image')} edited, {failed} failed, {seconds:.1f} s"
+    if not results:
+        return said
+    solid = sum(r.psnr >= TAKEN_OVER_DB for r in results)
+    said += (f"; {name}'s fills score {statistics.fmean(r.psnr for r in results):.2f} dB PSNR against their target "
+             f"colours on average ({solid} of {len(results)} at {TAKEN_OVER_DB:g} dB or more)")
+    changes = [r.change for r in results if r.change is not None]
+    if changes:
+        said += (f"; on the originals {statistics.fmean(r.original_psnr for r in results):.2f} dB: the attack loss "
+                 f"{statistics.median(changes):+.1f}% (median; from {min(changes):+.1f}% to {max(changes):+.1f}%)")
+    return said
+
+
+def check_folders(folder: Path, out_dir: Path, originals: Path | None) -> None:
+    """Refuse, before any work, an output folder that is an input or a file, and an original that is no folder."""
+    if originals is not None and not originals.is_dir():
+        raise ValueError(f"--original '{originals}' is not a folder; for a folder of images give the folder they "
+                         "were protected from")
+    for given, what in ((folder, "the input folder"), (originals, "the --original folder")):
+        if given is not None and out_dir.resolve() == given.resolve():
+            raise ValueError(f"output folder '{out_dir}' is {what}; choose another")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output '{out_dir}' is a file; a folder's edits go to a folder")
+    check_creatable(out_dir, "-o")
+
+
+def inpaint_folder(args: argparse.Namespace) -> int:
+    """``paintguard inpaint`` over a folder: 0 when every image was edited, 1 when any failed."""
+    start = time.perf_counter()
+    folder, out_dir = Path(args.image), Path(args.output)
+    originals = Path(args.original) if args.original else None
+    if args.mask:
+        raise ValueError(f"--mask is for one image; a folder's masks are NAME{args.mask_suffix}*.png beside each "
+                         "image, or beside each original (--original)")
+    check_folders(folder, out_dir, originals)
+    jobs = folder_jobs(folder, out_dir, originals, args.mask_suffix)
+    if not jobs:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'")
+    if originals is None and (folder / OUTPUT_MARKER).is_file() and not any(job.masks for job in jobs):
+        raise ValueError(f"'{folder}' holds images written by paintguard, with no masks beside them: give the folder "
+                         "they were protected from, --original PHOTOS")
+    inpainter = load_inpainter(args.inpainter, device=args.device)
+    made = make_folders({job.output.parent for job in jobs if job.error is None})
+    results, failed = [], 0
+    try:
+        if out_dir.is_dir():
+            mark_output(out_dir, folder, "inpaint")
+        for job in jobs:
+            try:
+                result = run_job(job, inpainter, args.overwrite)
+            except (ValueError, OSError, RuntimeError) as err:  # e.g. out of memory: this image fails, the rest go on
+                failed += 1
+                why = one_line(err)
+                say("error", why if str(job.image) in why else f"'{job.image}': {why}")
+                continue
+            results.append(result)
+            print(line(job, result), flush=True)
+    finally:  # also when stopped: every file written is whole
+        remove_empty(made)
+    print(summary(inpainter_name(args.inpainter), results, failed, time.perf_counter() - start), flush=True)
+    return 1 if failed else 0
