@@ -128,3 +128,22 @@ def test_target_colours_are_named():
     assert [colour_name(c) for c in torch.eye(3)] == ["red", "green", "blue"]
     with pytest.raises(ValueError, match="is not a target colour"):
         colour_name(torch.tensor([1.0, 1.0, 0.0]))
+
+
+@pytest.mark.parametrize("name", ["mask-dilate-9", "mask-shift-8"])
+def test_an_editors_mask_is_inpainted_as_that_mask_drawn_in_a_file(tmp_path, files, capsys, name):
+    from trainer.evaluation.editor_masks import DRAWN, get_editor_mask
+
+    image, mask, inpainter, _ = files
+    drawn = get_editor_mask(name)(read_mask(mask)[None])[0, 0]
+    assert not torch.equal(drawn, read_mask(mask)[0])
+    drawn_file = tmp_path / "drawn.png"
+    Image.fromarray((drawn.numpy() * 255).astype(np.uint8)).save(drawn_file)
+    outs = [tmp_path / "by-option.png", tmp_path / "by-file.png"]
+    said = []
+    for region, out in zip([[str(mask), "--editor-mask", name], [str(drawn_file)]], outs):
+        assert main(["inpaint", str(image), "--mask", *region, "-o", str(out), "--inpainter", str(inpainter)]) == 0
+        said.append(capsys.readouterr().out)
+    assert said[0].replace(f"the mask drawn {DRAWN[name]} ({name})", "the mask").replace(str(outs[0]), "") \
+        == said[1].replace(str(outs[1]), "")
+    assert np.array_equal(*(np.asarray(Image.open(out)) for out in outs))

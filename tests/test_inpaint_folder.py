@@ -83,6 +83,12 @@ def test_a_protected_folder_is_edited_as_each_image_is(tmp_path, photos, generat
     code, lines, summary, _ = run(capsys, photos, "-o", tmp_path / "plain", "--inpainter", inpainter_file)
     assert code == 0 and summary.group(6) is None and all(m.group(4) is None for m in lines)
     assert [m.group(1) for m in lines] == [str(photos / n) for n in ("a.jpg", "b.png", "sub/c.png")]
+    # an editor's mask, drawn from each image's masks
+    assert main(["inpaint", str(photos), "-o", str(tmp_path / "tighter"), "--inpainter", inpainter_file,
+                 "--editor-mask", "mask-erode-9"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert LINE.fullmatch(said[0]).group(2) != lines[0].group(2)  # another region, another fill
+    assert "fills of the mask drawn 4 px tighter (mask-erode-9) score" in said[-1]
 
 
 def test_one_bad_file_does_not_stop_the_others(tmp_path, photos, inpainter_file, capsys):

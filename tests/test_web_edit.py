@@ -14,9 +14,11 @@ from generator.io import read_image, read_mask
 from generator.target import target_colour
 from generator.web_server import SITE
 from trainer.commands.cli import main
+from trainer.evaluation.editor_masks import DRAWN, EDITOR_MASKS
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.losses import masked_mse
 
+from .conftest import one_line_error, write_mask
 from .web_page import Page, photo, served_copy
 
 
@@ -88,6 +90,21 @@ def test_the_editor_view_says_what_paintguard_inpaint_says(page, tmp_path, capsy
     assert np.abs(shown - np.asarray(Image.open(edited).convert("RGB"))[y0:y1, x0:x1].astype(int)).max() <= 1
     assert canvas_pixels(page, "edit-original-canvas").shape == shown.shape
 
+    # an editor's looser mask: the edits of the protected one go, and the page says what --editor-mask says
+    page.page.select_option("#editor-mask", "mask-dilate-9")
+    assert page.page.is_hidden("#edits") and "The editor's mask changed" in page.text("#edit-status")
+    page.page.click("#inpaint")
+    page.idle()
+    looser = page.text("#edit-status")
+    assert main(["inpaint", str(saved), "--mask", str(mask), "-o", str(edited), "--original", str(image),
+                 "--editor-mask", "mask-dilate-9", "--overwrite"]) == 0
+    cli = capsys.readouterr().out.strip()
+    page_line, cli_line = looser.rsplit("; ", 1)[0], cli.rsplit("; wrote", 1)[0]
+    assert "fill of the mask drawn 4 px looser (mask-dilate-9) scores" in page_line
+    assert words(page_line) == words(cli_line), (page_line, cli_line)
+    assert np.allclose(numbers(page_line), numbers(cli_line), atol=0.011)
+    assert page.page.get_attribute("#edits", "data-box") == "0,0,80,60"  # around the looser mask: 4 px more a side
+
 
 def test_a_page_without_an_inpainter_has_no_editor_view(browser, tmp_path):
     with served_copy(tmp_path, generators()) as (_, url, _):
@@ -145,3 +162,32 @@ def test_an_inpainter_that_does_not_load_is_reported_and_the_page_goes_on(browse
         assert page.text("#status").startswith("Protected in") and page.error() == ""
         assert not page.errors, page.errors
         page.close()
+
+
+def test_the_editors_masks_are_drawn_as_paintguard_inpaint_draws_them(page, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    region = (rng.random((37, 45)) < 0.03).astype(np.uint8)  # scattered dots: every edge case of the windows
+    region[:6, :10] = region[30:, 40:] = 1  # and regions that reach the border
+    for name, draw in EDITOR_MASKS.items():
+        got = page.page.evaluate("async ([name, mask, w, h]) => Array.from((await import('/src/edit.js'))"
+                            ".editorMask(name, Uint8Array.from(mask), w, h))", [name, region.ravel().tolist(), 45, 37])
+        want = draw(torch.from_numpy(region).float()[None, None])[0, 0].numpy()
+        assert np.array_equal(np.asarray(got).reshape(37, 45), want), name
+    words = page.page.evaluate("async () => Object.fromEntries(Object.entries((await import('/src/edit.js'))"
+                               ".EDITOR_MASKS).map(([name, [drawn]]) => [name, drawn]))")
+    assert words == DRAWN
+    options = page.page.eval_on_selector_all("#editor-mask option", "os => os.map((o) => [o.value, o.textContent])")
+    assert options == [["", "the protected mask"]] + [[n, f"a mask {d}"] for n, d in DRAWN.items()]
+
+    # a mask that an editor's tighter one empties: refused on the page as on the command line
+    image, mask = photo(tmp_path, "png")
+    write_mask(mask, 61, 83, (10, 20, 40, 26))  # 6 px wide: 4 px in from each side leaves nothing
+    saved = protect_and_download(page, tmp_path, image, mask)
+    page.page.select_option("#editor-mask", "mask-erode-9")
+    page.page.click("#inpaint")
+    page.idle()
+    assert page.error() == "The mask drawn 4 px tighter (mask-erode-9) is empty: nothing to inpaint."
+    assert page.page.is_hidden("#edits") and not page.page.is_disabled("#inpaint")
+    assert main(["inpaint", str(saved), "--mask", str(mask), "-o", str(tmp_path / "e.png"), "--editor-mask",
+                 "mask-erode-9"]) == 2
+    assert one_line_error(capsys).endswith("drawn 4 px tighter (mask-erode-9) is empty: nothing to inpaint")

@@ -29,6 +29,7 @@ from generator.io import read_image, read_mask
 from generator.protector import check_region
 from generator.save import check_output_path, write_image
 from generator.target import colour_name, target_colour
+from trainer.evaluation.editor_masks import DRAWN, EDITOR_MASKS, get_editor_mask
 from trainer.inpainting.inpainter import load_inpainter
 from trainer.objective.losses import masked_mse, psnr_from_mse
 
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "target colour is taken from it, as protection took it; for a folder, "
                                            "the folder protected (NAME.ext beside NAME_mask*.png)")
     parser.add_argument("--mask-suffix", default="_mask", help="folder: masks are NAME{suffix}*.png")
+    parser.add_argument("--editor-mask", choices=list(EDITOR_MASKS), help="inpaint the mask as an editor might draw "
+                        "it instead: " + ", ".join(f"{name} {drawn}" for name, drawn in DRAWN.items()))
     parser.add_argument("--inpainter", default="lama-tiny", help="shipped name, .safetensors file or LaMa directory")
     parser.add_argument("--device", type=device_option, default="cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -88,6 +91,21 @@ def edit(inpainter: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor,
     return result
 
 
+def editors_mask(mask: torch.Tensor, name: str | None, what: str) -> torch.Tensor:
+    """The region to inpaint: ``mask`` (1,H,W) of ``what``, or the editor's mask ``name`` drawn from it; refused
+    when it is empty or covers the whole image."""
+    if name is not None:
+        mask = get_editor_mask(name)(mask[None])[0]
+        what = f"{what} drawn {DRAWN[name]} ({name})"
+    check_region(mask, what, "inpaint")
+    return mask
+
+
+def which_mask(name: str | None) -> str:
+    """How the lines name the region inpainted."""
+    return "the mask" if name is None else f"the mask drawn {DRAWN[name]} ({name})"
+
+
 def check_original(original: torch.Tensor, image: torch.Tensor, path: str | Path) -> None:
     """Refuse an original of another size than the image."""
     if original.shape != image.shape:
@@ -114,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         output = output / f"{Path(args.image).stem}.png"
     output = check_output_path(output, inputs, args.overwrite)
     image = read_image(args.image)
-    mask = read_mask(args.mask, size=tuple(image.shape[-2:]))
-    check_region(mask, f"mask '{args.mask}'", "inpaint")
+    mask = editors_mask(read_mask(args.mask, size=tuple(image.shape[-2:])), args.editor_mask, f"mask '{args.mask}'")
     original = None
     if args.original:
         original = read_image(args.original)
@@ -124,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     result = edit(inpainter, image, mask, original)
     write_image(result.edited, output)
 
-    said = (f"{inpainter_name(args.inpainter)}'s fill of the mask scores {result.psnr:.2f} dB PSNR against solid "
-            f"{result.colour}, the target colour ({TAKEN_OVER_DB:g} dB or more reads as solid)")
+    said = (f"{inpainter_name(args.inpainter)}'s fill of {which_mask(args.editor_mask)} scores {result.psnr:.2f} dB "
+            f"PSNR against solid {result.colour}, the target colour ({TAKEN_OVER_DB:g} dB or more reads as solid)")
     if original is not None:
         said += (f"; on the original {result.original_psnr:.2f} dB: the attack loss {result.original_attack:.4f} -> "
                  f"{result.attack:.4f} ({result.change:+.1f}%), the two images {result.levels:.0f} 8-bit levels "

@@ -23,9 +23,8 @@ from generator.io import IMAGE_SUFFIXES, files_under, is_mask_name, masks_beside
 from generator.messages import counted, one_line
 from generator.protect_folder import make_folders, remove_empty
 from generator.protect_items import say
-from generator.protector import check_region
 from generator.save import check_creatable, check_output_path, write_image
-from trainer.commands.inpaint import TAKEN_OVER_DB, Edit, check_original, edit, inpainter_name
+from trainer.commands.inpaint import TAKEN_OVER_DB, Edit, check_original, edit, editors_mask, inpainter_name, which_mask
 from trainer.inpainting.inpainter import load_inpainter
 
 
@@ -83,7 +82,7 @@ def folder_jobs(folder: Path, out_dir: Path, originals: Path | None, mask_suffix
     return jobs
 
 
-def run_job(job: Job, inpainter: torch.nn.Module, overwrite: bool) -> Edit:
+def run_job(job: Job, inpainter: torch.nn.Module, overwrite: bool, editor_mask: str | None = None) -> Edit:
     """Read, check, edit and write one image; raises ValueError/OSError with a one-line reason."""
     if job.error is not None:
         raise ValueError(job.error)
@@ -95,7 +94,7 @@ def run_job(job: Job, inpainter: torch.nn.Module, overwrite: bool) -> Edit:
         check_original(original, image, job.original)
     size = tuple(image.shape[-2:])
     mask = torch.stack([read_mask(p, size=size) for p in job.masks]).amax(0)  # several masks: one region
-    check_region(mask, f"the mask of '{job.image}'", "inpaint")
+    mask = editors_mask(mask, editor_mask, f"the mask of '{job.image}'")
     result = edit(inpainter, image, mask, original)
     write_image(result.edited, job.output)
     return result
@@ -110,14 +109,15 @@ def line(job: Job, result: Edit) -> str:
     return f"{said}; wrote {job.output}"
 
 
-def summary(name: str, results: list[Edit], failed: int, seconds: float) -> str:
+def summary(name: str, results: list[Edit], failed: int, seconds: float, editor_mask: str | None = None) -> str:
     """The folder's figures: mean PSNRs, how many fills read as solid, and the median change of the attack loss."""
     said = f"paintguard inpaint: {counted(len(results), 'image')} edited, {failed} failed, {seconds:.1f} s"
     if not results:
         return said
     solid = sum(r.psnr >= TAKEN_OVER_DB for r in results)
-    said += (f"; {name}'s fills score {statistics.fmean(r.psnr for r in results):.2f} dB PSNR against their target "
-             f"colours on average ({solid} of {len(results)} at {TAKEN_OVER_DB:g} dB or more)")
+    region = "" if editor_mask is None else f" of {which_mask(editor_mask)}"
+    said += (f"; {name}'s fills{region} score {statistics.fmean(r.psnr for r in results):.2f} dB PSNR against their "
+             f"target colours on average ({solid} of {len(results)} at {TAKEN_OVER_DB:g} dB or more)")
     changes = [r.change for r in results if r.change is not None]
     if changes:
         said += (f"; on the originals {statistics.fmean(r.original_psnr for r in results):.2f} dB: the attack loss "
@@ -161,7 +161,7 @@ def inpaint_folder(args: argparse.Namespace) -> int:
             mark_output(out_dir, folder, "inpaint")
         for job in jobs:
             try:
-                result = run_job(job, inpainter, args.overwrite)
+                result = run_job(job, inpainter, args.overwrite, args.editor_mask)
             except (ValueError, OSError, RuntimeError) as err:  # e.g. out of memory: this image fails, the rest go on
                 failed += 1
                 why = one_line(err)
@@ -171,5 +171,6 @@ def inpaint_folder(args: argparse.Namespace) -> int:
             print(line(job, result), flush=True)
     finally:  # also when stopped: every file written is whole
         remove_empty(made)
-    print(summary(inpainter_name(args.inpainter), results, failed, time.perf_counter() - start), flush=True)
+    seconds = time.perf_counter() - start
+    print(summary(inpainter_name(args.inpainter), results, failed, seconds, args.editor_mask), flush=True)
     return 1 if failed else 0

@@ -25,6 +25,9 @@ EDITOR_MASKS: dict[str, EditorMask] = {
     "mask-dilate-33": partial(dilate, size=33),  # 16 px beyond it, twice incp's margin
     "mask-shift-8": partial(shift, pixels=8),  # the same shape, 8 px right and down
 }
+# how `paintguard inpaint` and the web page's editor view name them (web/src/edit.js has the same words)
+DRAWN = {"mask-erode-9": "4 px tighter", "mask-dilate-9": "4 px looser", "mask-dilate-33": "16 px looser",
+         "mask-shift-8": "8 px off"}
 
 
 def get_editor_mask(name: str) -> EditorMask:

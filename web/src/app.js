@@ -5,7 +5,9 @@
 import * as ort from '../ort/ort.min.mjs';
 import { FileFormatError, imageSize } from './formats.js';
 import { MaskEditor, emptyMaskReason, maskRegion } from './mask.js';
-import { attackLoss, cropPixels, editSummary, editedPixels, levelsApart, maskBox } from './edit.js';
+import {
+  EDITOR_MASKS, attackLoss, cropPixels, editSummary, editedPixels, editorMask, levelsApart, maskBox, whichMask,
+} from './edit.js';
 import { generatorInfo, inpainterInfo } from './onnxmeta.js';
 import { colourName, networkInputs, noiseView, protectedPixels } from './protect.js';
 
@@ -58,6 +60,7 @@ function refreshButtons() {
   $('clear').disabled = !painted || state.busy;
   $('download').disabled = !state.result || state.busy;
   $('inpaint').disabled = !state.result || state.busy || !editorTakes(state.image);
+  $('editor-mask').disabled = state.busy;
   // no other file while one is opened or protected: its result would be shown and saved under the new name
   $('image-input').disabled = state.busy;
   $('mask-input').disabled = state.busy || !state.image;
@@ -430,7 +433,17 @@ async function inpaint() {
   clearError();
   const { width, height, rgba } = state.image;
   const { pixels } = state.result;
-  const mask = editor.mask; // the result's: an edited mask takes the result away
+  // the result's mask (an edited mask takes the result away), or the one an editor draws instead of it
+  const editorMaskName = $('editor-mask').value;
+  const mask = editorMask(editorMaskName, editor.mask, width, height);
+  const region = whichMask(editorMaskName);
+  let count = 0;
+  for (let i = 0; i < mask.length; i++) count += mask[i];
+  if (count === 0 || count === mask.length) { // as `paintguard inpaint --editor-mask` refuses it
+    showError(count ? `${region[0].toUpperCase()}${region.slice(1)} covers the whole image: nothing is left for `
+      + 'the inpainter to see.' : `${region[0].toUpperCase()}${region.slice(1)} is empty: nothing to inpaint.`);
+    return;
+  }
   state.busy = true;
   working(true);
   refreshButtons();
@@ -465,10 +478,11 @@ async function inpaint() {
     const attackOriginal = attackLoss(original.edited, mask, original.target, n);
     const attackProtected = attackLoss(protectedEdit.edited, mask, original.target, n);
     const summary = editSummary({ inpainter: model.info.source.replace(/\.safetensors$/, ''), target: original.target,
-      attackProtected, attackOriginal, levels: levelsApart(pixels, rgba) });
+      attackProtected, attackOriginal, levels: levelsApart(pixels, rgba), editorMaskName });
     const seconds = ((performance.now() - start) / 1000).toFixed(1);
     $('edit-status').textContent = `${summary}; ${seconds} s on ${model.provider}.`;
-    Object.assign($('edit-status').dataset, { attackOriginal, attackProtected, inpainter: model.info.source });
+    Object.assign($('edit-status').dataset, { attackOriginal, attackProtected, inpainter: model.info.source,
+      editorMask: editorMaskName });
   } catch (err) {
     $('edit-status').textContent = '';
     showError(`The editor view failed: ${String(err.message ?? err).replace(/\.$/, '')}.`);
@@ -557,6 +571,14 @@ function wire() {
   $('protect').addEventListener('click', protect);
   $('download').addEventListener('click', download);
   $('inpaint').addEventListener('click', inpaint);
+  for (const [name, [drawn]] of Object.entries(EDITOR_MASKS)) {
+    $('editor-mask').append(new Option(`a mask ${drawn}`, name));
+  }
+  $('editor-mask').addEventListener('change', () => {
+    if ($('edits').hidden) return;
+    $('edits').hidden = true; // the edits on show are of another mask
+    $('edit-status').textContent = 'The editor\'s mask changed: press See what an editor gets again.';
+  });
   window.addEventListener('keydown', (e) => {
     // as the Undo button: not while a file is opened or protected, whose run reads the mask
     if ((e.ctrlKey || e.metaKey) && e.key === 'z' && !$('undo').disabled) undo();

@@ -10,6 +10,80 @@ import { colourName, roundHalfEven } from './protect.js';
 
 export const TAKEN_OVER_DB = 20; // a fill this close to the target reads as the solid colour (compare's threshold)
 
+/** Sums of ``values`` (a ``width`` x ``height`` grid) over the square window of side ``2r + 1`` around each pixel,
+ * the part of it inside the image: one sliding sum along the rows, then one along the columns. */
+function windowSums(values, width, height, r) {
+  const rows = new Int32Array(width * height);
+  for (let y = 0; y < height; y++) {
+    let sum = 0;
+    for (let x = 0; x < Math.min(r, width); x++) sum += values[y * width + x];
+    for (let x = 0; x < width; x++) {
+      if (x + r < width) sum += values[y * width + x + r];
+      if (x - r - 1 >= 0) sum -= values[y * width + x - r - 1];
+      rows[y * width + x] = sum;
+    }
+  }
+  const out = new Int32Array(width * height);
+  for (let x = 0; x < width; x++) {
+    let sum = 0;
+    for (let y = 0; y < Math.min(r, height); y++) sum += rows[y * width + x];
+    for (let y = 0; y < height; y++) {
+      if (y + r < height) sum += rows[(y + r) * width + x];
+      if (y - r - 1 >= 0) sum -= rows[(y - r - 1) * width + x];
+      out[y * width + x] = sum;
+    }
+  }
+  return out;
+}
+
+/** Binary dilation by a ``size`` x ``size`` square (generator/masks.py's dilate). */
+function dilate(mask, width, height, size) {
+  const sums = windowSums(mask, width, height, size >> 1);
+  return Uint8Array.from(sums, (sum) => (sum > 0 ? 1 : 0));
+}
+
+/** Binary erosion by a ``size`` x ``size`` square, outside the image counting as masked (masks.py's erode). */
+function erode(mask, width, height, size) {
+  const r = size >> 1;
+  const sums = windowSums(mask, width, height, r);
+  const span = (i, n) => Math.min(i + r, n - 1) - Math.max(i - r, 0) + 1; // the window's pixels in the image
+  const out = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      out[y * width + x] = sums[y * width + x] === span(x, width) * span(y, height) ? 1 : 0;
+    }
+  }
+  return out;
+}
+
+/** The mask moved ``pixels`` right and down; what leaves the image is lost (masks.py's shift). */
+function shift(mask, width, height, pixels) {
+  const out = new Uint8Array(width * height);
+  for (let y = pixels; y < height; y++) {
+    for (let x = pixels; x < width; x++) out[y * width + x] = mask[(y - pixels) * width + x - pixels];
+  }
+  return out;
+}
+
+/** Masks an editor might draw instead of the protected one, by `paintguard inpaint --editor-mask`'s names and
+ * words (trainer/evaluation/editor_masks.py): name -> [how it is drawn, the mask from the protected one]. */
+export const EDITOR_MASKS = {
+  'mask-erode-9': ['4 px tighter', (m, w, h) => erode(m, w, h, 9)],
+  'mask-dilate-9': ['4 px looser', (m, w, h) => dilate(m, w, h, 9)],
+  'mask-dilate-33': ['16 px looser', (m, w, h) => dilate(m, w, h, 33)],
+  'mask-shift-8': ['8 px off', (m, w, h) => shift(m, w, h, 8)],
+};
+
+/** The region the editor inpaints: the protected ``mask`` (0/1 per pixel), or editor's mask ``name`` of it. */
+export function editorMask(name, mask, width, height) {
+  if (!name) return mask;
+  const [, draw] = EDITOR_MASKS[name];
+  return draw(mask, width, height);
+}
+
+/** How the editor view's line names the region, as `paintguard inpaint` does. */
+export const whichMask = (name) => (name ? `the mask drawn ${EDITOR_MASKS[name][0]} (${name})` : 'the mask');
+
 /** The attack loss of an edited image (planar (1,3,H,W) float32): its squared distance to ``target`` over the
  * mask's pixels and all channels. */
 export function attackLoss(edited, mask, target, n) {
@@ -46,11 +120,12 @@ export function levelsApart(a, b) {
 }
 
 /** The editor view's one line, in `paintguard inpaint --original`'s words. */
-export function editSummary({ inpainter, target, attackProtected, attackOriginal, levels }) {
+export function editSummary({ inpainter, target, attackProtected, attackOriginal, levels, editorMaskName = '' }) {
   const change = 100 * (attackProtected / Math.max(attackOriginal, 1e-12) - 1);
   const sign = change >= 0 ? '+' : '';
   const [protectedDb, originalDb] = [attackProtected, attackOriginal].map((mse) => psnr(mse).toFixed(2));
-  return `${inpainter}'s fill of the mask scores ${protectedDb} dB PSNR against solid ${colourName(target)}, `
+  return `${inpainter}'s fill of ${whichMask(editorMaskName)} scores ${protectedDb} dB PSNR against solid `
+    + `${colourName(target)}, `
     + `the target colour (${TAKEN_OVER_DB} dB or more reads as solid); on the original ${originalDb} dB: `
     + `the attack loss ${attackOriginal.toFixed(4)} -> ${attackProtected.toFixed(4)} (${sign}${change.toFixed(1)}%), `
     + `the two images ${levels} 8-bit levels apart at most`;
