@@ -49,7 +49,7 @@ def skipped_folders(folder: Path, out_dir: Path) -> set[Path]:
 def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str, command: str = "protect") -> list[Item]:
     """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored), for ``paintguard
     command``."""
-    items, seen = [], {}
+    items = []
     skipped = skipped_folders(folder, out_dir)
     pairs = [(image, masks) for image, masks in find_image_mask_pairs(folder, mask_suffix)
              if not lies_below(image, skipped)]
@@ -66,9 +66,16 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str, com
         item = Item(image, masks, out_dir / image.relative_to(folder).with_suffix(suffix))
         if not masks:
             item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
-        if item.output in seen:
-            item.error = (f"'{image}' skipped: '{seen[item.output]}' is written to '{item.output}' (rename one of "
-                          f"them, or {command} them into two folders)")
-        seen.setdefault(item.output, image)
         items.append(item)
+    claim_outputs(items, command)
     return items
+
+
+def claim_outputs(items: list, command: str) -> None:
+    """Fail each of ``items`` (with ``image_path``, ``output`` and ``error``) whose output an earlier one writes."""
+    seen = {}
+    for item in items:
+        if item.output in seen:
+            item.error = (f"'{item.image_path}' skipped: '{seen[item.output]}' is written to '{item.output}' (rename "
+                          f"one of them, or {command} them into two folders)")
+        seen.setdefault(item.output, item.image_path)

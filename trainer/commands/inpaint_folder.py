@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from generator.folder_scan import OUTPUT_MARKER, folder_items, lies_below, mark_output, skipped_folders
+from generator.folder_scan import OUTPUT_MARKER, claim_outputs, folder_items, lies_below, mark_output, skipped_folders
 from generator.io import IMAGE_SUFFIXES, files_under, is_mask_name, masks_beside, read_image, read_mask
 from generator.messages import counted, one_line
 from generator.protect_folder import make_folders, remove_empty
@@ -32,8 +32,8 @@ from trainer.inpainting.inpainter import load_inpainter
 class Job:
     """One image of the folder to edit."""
 
-    image: Path
-    masks: list[Path]
+    image_path: Path
+    mask_paths: list[Path]
     output: Path
     original: Path | None = None
     error: str | None = None
@@ -64,21 +64,18 @@ def folder_jobs(folder: Path, out_dir: Path, originals: Path | None, mask_suffix
     if originals is None:
         return [Job(item.image_path, item.mask_paths, item.output, error=item.error)
                 for item in folder_items(folder, out_dir, ".png", mask_suffix, command="inpaint")]
-    jobs, seen = [], {}
+    jobs = []
     for image in _images(folder, out_dir, mask_suffix):
         job = Job(image, [], out_dir / image.relative_to(folder).with_suffix(".png"))
         try:
             job.original = _original_of(image, folder, originals, mask_suffix)
-            job.masks = masks_beside(job.original, mask_suffix)
-            if not job.masks:
+            job.mask_paths = masks_beside(job.original, mask_suffix)
+            if not job.mask_paths:
                 job.error = f"no mask for '{job.original}' (no '{job.original.stem}{mask_suffix}*.png' beside it)"
         except ValueError as err:
             job.error = str(err)
-        if job.output in seen:
-            job.error = (f"'{image}' skipped: '{seen[job.output]}' is written to '{job.output}' (rename one of them, "
-                         "or inpaint them into two folders)")
-        seen.setdefault(job.output, image)
         jobs.append(job)
+    claim_outputs(jobs, "inpaint")
     return jobs
 
 
@@ -86,15 +83,16 @@ def run_job(job: Job, inpainter: torch.nn.Module, overwrite: bool, editor_mask: 
     """Read, check, edit and write one image; raises ValueError/OSError with a one-line reason."""
     if job.error is not None:
         raise ValueError(job.error)
-    check_output_path(job.output, [job.image, *job.masks, *([job.original] if job.original else [])], overwrite)
-    image = read_image(job.image)
+    check_output_path(job.output, [job.image_path, *job.mask_paths, *([job.original] if job.original else [])],
+                      overwrite)
+    image = read_image(job.image_path)
     original = None
-    if job.original is not None:  # first: its masks are drawn on it, so a resized image is said to be
+    if job.original is not None:  # before the masks, which are drawn on it: a resized image is said to be one
         original = read_image(job.original)
         check_original(original, image, job.original)
     size = tuple(image.shape[-2:])
-    mask = torch.stack([read_mask(p, size=size) for p in job.masks]).amax(0)  # several masks: one region
-    mask = editors_mask(mask, editor_mask, f"the mask of '{job.image}'")
+    mask = torch.stack([read_mask(p, size=size) for p in job.mask_paths]).amax(0)  # several masks: one region
+    mask = editors_mask(mask, editor_mask, f"the mask of '{job.image_path}'")
     result = edit(inpainter, image, mask, original)
     write_image(result.edited, job.output)
     return result
@@ -102,7 +100,7 @@ def run_job(job: Job, inpainter: torch.nn.Module, overwrite: bool, editor_mask: 
 
 def line(job: Job, result: Edit) -> str:
     """One image's figures: ``paintguard inpaint``'s for one image, shortened."""
-    said = f"'{job.image}': {result.psnr:.2f} dB against solid {result.colour}"
+    said = f"'{job.image_path}': {result.psnr:.2f} dB against solid {result.colour}"
     if result.change is not None:
         said += (f"; on the original {result.original_psnr:.2f} dB: attack loss {result.original_attack:.4f} -> "
                  f"{result.attack:.4f} ({result.change:+.1f}%)")
@@ -150,7 +148,7 @@ def inpaint_folder(args: argparse.Namespace) -> int:
     jobs = folder_jobs(folder, out_dir, originals, args.mask_suffix)
     if not jobs:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'")
-    if originals is None and (folder / OUTPUT_MARKER).is_file() and not any(job.masks for job in jobs):
+    if originals is None and (folder / OUTPUT_MARKER).is_file() and not any(job.mask_paths for job in jobs):
         raise ValueError(f"'{folder}' holds images written by paintguard, with no masks beside them: give the folder "
                          "they were protected from, --original PHOTOS")
     inpainter = load_inpainter(args.inpainter, device=args.device)
@@ -165,7 +163,7 @@ def inpaint_folder(args: argparse.Namespace) -> int:
             except (ValueError, OSError, RuntimeError) as err:  # e.g. out of memory: this image fails, the rest go on
                 failed += 1
                 why = one_line(err)
-                say("error", why if str(job.image) in why else f"'{job.image}': {why}")
+                say("error", why if str(job.image_path) in why else f"'{job.image_path}': {why}")
                 continue
             results.append(result)
             print(line(job, result), flush=True)
