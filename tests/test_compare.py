@@ -221,10 +221,12 @@ def test_compare_runs_as_a_subprocess_on_the_ci_config(tmp_path, checkpoints):
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline")
     out = tmp_path / "ci"
     proc = subprocess.run([sys.executable, "-m", "trainer.commands.cli", "compare", "--config", str(CI_CONFIG),
-                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                           "--out", str(out), "--set", "max_samples=1"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| optimiser (2 steps) |" in proc.stdout and "share of gain" in proc.stdout
-    assert len(read_csv(out / "per_image.csv")) == 2 * len(METHODS)
+    assert len(read_csv(out / "per_image.csv")) == len(METHODS)  # the file's 2 samples, set to 1
+    assert f"Config `{CI_CONFIG} --set max_samples=1`: 1 sample from" in (out / "report.md").read_text()
 
 
 def test_compare_runs_the_eot_optimiser_and_more_generators(tmp_path, checkpoints, capsys):
@@ -324,6 +326,34 @@ def test_an_editor_mask_that_leaves_nothing_is_refused_before_any_method_runs(tm
     assert cli_main(["compare", "--config", str(path), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.strip() == ("paintguard: error: editor mask 'mask-erode-9' leaves nothing of the "
                                                "mask of sample 'astronaut' to edit")
+    assert not (tmp_path / "out").exists()
+
+
+def test_set_overrides_the_config_option_by_option():
+    cfg = load_config(CI_CONFIG, ["masks.size=48", "methods.hybrid.k=[1, 2]", "methods.refine.k=[1]",
+                                  "editor_masks=[mask-dilate-9]", "transfer=null", "masks.seed=3"])
+    assert (cfg.masks.size, cfg.masks.seed, cfg.masks.kind) == (48, 3, "seeded")  # the rest of the section kept
+    assert cfg.methods.hybrid.k == [1, 2] and cfg.methods.refine.k == [1]  # refine: a section the file left out
+    assert cfg.editor_masks == ["mask-dilate-9"] and cfg.transfer is None and cfg.max_samples == 2
+    assert cfg.methods.generator.checkpoint == "generator-lama-tiny"
+
+
+BAD_SETTINGS = {
+    "masks.size": "--set 'masks.size' is not KEY=VALUE (e.g. masks.size=384)",
+    "=3": "--set '=3' is not KEY=VALUE",
+    "masks.size=big": "masks.size must be an integer, got 'big'",
+    "masks.size=[1": "--set 'masks.size=[1': the value is not valid YAML",
+    "max_samples.size=1": "--set 'max_samples.size=1': 'max_samples' is not a section",
+    "mask.size=1": "unknown key 'mask'",
+}
+
+
+@pytest.mark.parametrize("setting", list(BAD_SETTINGS))
+def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, capsys, setting):
+    assert cli_main(["compare", "--config", str(CI_CONFIG), "--out", str(tmp_path / "out"), "--set", setting]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"paintguard: error: config '{CI_CONFIG}'")
+    assert BAD_SETTINGS[setting] in err, err
     assert not (tmp_path / "out").exists()
 
 

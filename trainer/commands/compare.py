@@ -14,7 +14,8 @@ Writes OUTDIR/report.md, OUTDIR/per_image.csv and OUTDIR/figures/*.png and print
 the tables (nothing is written in OUTDIR until the run has succeeded; a rerun replaces
 the previous report's files); with ``wandb: true`` the tables and figures also go to a W&B run
 (offline unless an account is configured). See configs/compare/lama-tiny.yaml for
-every option and configs/compare/transfer.yaml for the transfer experiment.
+every option and configs/compare/transfer.yaml for the transfer experiment; ``--set
+KEY=VALUE`` overrides one of them for a run (``--set masks.size=384``).
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="compare YAML, e.g. configs/compare/lama-tiny.yaml")
     parser.add_argument("--out", required=True, help="folder for report.md, per_image.csv and figures/")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="override one option of the config, dotted, the value as YAML (repeatable): "
+                             "--set masks.size=384 --set methods.hybrid.k=[2]")
     return parser
 
 
@@ -156,7 +160,7 @@ class Outcome:
     tables: str
 
 
-def compare(cfg: CompareConfig, config: Path, stage: Path, samples: list[Sample], inpainter: Inpainter,
+def compare(cfg: CompareConfig, config: str, stage: Path, samples: list[Sample], inpainter: Inpainter,
             transfer: Inpainter | None, pool: InpainterPool, built: MethodSet, editor_masks: list[str],
             device: torch.device) -> Outcome:
     """Run and score the methods and write the outputs in ``stage``."""
@@ -217,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     """The comparison that ``main`` parsed the arguments of; writes nothing in --out until it has succeeded."""
     start = time.perf_counter()
     args.config = str(own_file(args.config))  # configs/compare/... from any folder: the shipped one
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.settings)
     out = Path(args.out)
     check_out(out, cfg)
     device = torch.device(cfg.device)
@@ -236,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
     built = build_methods(cfg, inpainter, pool)
     stage = make_stage(out)
     try:
-        done = compare(cfg, Path(args.config), stage, samples, inpainter, transfer, pool, built, editor_masks, device)
+        given = " ".join([args.config, *(f"--set {setting}" for setting in args.settings)])  # as the report says it
+        done = compare(cfg, given, stage, samples, inpainter, transfer, pool, built, editor_masks, device)
         publish(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

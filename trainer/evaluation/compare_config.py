@@ -257,13 +257,41 @@ def eot_from_config(path: str) -> EOTConfig:
     return config
 
 
-def load_config(path: str | os.PathLike) -> CompareConfig:
-    """Read and check a compare YAML file; every problem is one ConfigError line naming the file."""
+def override(data: object, setting: str) -> dict:
+    """``data`` (a config's YAML mapping) with one ``KEY.SUB=VALUE`` of ``--set`` applied; VALUE is read as YAML
+    (``384``, ``null``, ``[png, jpeg90]``), and sections on the way are made if the file leaves them out."""
+    key, equals, text = setting.partition("=")
+    if not equals or not key.strip():
+        raise ConfigError(f"--set '{setting}' is not KEY=VALUE (e.g. masks.size=384)")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set '{setting}': the value is not valid YAML: {one_line(err)}") from None
+    data = {} if data is None else data
+    *sections, last = key.strip().split(".")
+    node = data
+    for i in range(len(sections) + 1):
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set '{setting}': '{'.'.join(sections[:i]) or 'the file'}' is not a section")
+        if i < len(sections):
+            if node.get(sections[i]) is None:  # left out, or written empty (as `none:` is)
+                node[sections[i]] = {}
+            node = node[sections[i]]
+    node[last] = value
+    return data
+
+
+def load_config(path: str | os.PathLike, settings: typing.Sequence[str] = ()) -> CompareConfig:
+    """Read and check a compare YAML file, with ``--set KEY=VALUE`` ``settings`` applied over it; every problem is
+    one ConfigError line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config '{path}' " + ("is a folder, not a YAML file" if path.is_dir() else "does not exist"))
     try:
-        cfg = _build(CompareConfig, yaml.safe_load(path.read_text()), "")
+        data = yaml.safe_load(path.read_text())
+        for setting in settings:
+            data = override(data, setting)
+        cfg = _build(CompareConfig, data, "")
         _check(cfg)
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"config '{path}' is not valid YAML: {one_line(err)}") from None

@@ -133,7 +133,7 @@ def dtype_note(cfg: CompareConfig) -> str:
     return "" if cfg.dtype == "float32" else f", networks in {chosen} (dtype `{cfg.dtype}`)"
 
 
-def build_report(cfg: CompareConfig, config_path: Path, samples: list[Sample], results: list[MethodScore],
+def build_report(cfg: CompareConfig, config_path: str | Path, samples: list[Sample], results: list[MethodScore],
                  reference: str | None, transforms: list[str], figures: list[Path], out: Path,
                  transfer: list[str] = (), editor_masks: list[str] = ()) -> tuple[str, str]:
     """report.md, and its tables for stdout (main, robustness, editor's masks, transfer)."""
