@@ -191,3 +191,13 @@ def test_the_editors_masks_are_drawn_as_paintguard_inpaint_draws_them(page, tmp_
     assert main(["inpaint", str(saved), "--mask", str(mask), "-o", str(tmp_path / "e.png"), "--editor-mask",
                  "mask-erode-9"]) == 2
     assert one_line_error(capsys).endswith("drawn 4 px tighter (mask-erode-9) is empty: nothing to inpaint")
+    # and one that a looser one spreads over the whole image
+    write_mask(mask, 61, 83, (10, 10, 51, 73))  # within 16 px of every side
+    page.load_mask(mask)
+    page.page.click("#protect")
+    page.idle()
+    page.page.select_option("#editor-mask", "mask-dilate-33")
+    page.page.click("#inpaint")
+    page.idle()
+    assert page.error() == ("The mask drawn 16 px looser (mask-dilate-33) covers the whole image: nothing is left "
+                            "for the inpainter to see.")
