@@ -8,6 +8,7 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_only
 
 from generator.io import IMAGE_SUFFIXES, files_under, find_image_mask_pairs, unpaired_masks
+from generator.messages import counted
 from generator.protect_items import Item, say
 
 # left in every output folder, so that a later run over a folder that holds it does not take its protected
@@ -79,3 +80,13 @@ def claim_outputs(items: list, command: str) -> None:
             item.error = (f"'{item.image_path}' skipped: '{seen[item.output]}' is written to '{item.output}' (rename "
                           f"one of them, or {command} them into two folders)")
         seen.setdefault(item.output, item.image_path)
+
+
+def left_to_do(items: list) -> list:
+    """``--skip-existing``: the ``items`` whose output does not exist yet (outputs are written whole, so one that
+    exists is done); how many were skipped is said once."""
+    done = [item for item in items if item.error is None and item.output.is_file()]
+    if done and rank_zero_only.rank == 0:
+        say("note", f"{counted(len(done), 'image')} skipped: {'its' if len(done) == 1 else 'their'} output exists "
+                    "(--skip-existing)")
+    return [item for item in items if not (item.error is None and item.output.is_file())]

@@ -20,11 +20,10 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from generator.folder_scan import OUTPUT_MARKER, folder_items, mark_output
+from generator.folder_scan import OUTPUT_MARKER, folder_items, left_to_do, mark_output
 from generator.io import IMAGE_SUFFIXES
 from generator.messages import counted, one_line
 from generator.protect_items import FORMATS, Item, load, peek, say, summary, warn_empty, warn_lossy, write
@@ -228,14 +227,8 @@ def protect_folder(args: argparse.Namespace, protector: Protector, steps: int | 
     items = folder_items(folder, out_dir, FORMATS[args.format], args.mask_suffix)
     if not items:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'")
-    if args.skip_existing:  # outputs are written whole (atomic_write): one that exists is done
-        done, todo = [], []
-        for item in items:
-            (done if item.error is None and item.output.is_file() else todo).append(item)
-        items = todo
-        if done and rank_zero_only.rank == 0:
-            say("note", f"{counted(len(done), 'image')} skipped: {'its' if len(done) == 1 else 'their'} output "
-                        "exists (--skip-existing)")
+    if args.skip_existing:
+        items = left_to_do(items)
         if not items:
             return 0
     groups = group_by_size(items, args.batch_size)

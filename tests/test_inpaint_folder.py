@@ -117,6 +117,19 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path, photos, inpainter_file,
     assert code == 1 and summary.groups()[:2] == ("3", "4") and (out / "b.png").read_bytes() != b"keep me"
 
 
+def test_a_rerun_with_skip_existing_edits_only_what_is_left(tmp_path, photos, inpainter_file, capsys):
+    out = tmp_path / "edited"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "c.png").write_bytes(b"done before")  # as a stopped run leaves a written edit
+    code, lines, summary, err = run(capsys, photos, "-o", out, "--inpainter", inpainter_file, "--skip-existing")
+    assert code == 0 and summary.groups()[:2] == ("2", "0")
+    assert [m.group(1) for m in lines] == [str(photos / "a.jpg"), str(photos / "b.png")]
+    assert err == "paintguard: note: 1 image skipped: its output exists (--skip-existing)\n"
+    assert (out / "sub" / "c.png").read_bytes() == b"done before"
+    assert main(["inpaint", str(photos), "-o", str(out), "--inpainter", inpainter_file, "--skip-existing"]) == 0
+    assert capsys.readouterr().out == ""  # nothing left to do
+
+
 def test_protected_images_are_found_by_their_originals_name(tmp_path, photos, inpainter_file, capsys):
     protected = tmp_path / "protected"
     (protected / "sub").mkdir(parents=True)
@@ -143,6 +156,8 @@ def test_protected_images_are_found_by_their_originals_name(tmp_path, photos, in
     ("no images", "no images"),
     ("protected without originals", "give the folder they were protected from, --original PHOTOS"),
     ("a folder's original for one image", "is a folder but the image is one file"),
+    ("skip and overwrite", "--skip-existing leaves the outputs that --overwrite replaces"),
+    ("skip for one image", "--skip-existing is for a folder"),
 ])
 def test_refused_before_any_work(tmp_path, photos, inpainter_file, capsys, case, pattern):
     out = tmp_path / "out"
@@ -170,6 +185,11 @@ def test_refused_before_any_work(tmp_path, photos, inpainter_file, capsys, case,
     elif case == "a folder's original for one image":
         args = [str(photos / "b.png"), "--mask", str(photos / "b_mask.png"), "-o", str(tmp_path / "e.png"),
                 "--original", str(photos)]
+    elif case == "skip and overwrite":
+        args += ["--skip-existing", "--overwrite"]
+    elif case == "skip for one image":
+        args = [str(photos / "b.png"), "--mask", str(photos / "b_mask.png"), "-o", str(tmp_path / "e.png"),
+                "--skip-existing"]
     assert main(["inpaint", *args]) == 2
     assert pattern in one_line_error(capsys)
     assert not out.exists() or out.read_bytes() == b"keep me"
@@ -184,3 +204,28 @@ def test_one_image_into_an_existing_folder_takes_its_name(tmp_path, photos, inpa
     assert capsys.readouterr().out.rstrip().endswith(f"; wrote {out / 'a.png'}")
     assert [p.name for p in out.iterdir()] == ["a.png"]
     assert main(args) == 2 and "pass --overwrite" in one_line_error(capsys)  # as for a file named in full
+
+
+def test_a_stopped_run_says_how_to_finish(tmp_path, photos, inpainter_file, capsys, monkeypatch):
+    import os
+    import signal
+
+    from trainer.commands import inpaint_folder
+
+    real, calls = inpaint_folder.edit, []
+
+    def edit(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # during the second image, as from another terminal
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inpaint_folder, "edit", edit)
+    out = tmp_path / "edited"
+    assert main(["inpaint", str(photos), "-o", str(out), "--inpainter", inpainter_file]) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "paintguard: error: terminated; 1 image edited; the same command with --skip-existing edits the rest")
+    assert [p.name for p in out.rglob("*.png")] == ["a.png"] and not list(out.rglob("*partial*"))
+    monkeypatch.setattr(inpaint_folder, "edit", real)
+    code, lines, _, _ = run(capsys, photos, "-o", out, "--inpainter", inpainter_file, "--skip-existing")
+    assert code == 0 and [m.group(1) for m in lines] == [str(photos / "b.png"), str(photos / "sub/c.png")]

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inpainter", default="lama-tiny", help="shipped name, .safetensors file or LaMa directory")
     parser.add_argument("--device", type=device_option, default="cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="folder: leave the images whose edit exists (a rerun finishes a stopped run)")
     return parser
 
 
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.mask:
         parser.error("the following arguments are required for one image: --mask (a folder's masks are "
                      "NAME_mask*.png beside each image)")
+    if args.skip_existing:
+        raise ValueError("--skip-existing is for a folder (a single image's output is replaced with --overwrite)")
     if args.original and Path(args.original).is_dir():
         raise ValueError(f"--original '{args.original}' is a folder but the image is one file; give its original")
     inputs = [args.image, args.mask] + ([args.original] if args.original else [])

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import torch
 
-from generator.folder_scan import OUTPUT_MARKER, claim_outputs, folder_items, lies_below, mark_output, skipped_folders
+from generator.folder_scan import (OUTPUT_MARKER, claim_outputs, folder_items, left_to_do, lies_below, mark_output,
+                                  skipped_folders)
 from generator.io import IMAGE_SUFFIXES, files_under, is_mask_name, masks_beside, read_image, read_mask
 from generator.messages import counted, one_line
 from generator.protect_folder import make_folders, remove_empty
 from generator.protect_items import say
 from generator.save import check_creatable, check_output_path, write_image
+from generator.signals import Stopped
 from trainer.commands.inpaint import TAKEN_OVER_DB, Edit, check_original, edit, editors_mask, inpainter_name, which_mask
 from trainer.inpainting.inpainter import load_inpainter
 
@@ -144,6 +146,8 @@ def inpaint_folder(args: argparse.Namespace) -> int:
     if args.mask:
         raise ValueError(f"--mask is for one image; a folder's masks are NAME{args.mask_suffix}*.png beside each "
                          "image, or beside each original (--original)")
+    if args.skip_existing and args.overwrite:
+        raise ValueError("--skip-existing leaves the outputs that --overwrite replaces: give one of them")
     check_folders(folder, out_dir, originals)
     jobs = folder_jobs(folder, out_dir, originals, args.mask_suffix)
     if not jobs:
@@ -151,6 +155,10 @@ def inpaint_folder(args: argparse.Namespace) -> int:
     if originals is None and (folder / OUTPUT_MARKER).is_file() and not any(job.mask_paths for job in jobs):
         raise ValueError(f"'{folder}' holds images written by paintguard, with no masks beside them: give the folder "
                          "they were protected from, --original PHOTOS")
+    if args.skip_existing:
+        jobs = left_to_do(jobs)
+        if not jobs:
+            return 0
     inpainter = load_inpainter(args.inpainter, device=args.device)
     made = make_folders({job.output.parent for job in jobs if job.error is None})
     results, failed = [], 0
@@ -167,6 +175,9 @@ def inpaint_folder(args: argparse.Namespace) -> int:
                 continue
             results.append(result)
             print(line(job, result), flush=True)
+    except (KeyboardInterrupt, Stopped) as stop:  # what was written is whole: say how to finish
+        stop.add_note(f"{counted(len(results), 'image')} edited; the same command with --skip-existing edits the rest")
+        raise
     finally:  # also when stopped: every file written is whole
         remove_empty(made)
     seconds = time.perf_counter() - start
