@@ -47,6 +47,11 @@ def skipped_folders(folder: Path, out_dir: Path) -> set[Path]:
     return skipped
 
 
+def no_mask(image: Path, mask_suffix: str) -> str:
+    """Why an image whose masks are looked for beside it has none."""
+    return f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
+
+
 def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str, command: str = "protect") -> list[Item]:
     """Image/mask pairs under ``folder`` with their output paths (the sub-folders are mirrored), for ``paintguard
     command``."""
@@ -66,7 +71,7 @@ def folder_items(folder: Path, out_dir: Path, suffix: str, mask_suffix: str, com
     for image, masks in pairs:
         item = Item(image, masks, out_dir / image.relative_to(folder).with_suffix(suffix))
         if not masks:
-            item.error = f"no mask for '{image}' (no '{image.stem}{mask_suffix}*.png' beside it)"
+            item.error = no_mask(image, mask_suffix)
         items.append(item)
     claim_outputs(items, command)
     return items
@@ -85,8 +90,10 @@ def claim_outputs(items: list, command: str) -> None:
 def left_to_do(items: list) -> list:
     """``--skip-existing``: the ``items`` whose output does not exist yet (outputs are written whole, so one that
     exists is done); how many were skipped is said once."""
-    done = [item for item in items if item.error is None and item.output.is_file()]
+    done, todo = [], []
+    for item in items:
+        (done if item.error is None and item.output.is_file() else todo).append(item)
     if done and rank_zero_only.rank == 0:
         say("note", f"{counted(len(done), 'image')} skipped: {'its' if len(done) == 1 else 'their'} output exists "
                     "(--skip-existing)")
-    return [item for item in items if not (item.error is None and item.output.is_file())]
+    return todo

@@ -46,6 +46,23 @@ def require(package: str) -> ModuleType:
                                 f"{extra_hint('onnx')}") from None
 
 
+def inference_session(model: bytes, threads: int | None = None, level: str = "all", spin: bool = False):
+    """An onnxruntime CPU session for the ONNX bytes ``model``, with the options ``OnnxGenerator`` documents;
+    onnxruntime's own errors go to the caller."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    options.log_severity_level = 3  # errors only: its warnings are about its own internals
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    # a memory pattern pre-plans one block per input shape: at 3840x2160 it took the peak from 1.0 to 1.7 GB
+    # for no speed (benchmarks/onnx_speed.py); every image size is new here, so there is nothing to reuse
+    options.enable_mem_pattern = False
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxGenerator:
     """A PaintGuard ONNX export run by onnxruntime on the CPU: ``(image, mask, target) -> noise`` tensors.
 
@@ -59,26 +76,16 @@ class OnnxGenerator:
 
     def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None, level: str = "all",
                  spin: bool = False) -> None:
-        ort = require("onnxruntime")
+        require("onnxruntime")  # first, said as a missing extra, not as a model that does not load
         where = "<in-memory export>" if isinstance(model, bytes) else str(model)
         if level not in LEVELS:
             raise ValueError(f"unknown optimisation level {level!r}; choose from {', '.join(LEVELS)}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
-        options.log_severity_level = 3  # errors only: its warnings are about its own internals
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        # a memory pattern pre-plans one block per input shape: at 3840x2160 it took the peak from 1.0 to 1.7 GB
-        # for no speed (benchmarks/onnx_speed.py); every image size is new here, so there is nothing to reuse
-        options.enable_mem_pattern = False
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         if not isinstance(model, bytes):
             if not Path(model).is_file():
                 raise OnnxModelError(f"cannot read ONNX model '{model}': No such file")
             model = Path(model).read_bytes()
         try:
-            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            self.session = inference_session(model, threads, level, spin)
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise OnnxModelError(f"cannot load ONNX model '{where}': {one_line(err, 300)}") from None
         self.where = where

@@ -28,7 +28,7 @@ from torch import nn
 
 from generator import checkpoint
 from generator.messages import one_line
-from generator.onnx_backend import require
+from generator.onnx_backend import inference_session, require
 from generator.onnx_meta import INPAINTER_INPUTS, INPAINTER_KIND, INPAINTER_OUTPUT, INPUTS, OUTPUT, metadata_for
 from generator.protector import DEFAULT, KIND, load_generator
 from generator.save import atomic_write
@@ -131,12 +131,9 @@ def self_check(network: nn.Module, model: bytes, sizes=CHECK_SIZES, tolerance: f
                inputs: Callable[..., tuple[Tensor, ...]] = random_inputs) -> float:
     """Largest |onnxruntime - PyTorch| over ``inputs(batch, h, w, generator)`` of ``sizes``; raises ExportError
     above ``tolerance``."""
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: its warnings are about its own internals
+    require("onnxruntime")  # outside the try: a missing extra is said as one
     try:
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        session = inference_session(model, threads=1)
     except Exception as err:  # onnxruntime's own failures are multi-line C++ messages
         raise ExportError(f"self-check failed: onnxruntime cannot load the export: {one_line(err, 300)}") from None
     names = [i.name for i in session.get_inputs()]

@@ -98,14 +98,18 @@ def editors_mask(mask: torch.Tensor, name: str | None, what: str) -> torch.Tenso
     when it is empty or covers the whole image."""
     if name is not None:
         mask = get_editor_mask(name)(mask[None])[0]
-        what = f"{what} drawn {DRAWN[name]} ({name})"
-    check_region(mask, what, "inpaint")
+    check_region(mask, what + drawn(name), "inpaint")
     return mask
+
+
+def drawn(name: str | None) -> str:
+    """What the lines add to a mask's name for editor's mask ``name``: how it is drawn from it."""
+    return "" if name is None else f" drawn {DRAWN[name]} ({name})"
 
 
 def which_mask(name: str | None) -> str:
     """How the lines name the region inpainted."""
-    return "the mask" if name is None else f"the mask drawn {DRAWN[name]} ({name})"
+    return "the mask" + drawn(name)
 
 
 def check_original(original: torch.Tensor, image: torch.Tensor, path: str | Path) -> None:

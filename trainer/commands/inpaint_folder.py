@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from generator.folder_scan import (OUTPUT_MARKER, claim_outputs, folder_items, left_to_do, lies_below, mark_output,
-                                  skipped_folders)
+                                  no_mask, skipped_folders)
 from generator.io import IMAGE_SUFFIXES, files_under, is_mask_name, masks_beside, read_image, read_mask
 from generator.messages import counted, one_line
 from generator.protect_folder import make_folders, remove_empty
@@ -73,7 +73,7 @@ def folder_jobs(folder: Path, out_dir: Path, originals: Path | None, mask_suffix
             job.original = _original_of(image, folder, originals, mask_suffix)
             job.mask_paths = masks_beside(job.original, mask_suffix)
             if not job.mask_paths:
-                job.error = f"no mask for '{job.original}' (no '{job.original.stem}{mask_suffix}*.png' beside it)"
+                job.error = no_mask(job.original, mask_suffix)
         except ValueError as err:
             job.error = str(err)
         jobs.append(job)

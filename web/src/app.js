@@ -437,11 +437,12 @@ async function inpaint() {
   const editorMaskName = $('editor-mask').value;
   const mask = editorMask(editorMaskName, editor.mask, width, height);
   const region = whichMask(editorMaskName);
+  const Region = `${region[0].toUpperCase()}${region.slice(1)}`;
   let count = 0;
   for (let i = 0; i < mask.length; i++) count += mask[i];
   if (count === 0 || count === mask.length) { // as `paintguard inpaint --editor-mask` refuses it
-    showError(count ? `${region[0].toUpperCase()}${region.slice(1)} covers the whole image: nothing is left for `
-      + 'the inpainter to see.' : `${region[0].toUpperCase()}${region.slice(1)} is empty: nothing to inpaint.`);
+    showError(count ? `${Region} covers the whole image: nothing is left for the inpainter to see.`
+      : `${Region} is empty: nothing to inpaint.`);
     return;
   }
   state.busy = true;
