@@ -57,13 +57,11 @@ $(ONNX_DIR)/%.onnx: checkpoints/%.safetensors $(EXPORT_CODE) | $(STAMP)
 # the in-browser page: its files, onnxruntime-web (npm, versions from web/package-lock.json) and the model
 web: web-generators $(WEB_DIST)/model.onnx $(WEB_DIST)/model-large.onnx $(WEB_DIST)/inpainter.onnx $(WEB_DIST)/.files
 
-# first, so that a name with no checkpoint is said in words, not as "No rule to make target 'build/onnx/...'"
-web-generators:
-	@for pair in WEB_GENERATOR=$(WEB_GENERATOR) WEB_LARGE_GENERATOR=$(WEB_LARGE_GENERATOR) \
-		WEB_INPAINTER=$(WEB_INPAINTER); do \
-		name=$${pair#*=}; test -f "checkpoints/$$name.safetensors" || { echo "make: $${pair%%=*}: no \
-	checkpoints/$$name.safetensors; give the name of a checkpoint in checkpoints/ (copy your \
-	runs/NAME/NAME.safetensors there and pass NAME)" >&2; exit 2; }; done
+# first, so that a name with no checkpoint is said in words, not as "No rule to make target 'build/onnx/...'", and
+# a generator given as the inpainter (or the other way) is refused before it replaces the page's model
+web-generators: | $(STAMP)
+	@$(BIN)/python -m generator.web_server WEB_GENERATOR=$(WEB_GENERATOR) \
+		WEB_LARGE_GENERATOR=$(WEB_LARGE_GENERATOR) WEB_INPAINTER=$(WEB_INPAINTER)
 
 $(ORT_DIST)/ort.min.mjs: web/package.json web/package-lock.json
 	cd web && npm ci --ignore-scripts --no-audit --no-fund

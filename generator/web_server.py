@@ -28,6 +28,10 @@ BUILT_FROM = {"model.onnx": "WEB_GENERATOR", "model-large.onnx": "WEB_LARGE_GENE
               "inpainter.onnx": "WEB_INPAINTER"}
 
 
+# the kind of checkpoint each of the Makefile's page variables names
+BUILD_KINDS = {"WEB_GENERATOR": "generator", "WEB_LARGE_GENERATOR": "generator", "WEB_INPAINTER": "inpainter"}
+
+
 class SiteError(ValueError):
     """A page folder that is missing, incomplete, or holds a stale model."""
 
@@ -90,6 +94,26 @@ def site_models(root: str | os.PathLike = SITE) -> dict[str, str]:
     return files
 
 
+def check_build(choices: dict[str, str]) -> None:
+    """Refuse, before ``make web`` exports or copies anything, a page variable (``WEB_INPAINTER``: a name) that
+    names no checkpoint in checkpoints/ or one of the other kind, which would replace the built page's model."""
+    from generator.checkpoint import CheckpointError, article, available, checkpoints_dir, read_metadata
+
+    for variable, name in choices.items():
+        kind = BUILD_KINDS[variable]
+        path = checkpoints_dir() / f"{name}.safetensors"
+        if not path.is_file():
+            raise SiteError(f"{variable}: no checkpoints/{name}.safetensors; give the name of a checkpoint in "
+                            f"checkpoints/ (copy your runs/NAME/NAME.safetensors there and pass NAME)")
+        try:
+            found = read_metadata(path).get("kind")
+        except CheckpointError as err:
+            raise SiteError(f"{variable}: {err}") from None
+        if found != kind:
+            raise SiteError(f"{variable}: checkpoints/{name}.safetensors is {article(str(found))}, not "
+                            f"{article(kind)}; give {article(kind)}'s name: {', '.join(available(kind)) or 'none'}")
+
+
 def check_site(root: str | os.PathLike = SITE) -> dict[str, dict]:
     """Refuse a page folder that is incomplete or whose models no longer match their checkpoints; returns each
     model's metadata by file name, as ``site_models`` orders them."""
@@ -130,3 +154,17 @@ def address(server: ThreadingHTTPServer) -> str:
     """The page's URL."""
     host, port = server.server_address[:2]
     return f"http://{host}:{port}/"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m generator.web_server VARIABLE=NAME ...``: ``make web``'s check of its page variables."""
+    try:
+        check_build(dict(arg.split("=", 1) for arg in (sys.argv[1:] if argv is None else argv)))
+    except SiteError as err:
+        print(f"make: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -248,3 +248,31 @@ def test_web_command_refuses_a_model_list_naming_files_outside_the_page(tmp_path
         assert main(["web", "--root", str(root), "--port", "0"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and f"lists {name!r}, not a file of the page" in err, err
+
+
+def test_make_web_refuses_a_checkpoint_of_the_other_kind_before_touching_the_page():
+    """``make web WEB_INPAINTER=<a generator>`` used to copy the generator over the page's inpainter, which
+    ``paintguard web`` then refused; the Makefile's check says so in one line, before any export or copy."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    before = {name: (SITE / name).read_bytes() for name in ("model.onnx", "inpainter.onnx")}
+    cases = {"WEB_INPAINTER=generator-lama-tiny": "WEB_INPAINTER: checkpoints/generator-lama-tiny.safetensors is "
+             "a generator, not an inpainter; give an inpainter's name: ",
+             "WEB_GENERATOR=lama-tiny": "WEB_GENERATOR: checkpoints/lama-tiny.safetensors is an inpainter, not a "
+             "generator; give a generator's name: ",
+             "WEB_LARGE_GENERATOR=mine": "WEB_LARGE_GENERATOR: no checkpoints/mine.safetensors; give the name of a "
+             "checkpoint in checkpoints/"}
+    for setting, said in cases.items():
+        # -o: the set-up stamp counts as made, so that the check alone runs (make test set the clone up)
+        out = subprocess.run(["make", "-s", "-o", ".venv/.paintguard-setup", "web", setting,
+                              f"BIN={Path(sys.executable).parent}"], cwd=root, capture_output=True, text=True)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and out.stdout == "" and lines[0].startswith(f"make: {said}"), out
+        assert len(lines) == 2 and "web-generators" in lines[1]  # make's own line that names the failed step
+        if setting.startswith("WEB_INPAINTER"):
+            assert "lama-tiny" in lines[0].removeprefix(f"make: {said}").split(", ")  # the shipped inpainters
+    assert before == {name: (SITE / name).read_bytes() for name in before}
