@@ -14,8 +14,8 @@ def mask_count(page: Page) -> int:
 def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
     """A second image opened during a run was shown with the first one's result, and saved under its name;
     Ctrl+Z emptied the mask the run was reading."""
-    write_rgb(tmp_path / "first.png", 600, 800, seed=1)  # a run long enough to act during it
-    write_mask(tmp_path / "first_mask.png", 600, 800, (100, 100, 300, 400))
+    write_rgb(tmp_path / "first.png", 420, 560, seed=1)  # a run long enough to act during it (seconds)
+    write_mask(tmp_path / "first_mask.png", 420, 560, (70, 70, 210, 280))
     write_rgb(tmp_path / "second.png", 40, 52, seed=2)
     page.open_image(tmp_path / "first.png")
     page.load_mask(tmp_path / "first_mask.png")
@@ -28,7 +28,7 @@ def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
     assert page.text("#status") == "Busy: 'second.png' was not opened; drop it again when this is done."
     page.idle()
     assert page.text("#status").startswith("Protected in"), page.text("#status")
-    assert page.text("#image-info") == "first.png: PNG, 800x600" and mask_count(page) == painted
+    assert page.text("#image-info") == "first.png: PNG, 560x420" and mask_count(page) == painted
     assert page.download(tmp_path / "downloaded.png") == "first_protected.png"
     # once it has run, a drop anywhere on the page opens the file: on the painting too, not only on the box
     page.drop(tmp_path / "second.png", on="#stage")
@@ -36,7 +36,7 @@ def test_nothing_else_is_opened_or_undone_while_protecting(page, tmp_path):
     assert page.text("#image-info") == "second.png: PNG, 52x40"
     page.drop(tmp_path / "first.png", tmp_path / "second.png")  # the second was left out without a word
     page.idle()
-    assert page.text("#image-info") == "first.png: PNG, 800x600"
+    assert page.text("#image-info") == "first.png: PNG, 560x420"
     assert page.text("#status") == ("Opened the first of the 2 dropped files; the page protects one image at a time. "
                                     "Paint the region to protect, then press Protect.")
 
