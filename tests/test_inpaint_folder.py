@@ -15,11 +15,12 @@ from .conftest import ERROR, one_line_error, write_mask, write_rgb
 from .test_inpaint_cli import PRINTED
 
 LINE = re.compile(r"'(.+?)': (-?[\d.]+) dB against solid (\w+)(?:; on the original (-?[\d.]+) dB: attack loss "
-                  r"([\d.]+) -> ([\d.]+) \(([-+][\d.]+)%\))?; wrote (.+)")
+                  r"([\d.]+) -> ([\d.]+) \(([-+][\d.]+)%\), (\d+) levels apart)?; wrote (.+)")
 SUMMARY = re.compile(r"paintguard inpaint: (\d+) images? edited, (\d+) failed, [\d.]+ s(?:; \S+ fills score "
                      r"(-?[\d.]+) dB PSNR against their target colours on average \((\d+) of \d+ at 20 dB or more\)"
                      r"(?:; on the originals (-?[\d.]+) dB: the attack loss ([-+][\d.]+)% \(median; from "
-                     r"([-+][\d.]+)% to ([-+][\d.]+)%\))?)?")
+                     r"([-+][\d.]+)% to ([-+][\d.]+)%\), the images at most (\d+) 8-bit levels from their "
+                     r"originals)?)?")
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_a_protected_folder_is_edited_as_each_image_is(tmp_path, photos, generat
     assert [m.group(1) for m in lines] == [str(protected / n) for n in ("a.png", "b.png", "sub/c.png")]
     assert summary.groups()[:2] == ("3", "0")
     for found, name, original in zip(lines, ["a", "b", "sub/c"], ["a.jpg", "b.png", "sub/c.png"]):
-        assert found.group(8) == str(edited / f"{name}.png")
+        assert found.group(9) == str(edited / f"{name}.png")
         # the one-image command on the same files, the masks of c merged as protect merged them
         masks = sorted(photos.glob(f"{name}_mask*.png"))
         mask = tmp_path / "merged.png"
@@ -68,13 +69,14 @@ def test_a_protected_folder_is_edited_as_each_image_is(tmp_path, photos, generat
                      "--inpainter", inpainter_file, "--original", str(photos / original)]) == 0
         one = PRINTED.search(capsys.readouterr().out)
         assert (found.group(2), found.group(3)) == one.group(1, 2)
-        assert found.group(4, 5, 6, 7) == one.group(3, 4, 5, 6)
+        assert found.group(4, 5, 6, 7, 8) == one.group(3, 4, 5, 6, 7)
         assert np.array_equal(np.asarray(Image.open(edited / f"{name}.png")), np.asarray(Image.open(single)))
     psnrs = [float(m.group(2)) for m in lines]
     assert float(summary.group(3)) == pytest.approx(statistics.fmean(psnrs), abs=0.011)  # each rounded, then the mean
     changes = [float(m.group(7)) for m in lines]
     assert float(summary.group(6)) == pytest.approx(statistics.median(changes), abs=0.051)
     assert (float(summary.group(7)), float(summary.group(8))) == (min(changes), max(changes))
+    assert summary.group(9) == max((m.group(8) for m in lines), key=int) and 0 < int(summary.group(9)) <= 6  # eps 0.025
     assert (edited / OUTPUT_MARKER).is_file()
     assert sorted(p.name for p in photos.rglob("*")) == sorted(
         ["a.jpg", "a_mask.png", "b.png", "b_mask.png", "sub", "c.png", "c_mask.png", "c_mask_2.png"])

@@ -101,16 +101,18 @@ def run_job(job: Job, inpainter: torch.nn.Module, overwrite: bool, editor_mask: 
 
 
 def line(job: Job, result: Edit) -> str:
-    """One image's figures: ``paintguard inpaint``'s for one image, shortened."""
+    """One image's figures: ``paintguard inpaint``'s for one image, shortened (the 8-bit levels between the image and
+    its original: the protection's bound, as saved)."""
     said = f"'{job.image_path}': {result.psnr:.2f} dB against solid {result.colour}"
     if result.change is not None:
         said += (f"; on the original {result.original_psnr:.2f} dB: attack loss {result.original_attack:.4f} -> "
-                 f"{result.attack:.4f} ({result.change:+.1f}%)")
+                 f"{result.attack:.4f} ({result.change:+.1f}%), {result.levels:.0f} levels apart")
     return f"{said}; wrote {job.output}"
 
 
 def summary(name: str, results: list[Edit], failed: int, seconds: float, editor_mask: str | None = None) -> str:
-    """The folder's figures: mean PSNRs, how many fills read as solid, and the median change of the attack loss."""
+    """The folder's figures: mean PSNRs, how many fills read as solid, the median change of the attack loss, and the
+    most 8-bit levels an image is from its original."""
     said = f"paintguard inpaint: {counted(len(results), 'image')} edited, {failed} failed, {seconds:.1f} s"
     if not results:
         return said
@@ -120,8 +122,10 @@ def summary(name: str, results: list[Edit], failed: int, seconds: float, editor_
              f"target colours on average ({solid} of {len(results)} at {TAKEN_OVER_DB:g} dB or more)")
     changes = [r.change for r in results if r.change is not None]
     if changes:
+        levels = max(r.levels for r in results if r.levels is not None)
         said += (f"; on the originals {statistics.fmean(r.original_psnr for r in results):.2f} dB: the attack loss "
-                 f"{statistics.median(changes):+.1f}% (median; from {min(changes):+.1f}% to {max(changes):+.1f}%)")
+                 f"{statistics.median(changes):+.1f}% (median; from {min(changes):+.1f}% to {max(changes):+.1f}%), "
+                 f"the images at most {levels:.0f} 8-bit levels from their originals")
     return said
 
 
