@@ -25,6 +25,7 @@ from generator.precision import CHOICES, resolve_dtype
 from generator.protect_folder import protect_folder
 from generator.protect_items import FORMATS, Item, load, say, summary, warn_empty, warn_lossy, write
 from generator.protector import BACKENDS, DEFAULT, DEFAULT_STEPS, METHODS, OPTIMISED, Protector, check_steps
+from generator.save import check_skip_existing
 
 INPAINTER = "lama-tiny"  # the optimiser's target when --inpainter is not given
 
@@ -170,10 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
     if args.method == "refine" and args.backend != "torch":
         raise ValueError("--method refine steps the generator's own field, which needs --backend torch")
-    if args.skip_existing and args.overwrite:
-        raise ValueError("--skip-existing leaves the outputs that --overwrite replaces: give one of them")
-    if args.skip_existing and not Path(args.input).is_dir():
-        raise ValueError("--skip-existing is for a folder (a single image's output is replaced with --overwrite)")
+    check_skip_existing(args.skip_existing, args.overwrite, Path(args.input).is_dir())
     if args.onnx_model and args.backend != "onnx":
         raise ValueError("--onnx-model needs --backend onnx")
     # Pillow's decompression-bomb guard would refuse photos that --max-pixels allows: raise it to match

@@ -128,6 +128,14 @@ def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike]
     return out
 
 
+def check_skip_existing(skip_existing: bool, overwrite: bool, folder: bool) -> None:
+    """Refuse ``--skip-existing`` beside ``--overwrite``, or for one image (``folder`` false)."""
+    if skip_existing and overwrite:
+        raise ValueError("--skip-existing leaves the outputs that --overwrite replaces: give one of them")
+    if skip_existing and not folder:
+        raise ValueError("--skip-existing is for a folder (a single image's output is replaced with --overwrite)")
+
+
 def save_protected(protected: Tensor, original: Tensor, path: str | os.PathLike, eps: float) -> Path:
     """Write a protected (3,H,W) image; lossless formats keep |saved - original| <= eps exactly."""
     if not math.isfinite(eps) or eps <= 0:

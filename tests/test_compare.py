@@ -307,8 +307,6 @@ BAD_CONFIGS = {
 }
 
 
-
-
 def test_an_editor_mask_that_leaves_nothing_is_refused_before_any_method_runs(tmp_path, checkpoints, capsys):
     config = yaml.safe_load(CI_CONFIG.read_text())
     config["editor_masks"] = ["mask-erode-9"]  # the first 32 px sample's mask is thinner than 9 px

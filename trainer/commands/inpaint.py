@@ -27,7 +27,7 @@ import torch
 from generator.cli_parser import ArgumentParser, device_option
 from generator.io import read_image, read_mask
 from generator.protector import check_region
-from generator.save import check_output_path, write_image
+from generator.save import check_output_path, check_skip_existing, write_image
 from generator.target import colour_name, target_colour
 from trainer.evaluation.editor_masks import DRAWN, EDITOR_MASKS, get_editor_mask
 from trainer.inpainting.inpainter import load_inpainter
@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.mask:
         parser.error("the following arguments are required for one image: --mask (a folder's masks are "
                      "NAME_mask*.png beside each image)")
-    if args.skip_existing:
-        raise ValueError("--skip-existing is for a folder (a single image's output is replaced with --overwrite)")
+    check_skip_existing(args.skip_existing, args.overwrite, folder=False)
     if args.original and Path(args.original).is_dir():
         raise ValueError(f"--original '{args.original}' is a folder but the image is one file; give its original")
     inputs = [args.image, args.mask] + ([args.original] if args.original else [])

@@ -24,7 +24,7 @@ from generator.io import IMAGE_SUFFIXES, files_under, is_mask_name, masks_beside
 from generator.messages import counted, one_line
 from generator.protect_folder import make_folders, remove_empty
 from generator.protect_items import say
-from generator.save import check_creatable, check_output_path, write_image
+from generator.save import check_creatable, check_output_path, check_skip_existing, write_image
 from generator.signals import Stopped
 from trainer.commands.inpaint import TAKEN_OVER_DB, Edit, check_original, edit, editors_mask, inpainter_name, which_mask
 from trainer.inpainting.inpainter import load_inpainter
@@ -150,8 +150,7 @@ def inpaint_folder(args: argparse.Namespace) -> int:
     if args.mask:
         raise ValueError(f"--mask is for one image; a folder's masks are NAME{args.mask_suffix}*.png beside each "
                          "image, or beside each original (--original)")
-    if args.skip_existing and args.overwrite:
-        raise ValueError("--skip-existing leaves the outputs that --overwrite replaces: give one of them")
+    check_skip_existing(args.skip_existing, args.overwrite, folder=True)
     check_folders(folder, out_dir, originals)
     jobs = folder_jobs(folder, out_dir, originals, args.mask_suffix)
     if not jobs:
