@@ -1,8 +1,11 @@
 """``paintguard inpaint DIR -o OUTDIR``: a folder edited as the one-image command edits each file, bad files
 reported."""
 
+import csv
 import re
 import statistics
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,13 +41,18 @@ def photos(tmp_path):
     return root
 
 
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def run(capsys, *args) -> tuple[int, list[re.Match], re.Match, str]:
     """``paintguard inpaint ARGS``: exit code, the image lines, the summary and stderr."""
     code = main(["inpaint", *map(str, args)])
     out, err = capsys.readouterr()
     lines = [LINE.fullmatch(line) for line in out.splitlines()[:-1]]
     assert all(lines), out
-    summary = SUMMARY.fullmatch(out.splitlines()[-1])
+    summary = SUMMARY.fullmatch(re.sub(r"; the figures in \S+$", "", out.splitlines()[-1]))
     assert summary, out
     return code, lines, summary, err
 
@@ -54,10 +62,20 @@ def test_a_protected_folder_is_edited_as_each_image_is(tmp_path, photos, generat
     assert main(["protect", str(photos), "-o", str(protected), "--checkpoint", str(generator_path)]) == 0
     capsys.readouterr()
     code, lines, summary, err = run(capsys, protected, "--original", photos, "-o", edited, "--inpainter",
-                                    inpainter_file)
+                                    inpainter_file, "--csv", tmp_path / "figures.csv")
     assert code == 0 and err == ""
     assert [m.group(1) for m in lines] == [str(protected / n) for n in ("a.png", "b.png", "sub/c.png")]
     assert summary.groups()[:2] == ("3", "0")
+    rows = read_csv(tmp_path / "figures.csv")
+    for found, r in zip(lines, rows, strict=True):  # the lines' figures, unrounded
+        assert [r[k] for k in ("image", "status", "error", "target_colour", "output")] == [
+            found.group(1), "edited", "", found.group(3), found.group(9)]
+        for column, group, digits in [("fill_psnr_db", 2, 2), ("original_fill_psnr_db", 4, 2), ("attack_loss", 6, 4),
+                                      ("original_attack_loss", 5, 4), ("attack_loss_change_percent", 7, 1),
+                                      ("levels_from_original", 8, 0)]:
+            assert f"{float(r[column]):.{digits}f}" == f"{float(found.group(group)):.{digits}f}", (column, r)
+    assert rows[2]["masks"] == f"{photos / 'sub/c_mask.png'};{photos / 'sub/c_mask_2.png'}"
+    assert rows[0]["original"] == str(photos / "a.jpg")
     for found, name, original in zip(lines, ["a", "b", "sub/c"], ["a.jpg", "b.png", "sub/c.png"]):
         assert found.group(9) == str(edited / f"{name}.png")
         # the one-image command on the same files, the masks of c merged as protect merged them
@@ -104,8 +122,14 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path, photos, inpainter_file,
     out = tmp_path / "edited"
     out.mkdir()
     (out / "b.png").write_bytes(b"keep me")  # exists: not replaced without --overwrite
-    code, lines, summary, err = run(capsys, photos, "-o", out, "--inpainter", inpainter_file)
+    code, lines, summary, err = run(capsys, photos, "-o", out, "--inpainter", inpainter_file, "--csv",
+                                    tmp_path / "figures.csv")
     assert code == 1 and summary.groups()[:2] == ("2", "5")
+    rows = {r["image"]: r for r in read_csv(tmp_path / "figures.csv")}
+    failed = {Path(name).name: r for name, r in rows.items() if r["status"] == "failed"}
+    assert sorted(failed) == ["alone.png", "b.png", "blank.png", "broken.png", "small.png"]
+    assert all(r["error"] and r["output"] == r["fill_psnr_db"] == "" for r in failed.values())
+    assert "cannot read" in failed["broken.png"]["error"] and rows[str(photos / "a.jpg")]["status"] == "edited"
     assert [m.group(1) for m in lines] == [str(photos / "a.jpg"), str(photos / "sub/c.png")]
     errors = err.strip().splitlines()
     assert len(errors) == 5 and all(e.startswith(ERROR) for e in errors), err
@@ -117,6 +141,13 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path, photos, inpainter_file,
     assert not list(out.rglob("*partial*"))
     code, _, summary, _ = run(capsys, photos, "-o", out, "--inpainter", inpainter_file, "--overwrite")
     assert code == 1 and summary.groups()[:2] == ("3", "4") and (out / "b.png").read_bytes() != b"keep me"
+    write_rgb(photos / "broken.png", 40, 52)  # mended: a rerun edits it, and its row says so in its place
+    assert main(["inpaint", str(photos), "-o", str(out), "--inpainter", inpainter_file, "--skip-existing", "--csv",
+                 str(tmp_path / "figures.csv")]) == 1
+    again = {r["image"]: r for r in read_csv(tmp_path / "figures.csv")}
+    assert list(again) == list(rows) and again[str(photos / "broken.png")]["status"] == "edited"
+    assert again[str(photos / "a.jpg")] == rows[str(photos / "a.jpg")]  # skipped: its row as it was
+    capsys.readouterr()
 
 
 def test_a_rerun_with_skip_existing_edits_only_what_is_left(tmp_path, photos, inpainter_file, capsys):
@@ -160,6 +191,11 @@ def test_protected_images_are_found_by_their_originals_name(tmp_path, photos, in
     ("a folder's original for one image", "is a folder but the image is one file"),
     ("skip and overwrite", "--skip-existing leaves the outputs that --overwrite replaces"),
     ("skip for one image", "--skip-existing is for a folder"),
+    ("csv for one image", "--csv is for a folder"),
+    ("csv exists", "exists; pass --overwrite to replace it (or --skip-existing to add to it)"),
+    ("csv of something else", "is not a CSV of paintguard inpaint"),
+    ("csv without its suffix", "give a file name ending in .csv"),
+    ("csv in no folder", "folder '"),
 ])
 def test_refused_before_any_work(tmp_path, photos, inpainter_file, capsys, case, pattern):
     out = tmp_path / "out"
@@ -192,9 +228,19 @@ def test_refused_before_any_work(tmp_path, photos, inpainter_file, capsys, case,
     elif case == "skip for one image":
         args = [str(photos / "b.png"), "--mask", str(photos / "b_mask.png"), "-o", str(tmp_path / "e.png"),
                 "--skip-existing"]
+    elif case == "csv for one image":
+        args = [str(photos / "b.png"), "--mask", str(photos / "b_mask.png"), "-o", str(tmp_path / "e.png"),
+                "--csv", str(tmp_path / "r.csv")]
+    elif case.startswith("csv"):
+        table = {"csv exists": "r.csv", "csv of something else": "r.csv", "csv without its suffix": "r.txt",
+                 "csv in no folder": "missing/r.csv"}[case]
+        if case != "csv in no folder":
+            (tmp_path / table).write_text("name,value\nkeep,me\n")
+        args += ["--csv", str(tmp_path / table)] + (["--skip-existing"] if case == "csv of something else" else [])
     assert main(["inpaint", *args]) == 2
     assert pattern in one_line_error(capsys)
     assert not out.exists() or out.read_bytes() == b"keep me"
+    assert not (tmp_path / "r.csv").exists() or (tmp_path / "r.csv").read_text() == "name,value\nkeep,me\n"
 
 
 def test_one_image_into_an_existing_folder_takes_its_name(tmp_path, photos, inpainter_file, capsys):
@@ -223,11 +269,21 @@ def test_a_stopped_run_says_how_to_finish(tmp_path, photos, inpainter_file, caps
         return real(*args, **kwargs)
 
     monkeypatch.setattr(inpaint_folder, "edit", edit)
-    out = tmp_path / "edited"
-    assert main(["inpaint", str(photos), "-o", str(out), "--inpainter", inpainter_file]) == 143
+    out, table = tmp_path / "edited", tmp_path / "edited" / "figures.csv"  # in the output folder, which it makes
+    assert main(["inpaint", str(photos), "-o", str(out), "--inpainter", inpainter_file, "--csv", str(table)]) == 143
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "paintguard: error: terminated; 1 image edited; the same command with --skip-existing edits the rest")
     assert [p.name for p in out.rglob("*.png")] == ["a.png"] and not list(out.rglob("*partial*"))
+    first = read_csv(table)
+    assert [r["image"] for r in first] == [str(photos / "a.jpg")]  # the image done, written whole
     monkeypatch.setattr(inpaint_folder, "edit", real)
-    code, lines, _, _ = run(capsys, photos, "-o", out, "--inpainter", inpainter_file, "--skip-existing")
-    assert code == 0 and [m.group(1) for m in lines] == [str(photos / "b.png"), str(photos / "sub/c.png")]
+    main(["inpaint", str(photos), "-o", str(out), "--inpainter", inpainter_file, "--skip-existing", "--csv",
+          str(table)])
+    said = capsys.readouterr().out.splitlines()
+    lines = [LINE.fullmatch(line) for line in said[:-1]]
+    assert [m.group(1) for m in lines] == [str(photos / "b.png"), str(photos / "sub/c.png")]
+    assert said[-1].endswith(f"; the figures in {table}") and SUMMARY.fullmatch(said[-1].split("; the figures")[0])
+    rows = read_csv(table)  # finished: the first run's row kept, the rest added
+    assert rows[0] == first[0] and [r["image"] for r in rows[1:]] == [m.group(1) for m in lines]
+    for found, r in zip(lines, rows[1:]):
+        assert (f"{float(r['fill_psnr_db']):.2f}", r["target_colour"]) == found.group(2, 3)

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--skip-existing", action="store_true",
                         help="folder: leave the images whose edit exists (a rerun finishes a stopped run)")
+    parser.add_argument("--csv", metavar="FILE.csv", help="folder: also write the figures to this CSV, one row per "
+                        "image (failed ones with their reason); a rerun with --skip-existing adds to it")
     return parser
 
 
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the following arguments are required for one image: --mask (a folder's masks are "
                      "NAME_mask*.png beside each image)")
     check_skip_existing(args.skip_existing, args.overwrite, folder=False)
+    if args.csv:
+        raise ValueError("--csv is for a folder; one image's figures are the line it prints")
     if args.original and Path(args.original).is_dir():
         raise ValueError(f"--original '{args.original}' is a folder but the image is one file; give its original")
     inputs = [args.image, args.mask] + ([args.original] if args.original else [])

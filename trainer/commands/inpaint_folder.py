@@ -4,7 +4,8 @@ Each image is edited as ``paintguard inpaint`` edits one, and written to the sam
 (sub-folders mirrored). The masks are found by name as ``paintguard protect`` finds them: NAME_mask*.png beside
 each image, or, given ``--original PHOTOS`` (the folder that was protected), beside each image's original, the
 file of the same name (any image suffix) at the same place under PHOTOS. One line per image, then a summary over
-the folder; one bad file is reported and the others go on.
+the folder; one bad file is reported and the others go on. ``--csv`` writes the figures as a table too
+(``trainer.commands.inpaint_csv``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from generator.protect_items import say
 from generator.save import check_creatable, check_output_path, check_skip_existing, write_image
 from generator.signals import Stopped
 from trainer.commands.inpaint import TAKEN_OVER_DB, Edit, check_original, edit, editors_mask, inpainter_name, which_mask
+from trainer.commands.inpaint_csv import check_csv, row, write_rows
 from trainer.inpainting.inpainter import load_inpainter
 
 
@@ -152,6 +154,8 @@ def inpaint_folder(args: argparse.Namespace) -> int:
                          "image, or beside each original (--original)")
     check_skip_existing(args.skip_existing, args.overwrite, folder=True)
     check_folders(folder, out_dir, originals)
+    csv_path = Path(args.csv) if args.csv else None
+    kept = check_csv(csv_path, out_dir, args.overwrite, args.skip_existing) if csv_path else {}
     jobs = folder_jobs(folder, out_dir, originals, args.mask_suffix)
     if not jobs:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}'")
@@ -161,10 +165,13 @@ def inpaint_folder(args: argparse.Namespace) -> int:
     if args.skip_existing:
         jobs = left_to_do(jobs)
         if not jobs:
+            if csv_path:
+                write_rows(csv_path, kept, [])
             return 0
     inpainter = load_inpainter(args.inpainter, device=args.device)
-    made = make_folders({job.output.parent for job in jobs if job.error is None})
-    results, failed = [], 0
+    folders = {job.output.parent for job in jobs if job.error is None}
+    made = make_folders(folders | {csv_path.parent} if csv_path else folders)
+    results, failed, rows = [], 0, []
     try:
         if out_dir.is_dir():
             mark_output(out_dir, folder, "inpaint")
@@ -175,14 +182,19 @@ def inpaint_folder(args: argparse.Namespace) -> int:
                 failed += 1
                 why = one_line(err)
                 say("error", why if str(job.image_path) in why else f"'{job.image_path}': {why}")
+                rows.append(row(job, error=why))
                 continue
             results.append(result)
+            rows.append(row(job, result))
             print(line(job, result), flush=True)
     except (KeyboardInterrupt, Stopped) as stop:  # what was written is whole: say how to finish
         stop.add_note(f"{counted(len(results), 'image')} edited; the same command with --skip-existing edits the rest")
         raise
-    finally:  # also when stopped: every file written is whole
+    finally:  # also when stopped: every file written is whole, the CSV with the images done
+        if csv_path:
+            write_rows(csv_path, kept, rows)
         remove_empty(made)
     seconds = time.perf_counter() - start
-    print(summary(inpainter_name(args.inpainter), results, failed, seconds, args.editor_mask), flush=True)
+    said = summary(inpainter_name(args.inpainter), results, failed, seconds, args.editor_mask)
+    print(said + (f"; the figures in {csv_path}" if csv_path else ""), flush=True)
     return 1 if failed else 0
