@@ -60,7 +60,8 @@ def checkpoints_dir() -> Path:
 def available(kind: str | None = None) -> list[str]:
     """Names of the shipped checkpoints, optionally only those of one kind."""
     names = []
-    for path in sorted(checkpoints_dir().glob(f"*{SUFFIX}")):
+    # by name, not file name: "lama-tiny" before "lama-tiny-ft" ('-' sorts before '.'), each family's default first
+    for path in sorted(checkpoints_dir().glob(f"*{SUFFIX}"), key=lambda p: p.name.removesuffix(SUFFIX)):
         try:
             if kind is None or read_metadata(path).get("kind") == kind:
                 names.append(path.name.removesuffix(SUFFIX))
