@@ -66,11 +66,11 @@ def test_a_rerun_replaces_the_previous_report_and_a_failed_run_writes_nothing(tm
     assert (out / "report.md").read_text() == old and not list(out.glob(".paintguard-compare-*"))
 
     assert cli_main(["compare", "--config", str(path), "--out", str(out)]) == 0
-    assert "| optimiser (1 steps) |" in (out / "report.md").read_text()
+    assert "| optimiser (1 step) |" in (out / "report.md").read_text()
     # the previous run's files are gone, not mixed with this run's; a file it did not write stays
     assert sorted(p.name for p in out.iterdir()) == ["figures", "per_image.csv", "report.md"]
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
-        "grid-none.png", "grid-optimiser-1-steps.png", "mine.png", "speed-vs-strength.png"]
+        "grid-none.png", "grid-optimiser-1-step.png", "mine.png", "speed-vs-strength.png"]
 
 
 def test_an_out_with_a_report_compare_did_not_write_or_under_a_file_is_refused(tmp_path, capsys):

@@ -15,7 +15,8 @@ the tables (nothing is written in OUTDIR until the run has succeeded; a rerun re
 the previous report's files); with ``wandb: true`` the tables and figures also go to a W&B run
 (offline unless an account is configured). See configs/compare/lama-tiny.yaml for
 every option and configs/compare/transfer.yaml for the transfer experiment; ``--set
-KEY=VALUE`` overrides one of them for a run (``--set masks.size=384``).
+KEY=VALUE`` overrides one of them for a run (``--set masks.size=384``), ``--unset KEY``
+takes one out (``--unset methods.optimiser_eot``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from generator.cli_parser import ArgumentParser
 from generator.messages import counted
 from generator.resources import own_file
 from generator.save import atomic_write, check_folder_out
-from trainer.evaluation.compare_config import SAMPLE_SETS, CompareConfig, load_config
+from trainer.evaluation.compare_config import SAMPLE_SETS, CompareConfig, Unset, load_config
 from trainer.evaluation.comparison import (EPS, TRANSFER, InpainterPool, MethodSet, Sample, build_methods,
                                            load_samples)
 from trainer.evaluation.editor_masks import emptied, get_editor_mask
@@ -145,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                         help="override one option of the config, dotted, the value as YAML (repeatable): "
                              "--set masks.size=384 --set methods.hybrid.k=[2]")
+    parser.add_argument("--unset", action="append", metavar="KEY", dest="settings", type=Unset,
+                        help="take one option out of the config, dotted, as if the file left it out (repeatable): "
+                             "--unset methods.optimiser_eot runs the others without it")
     return parser
 
 
@@ -240,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
     built = build_methods(cfg, inpainter, pool)
     stage = make_stage(out)
     try:
-        given = " ".join([args.config, *(f"--set {setting}" for setting in args.settings)])  # as the report says it
+        given = " ".join([args.config, *(f"--{'unset' if isinstance(setting, Unset) else 'set'} {setting}"
+                                          for setting in args.settings)])  # as the report says it
         done = compare(cfg, given, stage, samples, inpainter, transfer, pool, built, editor_masks, device)
         publish(stage, out)
     finally:

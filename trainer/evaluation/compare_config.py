@@ -257,9 +257,33 @@ def eot_from_config(path: str) -> EOTConfig:
     return config
 
 
+class Unset(str):
+    """An ``--unset KEY`` among the settings: the dotted key taken out of the config, as if the file left it out
+    (a method not run, an option back to its default)."""
+
+
+def remove(data: object, key: str) -> dict:
+    """``data`` without the dotted ``key``, which it must have."""
+    *sections, last = key.split(".")
+    node = data
+    for i, name in enumerate([*sections, last]):
+        where = ".".join(sections[:i])
+        has = sorted(node) if isinstance(node, dict) else []
+        if name not in has:
+            held = f"{where or 'the file'} has {', '.join(has)}" if has else f"{where or 'the file'} has no keys"
+            raise ConfigError(f"--unset '{key}': no '{'.'.join([*sections[:i], name])}' to take out ({held})")
+        if i < len(sections):
+            node = node[name]
+    del node[last]
+    return data
+
+
 def override(data: object, setting: str) -> dict:
     """``data`` (a config's YAML mapping) with one ``KEY.SUB=VALUE`` of ``--set`` applied; VALUE is read as YAML
-    (``384``, ``null``, ``[png, jpeg90]``), and sections on the way are made if the file leaves them out."""
+    (``384``, ``null``, ``[png, jpeg90]``), and sections on the way are made if the file leaves them out. An
+    ``Unset`` setting takes its key out instead."""
+    if isinstance(setting, Unset):
+        return remove(data, setting.strip())
     key, equals, text = setting.partition("=")
     if not equals or not key.strip():
         raise ConfigError(f"--set '{setting}' is not KEY=VALUE (e.g. masks.size=384)")
@@ -282,8 +306,8 @@ def override(data: object, setting: str) -> dict:
 
 
 def load_config(path: str | os.PathLike, settings: typing.Sequence[str] = ()) -> CompareConfig:
-    """Read and check a compare YAML file, with ``--set KEY=VALUE`` ``settings`` applied over it; every problem is
-    one ConfigError line naming the file."""
+    """Read and check a compare YAML file, with ``--set KEY=VALUE`` (and ``Unset``) ``settings`` applied over it in
+    order; every problem is one ConfigError line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config '{path}' " + ("is a folder, not a YAML file" if path.is_dir() else "does not exist"))

@@ -11,6 +11,7 @@ import torch
 
 from generator import checkpoint
 from generator.io import find_image_mask_pairs, read_image, read_mask
+from generator.messages import counted
 from generator.precision import resolve_dtype
 from generator.protector import FULL_MASK, Protector
 from trainer.data.images import FixedCropDataset, list_images, sample_images
@@ -152,16 +153,17 @@ def build_methods(cfg: CompareConfig, inpainter: Inpainter, pool: InpainterPool 
     if spec.none is not None:
         add("none", no_protection(), [])
     if spec.optimiser is not None:
-        reference = f"optimiser ({spec.optimiser.steps} steps)"
+        reference = f"optimiser ({counted(spec.optimiser.steps, 'step')})"
         add(reference, optimiser(inpainter, IterativeConfig(steps=spec.optimiser.steps)), [cfg.inpainter])
     if spec.optimiser_eot is not None:
         eot = spec.optimiser_eot
         config = IterativeConfig(steps=eot.steps, eot=eot_from_config(eot.eot_config), eot_samples=eot.samples)
-        add(f"optimiser EOT ({eot.steps} steps x {eot.samples})", optimiser(inpainter, config), [cfg.inpainter])
+        add(f"optimiser EOT ({counted(eot.steps, 'step')} x {eot.samples})", optimiser(inpainter, config),
+            [cfg.inpainter])
     for ens in spec.optimiser_ensemble or []:
         mode = "" if ens.mode == "mean" else f", {ens.mode} member per step"
         config = IterativeConfig(steps=ens.steps, ensemble=ens.mode)
-        add(f"optimiser ensemble ({ens.steps} steps{mode}) [{'+'.join(ens.inpainters)}]",
+        add(f"optimiser ensemble ({counted(ens.steps, 'step')}{mode}) [{'+'.join(ens.inpainters)}]",
             optimiser([pool(s) for s in ens.inpainters], config), list(ens.inpainters))
     plain = {"generator": spec.generator, "generator (robust)": spec.generator_robust,
              "generator (fast)": spec.generator_fast}

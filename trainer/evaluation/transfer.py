@@ -80,7 +80,7 @@ def run_transfer(targets: Sequence[str], pool: InpainterPool, source: str, runs:
     """
     log = log or (lambda message: None)
     rows = [TransferRow(run.name, run.name, list(against.get(run.name, []))) for run in runs]
-    label = reference or f"optimiser ({steps} steps)"
+    label = reference or f"optimiser ({counted(steps, 'step')})"
     whitebox: dict[str, str] = {}
     extra_runs: list[MethodRun] = []
     extra_rows: list[TransferRow] = []
