@@ -60,7 +60,7 @@ def checkpoints_dir() -> Path:
 def available(kind: str | None = None) -> list[str]:
     """Names of the shipped checkpoints, optionally only those of one kind."""
     names = []
-    # by name, not file name: "lama-tiny" before "lama-tiny-ft" ('-' sorts before '.'), each family's default first
+    # by name, not file name: "lama-tiny" (the default) before "lama-tiny-ft", whose file name sorts first ('-' < '.')
     for path in sorted(checkpoints_dir().glob(f"*{SUFFIX}"), key=lambda p: p.name.removesuffix(SUFFIX)):
         try:
             if kind is None or read_metadata(path).get("kind") == kind:
