@@ -101,15 +101,6 @@ def check_steps(method: str, steps: int | None, name: str = "steps") -> None:
         raise ValueError(f"the 'iterative' method needs {name} >= 1")
 
 
-def _check_target(target: Tensor, batch: int) -> Tensor:
-    """A fill colour per image, (B,3) in [0,1], from (3,) or (B,3)."""
-    if not isinstance(target, Tensor) or target.shape not in ((3,), (batch, 3)):
-        shape = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
-        raise ValueError(f"target must be a tensor (3,) or ({batch},3) of RGB colours in [0, 1], got {shape}")
-    convert.check_image_tensor(target, "target")
-    return target.detach().expand(batch, 3)
-
-
 def _inpainter(source: str | os.PathLike | nn.Module | None) -> nn.Module | None:
     """A module as given, or loaded from a name, file or LaMa directory."""
     if isinstance(source, (str, os.PathLike)):
@@ -201,12 +192,15 @@ class Protector:
     def noise(self, image: Tensor, mask: Tensor, target: Tensor | None = None) -> Tensor:
         """The generator's noise for image (B,3,H,W) in [0,1] and mask (B,1,H,W), on ``device`` in the image's
         precision, ``|noise| <= eps`` (in bfloat16, eps itself rounds to 0.02502); ``target`` is the fill colour,
-        (3,) or (B,3) in [0,1], by default the paper's (``target_colour``). An ordinary tensor, not differentiable."""
+        (3,) or (B,3) in [0,1], by default the paper's (``target_colour``). An ordinary tensor, not differentiable;
+        zero for an image whose mask is empty, which ``protect`` returns unchanged."""
         convert.check_batch(image, mask)
         image, mask = image.detach(), mask.detach()
         if target is not None:
-            target = _check_target(target, len(image))
-        return self._noise(image, mask, target).clone()  # an inference tensor refuses in-place edits and autograd
+            target = convert.check_target(target, len(image))
+        noise = self._noise(image, mask, target).clone()  # an inference tensor refuses in-place edits and autograd
+        used = (mask != 0).flatten(1).any(1).to(noise.device)
+        return noise * used[:, None, None, None].to(noise.dtype)  # an empty mask protects nothing: no noise
 
     def _method_and_steps(self, method: str | None, steps: Any) -> tuple[str, int | None]:
         """``method`` (default: the generator's pass, or the optimiser for a Protector without one) and ``steps``,
@@ -285,6 +279,9 @@ class Protector:
             noise = self._refine(image, mask, steps)
         else:
             noise = self._optimise(image, mask, steps, self._noise(image, mask) if method == "hybrid" else None)
+        if not torch.isfinite(noise).all():  # never a NaN image returned as if protected
+            raise RuntimeError(f"the '{method}' method's noise is not finite (NaN or inf) in {self.dtype}; "
+                               "float32, the default dtype, is the precision every method is checked in")
         # the sum rounds by at most half an ulp of a value in [0, 1]: a noise this far inside the bound keeps
         # |protected - image| <= eps exactly (it carried pixels to 0.025000006 in float32)
         inside = self.eps - torch.finfo(work).eps

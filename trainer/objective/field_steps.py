@@ -61,7 +61,8 @@ def stepped_field(net: NoiseUNet, inpainter: nn.Module, image: Tensor, mask: Ten
     head, eps = net.target_encoder, net.config.eps
     with torch.no_grad():
         encoding = head.encode(padded, padded_mask)
-        start = net.field(padded, padded_mask, task.target, encoding)
+        # float32 under autocast too: Adam's eps (1e-8) is 0 in float16, and the steps would divide by it
+        start = net.field(padded, padded_mask, task.target, encoding).float()
     scale = start.abs().mean(dim=(1, 2, 3), keepdim=True)
     delta = torch.zeros_like(start, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=lr)
