@@ -78,6 +78,15 @@ def check_batch(image: Tensor, mask: Tensor) -> None:
     _check_no_nan(mask)
 
 
+def check_target(target: Tensor, batch: int) -> Tensor:
+    """A fill colour per image, (B,3) in [0,1], from (3,) or (B,3)."""
+    if not isinstance(target, Tensor) or target.shape not in ((3,), (batch, 3)):
+        shape = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
+        raise ValueError(f"target must be a tensor (3,) or ({batch},3) of RGB colours in [0, 1], got {shape}")
+    check_image_tensor(target, "target")
+    return target.detach().expand(batch, 3)
+
+
 def _check_no_nan(mask: Tensor | np.ndarray) -> None:
     # NaN != 0 would read as protected
     if isinstance(mask, Tensor):

@@ -73,8 +73,15 @@ def partial_path(path: Path) -> Path:
 
 
 def write_atomic(image: Image.Image, path: str | os.PathLike, **save_kwargs) -> Path:
-    """Save a PIL image atomically (see ``atomic_write``)."""
-    return atomic_write(path, lambda tmp: image.save(tmp, **save_kwargs))
+    """Save a PIL image atomically (see ``atomic_write``), in the format its name's suffix says."""
+    path = Path(path)
+    # told here, from the name asked for: Pillow would name the temporary file's suffix (".partial")
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        given = f"unknown extension {path.suffix!r}" if path.suffix else "no extension"
+        raise ValueError(f"'{path}': cannot tell the image format from the name ({given}); use .png")
+    options = {"format": image_format, **save_kwargs}
+    return atomic_write(path, lambda tmp: image.save(tmp, **options))
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -140,6 +147,15 @@ def save_protected(protected: Tensor, original: Tensor, path: str | os.PathLike,
     """Write a protected (3,H,W) image; lossless formats keep |saved - original| <= eps exactly."""
     if not math.isfinite(eps) or eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
+    for x, what in ((protected, "protected"), (original, "original")):
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[0] != 3 or not x.is_floating_point():
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"the {what} image must be a float tensor (3,H,W) in [0, 1], got {shape}")
+        lo, hi = float(x.min()), float(x.max())
+        if not (lo >= 0 and hi <= 1):  # NaN fails it too: it would be written black, far outside the bound
+            raise ValueError(f"the {what} image's values must lie in [0, 1], got [{lo:g}, {hi:g}]")
+    if protected.shape != original.shape:
+        raise ValueError(f"the protected image is {tuple(protected.shape)} but the original {tuple(original.shape)}")
     path = Path(path)
     if path.suffix.lower() not in LOSSLESS:
         warn_user(f"'{path.name}': lossy formats change pixels after the bound is applied and weaken the "

@@ -111,6 +111,10 @@ class Inpainter(nn.Module):
             raise ValueError(f"expected image (B,3,H,W) and mask (B,1,H,W), got {tuple(image.shape)} and {tuple(mask.shape)}")
         if image.shape[-2:] != mask.shape[-2:]:
             raise ValueError(f"mask is {tuple(mask.shape[-2:])} but the image is {tuple(image.shape[-2:])}")
+        multiple = self.net.size_multiple
+        if not exporting() and min(image.shape[-2:]) <= multiple:  # its bottleneck would be 1 px, too few to pad
+            raise ValueError(f"the inpainter takes images larger than {multiple} px on each side, got "
+                             f"{image.shape[-1]}x{image.shape[-2]}")
         hole = (mask > 0).to(image.dtype)
         return hole * self.predict(image, hole) + (1 - hole) * image
 

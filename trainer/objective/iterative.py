@@ -7,6 +7,8 @@ all at once (``trainer.objective.ensemble``: the mean of the per-model losses).
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +25,7 @@ from trainer.objective.ensemble import (
     ensemble_losses,
     prepare_ensemble_task,
 )
-from generator.convert import check_batch
+from generator.convert import check_batch, check_target
 from trainer.objective.eot import EOTConfig, RandomTransforms
 from trainer.objective.losses import LossWeights, ProtectionTask
 
@@ -51,17 +53,39 @@ class IterativeConfig:
     ensemble: str = "mean"
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"steps must be a whole number >= 0, got {self.steps!r}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be positive, got {self.eps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        self.steps = _whole(self.steps, "steps", 0)
+        self.eot_samples = _whole(self.eot_samples, "eot_samples", 1)
+        self.dilation = _whole(self.dilation, "dilation", 1)
+        for name, high in (("eps", 1), ("lr", math.inf), ("adam_eps", math.inf)):
+            value = _real(getattr(self, name), name)
+            if not 0 < value <= high:
+                raise ValueError(f"{name} must be positive{f' and at most {high}' if high < math.inf else ''}, "
+                                 f"got {value!r}")
+            setattr(self, name, value)
+        self.init_scale = _real(self.init_scale, "init_scale")
+        if not 0 <= self.init_scale <= self.eps:
+            raise ValueError(f"init_scale must be in [0, eps], got {self.init_scale!r}")
+        betas = tuple(_real(b, "betas") for b in self.betas) if isinstance(self.betas, (tuple, list)) else ()
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = betas
         self.eot = EOTConfig.coerce(self.eot)
-        if self.eot_samples < 1:
-            raise ValueError(f"eot_samples must be at least 1, got {self.eot_samples}")
         if self.ensemble not in ENSEMBLE_MODES:
             raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {self.ensemble!r}")
+
+
+def _whole(value: Any, name: str, least: int) -> int:
+    """``value`` as an int (numpy's too), refused unless a whole number >= ``least``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return int(value)
+
+
+def _real(value: Any, name: str) -> float:
+    """``value`` as a finite float, refused otherwise (a string, NaN or inf would fail or spread NaN later)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -110,6 +134,15 @@ def protect_iterative(
     if not isinstance(cfg, IterativeConfig):
         raise TypeError(f"config must be an IterativeConfig, got {type(cfg).__name__}")
     check_batch(image, mask)  # a 0..255 image came back almost white, a float64 one failed deep in a convolution
+    image, mask = image.detach(), (mask.detach() != 0).to(image.dtype)  # the caller's tensors get no gradient
+    if target is not None:
+        target = check_target(target, len(image)).to(image)
+    if init_noise is not None:
+        if not isinstance(init_noise, torch.Tensor) or not init_noise.is_floating_point():
+            raise TypeError(f"init_noise must be a float tensor, got {getattr(init_noise, 'dtype', type(init_noise))}")
+        if not torch.isfinite(init_noise).all():
+            raise ValueError("init_noise holds NaN or inf values")
+        init_noise = init_noise.detach().to(image)
     members = as_members(inpainter)
     weights = next(members[0].parameters(), None)
     if weights is not None and weights.is_floating_point() and image.dtype != weights.dtype:
