@@ -160,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                          "comma list of them at once")
     args.checkpoint = args.checkpoint or DEFAULT
     args.inpainter = args.inpainter or default_inpainter(args.checkpoint, args.method)
-    if min(args.batch_size, args.devices, args.num_nodes) < 1 or args.workers < 0 or args.max_pixels <= 0:
-        raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels > 0")
+    if min(args.batch_size, args.devices, args.num_nodes) < 1 or args.workers < 0 or not 0 < args.max_pixels < 1e18:
+        raise ValueError("--batch-size, --devices and --num-nodes must be >= 1, --workers >= 0, --max-pixels a "
+                         "number > 0 (and below 1e18)")
     if not Path(args.input).exists():
         raise ValueError(f"cannot read image '{args.input}': No such file or directory")
     if args.mask and Path(args.input).is_dir():  # it was ignored: one mask for every image is no folder's meaning

@@ -179,12 +179,16 @@ def accelerator(device: str) -> tuple[str, int | list[int] | None]:
 
 
 def make_folders(folders: set[Path]) -> list[Path]:
-    """Make ``folders`` with their parents; the ones this call made, deepest first."""
+    """Make ``folders`` with their parents; the ones this call made, deepest first. One that cannot be made (a file
+    stands in its way) is left: its images fail one by one, with the reason, and the others go on."""
     made = set()
     for folder in folders:
         missing = [p for p in (folder, *folder.parents) if not p.exists()]
-        folder.mkdir(parents=True, exist_ok=True)
-        made.update(missing)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass
+        made.update(p for p in missing if p.is_dir())
     return sorted(made, key=lambda p: len(p.parts), reverse=True)
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from generator.folder_scan import OUTPUT_MARKER
+from trainer.commands import inpaint_csv
 from trainer.commands.cli import main
 
 from .conftest import ERROR, one_line_error, write_mask, write_rgb
@@ -196,9 +197,10 @@ def test_protected_images_are_found_by_their_originals_name(tmp_path, photos, in
     ("csv of something else", "is not a CSV of paintguard inpaint"),
     ("csv without its suffix", "give a file name ending in .csv"),
     ("csv in no folder", "folder '"),
+    ("csv with a long row", "line 2 has 13 fields in its header but not in this row"),
 ])
 def test_refused_before_any_work(tmp_path, photos, inpainter_file, capsys, case, pattern):
-    out = tmp_path / "out"
+    out, kept = tmp_path / "out", "name,value\nkeep,me\n"
     args = [str(photos), "-o", str(out), "--inpainter", inpainter_file]
     if case == "mask":
         args += ["--mask", str(photos / "b_mask.png")]
@@ -233,14 +235,18 @@ def test_refused_before_any_work(tmp_path, photos, inpainter_file, capsys, case,
                 "--csv", str(tmp_path / "r.csv")]
     elif case.startswith("csv"):
         table = {"csv exists": "r.csv", "csv of something else": "r.csv", "csv without its suffix": "r.txt",
-                 "csv in no folder": "missing/r.csv"}[case]
-        if case != "csv in no folder":
-            (tmp_path / table).write_text("name,value\nkeep,me\n")
-        args += ["--csv", str(tmp_path / table)] + (["--skip-existing"] if case == "csv of something else" else [])
+                 "csv in no folder": "missing/r.csv", "csv with a long row": "r.csv"}[case]
+        if case == "csv with a long row":  # the header right, a row with more fields: the write at the end failed
+            kept = ",".join(inpaint_csv.COLUMNS) + "\n" + ",".join(["x"] * 15) + "\n"
+            (tmp_path / table).write_text(kept)
+        elif case != "csv in no folder":
+            (tmp_path / table).write_text(kept)
+        kept_too = case in ("csv of something else", "csv with a long row")
+        args += ["--csv", str(tmp_path / table)] + (["--skip-existing"] if kept_too else [])
     assert main(["inpaint", *args]) == 2
     assert pattern in one_line_error(capsys)
     assert not out.exists() or out.read_bytes() == b"keep me"
-    assert not (tmp_path / "r.csv").exists() or (tmp_path / "r.csv").read_text() == "name,value\nkeep,me\n"
+    assert not (tmp_path / "r.csv").exists() or (tmp_path / "r.csv").read_text() == kept
 
 
 def test_one_image_into_an_existing_folder_takes_its_name(tmp_path, photos, inpainter_file, capsys):
@@ -276,6 +282,7 @@ def test_a_stopped_run_says_how_to_finish(tmp_path, photos, inpainter_file, caps
     assert [p.name for p in out.rglob("*.png")] == ["a.png"] and not list(out.rglob("*partial*"))
     first = read_csv(table)
     assert [r["image"] for r in first] == [str(photos / "a.jpg")]  # the image done, written whole
+    table.write_text("\ufeff" + table.read_text(), encoding="utf-8")  # as a spreadsheet saves it: still its CSV
     monkeypatch.setattr(inpaint_folder, "edit", real)
     main(["inpaint", str(photos), "-o", str(out), "--inpainter", inpainter_file, "--skip-existing", "--csv",
           str(table)])
@@ -287,3 +294,13 @@ def test_a_stopped_run_says_how_to_finish(tmp_path, photos, inpainter_file, caps
     assert rows[0] == first[0] and [r["image"] for r in rows[1:]] == [m.group(1) for m in lines]
     for found, r in zip(lines, rows[1:]):
         assert (f"{float(r['fill_psnr_db']):.2f}", r["target_colour"]) == found.group(2, 3)
+
+
+def test_a_file_where_a_sub_folder_goes_fails_its_images_only(tmp_path, photos, inpainter_file, capsys):
+    out = tmp_path / "edited"
+    out.mkdir()
+    (out / "sub").write_bytes(b"keep me")  # sub/c.png cannot go there: c fails, a and b are edited
+    code, lines, summary, err = run(capsys, photos, "-o", out, "--inpainter", inpainter_file)
+    assert code == 1 and summary.groups()[:2] == ("2", "1") and len(lines) == 2
+    assert err.count("\n") == 1 and f"'{out / 'sub'}' is a file" in err, err
+    assert (out / "sub").read_bytes() == b"keep me"

@@ -151,6 +151,7 @@ BAD = {
     "full mask": "covers the whole image",
     "tiny image": "at least 16 px on each side",
     "too many pixels": "above --max-pixels",
+    "infinite max pixels": "--max-pixels a number > 0 (and below 1e18)",
     "output is input": "is the input file",
     "output exists": "pass --overwrite",
     "unknown checkpoint": "no generator checkpoint 'nope'",
@@ -191,6 +192,8 @@ def test_bad_input_one_line_error_and_nothing_written(tmp_path, pair, generator_
         args["image"], args["--mask"] = tmp_path / "tiny.png", tmp_path / "tiny_mask.png"
     elif case == "too many pixels":
         extra = ["--max-pixels", "2000"]  # 52 x 40 = 2080
+    elif case == "infinite max pixels":
+        extra = ["--max-pixels", "inf"]  # was a traceback: int(inf)
     elif case == "output is input":
         args["-o"] = image
     elif case == "output exists":

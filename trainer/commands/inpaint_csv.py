@@ -8,6 +8,7 @@ it edits again, so that a stopped run, finished, has one complete file.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,9 @@ def check_csv(path: Path, out_dir: Path, overwrite: bool, skip_existing: bool) -
     check_creatable(path, "--csv")
     if not path.parent.exists() and path.parent.resolve() != out_dir.resolve():
         raise ValueError(f"--csv '{path}': folder '{path.parent}' does not exist")
+    writable = path if path.exists() else path.parent if path.parent.exists() else None
+    if writable is not None and not os.access(writable, os.W_OK):  # found now, not after every image is edited
+        raise ValueError(f"--csv '{path}': {'the file' if writable == path else 'its folder'} is not writable")
     if not path.exists() or overwrite:
         return {}
     if not skip_existing:
@@ -56,11 +60,17 @@ def check_csv(path: Path, out_dir: Path, overwrite: bool, skip_existing: bool) -
 def read_rows(path: Path) -> dict[str, dict[str, str]]:
     """The rows of an earlier run's CSV, by image; refused when it is not such a file."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: as a spreadsheet saves "CSV UTF-8" too
             reader = csv.DictReader(f)
             if tuple(reader.fieldnames or ()) != COLUMNS:
                 raise ValueError(f"--csv '{path}' exists and is not a CSV of paintguard inpaint; give another name")
-            return {r["image"]: r for r in reader}
+            rows = {}
+            for r in reader:
+                if None in r or None in r.values():  # more or fewer fields than the header: the write would fail
+                    raise ValueError(f"--csv '{path}' line {reader.line_num} has {len(COLUMNS)} fields in its "
+                                     "header but not in this row; mend it or give another name")
+                rows[r["image"]] = r
+            return rows
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"--csv '{path}' cannot be read ({err}); give another name or --overwrite") from None
 
