@@ -304,3 +304,13 @@ def test_a_file_where_a_sub_folder_goes_fails_its_images_only(tmp_path, photos, 
     assert code == 1 and summary.groups()[:2] == ("2", "1") and len(lines) == 2
     assert err.count("\n") == 1 and f"'{out / 'sub'}' is a file" in err, err
     assert (out / "sub").read_bytes() == b"keep me"
+
+
+def test_a_csv_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, photos, inpainter_file, capsys,
+                                                                       monkeypatch):
+    # root may write anywhere, so the check is made to see what a user's read-only folder shows it
+    monkeypatch.setattr(inpaint_csv.os, "access", lambda path, mode: False)
+    args = [str(photos), "-o", str(tmp_path / "out"), "--inpainter", inpainter_file, "--csv", str(tmp_path / "r.csv")]
+    assert main(["inpaint", *args]) == 2
+    assert f"--csv '{tmp_path / 'r.csv'}': its folder '{tmp_path}' is not writable" in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()

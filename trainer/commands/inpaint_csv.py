@@ -47,9 +47,9 @@ def check_csv(path: Path, out_dir: Path, overwrite: bool, skip_existing: bool) -
     check_creatable(path, "--csv")
     if not path.parent.exists() and path.parent.resolve() != out_dir.resolve():
         raise ValueError(f"--csv '{path}': folder '{path.parent}' does not exist")
-    writable = path if path.exists() else path.parent if path.parent.exists() else None
-    if writable is not None and not os.access(writable, os.W_OK):  # found now, not after every image is edited
-        raise ValueError(f"--csv '{path}': {'the file' if writable == path else 'its folder'} is not writable")
+    # found now, not after every image is edited: the file is written beside itself and renamed into its folder
+    if path.parent.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--csv '{path}': its folder '{path.parent}' is not writable")
     if not path.exists() or overwrite:
         return {}
     if not skip_existing:
