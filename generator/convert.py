@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 # The conversions read_image applies after decoding a file, reused for in-memory PIL images.
 from generator.io import mask_region, pil_to_tensor, read_image, read_mask
-from generator.save import quantize_within_bound
+from generator.save import check_unit_range, quantize_within_bound
 
 Tensor = torch.Tensor
 ImageLike = Tensor | Image.Image | np.ndarray | str | os.PathLike
@@ -36,14 +36,6 @@ class Kind:
     device: torch.device | None = None
 
 
-def _check_unit_range(x: Tensor | np.ndarray, what: str) -> None:
-    # a 0..255 float image would otherwise be protected as almost-white, and NaN pass through, silently
-    if x.size if isinstance(x, np.ndarray) else x.numel():
-        lo, hi = float(x.min()), float(x.max())
-        if not (lo >= 0 and hi <= 1):  # written so that NaN fails it
-            raise ValueError(f"{what} values must lie in [0, 1], got [{lo:g}, {hi:g}]")
-
-
 def check_has_data(x: Tensor, what: str) -> None:
     # torch's own errors for these come from deep inside its meta kernels
     if x.is_meta:
@@ -57,7 +49,7 @@ def check_image_tensor(image: Tensor, what: str = "image tensor") -> None:
         raise ValueError(f"{what}s must be floating point in [0, 1], got {image.dtype}")
     if image.numel() == 0:
         raise ValueError(f"the {what} has no pixels: shape {tuple(image.shape)}")
-    _check_unit_range(image, what)
+    check_unit_range(image, what)
 
 
 def check_batch(image: Tensor, mask: Tensor) -> None:
@@ -102,7 +94,7 @@ def _numpy_to_tensor(arr: np.ndarray) -> Tensor:
     if arr.dtype == np.uint8:
         x = arr.astype(np.float32) / 255.0
     elif np.issubdtype(arr.dtype, np.floating):
-        _check_unit_range(arr, "float image")
+        check_unit_range(arr, "float image")
         # float64 kept: rounding it to float32 would move every pixel, the unmasked ones too
         x = arr.astype(np.float64 if arr.dtype.itemsize >= 8 else np.float32)
     else:

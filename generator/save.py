@@ -143,6 +143,15 @@ def check_skip_existing(skip_existing: bool, overwrite: bool, folder: bool) -> N
         raise ValueError("--skip-existing is for a folder (a single image's output is replaced with --overwrite)")
 
 
+def check_unit_range(x: Tensor | np.ndarray, what: str) -> None:
+    """Refuse values outside [0, 1] or NaN in ``x`` (named ``what`` in the message)."""
+    # a 0..255 float image would otherwise be protected as almost-white, and NaN pass through, silently
+    if x.size if isinstance(x, np.ndarray) else x.numel():
+        lo, hi = float(x.min()), float(x.max())
+        if not (lo >= 0 and hi <= 1):  # written so that NaN fails it
+            raise ValueError(f"{what} values must lie in [0, 1], got [{lo:g}, {hi:g}]")
+
+
 def save_protected(protected: Tensor, original: Tensor, path: str | os.PathLike, eps: float) -> Path:
     """Write a protected (3,H,W) image; lossless formats keep |saved - original| <= eps exactly."""
     if not math.isfinite(eps) or eps <= 0:
@@ -151,9 +160,7 @@ def save_protected(protected: Tensor, original: Tensor, path: str | os.PathLike,
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[0] != 3 or not x.is_floating_point():
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"the {what} image must be a float tensor (3,H,W) in [0, 1], got {shape}")
-        lo, hi = float(x.min()), float(x.max())
-        if not (lo >= 0 and hi <= 1):  # NaN fails it too: it would be written black, far outside the bound
-            raise ValueError(f"the {what} image's values must lie in [0, 1], got [{lo:g}, {hi:g}]")
+        check_unit_range(x, f"the {what} image's")  # a NaN would be written black, far outside the bound
     if protected.shape != original.shape:
         raise ValueError(f"the protected image is {tuple(protected.shape)} but the original {tuple(original.shape)}")
     path = Path(path)
