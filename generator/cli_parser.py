@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from typing import NoReturn
@@ -92,3 +93,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def mask_suffix_option(text: str) -> str:
+    """``--mask-suffix``: masks are ``NAME{suffix}*.png`` beside each image, so an empty suffix would make every
+    PNG the mask of any image whose name it starts with, and a path separator would look in another folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty (masks are NAME{suffix}*.png beside each image)")
+    if "/" in text or os.sep in text:
+        raise argparse.ArgumentTypeError(f"'{text}' names a folder; masks are NAME{{suffix}}*.png beside each image")
+    return text

@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageOps
 
 # The conversions read_image applies after decoding a file, reused for in-memory PIL images.
-from generator.io import mask_region, pil_to_tensor, read_image, read_mask
+from generator.io import NAN_MASK, mask_region, pil_to_tensor, read_image, read_mask
 from generator.save import check_unit_range, quantize_within_bound
 
 Tensor = torch.Tensor
@@ -86,7 +86,7 @@ def _check_no_nan(mask: Tensor | np.ndarray) -> None:
     else:
         nan = np.issubdtype(mask.dtype, np.floating) and bool(np.isnan(mask).any())
     if nan:
-        raise ValueError("the mask holds NaN values; give 1 where protected and 0 elsewhere")
+        raise ValueError(f"the mask {NAN_MASK}")
 
 
 def _numpy_to_tensor(arr: np.ndarray) -> Tensor:

@@ -11,7 +11,7 @@ def unusable(device: str | torch.device) -> str | None:
     Decided without creating a context on the device: every process of a multi-GPU run asks."""
     try:
         device = torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, TypeError):  # TypeError: None, a float, a list
         return "not a torch device (cpu, cuda, cuda:1, ...)"
     if device.type == "cpu":
         return None

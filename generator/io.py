@@ -30,6 +30,9 @@ _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _GREY_MODES = ("1", "L") + _HIGH_BIT_MODES
 
 
+NAN_MASK = "holds NaN values; give 1 where protected and 0 elsewhere"
+
+
 class ImageReadError(ValueError):
     """An image or mask file that is missing, unreadable, corrupt or of the wrong size."""
 
@@ -146,10 +149,13 @@ def pil_to_tensor(img: Image.Image, what: str = "the image") -> torch.Tensor:
     return kornia.image.image_to_tensor(rgb, keepdim=True).float().div_(255.0)
 
 
-def mask_region(img: Image.Image) -> np.ndarray:
+def mask_region(img: Image.Image, what: str = "the mask") -> np.ndarray:
     """The protected region of a decoded mask image: any non-zero channel of an opaque pixel, (H, W) bool."""
     if img.mode in _GREY_MODES:
-        return np.asarray(img) != 0
+        samples = np.asarray(img)
+        if img.mode == "F" and np.isnan(samples).any():  # NaN != 0 would read as protected
+            raise ImageReadError(f"{what} {NAN_MASK}")
+        return samples != 0
     rgba = np.asarray(_rgba(img))
     return rgba[..., :3].any(axis=-1) & (rgba[..., 3] > 0)
 
@@ -187,7 +193,7 @@ def read_mask(path: PathLike, size: tuple[int, int] | None = None) -> torch.Tens
     if size is not None and (isinstance(size, (int, str)) or len(size) != 2):
         raise TypeError(f"size is the image's (H, W), e.g. image.shape[-2:], got {size!r}")
     img = _open(path, "mask")
-    region = mask_region(img)
+    region = mask_region(img, f"mask '{os.fspath(path)}'")
     if not region.any() and _drawn_in_black(img):
         warn_user(f"mask '{os.fspath(path)}' is drawn in black on a transparent background, so it marks nothing: "
                   "the region is its non-black pixels; paint it in white")

@@ -31,7 +31,7 @@ from generator.messages import one_line
 from generator.onnx_backend import inference_session, require
 from generator.onnx_meta import INPAINTER_INPUTS, INPAINTER_KIND, INPAINTER_OUTPUT, INPUTS, OUTPUT, metadata_for
 from generator.protector import DEFAULT, KIND, load_generator
-from generator.save import atomic_write
+from generator.save import atomic_write, check_creatable
 from generator.unet import NoiseUNet
 
 Tensor = torch.Tensor
@@ -217,6 +217,7 @@ def export_onnx(name_or_path: str | os.PathLike = DEFAULT, output: str | os.Path
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise ValueError(f"output '{output}' should end in .onnx")
+    check_creatable(output, "output")
     if not output.parent.is_dir():
         raise ValueError(f"output folder '{output.parent}' does not exist")
     # checked before the export (seconds); the write is atomic, so a refused or failed run keeps the old file

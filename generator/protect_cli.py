@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from generator.checkpoint import CheckpointError, available, read_metadata, resolve
-from generator.cli_parser import ArgumentParser, device_option
+from generator.cli_parser import ArgumentParser, device_option, mask_suffix_option
 from generator.messages import counted
 from generator.precision import CHOICES, resolve_dtype
 from generator.protect_folder import protect_folder
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategy", default="auto", help="folder mode: Lightning strategy (auto = ddp if several)")
     parser.add_argument("--batch-size", type=int, default=1, help="folder mode: images of one size per batch")
     parser.add_argument("--workers", type=int, default=0, help="folder mode: image-reading worker processes")
-    parser.add_argument("--mask-suffix", default="_mask", help="folder mode: masks are NAME{suffix}*.png")
+    parser.add_argument("--mask-suffix", default="_mask", type=mask_suffix_option,
+                        help="folder mode: masks are NAME{suffix}*.png")
     parser.add_argument("--format", choices=FORMATS, default="png", help="folder mode: output format")
     parser.add_argument("--max-pixels", type=float, default=40e6,
                         help="refuse larger images (memory; default: 40e6, 40 MP)")
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-existing", action="store_true",
                         help="folder mode: leave the images whose output exists (a rerun finishes a stopped run)")
     return parser
+
+
+# options a single image has no use for (--skip-existing is refused for one: it would leave the image unprotected)
+FOLDER_ONLY = ("devices", "num_nodes", "strategy", "batch_size", "workers", "mask_suffix", "format")
 
 
 def default_inpainter(generator: str, method: str) -> str | nn.Module:
@@ -147,7 +152,8 @@ def protect_file(args: argparse.Namespace, protector: Protector, steps: int | No
 
 def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     check_steps(args.method, args.steps, "--steps")
     # an option the method does not use was ignored without a word; a warning, not a refusal, so that a script
     # looping over methods with one set of options still runs
@@ -168,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.mask and Path(args.input).is_dir():  # it was ignored: one mask for every image is no folder's meaning
         raise ValueError(f"--mask is for one image; a folder's masks are NAME{args.mask_suffix}*.png beside each "
                          "image (--mask-suffix)")
+    ignored = [f"--{name.replace('_', '-')}" for name in FOLDER_ONLY if getattr(args, name) != parser.get_default(name)]
+    if ignored and Path(args.input).is_file():  # as --inpainter above: said, so a script's shared options still run
+        say("warning", f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} for a folder; one image "
+                       f"ignores {'it' if len(ignored) == 1 else 'them'}")
     if args.method == "iterative" and args.backend != "torch":
         raise ValueError("--backend onnx runs the generator, which --method iterative does not use")
     if args.method == "refine" and args.backend != "torch":

@@ -129,6 +129,9 @@ class Protector:
 
     def __init__(self, net: NoiseUNet | OnnxGenerator | None, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, inpainter: str | os.PathLike | nn.Module | None = None) -> None:
+        if isinstance(net, (str, os.PathLike)):  # else "'str' object has no attribute 'to'"
+            raise TypeError(f"Protector takes a loaded generator; for a name or a file use "
+                            f"Protector.from_checkpoint({os.fspath(net)!r})")
         _check_dtype(dtype)
         device = check_device(device)  # torch's own errors for "gpu" or a CPU-only build's "cuda" say less
         self.net = None if net is None else net.to(device=device, dtype=dtype).eval()

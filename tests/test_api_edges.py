@@ -105,3 +105,28 @@ def test_saving_refuses_what_would_break_the_bound(tmp_path):
     with pytest.raises(ValueError, match="cannot tell the image format from the name \\(no extension\\); use .png"):
         write_image(original, tmp_path / "noext")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_name_where_a_network_or_a_device_goes_is_one_sentence():
+    with pytest.raises(TypeError, match=r"for a name or a file use Protector.from_checkpoint\('generator-lama-tiny'\)"):
+        Protector("generator-lama-tiny")
+    with pytest.raises(ValueError, match="device 'None' cannot be used here: not a torch device"):
+        Protector.iterative(device=None)
+    with pytest.raises(TypeError, match="an inpainter checkpoint is a shipped name or a file path, got NoneType"):
+        load_inpainter(None)
+
+
+def test_a_float_mask_with_nan_is_refused_as_an_array_is(tmp_path):
+    from PIL import Image
+
+    from generator import read_mask
+
+    image, _ = batch()
+    samples = np.zeros((32, 32), np.float32)
+    samples[8:16, 8:16], samples[0, 0] = 1, math.nan  # NaN != 0 read the corner as protected
+    mask = Image.fromarray(samples, mode="F")
+    with pytest.raises(ValueError, match="the mask holds NaN values"):
+        Protector.from_checkpoint().protect(image, mask)
+    mask.save(tmp_path / "m.tif")
+    with pytest.raises(ValueError, match=f"mask '{tmp_path / 'm.tif'}' holds NaN values"):
+        read_mask(tmp_path / "m.tif")

@@ -13,6 +13,8 @@ BAD_ARGUMENTS = [
     (["web", "--port", "x"], "argument --port: invalid int value: 'x'"),
     (["optimize", "a.png"], "the following arguments are required: mask, -o/--output"),
     (["inpaint", "a.png", "-o", "b.png"], "the following arguments are required for one image: --mask"),
+    (["inpaint", "d", "-o", "o", "--mask-suffix", ""], "argument --mask-suffix: must not be empty"),
+    (["protect", "d", "-o", "o", "--mask-suffix", "m/"], "argument --mask-suffix: 'm/' names a folder"),
     (["demo", "--train-minutes", "soon"], "argument --train-minutes: invalid float value: 'soon'"),
     (["teacher-cache", "--out", "x.safetensors", "--count", "many"], "argument --count: invalid int value"),
     (["gradient-cache", "--out", "gc", "--teacher-steps", "all"], "argument --teacher-steps: invalid int value"),

@@ -332,6 +332,7 @@ BAD_SETTINGS = {
     "masks.size": "--set 'masks.size' is not KEY=VALUE (e.g. masks.size=384)",
     "=3": "--set '=3' is not KEY=VALUE",
     "masks.size=big": "masks.size must be an integer, got 'big'",
+    "masks.size=99999999999999999999": "masks.size must be between 16 and 16384, got 99999999999999999999",
     "masks.size=[1": "--set 'masks.size=[1': the value is not valid YAML",
     "max_samples.size=1": "--set 'max_samples.size=1': 'max_samples' is not a section",
     "mask.size=1": "unknown key 'mask'",

@@ -110,6 +110,24 @@ def test_bad_input_is_one_line_and_exit_code_2(setup, tmp_path, capsys, args, me
     assert "Traceback" not in captured.err + captured.out
 
 
+def test_an_unreadable_image_is_skipped_and_the_others_scored(setup, capsys):
+    ckpt, images = setup
+    (images / "broken.png").write_bytes(b"not a png")
+    code = cli.main(["evaluate-inpainter", str(ckpt), "--images", str(images), "--size", "32",
+                     "--masks-per-image", "1"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "2 samples: 2 images" in captured.out and "(1 unreadable skipped)" in captured.out
+    assert str(ckpt) in rows(captured.out)
+    broken = images / "broken.png"
+    assert captured.err.strip() == (f"paintguard: error: cannot read image '{broken}': cannot identify image file "
+                                    f"'{broken}'; skipped")
+    (images / "a.png").write_bytes(b"")
+    (images / "b.png").write_bytes(b"")
+    assert cli.main(["evaluate-inpainter", str(ckpt), "--images", str(images), "--size", "32"]) == 2
+    assert "none of the 3 images in" in capsys.readouterr().err
+
+
 def test_running_out_of_memory_is_one_line(setup, capsys, monkeypatch):
     import trainer.commands.evaluate_inpainter as evaluate
 

@@ -83,6 +83,9 @@ def test_export_errors_are_one_line_and_write_nothing(tmp_path, generator, capsy
     one_line_error(capsys, "should end in .onnx")
     assert main(["export-onnx", str(path), "-o", str(tmp_path / "missing" / "x.onnx")]) == 2
     one_line_error(capsys, "does not exist")
+    (tmp_path / "afile").write_text("")
+    assert main(["export-onnx", str(path), "-o", str(tmp_path / "afile" / "x.onnx")]) == 2
+    one_line_error(capsys, f"'{tmp_path / 'afile'}' is a file")
     # a graph that disagrees with PyTorch fails the self-check: here the export of another network
     from generator import onnx_export
 

@@ -1,5 +1,5 @@
 """What ``paintguard protect`` says on the way besides errors: a long run's note on a terminal, a mask that looks
-inverted."""
+inverted, folder options given for one image."""
 
 import sys
 
@@ -41,3 +41,12 @@ def test_a_mask_that_covers_most_of_the_image_is_asked_about(tmp_path, pair, gen
                    "--checkpoint", generator_path) == 0
     assert capsys.readouterr().err == (f"paintguard: warning: the mask of '{image}' covers 95% of the image; non-zero "
                                        "pixels are the region to protect: is it inverted?\n")
+
+
+def test_folder_options_given_for_one_image_are_said_to_be_ignored(tmp_path, pair, generator_path, capsys):
+    image, mask = pair
+    assert protect(image, "--mask", mask, "-o", tmp_path / "a.png", "--checkpoint", generator_path,
+                   "--format", "jpg", "--workers", "2") == 0
+    said = capsys.readouterr().err
+    assert said == "paintguard: warning: --workers, --format are for a folder; one image ignores them\n"
+    assert (tmp_path / "a.png").is_file()  # the output's own suffix decides, as without the options

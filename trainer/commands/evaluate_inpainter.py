@@ -7,7 +7,9 @@ baselines are the mean colour of each image's known pixels (the floor) and
 OpenCV's Telea inpainting, radius 3 (a classical method; skipped with a note
 when OpenCV is missing). ``--attack`` adds the attackability probe: the
 20-step protection's attack PSNR before/after, its success rate at 20 dB, and
-the steering gain (see ``trainer.evaluation.attackability``).
+the steering gain (see ``trainer.evaluation.attackability``). An image of
+``--images`` that cannot be read is named and skipped; the others are scored
+and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from generator.cli_parser import ArgumentParser, device_option
-from generator.messages import counted
+from generator.io import image_size
+from generator.messages import counted, one_line
+from generator.protect_items import say
 from trainer.data.images import FixedCropDataset, list_images, sample_images
 from trainer.evaluation.attackability import SUCCESS_DB, protection_strength, steering_gain
 from trainer.inpainting.inpainter import load_inpainter
@@ -95,6 +99,7 @@ def evaluate(args: argparse.Namespace) -> int:
     # a negative seed would reach numpy as "expected non-negative integer", naming no option
     if args.size < 16 or args.masks_per_image < 1 or args.batch_size < 1 or args.seed < 0:
         raise ValueError("--size must be >= 16, --masks-per-image and --batch-size >= 1, --seed >= 0")
+    skipped = 0
     if args.images is None:
         paths, where = sample_images("val"), "the embedded sample val split"
     else:
@@ -104,6 +109,9 @@ def evaluate(args: argparse.Namespace) -> int:
         paths, where = list_images(args.images), f"'{args.images}'"
         if not paths:
             raise ValueError(f"no images found in '{args.images}'")
+        paths, skipped = readable(paths)
+        if not paths:
+            raise ValueError(f"none of the {counted(skipped, 'image')} in '{args.images}' can be read")
     inpainter = load_inpainter(args.source, device=args.device)
     dataset = FixedCropDataset(paths, size=args.size, masks_per_image=args.masks_per_image, seed=args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
@@ -131,7 +139,8 @@ def evaluate(args: argparse.Namespace) -> int:
                        gain=steering_gain(inpainter, image, mask, generator=seed()))
 
     n = len(dataset)
-    print(f"{counted(n, 'sample')}: {counted(len(paths), 'image')} from {where} x "
+    unread = f" ({skipped} unreadable skipped)" if skipped else ""
+    print(f"{counted(n, 'sample')}: {counted(len(paths), 'image')} from {where}{unread} x "
           f"{counted(args.masks_per_image, 'mask')}, {args.size} px centre crops, mask seed {args.seed}\n")
     print("| method | hole PSNR (dB) | hole L1 |")
     print("|---|---:|---:|")
@@ -146,7 +155,21 @@ def evaluate(args: argparse.Namespace) -> int:
         print("|---:|---:|---:|---:|")
         print(f"| {attack.mean('before'):.2f} | {attack.mean('after'):.2f} | {attack.mean('success'):.0%} "
               f"| {attack.mean('gain'):.3f} |")
-    return 0
+    return 1 if skipped else 0
+
+
+def readable(paths: list[Path]) -> tuple[list[Path], int]:
+    """The images that decode whole, and how many did not: each is named on stderr, and the others are scored,
+    as in protect's folder mode."""
+    kept = []
+    for path in paths:
+        try:
+            image_size(path)
+        except ValueError as err:  # ImageReadError and the decompression-bomb refusal: the reason in one line
+            say("error", f"{one_line(err)}; skipped")
+        else:
+            kept.append(path)
+    return kept, len(paths) - len(kept)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from generator.cli_parser import ArgumentParser, device_option
+from generator.cli_parser import ArgumentParser, device_option, mask_suffix_option
 from generator.io import read_image, read_mask
 from generator.protector import check_region
 from generator.save import check_output_path, check_skip_existing, write_image
@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--original", help="the image before protection (same size): it is inpainted too, and the "
                                            "target colour is taken from it, as protection took it; for a folder, "
                                            "the folder protected (NAME.ext beside NAME_mask*.png)")
-    parser.add_argument("--mask-suffix", default="_mask", help="folder: masks are NAME{suffix}*.png")
+    parser.add_argument("--mask-suffix", default="_mask", type=mask_suffix_option,
+                        help="folder: masks are NAME{suffix}*.png")
     parser.add_argument("--editor-mask", choices=list(EDITOR_MASKS), help="inpaint the mask as an editor might draw "
                         "it instead: " + ", ".join(f"{name} {drawn}" for name, drawn in DRAWN.items()))
     parser.add_argument("--inpainter", default="lama-tiny", help="shipped name, .safetensors file or LaMa directory")

@@ -21,6 +21,9 @@ from trainer.objective.ensemble import ENSEMBLE_MODES
 from trainer.objective.eot import EOTConfig
 from trainer.objective.transforms import TRANSFORMS
 
+# a 16384 px crop is 268 M pixels, far past what the optimiser fits in memory: a larger size is a typo, and numpy's
+# words for it ("Maximum allowed dimension exceeded") name no key
+MAX_SIZE = 16384
 SAMPLE_SETS = {"sample-val": "val", "sample-train": "train", "sample-all": "all"}
 
 
@@ -201,7 +204,7 @@ def _check(cfg: CompareConfig) -> None:
     require(cfg.masks.kind in ("seeded", "files"), f"masks.kind must be 'seeded' or 'files', got '{cfg.masks.kind}'")
     require(cfg.masks.kind == "seeded" or cfg.images not in SAMPLE_SETS,
             "masks.kind 'files' needs images to be a folder holding the mask files")
-    require(cfg.masks.size >= 16, f"masks.size must be >= 16, got {cfg.masks.size}")
+    require(16 <= cfg.masks.size <= MAX_SIZE, f"masks.size must be between 16 and {MAX_SIZE}, got {cfg.masks.size}")
     require(cfg.masks.per_image >= 1, f"masks.per_image must be >= 1, got {cfg.masks.per_image}")
     require(cfg.max_samples is None or cfg.max_samples >= 1, f"max_samples must be >= 1, got {cfg.max_samples}")
     methods = cfg.methods

@@ -223,8 +223,8 @@ def _from_lama_dir(folder: Path) -> FFCResNetGenerator:
 def load_inpainter(source: str | os.PathLike = "lama-tiny", device: str | torch.device = "cpu") -> Inpainter:
     """Load a frozen inpainter from a shipped name, a PaintGuard checkpoint or a LaMa model directory."""
     device = check_device(device)  # before the weights are read: torch's own words for a CPU-only "cuda" say less
-    path = Path(source)
-    net = _from_lama_dir(path) if path.is_dir() else _from_paintguard(checkpoint.resolve(source, KIND))
+    is_dir = isinstance(source, (str, os.PathLike)) and Path(source).is_dir()  # resolve names any other type
+    net = _from_lama_dir(Path(source)) if is_dir else _from_paintguard(checkpoint.resolve(source, KIND))
     return Inpainter(net).to(device)
 
 
