@@ -13,7 +13,7 @@ PAINTGUARD ?= $(BIN)/paintguard
 # ONNX exports are built here from the safetensors checkpoints, never committed (a stale one cannot exist)
 ONNX_DIR := build/onnx
 GENERATORS := generator-lama-tiny generator-lama-tiny-stem generator-lama-tiny-fast generator-lama-tiny-robust
-# the web page runs the default generator up to 6 MP (web/models.json) and the fast one above: the default exports
+# the web page runs the default generator up to 4.2 MP (web/models.json) and the fast one above: the default exports
 # as one graph whose 32-channel full-resolution tensors take 5813 MiB at 3840x2160 in onnxruntime (13128 before
 # generator/transpose.py), beyond WebAssembly's 4 GB (torch runs them in bands)
 WEB_GENERATOR ?= generator-lama-tiny

@@ -21,10 +21,10 @@ from trainer.commands.cli import main
 
 from .conftest import write_mask, write_rgb
 from .test_bad_files import bomb_png
-from .web_page import Page, photo, protect_like_the_cli, served_copy
+from .web_page import PHOTOS, Page, photo, protect_like_the_cli, served_copy
 
 
-@pytest.mark.parametrize("kind", ["png", "jpeg-rotated"])
+@pytest.mark.parametrize("kind", PHOTOS)
 def test_page_protects_like_the_onnx_backend(page, site, tmp_path, kind):
     assert page.error() == "" and "onnxruntime-web" in page.text("#model-info")
     image, mask = photo(tmp_path, kind)

@@ -123,7 +123,7 @@ def test_the_page_says_when_it_does_not_work_offline_for_large_images(browser, t
         page = Page(browser, url)
         page.page.locator("body[data-models=partly]").wait_for(timeout=TIMEOUT_MS)
         assert page.text("#model-info").endswith(
-            "Works offline once loaded up to 6.0 MP; the model for larger images did not download, and is tried "
+            "Works offline once loaded up to 4.2 MP; the model for larger images did not download, and is tried "
             "again when one needs it."), page.text("#model-info")
         assert page.error() == ""  # the default model works: nothing is wrong yet
         page.close()

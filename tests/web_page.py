@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms, PngImagePlugin
 
 from generator.io import read_image
 from generator.web_browser import serve_in_background
@@ -100,19 +101,35 @@ class Page:
         self.context.close()
 
 
+PHOTOS = ("png", "png-gamma", "png-icc", "jpeg-rotated", "webp-rotated")
+
+
 def photo(tmp_path, kind: str) -> tuple[Path, Path]:
-    """An odd, non-square image and its mask; the JPEG is stored on its side with an EXIF rotation."""
+    """An odd, non-square image of one of the ``PHOTOS`` kinds and its mask: a plain PNG; one tagged with a gamma of
+    1.0 (browsers convert its colours, the CLI reads its values); one with an RGB ICC profile (the CLI keeps it); a
+    JPEG and a lossless WebP stored on their side with an EXIF rotation."""
     mask = tmp_path / "photo_mask.png"
-    if kind == "png":
+    if kind.startswith("png"):
         image = tmp_path / "photo.png"
         write_rgb(image, 61, 83, seed=7)
         write_mask(mask, 61, 83, (10, 20, 40, 60))
+        if kind == "png-gamma":
+            tags = PngImagePlugin.PngInfo()
+            tags.add(b"gAMA", struct.pack(">I", 100000))
+            Image.open(image).save(image, pnginfo=tags)
+        elif kind == "png-icc":
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+            Image.open(image).save(image, icc_profile=srgb)
     else:
-        image = tmp_path / "photo.jpg"
         exif = Image.Exif()
         exif[0x0112] = 6  # shown turned 90 degrees clockwise: upright it is 61 wide, 83 high
         smooth = np.linspace(0, 255, 61 * 83 * 3).reshape(61, 83, 3).astype(np.uint8)  # JPEG-friendly content
-        Image.fromarray(smooth).save(image, exif=exif, quality=90)
+        if kind == "jpeg-rotated":
+            image = tmp_path / "photo.jpg"
+            Image.fromarray(smooth).save(image, exif=exif, quality=90)
+        else:
+            image = tmp_path / "photo.webp"
+            Image.fromarray(smooth).save(image, exif=exif, lossless=True)
         write_mask(mask, 83, 61, (10, 20, 40, 60))
     return image, mask
 
@@ -137,6 +154,8 @@ def protect_like_the_cli(page: Page, site: str, tmp_path: Path, image: Path, mas
                  "--checkpoint", Path(source).stem]) == 0
     web, reference = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (saved, cli))
     assert np.abs(web - reference).max() <= 1
+    # the colour profile travels as the CLI carries it (an RGB one into the PNG; none where the file had none)
+    assert Image.open(saved).info.get("icc_profile") == Image.open(cli).info.get("icc_profile")
     # offline: every request went to the page's own server, and none sent anything
     assert all(urlparse(url).netloc == urlparse(site).netloc for _, url in page.requests if url.startswith("http"))
     assert {method for method, _ in page.requests} == {"GET"}

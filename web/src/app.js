@@ -3,7 +3,9 @@
 // page's own files, served by `paintguard web`.
 
 import * as ort from '../ort/ort.min.mjs';
+import { decodePixels, sixteenBitMask } from './decode.js';
 import { FileFormatError, imageSize } from './formats.js';
+import { rgbProfile, withProfile } from './icc.js';
 import { MaskEditor, emptyMaskReason, maskRegion } from './mask.js';
 import {
   EDITOR_MASKS, attackLoss, cropPixels, editSummary, editedPixels, editorMask, levelsApart, maskBox, whichMask,
@@ -206,34 +208,13 @@ const megapixels = (pixels) => (pixels / 1e6).toFixed(1);
 
 // --- opening images ----------------------------------------------------------------------------
 
+/** The file's header fields (``imageSize``) and its ``bytes``, refused when too large or truncated. */
 async function readHeader(file) {
   if (file.size > MAX_FILE_BYTES) throw new FileFormatError(`the file is ${(file.size / 1e6).toFixed(0)} MB; the page takes at most ${MAX_FILE_BYTES / 1e6} MB`);
-  const head = imageSize(new Uint8Array(await file.arrayBuffer()));
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const head = imageSize(bytes);
   if (head.truncated) throw new FileFormatError(`the ${head.format} file is truncated`);
-  return head;
-}
-
-/** Decode a file to RGBA pixels, upright per EXIF; images are composited on white as the CLI does. */
-async function decode(file, { forMask = false } = {}) {
-  const options = forMask
-    ? { imageOrientation: 'from-image', premultiplyAlpha: 'none', colorSpaceConversion: 'none' }
-    : { imageOrientation: 'from-image' }; // colours converted to sRGB: the PNG written carries no profile
-  let bitmap;
-  try {
-    bitmap = await createImageBitmap(file, options);
-  } catch (err) {
-    throw new FileFormatError('the browser cannot decode it (corrupt file?)');
-  }
-  const { width, height } = bitmap;
-  const canvas = new OffscreenCanvas(width, height);
-  const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  if (!forMask) {
-    ctx.fillStyle = '#fff';
-    ctx.fillRect(0, 0, width, height);
-  }
-  ctx.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  return { width, height, rgba: ctx.getImageData(0, 0, width, height).data };
+  return { ...head, bytes };
 }
 
 /** Focus back on the file picker a keyboard user opened the file with: disabled while it was read, it lost it. */
@@ -285,8 +266,9 @@ function openImage(file, note = '') {
       throw new FileFormatError(`it is ${head.width}x${head.height}; at least ${MIN_SIDE} px on each side are needed`);
     }
     setStatus('Decoding…');
-    const image = await decode(file);
+    const image = await decodePixels(head.bytes, head.format);
     if (image.width * image.height !== pixels) throw new FileFormatError('its header and its pixels disagree on its size');
+    image.profile = await rgbProfile(head.bytes, head.format);
     const large = state.models.length && modelFor(pixels) !== state.models[0]
       ? `; above ${megapixels(state.models[0].max_pixels)} MP the page protects with a faster generator that keeps less `
         + 'of the optimiser\'s effect (\'paintguard protect\' runs the default at any size)' : '';
@@ -344,12 +326,21 @@ function openMask(file) {
     if (head.width * head.height !== width * height) {
       throw new FileFormatError(`the mask is ${head.width}x${head.height} but the image is ${width}x${height}`);
     }
-    const mask = await decode(file, { forMask: true });
+    // the browser rounds 16-bit samples to 8 bits: a label mask of 1s would mark nothing, where the CLI reads it whole
+    const mask = head.format === 'PNG' && head.bitDepth === 16
+      ? await sixteenBitMask(head.bytes) : await decodePixels(head.bytes, head.format, { forMask: true });
     if (mask.width !== width || mask.height !== height) {
-      throw new FileFormatError(`the mask is ${mask.width}x${mask.height} but the image is ${width}x${height}`);
+      // as the CLI says it of a mask drawn on a photo stored sideways, which both show upright
+      const turned = mask.width === height && mask.height === width
+        ? ' (turned: draw the mask on the image as it is shown)' : '';
+      throw new FileFormatError(`the mask is ${mask.width}x${mask.height} but the image is ${width}x${height}`
+        + turned);
     }
-    const region = maskRegion(mask.rgba, width * height);
-    if (!region.includes(1)) throw new FileFormatError(emptyMaskReason(mask.rgba, width * height));
+    const region = mask.region ?? maskRegion(mask.rgba, width * height);
+    if (!region.includes(1)) {
+      throw new FileFormatError(mask.rgba ? emptyMaskReason(mask.rgba, width * height)
+        : 'it marks nothing: every pixel is black or transparent');
+    }
     editor.load(region);
     state.busy = false;
     const replaced = state.result !== null;
@@ -392,7 +383,7 @@ async function protect() {
     $('results').hidden = false; // before drawing: the figures' width is measured
     drawTo($('result-canvas'), pixels, width, height);
     drawTo($('noise-canvas'), noiseView(rgba, pixels, NOISE_GAIN), width, height);
-    state.result = { pixels, name: `${image.name.replace(/\.[^.]*$/, '')}_protected.png` };
+    state.result = { pixels, name: `${image.name.replace(/\.[^.]*$/, '')}_protected.png`, profile: image.profile };
     offerEdit(image);
     const total = performance.now() - start;
     const seconds = (ms) => (ms / 1000).toFixed(2);
@@ -403,12 +394,21 @@ async function protect() {
     $('status').dataset.networkMs = String(runEnd - runStart);
     $('status').dataset.totalMs = String(total);
   } catch (err) {
-    showError(`Protection failed: ${String(err.message ?? err).replace(/\.$/, '')}.`);
+    showError(`Protection failed: ${failure(err, width, height, 'paintguard protect')}.`);
   } finally {
     state.busy = false;
     refreshButtons();
     working(false);
   }
+}
+
+/** Why a run failed, in words: onnxruntime's out-of-memory error says what to do about it. */
+function failure(err, width, height, command) {
+  const message = String(err.message ?? err).replace(/\.$/, '');
+  if (!/bad_alloc|out of memory/i.test(message)) return message;
+  // WebAssembly's memory only grows: what earlier runs left fragmented stays until the page is reloaded
+  return `the browser ran out of memory for this ${width}x${height} image (onnxruntime's WebAssembly memory, 4 GB `
+    + `at most); reload the page and try again, or use '${command}', which takes any size (${message})`;
 }
 
 // --- the editor view ----------------------------------------------------------------------------
@@ -486,7 +486,7 @@ async function inpaint() {
       editorMask: editorMaskName });
   } catch (err) {
     $('edit-status').textContent = '';
-    showError(`The editor view failed: ${String(err.message ?? err).replace(/\.$/, '')}.`);
+    showError(`The editor view failed: ${failure(err, width, height, 'paintguard inpaint')}.`);
   } finally {
     state.busy = false;
     refreshButtons();
@@ -523,8 +523,12 @@ function fit(canvas, width, height, maxWidth, maxHeight) {
 
 async function download() {
   const canvas = $('result-canvas');
-  const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+  let blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
   if (!blob) { showError('The browser could not encode the PNG.'); return; }
+  if (state.result.profile) {
+    const png = await withProfile(new Uint8Array(await blob.arrayBuffer()), state.result.profile);
+    blob = new Blob([png], { type: 'image/png' });
+  }
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
   link.download = state.result.name;
@@ -591,7 +595,10 @@ wire();
 working(false);
 loadModels()
   .then(() => {
-    setStatus(state.image ? 'Paint the region to protect, then press Protect.' : 'Open an image to begin.');
+    // a file refused while the model loaded keeps its error's status line
+    if ($('error').hidden) {
+      setStatus(state.image ? 'Paint the region to protect, then press Protect.' : 'Open an image to begin.');
+    }
     document.body.dataset.model = 'ready';
   })
   .catch((err) => {

@@ -5,17 +5,31 @@ export const FORMATS = ['PNG', 'JPEG', 'WebP'];
 
 export class FileFormatError extends Error {}
 
-function u16be(b, i) { return (b[i] << 8) | b[i + 1]; }
-function u32be(b, i) { return ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3]; }
-function u16le(b, i) { return b[i] | (b[i + 1] << 8); }
+export function u16be(b, i) { return (b[i] << 8) | b[i + 1]; }
+export function u32be(b, i) { return ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3]; }
+export function u16le(b, i) { return b[i] | (b[i + 1] << 8); }
 function u24le(b, i) { return b[i] | (b[i + 1] << 8) | (b[i + 2] << 16); }
-function u32le(b, i) { return (u24le(b, i) + (b[i + 3] << 24 >>> 0)) >>> 0; }
-function ascii(b, i, n) { return String.fromCharCode(...b.subarray(i, i + n)); }
+export function u32le(b, i) { return (u24le(b, i) + (b[i + 3] << 24 >>> 0)) >>> 0; }
+export function ascii(b, i, n) { return String.fromCharCode(...b.subarray(i, i + n)); }
+
+/** The chunks of a PNG's bytes, in order, as {type, start, data} (start: the chunk's first byte), up to IEND or
+ * the first one cut short. */
+export function* pngChunks(b) {
+  for (let i = 8; i + 12 <= b.length;) {
+    const length = u32be(b, i);
+    if (i + 12 + length > b.length) return;
+    yield { type: ascii(b, i + 4, 4), start: i, data: b.subarray(i + 8, i + 8 + length) };
+    if (ascii(b, i + 4, 4) === 'IEND') return;
+    i += 12 + length;
+  }
+}
 
 function pngSize(b) {
   if (b.length < 24 || ascii(b, 12, 4) !== 'IHDR') throw new FileFormatError('a PNG without its IHDR header');
-  // a complete PNG ends with its IEND chunk (12 bytes)
-  return { width: u32be(b, 16), height: u32be(b, 20), truncated: b.length < 45 || ascii(b, b.length - 8, 4) !== 'IEND' };
+  // complete when its chunks run whole to IEND: bytes after it, which some writers append, are read by Pillow too
+  let complete = false;
+  for (const chunk of pngChunks(b)) complete = chunk.type === 'IEND';
+  return { width: u32be(b, 16), height: u32be(b, 20), bitDepth: b[24], truncated: !complete };
 }
 
 function hasEndOfImage(b, from) {
@@ -54,6 +68,16 @@ function jpegSize(b) {
 function webpSize(b) {
   if (b.length < 30) throw new FileFormatError('a truncated WebP');
   return { ...webpDimensions(b), truncated: u32le(b, 4) + 8 > b.length }; // RIFF's size field covers the file
+}
+
+/** The chunks of a WebP's bytes after its RIFF header, as {type, data}; RIFF pads each to an even length. */
+export function* webpChunks(b) {
+  for (let i = 12; i + 8 <= b.length;) {
+    const length = u32le(b, i + 4);
+    if (i + 8 + length > b.length) return;
+    yield { type: ascii(b, i, 4), data: b.subarray(i + 8, i + 8 + length) };
+    i += 8 + length + (length % 2);
+  }
 }
 
 function webpDimensions(b) {
