@@ -7,9 +7,9 @@ export class FileFormatError extends Error {}
 
 export function u16be(b, i) { return (b[i] << 8) | b[i + 1]; }
 export function u32be(b, i) { return ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3]; }
-export function u16le(b, i) { return b[i] | (b[i + 1] << 8); }
+function u16le(b, i) { return b[i] | (b[i + 1] << 8); }
 function u24le(b, i) { return b[i] | (b[i + 1] << 8) | (b[i + 2] << 16); }
-export function u32le(b, i) { return (u24le(b, i) + (b[i + 3] << 24 >>> 0)) >>> 0; }
+function u32le(b, i) { return (u24le(b, i) + (b[i + 3] << 24 >>> 0)) >>> 0; }
 export function ascii(b, i, n) { return String.fromCharCode(...b.subarray(i, i + n)); }
 
 /** The chunks of a PNG's bytes, in order, as {type, start, data} (start: the chunk's first byte), up to IEND or
@@ -18,8 +18,9 @@ export function* pngChunks(b) {
   for (let i = 8; i + 12 <= b.length;) {
     const length = u32be(b, i);
     if (i + 12 + length > b.length) return;
-    yield { type: ascii(b, i + 4, 4), start: i, data: b.subarray(i + 8, i + 8 + length) };
-    if (ascii(b, i + 4, 4) === 'IEND') return;
+    const type = ascii(b, i + 4, 4);
+    yield { type, start: i, data: b.subarray(i + 8, i + 8 + length) };
+    if (type === 'IEND') return;
     i += 12 + length;
   }
 }
@@ -38,28 +39,36 @@ function hasEndOfImage(b, from) {
   return false;
 }
 
-function jpegSize(b) {
-  // walk the marker segments (skipping EXIF and its thumbnail) to the frame header, then to the first scan
-  let i = 2;
-  let size = null;
-  while (i + 4 <= b.length) {
+/** The marker segments of a JPEG's bytes, in order, as {marker, at, length} (``at``: the marker's 0xFF), up to and
+ * including the first scan (0xDA) or the end (0xD9), whose length is not read; throws on corrupt segments. */
+export function* jpegSegments(b) {
+  for (let i = 2; i + 4 <= b.length;) {
     if (b[i] !== 0xff) throw new FileFormatError('a JPEG whose segments are corrupt');
     const marker = b[i + 1];
     if (marker === 0xff) { i += 1; continue; } // fill byte
     if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { i += 2; continue; }
+    if (marker === 0xd9 || marker === 0xda) { yield { marker, at: i, length: 0 }; return; }
+    const length = u16be(b, i + 2);
+    if (length < 2) throw new FileFormatError('a JPEG whose segments are corrupt');
+    yield { marker, at: i, length };
+    i += 2 + length;
+  }
+}
+
+function jpegSize(b) {
+  // walk the marker segments (skipping EXIF and its thumbnail) to the frame header, then to the first scan
+  let size = null;
+  for (const { marker, at } of jpegSegments(b)) {
     if (marker === 0xd9) break;
     if (marker === 0xda) {
       if (!size) break;
-      return { ...size, truncated: !hasEndOfImage(b, i) };
+      return { ...size, truncated: !hasEndOfImage(b, at) };
     }
-    const length = u16be(b, i + 2);
-    if (length < 2) throw new FileFormatError('a JPEG whose segments are corrupt');
     // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC)
     if (!size && marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      if (i + 9 > b.length) break;
-      size = { width: u16be(b, i + 7), height: u16be(b, i + 5) };
+      if (at + 9 > b.length) break;
+      size = { width: u16be(b, at + 7), height: u16be(b, at + 5) };
     }
-    i += 2 + length;
   }
   if (size) return { ...size, truncated: true };
   throw new FileFormatError('a JPEG without a frame header (truncated or corrupt)');

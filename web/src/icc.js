@@ -2,7 +2,7 @@
 // (generator/protect_items.py): an ICC profile that describes RGB is written into the PNG's iCCP chunk, and the
 // pixels keep the file's own values, so colours look as in the source and the bound holds on the file's values.
 
-import { ascii, pngChunks, u16be, webpChunks } from './formats.js';
+import { ascii, jpegSegments, pngChunks, webpChunks } from './formats.js';
 import { inflate } from './decode.js';
 
 /** The bytes of ``parts`` (Uint8Arrays) one after another. */
@@ -14,18 +14,12 @@ function concat(parts) {
 }
 
 function jpegProfile(bytes) {
-  // APP2 segments "ICC_PROFILE\0", then the part's number and the count, then the part, up to the first scan
+  // APP2 segments "ICC_PROFILE\0", then the part's number and the count, then the part
   const parts = [];
-  for (let i = 2; i + 4 <= bytes.length && bytes[i] === 0xff;) {
-    const marker = bytes[i + 1];
-    if (marker === 0xda || marker === 0xd9) break;
-    if (marker === 0xff) { i += 1; continue; }
-    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { i += 2; continue; }
-    const length = u16be(bytes, i + 2);
-    if (marker === 0xe2 && length > 16 && ascii(bytes, i + 4, 12) === 'ICC_PROFILE\0') {
-      parts.push([bytes[i + 16], bytes.subarray(i + 18, i + 2 + length)]);
+  for (const { marker, at, length } of jpegSegments(bytes)) {
+    if (marker === 0xe2 && length > 16 && ascii(bytes, at + 4, 12) === 'ICC_PROFILE\0') {
+      parts.push([bytes[at + 16], bytes.subarray(at + 18, at + 2 + length)]);
     }
-    i += 2 + length;
   }
   return parts.length ? concat(parts.sort((a, b) => a[0] - b[0]).map(([, part]) => part)) : null;
 }
